@@ -1,0 +1,268 @@
+"""The signed async iVvy client."""
+
+from __future__ import annotations
+
+import json
+import math
+from collections.abc import AsyncIterator, Callable, Mapping
+from datetime import UTC, datetime
+from email.utils import parsedate_to_datetime
+from typing import Any
+
+import httpx
+
+from .. import signing
+from ._config import Credentials
+from ._exceptions import (
+    ApiError,
+    AuthError,
+    RateLimited,
+    ServerError,
+    TransportError,
+)
+
+_AUTH_CODES = frozenset({401, 462, 463})
+
+
+def parse_retry_after(value: str | None, now: datetime | None = None) -> float | None:
+    """Seconds to wait from a ``Retry-After`` value: delay-seconds or an HTTP date (RFC 9110).
+
+    None when the header is absent or unreadable; never negative.
+    """
+    if value is None:
+        return None
+    value = value.strip()
+    if not value:
+        return None
+    try:
+        seconds = float(value)
+    except ValueError:
+        pass
+    else:
+        return max(0.0, seconds) if math.isfinite(seconds) else None
+    try:
+        when = parsedate_to_datetime(value)
+    except (TypeError, ValueError, IndexError):
+        return None
+    if when.tzinfo is None:
+        when = when.replace(tzinfo=UTC)
+    now = now or datetime.now(UTC)
+    return max(0.0, (when - now).total_seconds())
+
+
+def encode_body(params: Mapping[str, Any] | None) -> bytes:
+    """The JSON body for ``params``: compact, UTF-8, no surrounding whitespace; empty for None."""
+    if params is None:
+        return b""
+    return json.dumps(params, ensure_ascii=False, separators=(",", ":")).encode("utf-8")
+
+
+def signed_headers(
+    credentials: Credentials, request_uri: str, body: bytes, now: datetime
+) -> dict[str, str]:
+    """Every header of a signed request to ``request_uri`` (path plus query) sent at ``now``."""
+    md5 = signing.content_md5(body)
+    ivvy_date = now.astimezone(UTC).strftime(signing.IVVY_DATE_FORMAT)
+    to_sign = signing.string_to_sign(
+        method="POST",
+        content_md5=md5,
+        content_type=signing.CONTENT_TYPE,
+        date="",
+        request_uri=request_uri,
+        ivvy_headers=signing.ivvy_headers_part([("IVVY-Date", ivvy_date)]),
+    )
+    return {
+        "Content-Type": signing.CONTENT_TYPE,
+        "Content-MD5": md5,
+        "IVVY-Date": ivvy_date,
+        "X-Api-Version": signing.API_VERSION,
+        "X-Api-Authorization": signing.authorization(
+            credentials.key, signing.signature(credentials.secret, to_sign)
+        ),
+    }
+
+
+class IvvyClient:
+    """An async client for the iVvy API: signs every request afresh, turns errors into
+    :class:`ApiError` subclasses and lost answers into :class:`TransportError`.
+
+    Use as ``async with IvvyClient(credentials) as client: ...``. It does not retry: what to retry
+    and how is the send stage's decision, since only it knows whether a write may be repeated.
+    """
+
+    def __init__(
+        self,
+        credentials: Credentials,
+        *,
+        timeout: float = 30.0,
+        max_connections: int = 16,
+        transport: httpx.AsyncBaseTransport | None = None,
+        clock: Callable[[], datetime] | None = None,
+    ) -> None:
+        self._credentials = credentials
+        self._clock = clock or (lambda: datetime.now(UTC))
+        self._http = httpx.AsyncClient(
+            base_url=credentials.base_url,
+            timeout=timeout,
+            limits=httpx.Limits(
+                max_connections=max_connections, max_keepalive_connections=max_connections
+            ),
+            transport=transport,
+            headers={"User-Agent": "ivvy-task-importer"},
+        )
+
+    def __repr__(self) -> str:
+        return f"IvvyClient({self._credentials.target})"
+
+    @property
+    def credentials(self) -> Credentials:
+        return self._credentials
+
+    async def __aenter__(self) -> IvvyClient:
+        return self
+
+    async def __aexit__(self, *exc_info: object) -> None:
+        await self.aclose()
+
+    async def aclose(self) -> None:
+        await self._http.aclose()
+
+    async def call(
+        self, namespace: str, action: str, params: Mapping[str, Any] | None = None
+    ) -> Any:
+        """POST ``params`` to ``{namespace}?action={action}`` and return the decoded answer.
+
+        Raises an :class:`ApiError` subclass when iVvy answers an error and
+        :class:`TransportError` when there is no usable answer.
+        """
+        request_uri = f"/api/{signing.API_VERSION}/{namespace}?action={action}"
+        body = encode_body(params)
+        headers = signed_headers(self._credentials, request_uri, body, self._clock())
+        name = f"{namespace}.{action}"
+        try:
+            response = await self._http.post(request_uri, content=body, headers=headers)
+        except (httpx.ConnectError, httpx.ConnectTimeout) as exc:
+            raise TransportError(
+                f"cannot connect to {self._credentials.base_url}: {exc}",
+                maybe_processed=False,
+                action=name,
+            ) from None
+        except httpx.TimeoutException as exc:
+            raise TransportError(
+                f"no answer in time ({type(exc).__name__})", maybe_processed=True, action=name
+            ) from None
+        except httpx.TransportError as exc:
+            raise TransportError(
+                f"connection lost before an answer ({type(exc).__name__}: {exc})",
+                maybe_processed=True,
+                action=name,
+            ) from None
+        return _decode(response, name)
+
+    async def ping(self) -> Any:
+        """``test?action=ping``: proves the key, the secret and the clock are accepted."""
+        return await self.call("test", "ping")
+
+    async def add_or_update_task(self, payload: Mapping[str, Any]) -> int:
+        """``crm?action=addOrUpdateTask``; the id of the task created or updated."""
+        answer = await self.call("crm", "addOrUpdateTask", payload)
+        try:
+            return int(answer["id"])
+        except (KeyError, TypeError, ValueError):
+            raise TransportError(
+                f"unexpected answer without a task id: {str(answer)[:200]}",
+                maybe_processed=True,
+                action="crm.addOrUpdateTask",
+            ) from None
+
+    async def iter_collection(
+        self,
+        namespace: str,
+        action: str,
+        params: Mapping[str, Any] | None = None,
+        *,
+        filter: Mapping[str, Any] | None = None,
+        per_page: int = 100,
+    ) -> AsyncIterator[dict[str, Any]]:
+        """Every record of a collection, page after page (``start`` is a record offset).
+
+        Servers cap ``perPage`` silently, so the next ``start`` follows the records actually
+        received, and the walk ends on an empty page or when ``totalResults`` is reached.
+        A ``filter`` is a hint the server may ignore: callers check each record themselves.
+        """
+        start = 0
+        while True:
+            query: dict[str, Any] = dict(params or {})
+            query["perPage"] = per_page
+            query["start"] = start
+            if filter:
+                query["filter"] = dict(filter)
+            page = await self.call(namespace, action, query)
+            results = page.get("results") if isinstance(page, dict) else None
+            if not results:
+                return
+            for record in results:
+                yield record
+            start += len(results)
+            meta = page.get("meta") or {}
+            total = meta.get("totalResults")
+            if isinstance(total, int) and start >= total:
+                return
+
+
+def _decode(response: httpx.Response, action: str) -> Any:
+    try:
+        data = response.json() if response.content else None
+    except ValueError:
+        data = None
+    is_error_body = (
+        isinstance(data, dict) and "errorCode" in data and data.get("success") is not True
+    )
+    if response.is_success and not is_error_body:
+        if data is None and response.content:
+            raise TransportError(
+                f"answer is not JSON (HTTP {response.status_code})",
+                maybe_processed=True,
+                action=action,
+            )
+        return data
+    raise _api_error(response, data, action)
+
+
+def _api_error(response: httpx.Response, data: Any, action: str) -> ApiError:
+    """The typed exception for an error answer, from its JSON body when it has one."""
+    if isinstance(data, dict) and "errorCode" in data:
+        error_code = _as_int(data.get("errorCode")) or response.status_code
+        specific = _as_int(data.get("specificCode"))
+        message = str(data.get("message") or "")
+        extra = data.get("additionalMessages") or []
+        additional = [str(m) for m in (extra if isinstance(extra, list) else [extra])]
+    else:
+        error_code = response.status_code
+        specific = None
+        message = response.reason_phrase or f"HTTP {response.status_code}"
+        additional = []
+    kwargs: dict[str, Any] = {
+        "error_code": error_code,
+        "specific_code": specific,
+        "message": message,
+        "additional_messages": additional,
+        "http_status": response.status_code,
+        "action": action,
+    }
+    codes = {response.status_code, error_code}
+    if 429 in codes:
+        retry_after = parse_retry_after(response.headers.get("Retry-After"))
+        return RateLimited(retry_after=retry_after, **kwargs)
+    if codes & _AUTH_CODES:
+        return AuthError(**kwargs)
+    if max(codes) >= 500:
+        return ServerError(**kwargs)
+    return ApiError(**kwargs)
+
+
+def _as_int(value: Any) -> int | None:
+    try:
+        return int(value)
+    except (TypeError, ValueError):
+        return None

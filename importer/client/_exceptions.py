@@ -1,0 +1,93 @@
+"""What can go wrong between us and iVvy.
+
+    IvvyError                 anything between us and iVvy
+     ├── ApiError             iVvy answered with an error: errorCode, specificCode, message,
+     │    │                   additional_messages and the HTTP status
+     │    ├── AuthError       401, 462, 463: key, secret, signature or clock refused
+     │    ├── RateLimited     429: slow down; retry_after in seconds when the server said
+     │    └── ServerError     5xx: the server failed (the write may or may not have happened)
+     └── TransportError       no usable answer: connection refused, timeout, connection dropped,
+                              a body that is not JSON; ``maybe_processed`` tells whether the
+                              request may have reached the server (then a write may have happened)
+
+No exception here ever holds the API secret: they are built from the server's answer and the
+request's path only.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+
+
+class IvvyError(Exception):
+    """Anything that went wrong between us and iVvy."""
+
+
+class ApiError(IvvyError):
+    """iVvy answered with an error body."""
+
+    def __init__(
+        self,
+        *,
+        error_code: int,
+        message: str,
+        specific_code: int | None = None,
+        additional_messages: Sequence[str] = (),
+        http_status: int | None = None,
+        action: str = "",
+    ) -> None:
+        self.error_code = error_code
+        self.specific_code = specific_code
+        self.message = message
+        self.additional_messages = tuple(additional_messages)
+        self.http_status = http_status if http_status is not None else error_code
+        self.action = action
+        text = f"{action}: " if action else ""
+        text += f"{error_code}"
+        if specific_code is not None:
+            text += f"/{specific_code}"
+        text += f" {message}"
+        if self.additional_messages:
+            text += " (" + "; ".join(self.additional_messages) + ")"
+        super().__init__(text)
+
+    @property
+    def code(self) -> int:
+        """The most specific code known: ``specificCode`` when given, else ``errorCode``."""
+        return self.specific_code if self.specific_code is not None else self.error_code
+
+    @property
+    def full_message(self) -> str:
+        """The message with the additional messages, as one line for a person."""
+        if not self.additional_messages:
+            return self.message
+        return f"{self.message}: " + "; ".join(self.additional_messages)
+
+
+class AuthError(ApiError):
+    """The key, the signature or the request's date was refused (401, 462, 463)."""
+
+
+class RateLimited(ApiError):
+    """429 Too Many Requests. ``retry_after``: the wait in seconds the server asked for, if any."""
+
+    def __init__(self, *, retry_after: float | None = None, **kwargs) -> None:
+        self.retry_after = retry_after
+        super().__init__(**kwargs)
+
+
+class ServerError(ApiError):
+    """A 5xx answer: the server failed. For a write, whether it happened is unknown."""
+
+
+class TransportError(IvvyError):
+    """No usable answer.
+
+    ``maybe_processed`` is False only when the request certainly never reached the server
+    (the connection could not be made); otherwise a write may have happened.
+    """
+
+    def __init__(self, message: str, *, maybe_processed: bool, action: str = "") -> None:
+        self.maybe_processed = maybe_processed
+        self.action = action
+        super().__init__(f"{action}: {message}" if action else message)

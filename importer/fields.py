@@ -1,0 +1,99 @@
+"""The facts of iVvy's ``crm?action=addOrUpdateTask``, in one place.
+
+The validator, the sandbox, the results sheet and the README all read these tables, so a field,
+a code or a vocabulary word is defined here once and nowhere else.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from typing import Literal
+
+FieldType = Literal["integer", "string", "timestamp", "priority", "status"]
+
+
+@dataclass(frozen=True, slots=True)
+class Field:
+    """One parameter of addOrUpdateTask."""
+
+    name: str
+    type: FieldType
+    required_on_create: bool
+    description: str
+
+
+#: The parameters of addOrUpdateTask, in the order of the API reference (the order in which the
+#: sandbox checks them: the API reports the first bad parameter only).
+TASK_FIELDS: tuple[Field, ...] = (
+    Field("id", "integer", False, "the task to update; empty means create"),
+    Field("venueId", "integer", False, "venue of the task; required when leadId is an opportunity"),
+    Field("leadId", "integer", False, "parent lead or opportunity"),
+    Field("contactId", "integer", False, "parent contact"),
+    Field("companyId", "integer", False, "parent company"),
+    Field("name", "string", True, "the task's name"),
+    Field("endDatetime", "timestamp", True, "due date and time, UTC, YYYY-MM-DD HH:MM:SS"),
+    Field("priority", "priority", False, "low, medium or high"),
+    Field("assignedUserId", "integer", False, "user the task is assigned to"),
+    Field("status", "status", False, "0 Not Started … 4 Completed"),
+    Field("description", "string", False, "free text"),
+)
+FIELDS_BY_NAME: dict[str, Field] = {f.name: f for f in TASK_FIELDS}
+PARENT_FIELDS: tuple[str, ...] = ("leadId", "contactId", "companyId")
+
+PRIORITIES: tuple[str, ...] = ("low", "medium", "high")
+STATUSES: dict[int, str] = {
+    0: "Not Started",
+    1: "In Progress",
+    2: "On Hold",
+    3: "Cancelled",
+    4: "Completed",
+}
+
+#: The API's timestamp format (an optional " UTC" suffix is accepted on input).
+TIMESTAMP_FORMAT = "%Y-%m-%d %H:%M:%S"
+
+#: iVvy's general error codes (``errorCode``), with the HTTP status they travel with.
+ERROR_CODES: dict[int, str] = {
+    400: "Bad Request",
+    401: "Unauthorized",
+    403: "Forbidden",
+    404: "Not Found",
+    405: "Method Not Allowed",
+    406: "Not Acceptable",
+    429: "Too Many Requests",
+    460: "Unknown",
+    461: "Failed Request",
+    462: "Session Expired",
+    463: "Key Revoked",
+    500: "Internal Server Error",
+    501: "Not Implemented",
+}
+
+#: iVvy's specific codes (``specificCode``) that this project meets, with what each means.
+SPECIFIC_CODES: dict[int, str] = {
+    23005: "the request is stale: its date is more than 5 minutes from the server's clock",
+    23016: "a parameter does not validate (wrong type or a value outside its set)",
+    23017: "a required parameter is missing",
+    24091: "batch not saved",
+    24092: "incorrect batch job format",
+    24093: "empty batch job parameter",
+    24096: "the contact does not exist",
+    24105: "no such batch (progress)",
+    24114: "the batch has not completed yet",
+    24115: "no such batch (results)",
+    24153: "the company does not exist",
+    24389: "the lead or opportunity does not exist",
+    24390: "the contact does not exist",
+    24391: "the company does not exist",
+    24392: "the task does not exist",
+    24393: "an error has occurred",
+    24394: "invalid data: validated, but another error occurred (see the messages)",
+    24395: "invalid data",
+    24396: "the task may belong to only one of contact, company or lead/opportunity",
+    24448: "a batch may hold at most 200 jobs",
+}
+
+#: Most jobs one ``batch?action=run`` request may carry.
+BATCH_MAX_JOBS = 200
+#: How far a request's date may be from the server's clock before it is refused as stale.
+STALE_AFTER_SECONDS = 5 * 60
