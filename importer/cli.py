@@ -1,0 +1,253 @@
+"""The ``task-import`` command: a thin layer that wires options to the library."""
+
+from __future__ import annotations
+
+import asyncio
+import functools
+import json
+import secrets
+import sys
+import traceback
+from collections.abc import Callable, Iterator
+from contextlib import contextmanager
+from pathlib import Path
+from typing import Any
+
+import click
+import platformdirs
+
+from .client import AuthError, Credentials, IvvyClient, IvvyError, TransportError
+from .errors import ImporterError
+from .pipeline import RunOptions, run_import
+from .sandbox import DEFAULT_KEY, DEFAULT_SECRET, SandboxConfig, SandboxServer, load_seed, serve
+
+EXIT_UNREACHABLE = 3
+EXIT_INTERRUPTED = 130
+
+
+def _fail(message: str, code: int) -> None:
+    click.echo(f"task-import: {message}", err=True)
+    sys.exit(code)
+
+
+def _log_unexpected(exc: BaseException) -> Path:
+    folder = Path(platformdirs.user_log_dir("ivvy-task-importer", appauthor=False))
+    folder.mkdir(parents=True, exist_ok=True)
+    log = folder / "task-import.log"
+    with log.open("a", encoding="utf-8") as handle:
+        handle.write("".join(traceback.format_exception(exc)))
+    return log
+
+
+def user_errors(command: Callable[..., Any]) -> Callable[..., Any]:
+    """Turn what can go wrong into one line on stderr and the contract's exit code."""
+
+    @functools.wraps(command)
+    def wrapper(*args: Any, **kwargs: Any) -> Any:
+        try:
+            return command(*args, **kwargs)
+        except ImporterError as exc:
+            _fail(str(exc), exc.exit_code)
+        except AuthError as exc:
+            _fail(
+                f"iVvy refused the credentials ({exc.full_message}): check IVVY_API_KEY, "
+                "IVVY_API_SECRET and this machine's clock; nothing was sent",
+                EXIT_UNREACHABLE,
+            )
+        except TransportError as exc:
+            _fail(f"cannot reach iVvy: {exc}; nothing was sent", EXIT_UNREACHABLE)
+        except IvvyError as exc:
+            _fail(f"iVvy answered an error before any row was sent: {exc}", EXIT_UNREACHABLE)
+        except KeyboardInterrupt:
+            _fail("interrupted", EXIT_INTERRUPTED)
+        except Exception as exc:
+            log = _log_unexpected(exc)
+            _fail(
+                f"unexpected error ({type(exc).__name__}: {exc}); details in {log}. "
+                "Please report it.",
+                1,
+            )
+
+    return wrapper
+
+
+@contextmanager
+def _target(use_sandbox: bool) -> Iterator[Credentials]:
+    """Credentials from the environment, or those of a fresh sandbox started for this command."""
+    if not use_sandbox:
+        yield Credentials.from_env()
+        return
+    config = SandboxConfig(key=f"embedded-{secrets.token_hex(4)}", secret=secrets.token_hex(16))
+    with SandboxServer(config) as sandbox:
+        yield sandbox.credentials
+
+
+@click.group(context_settings={"help_option_names": ["-h", "--help"]})
+@click.version_option(package_name="ivvy-task-importer")
+def main() -> None:
+    """Import a spreadsheet of tasks into iVvy.
+
+    \b
+    Try it with no account, on a local sandbox:
+      task-import run sample_data/tasks.csv --sandbox
+    Into your account (IVVY_API_KEY, IVVY_API_SECRET, IVVY_REGION=au|us|uk):
+      task-import ping
+      task-import run tasks.csv
+    """
+
+
+@main.command()
+@click.argument("source", type=click.Path(path_type=Path))
+@click.option("--sandbox", "use_sandbox", is_flag=True, help="Import into a local sandbox.")
+@click.option(
+    "--results",
+    type=click.Path(path_type=Path, dir_okay=False),
+    help="Where to write the results (default: NAME.results.csv beside the source).",
+)
+@click.option(
+    "--concurrency",
+    type=click.IntRange(1, 64),
+    default=8,
+    show_default=True,
+    help="Rows in flight at once.",
+)
+@click.option("--json", "as_json", is_flag=True, help="Print the summary as JSON on stdout.")
+@click.option("--quiet", is_flag=True, help="Print nothing but errors.")
+@user_errors
+def run(
+    source: Path,
+    use_sandbox: bool,
+    results: Path | None,
+    concurrency: int,
+    as_json: bool,
+    quiet: bool,
+) -> None:
+    """Import every row of SOURCE as an iVvy task and write the results sheet.
+
+    \b
+    Exit codes: 0 every row done; 1 some rows invalid or failed (see the results);
+    2 bad invocation or unreadable source; 3 iVvy unreachable or credentials refused;
+    130 interrupted.
+
+    \b
+    Examples:
+      task-import run sample_data/tasks.csv --sandbox
+      task-import run tasks.csv --results out/tasks.results.csv --json
+    """
+    options = RunOptions(results=results, concurrency=concurrency)
+    with _target(use_sandbox) as credentials:
+        summary = asyncio.run(_run(source, credentials, options))
+    if as_json:
+        click.echo(json.dumps(summary.as_dict()))
+    elif not quiet:
+        click.echo(summary.describe())
+    sys.exit(summary.exit_code)
+
+
+async def _run(source: Path, credentials: Credentials, options: RunOptions) -> Any:
+    async with IvvyClient(credentials, max_connections=options.concurrency) as client:
+        return await run_import(source, client, options)
+
+
+@main.command()
+@click.option("--sandbox", "use_sandbox", is_flag=True, help="Ping a local sandbox instead.")
+@user_errors
+def ping(use_sandbox: bool) -> None:
+    """Check the credentials and the connection to iVvy.
+
+    \b
+    Example:
+      IVVY_API_KEY=... IVVY_API_SECRET=... IVVY_REGION=au task-import ping
+    """
+    with _target(use_sandbox) as credentials:
+
+        async def go() -> Any:
+            async with IvvyClient(credentials) as client:
+                return await client.ping()
+
+        answer = asyncio.run(go())
+    stamp = answer.get("timestamp") if isinstance(answer, dict) else None
+    click.echo(f"OK: {credentials.target} accepted the key" + (f" ({stamp})" if stamp else ""))
+
+
+@main.command("sandbox")
+@click.option("--host", default="127.0.0.1", show_default=True)
+@click.option("--port", type=int, default=8800, show_default=True)
+@click.option("--key", default=DEFAULT_KEY, show_default=True, help="The API key it accepts.")
+@click.option("--secret", default=DEFAULT_SECRET, help="The API secret it accepts.")
+@click.option(
+    "--seed",
+    type=click.Path(exists=True, dir_okay=False, path_type=Path),
+    help="JSON file of venues, users, contacts, companies, leads, opportunities.",
+)
+@click.option("--rate-limit", type=float, default=0.0, help="Requests/s per key; 429 beyond.")
+@click.option("--latency-ms", type=float, default=0.0, help="Delay before each answer.")
+@click.option(
+    "--fail-rate",
+    type=click.FloatRange(0, 1),
+    default=0.0,
+    help="Share of calls answered 500 (nothing done).",
+)
+@click.option(
+    "--drop-rate",
+    type=click.FloatRange(0, 1),
+    default=0.0,
+    help="Share of calls carried out, then dropped without an answer.",
+)
+@click.option("--ignore-filters", is_flag=True, help="Lists ignore 'filter'.")
+@click.option(
+    "--retry-after",
+    type=click.Choice(["seconds", "date", "none"]),
+    default="seconds",
+    show_default=True,
+    help="How a 429 says when to retry.",
+)
+@click.option("--random-seed", type=int, help="Make injected failures repeatable.")
+@user_errors
+def sandbox_command(
+    host: str,
+    port: int,
+    key: str,
+    secret: str,
+    seed: Path | None,
+    rate_limit: float,
+    latency_ms: float,
+    fail_rate: float,
+    drop_rate: float,
+    ignore_filters: bool,
+    retry_after: str,
+    random_seed: int | None,
+) -> None:
+    """Serve a local iVvy-compatible API (for rehearsals and tests).
+
+    \b
+    Example:
+      task-import sandbox --port 8800 --rate-limit 100 --latency-ms 50
+      IVVY_BASE_URL=http://127.0.0.1:8800 IVVY_API_KEY=sandbox-key \\
+        IVVY_API_SECRET=sandbox-secret task-import run tasks.csv
+    """
+    extra: dict[str, Any] = {"seed": load_seed(seed)} if seed else {}
+    config = SandboxConfig(
+        key=key,
+        secret=secret,
+        rate_limit=rate_limit,
+        latency_ms=latency_ms,
+        fail_rate=fail_rate,
+        drop_rate=drop_rate,
+        ignore_filters=ignore_filters,
+        retry_after=retry_after,  # type: ignore[arg-type]
+        random_seed=random_seed,
+        **extra,
+    )
+    shown_secret = secret if secret == DEFAULT_SECRET else "<the --secret you chose>"
+    click.echo(
+        f"iVvy sandbox on http://{host}:{port} (key {key!r}). Point the importer at it with:\n"
+        f"  export IVVY_BASE_URL=http://{host}:{port} IVVY_API_KEY={key} "
+        f"IVVY_API_SECRET={shown_secret}",
+        err=True,
+    )
+    serve(config, host=host, port=port)
+
+
+if __name__ == "__main__":
+    main()

@@ -1,0 +1,43 @@
+"""Record: every row's state as it changes, the single source of each row's outcome.
+
+This first version keeps the journal in memory, for one run; the results sheet is written from
+it, so a row has exactly one outcome.
+"""
+
+from __future__ import annotations
+
+from collections import Counter
+from typing import Literal
+
+from .model import Outcome
+
+State = Literal["pending", "in_flight", "done"]
+
+
+class MemoryJournal:
+    """Row number → state and, once done, outcome."""
+
+    def __init__(self) -> None:
+        self._state: dict[int, State] = {}
+        self._outcome: dict[int, Outcome] = {}
+
+    def pending(self, number: int) -> None:
+        self._state[number] = "pending"
+
+    def in_flight(self, number: int) -> None:
+        self._state[number] = "in_flight"
+
+    def done(self, number: int, outcome: Outcome) -> None:
+        if self._state.get(number) == "done":
+            raise RuntimeError(f"row {number} already has an outcome")
+        self._state[number] = "done"
+        self._outcome[number] = outcome
+
+    def state(self, number: int) -> State | None:
+        return self._state.get(number)
+
+    def outcome(self, number: int) -> Outcome | None:
+        return self._outcome.get(number)
+
+    def counts(self) -> Counter[str]:
+        return Counter(o.result for o in self._outcome.values())

@@ -1,0 +1,44 @@
+"""The small immutable values that flow through the pipeline."""
+
+from __future__ import annotations
+
+from collections.abc import Mapping
+from dataclasses import dataclass, field
+from typing import Any, Literal
+
+Result = Literal["created", "updated", "unchanged", "invalid", "failed", "skipped"]
+#: Results that mean the row is done in iVvy; anything else needs a person.
+SUCCESSFUL: frozenset[str] = frozenset({"created", "updated", "unchanged"})
+
+
+@dataclass(frozen=True, slots=True)
+class Row:
+    """One source row: the row number a person sees in the source, and its raw cells by header."""
+
+    number: int
+    cells: Mapping[str, Any]
+
+
+@dataclass(frozen=True, slots=True)
+class Payload:
+    """The API parameters built from one row; ``columns`` says which source column fed each."""
+
+    row: Row
+    params: Mapping[str, Any]
+    columns: Mapping[str, str] = field(default_factory=dict)
+
+    @property
+    def is_update(self) -> bool:
+        return self.params.get("id") is not None
+
+
+@dataclass(frozen=True, slots=True)
+class Outcome:
+    """What happened to one row. ``error_code`` is iVvy's specific code where the API defines
+    one, else a short stable importer code (``BAD_INTEGER``…); ``field`` names the source column."""
+
+    result: Result
+    task_id: int | None = None
+    error_code: int | str | None = None
+    field: str | None = None
+    message: str = ""
