@@ -1,0 +1,57 @@
+"""Fixtures: sandboxes served on real loopback HTTP, and helpers to call them."""
+
+from __future__ import annotations
+
+import asyncio
+from collections.abc import Callable, Iterator
+from typing import Any
+
+import pytest
+
+from importer.client import IvvyClient
+from importer.sandbox import SandboxConfig, SandboxServer
+
+
+@pytest.fixture(scope="session")
+def _shared_sandbox() -> Iterator[SandboxServer]:
+    with SandboxServer() as server:
+        yield server
+
+
+@pytest.fixture
+def sandbox(_shared_sandbox: SandboxServer) -> SandboxServer:
+    """A default sandbox, back at its seed for each test."""
+    _shared_sandbox.reset()
+    return _shared_sandbox
+
+
+@pytest.fixture
+def make_sandbox() -> Iterator[Callable[..., SandboxServer]]:
+    """Start a sandbox with the given :class:`SandboxConfig` knobs; stopped after the test."""
+    started: list[SandboxServer] = []
+
+    def make(**knobs: Any) -> SandboxServer:
+        server = SandboxServer(SandboxConfig(**knobs)).start()
+        started.append(server)
+        return server
+
+    yield make
+    for server in started:
+        server.stop()
+
+
+def call(server: SandboxServer, namespace: str, action: str, params: Any = None, **kw: Any) -> Any:
+    """One signed call through our client; the answer, or the client's exception raised."""
+
+    async def go() -> Any:
+        async with IvvyClient(server.credentials, **kw) as client:
+            return await client.call(namespace, action, params)
+
+    return asyncio.run(go())
+
+
+def raises(server: SandboxServer, namespace: str, action: str, params: Any = None) -> Any:
+    """The exception one call raises (the test fails if it succeeds)."""
+    with pytest.raises(Exception) as info:
+        call(server, namespace, action, params)
+    return info.value
