@@ -1,0 +1,68 @@
+"""The README's first two commands are what a new user runs: they must work as written."""
+
+from __future__ import annotations
+
+import csv
+import shlex
+import shutil
+import subprocess
+import sys
+from pathlib import Path
+
+ROOT = Path(__file__).resolve().parent.parent
+
+
+def first_commands() -> list[str]:
+    text = (ROOT / "README.md").read_text(encoding="utf-8")
+    block = text.split("```bash\n", 1)[1].split("```", 1)[0]
+    return [line for line in block.splitlines() if line.strip()]
+
+
+def test_readme_opens_with_the_main_job_and_the_tests():
+    main_job, tests = first_commands()
+    assert "pip install" in main_job and "task-import run sample_data/" in main_job
+    assert main_job.endswith("--sandbox")
+    assert "pip install" in tests and "pytest" in tests
+
+
+def test_ci_runs_exactly_the_readme_test_command():
+    _, tests = first_commands()
+    ci = (ROOT / ".ci" / "run").read_text(encoding="utf-8").splitlines()
+    assert tests in ci
+
+
+def test_the_readme_main_job_runs_as_written(tmp_path):
+    main_job, _ = first_commands()
+    job = main_job.split("&&", 1)[1].strip()
+    argv = shlex.split(job)
+    assert argv[0] == "task-import"
+    shutil.copytree(ROOT / "sample_data", tmp_path / "sample_data")
+    executable = shutil.which("task-import") or sys.executable
+    command = (
+        [executable, *argv[1:]]
+        if executable.endswith("task-import")
+        else [sys.executable, "-m", "importer.cli", *argv[1:]]
+    )
+    done = subprocess.run(command, cwd=tmp_path, capture_output=True, text=True, timeout=120)
+    # The sample holds rows that are wrong on purpose: exit 1, as the README says.
+    assert done.returncode == 1, done.stderr
+    source = tmp_path / argv[2]
+    results = source.with_name(f"{source.stem}.results.csv")
+    with results.open(encoding="utf-8-sig", newline="") as handle:
+        rows = list(csv.DictReader(handle))
+    with source.open(encoding="utf-8", newline="") as handle:
+        assert len(rows) == len(list(csv.DictReader(handle)))
+    assert {r["result"] for r in rows} == {"created", "failed", "invalid"}
+    assert all(r["task_id"] for r in rows if r["result"] == "created")
+    assert "Results:" in done.stdout
+
+
+def test_code_is_ruff_clean():
+    done = subprocess.run(
+        [sys.executable, "-m", "ruff", "check", "importer", "tests", "benchmarks"],
+        cwd=ROOT,
+        capture_output=True,
+        text=True,
+        timeout=120,
+    )
+    assert done.returncode == 0, done.stdout + done.stderr
