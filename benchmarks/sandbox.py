@@ -81,16 +81,22 @@ async def loop(base_url: str, total: int, in_flight: int, time_limit: float) -> 
     }
 
 
-def measure(name: str, command: list[str], port: int, args: argparse.Namespace) -> list[dict]:
+def measure(
+    name: str,
+    command: list[str],
+    port: int,
+    args: argparse.Namespace,
+    in_flights: tuple[int, ...] = (1, 8, 32),
+) -> list[dict]:
     process = start(command, port)
     try:
         rows = []
-        for in_flight in (1, 8, 32):
+        for in_flight in in_flights:
             result = asyncio.run(loop(f"http://127.0.0.1:{port}", args.requests, in_flight, 60))
             rows.append({"server": name, "in_flight": in_flight, **result})
             if not args.json:
                 print(
-                    f"{name:>9}  {in_flight:>3} in flight  {result['requests']:>6} requests "
+                    f"{name:>12}  {in_flight:>3} in flight  {result['requests']:>6} requests "
                     f"in {result['seconds']:>6.2f} s  = {result['rps']:>7.1f} req/s  "
                     f"({result['errors']} errors)",
                     flush=True,
@@ -130,6 +136,28 @@ def main() -> None:
         ],
         port,
         args,
+    )
+    # Latency is an async sleep: 16 in flight at 50 ms must give about 16 / 0.05 = 320 req/s.
+    port = free_port()
+    rows += measure(
+        "sandbox 50ms",
+        [
+            sys.executable,
+            "-m",
+            "importer.cli",
+            "sandbox",
+            "--port",
+            str(port),
+            "--key",
+            KEY,
+            "--secret",
+            SECRET,
+            "--latency-ms",
+            "50",
+        ],
+        port,
+        args,
+        in_flights=(16,),
     )
     port = free_port()
     rows += measure(

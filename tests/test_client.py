@@ -103,3 +103,23 @@ def test_closed_port_is_a_transport_error_that_sent_nothing():
     target = type("T", (), {"credentials": Credentials("k", "s", f"http://127.0.0.1:{port}")})()
     exc = raises(target, "test", "ping")
     assert isinstance(exc, TransportError) and exc.maybe_processed is False
+
+
+def test_a_server_that_ignores_start_is_not_walked_forever():
+    import asyncio
+
+    import httpx
+
+    from importer.client import IvvyClient
+
+    def same_page(request: httpx.Request) -> httpx.Response:
+        return httpx.Response(200, json={"results": [{"id": 1}, {"id": 2}]})
+
+    async def walk():
+        creds = Credentials("k", "s", "http://127.0.0.1:9")
+        client = IvvyClient(creds, transport=httpx.MockTransport(same_page))
+        async with client:
+            return [r async for r in client.iter_collection("crm", "getLeadList", per_page=2)]
+
+    with pytest.raises(TransportError, match="same page twice"):
+        asyncio.run(walk())

@@ -191,6 +191,7 @@ class IvvyClient:
         A ``filter`` is a hint the server may ignore: callers check each record themselves.
         """
         start = 0
+        previous: list[Any] | None = None
         while True:
             query: dict[str, Any] = dict(params or {})
             query["perPage"] = per_page
@@ -201,6 +202,16 @@ class IvvyClient:
             results = page.get("results") if isinstance(page, dict) else None
             if not results:
                 return
+            ids = [r.get("id") if isinstance(r, dict) else r for r in results]
+            if ids == previous:
+                # A server that ignores ``start`` would otherwise be walked forever.
+                raise TransportError(
+                    f"the server answered the same page twice (start={start}): it does not "
+                    "page this list",
+                    maybe_processed=False,
+                    action=f"{namespace}.{action}",
+                )
+            previous = ids
             for record in results:
                 yield record
             start += len(results)

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import copy
 from collections.abc import Iterable, Mapping
 from typing import Any
 
@@ -39,7 +40,8 @@ def collection(
     if ignore_filters:
         flt = {}
     matching = [r for r in records if all(matches(r, k, v) for k, v in flt.items())]
-    page = matching[start : start + per_page]
+    # Copies of the page only: callers may keep what they get without touching the store.
+    page = copy.deepcopy(matching[start : start + per_page])
     return {
         "meta": {
             "totalResults": len(matching),

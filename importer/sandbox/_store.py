@@ -184,9 +184,7 @@ class Store:
     # ----- helpers ---------------------------------------------------------------------------
 
     def _collection(self, records: Any, params: Mapping[str, Any]) -> dict[str, Any]:
-        return collection(
-            [copy.deepcopy(r) for r in records], params, ignore_filters=self.ignore_filters
-        )
+        return collection(records, params, ignore_filters=self.ignore_filters)
 
     @staticmethod
     def _one(
