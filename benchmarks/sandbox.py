@@ -118,64 +118,19 @@ def main() -> None:
             f"{platform.python_implementation()} {platform.python_version()}, "
             f"{os.cpu_count()} cores, httpx {httpx.__version__}; client and server on one machine"
         )
+    sandbox = [sys.executable, "-m", "importer.cli", "sandbox", "--key", KEY, "--secret", SECRET]
+    bare = [sys.executable, "-m", "uvicorn", "benchmarks._echo_app:app", "--log-level", "warning",
+            "--no-access-log"]  # fmt: skip
+    runs = [
+        ("sandbox", sandbox, (1, 8, 32)),
+        # Latency is an async sleep: 16 in flight at 50 ms must give about 16 / 0.05 = 320 req/s.
+        ("sandbox 50ms", [*sandbox, "--latency-ms", "50"], (16,)),
+        ("bare app", bare, (1, 8, 32)),
+    ]
     rows = []
-    port = free_port()
-    rows += measure(
-        "sandbox",
-        [
-            sys.executable,
-            "-m",
-            "importer.cli",
-            "sandbox",
-            "--port",
-            str(port),
-            "--key",
-            KEY,
-            "--secret",
-            SECRET,
-        ],
-        port,
-        args,
-    )
-    # Latency is an async sleep: 16 in flight at 50 ms must give about 16 / 0.05 = 320 req/s.
-    port = free_port()
-    rows += measure(
-        "sandbox 50ms",
-        [
-            sys.executable,
-            "-m",
-            "importer.cli",
-            "sandbox",
-            "--port",
-            str(port),
-            "--key",
-            KEY,
-            "--secret",
-            SECRET,
-            "--latency-ms",
-            "50",
-        ],
-        port,
-        args,
-        in_flights=(16,),
-    )
-    port = free_port()
-    rows += measure(
-        "bare app",
-        [
-            sys.executable,
-            "-m",
-            "uvicorn",
-            "benchmarks._echo_app:app",
-            "--port",
-            str(port),
-            "--log-level",
-            "warning",
-            "--no-access-log",
-        ],
-        port,
-        args,
-    )
+    for name, command, in_flights in runs:
+        port = free_port()
+        rows += measure(name, [*command, "--port", str(port)], port, args, in_flights)
     if args.json:
         print(json.dumps(rows))
 
