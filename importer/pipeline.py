@@ -90,7 +90,7 @@ async def run_import(
     summary = RunSummary(source=source.path, results=results_path, target=client.credentials.target)
     # The whole source is read before anything is sent, so that a malformed row anywhere stops
     # the run with nothing sent.
-    rows: list[Row] = list(source.rows)
+    rows: list[Row] = list(source.rows())
     await client.ping()  # credentials and connection, before any row is sent
 
     journal = MemoryJournal()

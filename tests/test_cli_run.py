@@ -86,7 +86,7 @@ def test_unreadable_source_is_exit_2_and_sends_nothing(sandbox, tmp_path):
     source = write_csv(tmp_path / "bad.csv", "name,endDatetime\nA,2026-12-01,extra\n")
     outcome = CliRunner().invoke(main, ["run", str(source)], env=env_for(sandbox))
     assert outcome.exit_code == 2
-    assert "bad.csv, row 2, column '#3'" in outcome.stderr
+    assert "bad.csv, row 2, column 'C'" in outcome.stderr
     assert sandbox.stats()["requests"] == 0
     assert not (tmp_path / "bad.results.csv").exists()
 

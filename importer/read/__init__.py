@@ -1,0 +1,158 @@
+"""Read: a source file → its header and streams of :class:`~importer.model.Row`.
+
+CSV/TSV/TXT (encoding and delimiter detected) and XLSX/XLSM/XLSB/XLS/ODS (python-calamine). The
+header row is found below title and blank rows; blank rows are skipped, and each row keeps the
+number a person sees in the source (the Excel row, or the CSV line where the record starts).
+
+:func:`open_source` reads only as far as the header and the first data row; :meth:`Source.rows`
+streams the rows, afresh on every call, so a run can pass over the source more than once without
+holding it in memory.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable, Iterator
+from dataclasses import dataclass, field
+from itertools import islice
+from pathlib import Path
+from typing import Literal
+
+from ..errors import SourceError
+from ..model import Row
+from ._table import Layout, Record, column_letter, find_layout, table_rows
+from ._text import delimiter_name, detect_encoding, sniff_delimiter, text_records
+from ._workbook import (
+    OLE_MAGIC,
+    ZIP_MAGIC,
+    column_offset,
+    load_sheet,
+    open_workbook,
+    pick_sheet,
+    sheet_records,
+    uses_1904_dates,
+)
+
+__all__ = ["Source", "SourceError", "column_letter", "open_source"]
+
+TEXT_SUFFIXES = frozenset({".csv", ".tsv", ".txt", ".tab", ""})
+WORKBOOK_SUFFIXES = frozenset({".xlsx", ".xlsm", ".xlsb", ".xls", ".ods"})
+Kind = Literal["text", "workbook"]
+
+
+@dataclass
+class Source:
+    """An opened source: where the table is and how it was read."""
+
+    path: Path
+    kind: Kind
+    sheet: str | None
+    headers: list[str]
+    header_row: int
+    layout: Layout
+    encoding: str | None = None
+    delimiter: str | None = None
+    date1904: bool = False
+    #: What a person should know about how the file was read (a guessed encoding…).
+    notes: list[str] = field(default_factory=list)
+    _records: Callable[[], Iterator[Record]] = field(default=lambda: iter(()), repr=False)
+
+    def rows(self) -> Iterator[Row]:
+        """Every data row, in source order; SourceError for a row that cannot be read."""
+        return table_rows(self._records(), self.layout, path=self.path, sheet=self.sheet)
+
+    def describe(self) -> str:
+        """How the source was read, in one line."""
+        where = f"sheet {self.sheet!r}" if self.sheet else "text"
+        if self.kind == "text":
+            where = f"{self.encoding}, {delimiter_name(self.delimiter or ',')}-separated"
+        return f"{self.path.name} ({where}), header on row {self.header_row}"
+
+
+def open_source(
+    path: str | Path, *, sheet: str | None = None, encoding: str | None = None
+) -> Source:
+    """Open ``path``: find the sheet, the encoding, the delimiter and the header row.
+
+    Raises :class:`SourceError` (naming file, sheet, row and column where known) for a missing,
+    empty, header-only, binary, corrupt, encrypted or unsupported file, a sheet that does not
+    exist, or a header that is missing or repeats a name.
+    """
+    path = Path(path)
+    if not path.is_file():
+        raise SourceError("no such file", path=path)
+    with path.open("rb") as handle:
+        magic = handle.read(8)
+    suffix = path.suffix.lower()
+    if magic.startswith(ZIP_MAGIC) or magic.startswith(OLE_MAGIC):
+        return _open_workbook(path, sheet)
+    if suffix in WORKBOOK_SUFFIXES:
+        if not magic:
+            raise SourceError("the file is empty", path=path)
+        raise SourceError(
+            f"not a {suffix} workbook (it does not begin like one): if it is text, name it .csv",
+            path=path,
+        )
+    if suffix not in TEXT_SUFFIXES:
+        raise SourceError(
+            f"unsupported file type {suffix!r}: use CSV, TSV, TXT, XLSX, XLSM, XLSB, XLS or ODS",
+            path=path,
+        )
+    if sheet is not None:
+        raise SourceError("--sheet applies to workbooks; this is a text file", path=path)
+    if not magic:
+        raise SourceError("the file is empty", path=path)
+    return _open_text(path, encoding)
+
+
+def _open_text(path: Path, forced_encoding: str | None) -> Source:
+    encoding, note = detect_encoding(path, forced_encoding)
+    delimiter = sniff_delimiter(path, encoding)
+
+    def records() -> Iterator[Record]:
+        return text_records(path, encoding, delimiter)
+
+    layout = find_layout(records(), path=path, sheet=None)
+    source = Source(
+        path=path,
+        kind="text",
+        sheet=None,
+        headers=list(layout.headers),
+        header_row=layout.header_row,
+        layout=layout,
+        encoding=encoding,
+        delimiter=delimiter,
+        notes=[note] if note else [],
+        _records=records,
+    )
+    _check_first_rows(source)
+    return source
+
+
+def _open_workbook(path: Path, requested: str | None) -> Source:
+    workbook = open_workbook(path)
+    name = pick_sheet(workbook, requested, path)
+    # calamine holds the sheet's cells once loaded: every pass over the rows reads that copy.
+    sheet = load_sheet(workbook, name, path)
+
+    def records() -> Iterator[Record]:
+        return sheet_records(sheet)
+
+    layout = find_layout(records(), path=path, sheet=name, column_offset=column_offset(sheet))
+    source = Source(
+        path=path,
+        kind="workbook",
+        sheet=name,
+        headers=list(layout.headers),
+        header_row=layout.header_row,
+        layout=layout,
+        date1904=uses_1904_dates(path),
+        _records=records,
+    )
+    _check_first_rows(source)
+    return source
+
+
+def _check_first_rows(source: Source) -> None:
+    """Fail early on the first rows (the common faults show there), before anything else runs."""
+    for _ in islice(source.rows(), 20):
+        pass

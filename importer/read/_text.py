@@ -1,0 +1,165 @@
+"""CSV, TSV and TXT: the encoding (BOM, UTF-8, else a detected legacy encoding, reported), the
+delimiter (sniffed among comma, semicolon, tab and pipe), and the records with the line where
+each starts."""
+
+from __future__ import annotations
+
+import codecs
+import csv
+import io
+from collections import Counter
+from collections.abc import Iterator
+from pathlib import Path
+
+import charset_normalizer
+
+from ..errors import SourceError
+from ._table import Record
+
+DELIMITERS = (",", ";", "\t", "|")
+_DELIMITER_NAMES = {",": "comma", ";": "semicolon", "\t": "tab", "|": "pipe"}
+#: Byte order marks, longest first (UTF-32's LE mark begins with UTF-16's).
+_BOMS = (
+    (codecs.BOM_UTF32_LE, "utf-32"),
+    (codecs.BOM_UTF32_BE, "utf-32"),
+    (codecs.BOM_UTF8, "utf-8-sig"),
+    (codecs.BOM_UTF16_LE, "utf-16"),
+    (codecs.BOM_UTF16_BE, "utf-16"),
+)
+#: When a guess is a tie, the encodings people's spreadsheets most often come in win.
+_PREFERRED = ("cp1252", "iso8859_15", "latin_1", "cp1250", "mac_roman")
+_CHUNK = 1 << 20
+_CONTROL = bytes(b for b in range(32) if b not in b"\t\n\r\f\v\x1a")
+
+
+def delimiter_name(delimiter: str) -> str:
+    return _DELIMITER_NAMES.get(delimiter, repr(delimiter))
+
+
+def detect_encoding(path: Path, forced: str | None = None) -> tuple[str, str | None]:
+    """``(encoding, note)``: the note says when the encoding was guessed rather than known."""
+    with path.open("rb") as handle:
+        head = handle.read(64 * 1024)
+    if forced:
+        try:
+            codecs.lookup(forced)
+        except LookupError:
+            raise SourceError(f"unknown encoding {forced!r}", path=path) from None
+        _check_decodes(path, forced)
+        return forced, None
+    for bom, encoding in _BOMS:
+        if head.startswith(bom):
+            _check_decodes(path, encoding)
+            return encoding, None
+    _refuse_binary(path, head)
+    if _decodes(path, "utf-8") is None:
+        return "utf-8", None
+    guess = _guess_legacy(path)
+    if guess is None:
+        raise SourceError(
+            "the text is not UTF-8 and no single encoding fits it: save it as 'CSV UTF-8' "
+            "or give --encoding",
+            path=path,
+        )
+    return guess, (
+        f"{path.name} is not UTF-8: read as {guess} (a guess; give --encoding to choose another)"
+    )
+
+
+def _refuse_binary(path: Path, head: bytes) -> None:
+    nul = head.find(b"\x00")
+    if nul >= 0:
+        raise SourceError(
+            f"binary data, not text (a NUL byte at offset {nul}): is this really a CSV file?",
+            path=path,
+        )
+    if head and sum(head.count(bytes([b])) for b in _CONTROL) > len(head) // 20:
+        raise SourceError("binary data, not text: is this really a CSV file?", path=path)
+
+
+def _decodes(path: Path, encoding: str) -> int | None:
+    """None when the whole file decodes; else the offset of the first byte that does not."""
+    decoder = codecs.getincrementaldecoder(encoding)()
+    offset = 0
+    with path.open("rb") as handle:
+        while chunk := handle.read(_CHUNK):
+            try:
+                decoder.decode(chunk)
+            except UnicodeDecodeError as exc:
+                return offset + exc.start
+            offset += len(chunk)
+        try:
+            decoder.decode(b"", final=True)
+        except UnicodeDecodeError as exc:
+            return offset + exc.start
+    return None
+
+
+def _check_decodes(path: Path, encoding: str) -> None:
+    bad = _decodes(path, encoding)
+    if bad is not None:
+        raise SourceError(f"byte {bad} of the file is not valid {encoding}", path=path)
+
+
+def _guess_legacy(path: Path) -> str | None:
+    with path.open("rb") as handle:
+        sample = handle.read(_CHUNK)
+    matches = list(charset_normalizer.from_bytes(sample))
+    if not matches:
+        return None
+    best = min(m.chaos for m in matches)
+    close = [m.encoding for m in matches if m.chaos <= best + 0.01]
+    ranked = sorted(close, key=lambda e: _PREFERRED.index(e) if e in _PREFERRED else 99)
+    ranked += [m.encoding for m in matches if m.encoding not in ranked]
+    for encoding in ranked:
+        if encoding.startswith(("utf_16", "utf_32")):
+            continue
+        if _decodes(path, encoding) is None:
+            return encoding
+    return None
+
+
+def sniff_delimiter(path: Path, encoding: str) -> str:
+    """The delimiter that splits the first records most consistently into more than one field;
+    tab first for ``.tsv``, else comma first when nothing decides."""
+    with path.open(encoding=encoding, newline="") as handle:
+        sample = handle.read(64 * 1024)
+    if len(sample) == 64 * 1024 and "\n" in sample:
+        sample = sample[: sample.rfind("\n") + 1]
+    order = ("\t", ",", ";", "|") if path.suffix.lower() == ".tsv" else DELIMITERS
+    best, best_score = order[0], 0
+    for delimiter in order:
+        if delimiter not in sample:
+            continue
+        counts = Counter()
+        try:
+            reader = csv.reader(io.StringIO(sample, newline=""), delimiter=delimiter)
+            for number, cells in enumerate(reader):
+                if number >= 50:
+                    break
+                if any(c.strip() for c in cells):
+                    counts[len(cells)] += 1
+        except csv.Error:
+            continue
+        if not counts:
+            continue
+        width, rows = counts.most_common(1)[0]
+        score = rows if width > 1 else 0
+        if score > best_score:
+            best, best_score = delimiter, score
+    return best
+
+
+def text_records(path: Path, encoding: str, delimiter: str) -> Iterator[Record]:
+    """``(line where the record starts, cells)`` for every record, blank ones included."""
+    with path.open(encoding=encoding, newline="") as handle:
+        reader = csv.reader(handle, delimiter=delimiter, strict=True)
+        start = 1
+        try:
+            for cells in reader:
+                yield start, cells
+                start = reader.line_num + 1
+        except csv.Error as exc:
+            raise SourceError(
+                f"malformed CSV ({exc}): check the quotes on this record", path=path, row=start
+            ) from None
