@@ -62,8 +62,9 @@ def find_layout(
     no data rows."""
     buffered = list(islice((r for r in records if _filled(r[1])), HEADER_SCAN + LOOKAHEAD))
     if not buffered:
-        raise SourceError("the file is empty" if sheet is None else "the sheet is empty",
-                          path=path, sheet=sheet)  # fmt: skip
+        raise SourceError(
+            "the file is empty" if sheet is None else "the sheet is empty", path=path, sheet=sheet
+        )
     for index, (number, cells) in enumerate(buffered[:HEADER_SCAN]):
         filled = _filled(cells)
         if not all(isinstance(c, str) for c in filled):
@@ -80,8 +81,9 @@ def find_layout(
         if 2 * len(filled) >= widest:
             layout = _layout(number, cells, path=path, sheet=sheet, column_offset=column_offset)
             if not below:
-                raise SourceError("no data rows below the header", path=path, sheet=sheet,
-                                  row=number)  # fmt: skip
+                raise SourceError(
+                    "no data rows below the header", path=path, sheet=sheet, row=number
+                )
             return layout
     raise SourceError(
         f"no header row found in the first {HEADER_SCAN} rows with text",
@@ -111,8 +113,11 @@ def _layout(
             here = column_letter(position + column_offset)
             raise SourceError(
                 f"duplicate header {name!r} (columns {first} and {here}): rename one of them",
-                path=path, sheet=sheet, row=number, column=here,
-            )  # fmt: skip
+                path=path,
+                sheet=sheet,
+                row=number,
+                column=here,
+            )
         seen[key] = position
         positions.append(position)
         headers.append(name)
@@ -140,8 +145,11 @@ def table_rows(
                 raise SourceError(
                     f"{why}: {cells[position]!r} in column {column}; add a header for it or "
                     "remove it",
-                    path=path, sheet=sheet, row=number, column=column,
-                )  # fmt: skip
+                    path=path,
+                    sheet=sheet,
+                    row=number,
+                    column=column,
+                )
         yield Row(
             number=number,
             cells={name: cells[p] if p < width else "" for name, p in pairs},

@@ -1,0 +1,222 @@
+"""Reading CSV/TSV and workbooks: encodings, delimiters, header rows, row numbers, refusals."""
+
+from __future__ import annotations
+
+import codecs
+import os
+from datetime import date, datetime
+from itertools import islice
+
+import openpyxl
+import pytest
+
+from importer.errors import SourceError
+from importer.read import open_source
+
+TASKS = "name,endDatetime,contactId\nCall,2026-12-01,12\nMail,2026-12-02,13\n"
+
+
+def write(tmp_path, name, data):
+    path = tmp_path / name
+    path.write_bytes(data if isinstance(data, bytes) else data.encode("utf-8"))
+    return path
+
+
+def rows(source):
+    return [(r.number, dict(r.cells)) for r in source.rows()]
+
+
+def test_utf8_bom_is_not_glued_to_the_first_header(tmp_path):
+    source = open_source(write(tmp_path, "t.csv", codecs.BOM_UTF8 + TASKS.encode()))
+    assert source.headers == ["name", "endDatetime", "contactId"]
+    assert source.encoding == "utf-8-sig"
+
+
+@pytest.mark.parametrize("encoding", ["utf-16-le", "utf-16-be"])
+def test_utf16_with_bom(tmp_path, encoding):
+    bom = codecs.BOM_UTF16_LE if encoding.endswith("le") else codecs.BOM_UTF16_BE
+    text = TASKS.replace("Call", "Café ☕")
+    source = open_source(write(tmp_path, "t.csv", bom + text.encode(encoding)))
+    assert rows(source)[0] == (
+        2,
+        {"name": "Café ☕", "endDatetime": "2026-12-01", "contactId": "12"},
+    )
+
+
+def test_cp1252_smart_quotes_are_decoded_and_the_guess_reported(tmp_path):
+    text = "name,endDatetime\n“Quote” for Café Noël,2026-12-01\nSmörgåsbord – ‘x’,2026-12-02\n"
+    source = open_source(write(tmp_path, "t.csv", text.encode("cp1252")))
+    assert [r[1]["name"] for r in rows(source)] == ["“Quote” for Café Noël", "Smörgåsbord – ‘x’"]
+    assert source.encoding == "cp1252"
+    assert "not UTF-8: read as cp1252 (a guess" in source.notes[0]
+
+
+def test_encoding_can_be_forced(tmp_path):
+    path = write(tmp_path, "t.csv", "name,endDatetime\nÉté,2026-12-01\n".encode("latin-1"))
+    assert rows(open_source(path, encoding="latin-1"))[0][1]["name"] == "Été"
+    with pytest.raises(SourceError, match="unknown encoding"):
+        open_source(path, encoding="klingon")
+
+
+@pytest.mark.parametrize("delimiter", [";", "\t", "|", ","])
+def test_delimiter_is_sniffed(tmp_path, delimiter):
+    text = TASKS.replace(",", delimiter).replace("Call", '"Call, then; mail | fax"')
+    source = open_source(write(tmp_path, "t.txt", text))
+    assert source.delimiter == delimiter
+    assert rows(source)[0][1]["name"] == "Call, then; mail | fax"
+
+
+def test_semicolons_in_text_do_not_fool_the_sniffer(tmp_path):
+    text = "name,description\n" + "".join(f"T{n},a; b; c; d\n" for n in range(10))
+    assert open_source(write(tmp_path, "t.csv", text)).delimiter == ","
+
+
+def test_tsv_prefers_tab(tmp_path):
+    source = open_source(write(tmp_path, "t.tsv", "name\tdue\nA\t2026-12-01\n"))
+    assert source.delimiter == "\t"
+
+
+def test_text_stays_as_written(tmp_path):
+    path = write(tmp_path, "t.csv", "name,ref,flag\nNA,00123,null\n")
+    assert rows(open_source(path)) == [(2, {"name": "NA", "ref": "00123", "flag": "null"})]
+
+
+def test_title_and_blank_rows_above_the_header_are_passed_over(tmp_path):
+    text = "Task export,,\nMade 2026-11-01,,\n,,\n" + TASKS + "\n\nLate,2026-12-03,14\n"
+    source = open_source(write(tmp_path, "t.csv", text))
+    assert source.header_row == 4
+    assert [n for n, _ in rows(source)] == [5, 6, 9]
+
+
+def test_row_numbers_are_the_line_where_each_record_starts(tmp_path):
+    text = 'name,description\nA,"two\nlines"\nB,"three\r\nlines\nhere"\nC,x\n'
+    assert [n for n, _ in rows(open_source(write(tmp_path, "t.csv", text)))] == [2, 4, 7]
+
+
+def test_trailing_empty_columns_are_ignored(tmp_path):
+    source = open_source(write(tmp_path, "t.csv", "name,due,,\nA,2026-12-01,,\n"))
+    assert source.headers == ["name", "due"]
+
+
+@pytest.mark.parametrize(
+    ("data", "message"),
+    [
+        (b"", "t.csv: the file is empty"),
+        (b"\n\n  \n", "t.csv: the file is empty"),
+        (b"name,endDatetime\n", "t.csv, row 1: no data rows below the header"),
+        (
+            b"name,Name\nA,B\n",
+            "t.csv, row 1, column 'B': duplicate header 'Name' (columns A and B)",
+        ),
+        (b"name,due\nA,1,2\n", "t.csv, row 2, column 'C': more cells than headers: '2'"),
+        (b'name,due\nA,"open quote\n', "t.csv, row 2: malformed CSV"),
+        (b"name,due\x00\x01\x02", "t.csv: binary data, not text"),
+    ],
+)
+def test_unreadable_text_is_refused_with_where(tmp_path, data, message):
+    path = write(tmp_path, "t.csv", data)
+    with pytest.raises(SourceError) as info:
+        list(open_source(path).rows())
+    assert str(info.value).startswith(str(path.parent))
+    assert message in str(info.value)
+
+
+def test_random_bytes_are_refused(tmp_path):
+    for name in ("r.csv", "r.xlsx", "r.txt"):
+        path = write(tmp_path, name, os.urandom(4096))
+        with pytest.raises(SourceError):
+            open_source(path)
+
+
+def test_a_bad_row_deep_in_the_file_is_found_while_streaming(tmp_path):
+    body = "".join(f"T{n},2026-12-01\n" for n in range(1000))
+    path = write(tmp_path, "t.csv", "name,due\n" + body + "bad,2026-12-01,extra\n")
+    source = open_source(path)
+    first = list(islice(source.rows(), 5))  # rows flow before the whole file is read
+    assert [r.number for r in first] == [2, 3, 4, 5, 6]
+    with pytest.raises(SourceError, match="row 1002"):
+        list(source.rows())
+
+
+def test_unsupported_and_missing_files(tmp_path):
+    with pytest.raises(SourceError, match="no such file"):
+        open_source(tmp_path / "nope.csv")
+    with pytest.raises(SourceError, match=r"unsupported file type '\.pdf'"):
+        open_source(write(tmp_path, "t.pdf", "%PDF-1.4"))
+    with pytest.raises(SourceError, match=r"not a \.xlsx workbook"):
+        open_source(write(tmp_path, "t.xlsx", TASKS))
+    with pytest.raises(SourceError, match="--sheet applies to workbooks"):
+        open_source(write(tmp_path, "t.csv", TASKS), sheet="Tasks")
+
+
+def make_workbook(path, sheets):
+    workbook = openpyxl.Workbook()
+    workbook.remove(workbook.active)
+    for name, table, hidden in sheets:
+        sheet = workbook.create_sheet(name)
+        for row in table:
+            sheet.append(row)
+        if hidden:
+            sheet.sheet_state = "hidden"
+    workbook.save(path)
+    return path
+
+
+def test_xlsx_with_title_row_native_dates_ids_and_booleans(tmp_path):
+    path = make_workbook(
+        tmp_path / "t.xlsx",
+        [(
+            "Tasks",
+            [
+                ["Tasks for December"],
+                [],
+                ["name", "endDatetime", "contactId", "ref", "done"],
+                ["Call", datetime(2026, 12, 1, 9, 30), 12, "00123", True],
+                [None, None, None, None, None],
+                ["Mail", date(2026, 12, 2), 13.0, "00124", False],
+            ],
+            False,
+        )],
+    )  # fmt: skip
+    source = open_source(path)
+    assert (source.sheet, source.header_row) == ("Tasks", 3)
+    assert rows(source) == [
+        (4, {"name": "Call", "endDatetime": datetime(2026, 12, 1, 9, 30), "contactId": 12,
+             "ref": "00123", "done": True}),
+        (6, {"name": "Mail", "endDatetime": date(2026, 12, 2), "contactId": 13,
+             "ref": "00124", "done": False}),
+    ]  # fmt: skip
+
+
+def test_default_sheet_is_the_first_visible_one_with_data(tmp_path):
+    path = make_workbook(
+        tmp_path / "t.xlsx",
+        [
+            ("Hidden", [["name", "due"], ["H", "2026-12-01"]], True),
+            ("Empty", [], False),
+            ("Tasks", [["name", "due"], ["T", "2026-12-01"]], False),
+        ],
+    )
+    assert open_source(path).sheet == "Tasks"
+    assert open_source(path, sheet="hidden").sheet == "Hidden"
+    assert open_source(path, sheet="3").sheet == "Tasks"
+    with pytest.raises(SourceError) as info:
+        open_source(path, sheet="4")
+    assert "no sheet '4'; the sheets are: 'Hidden' (hidden), 'Empty', 'Tasks'" in str(info.value)
+
+
+def test_truncated_workbook_is_refused(tmp_path):
+    path = make_workbook(tmp_path / "t.xlsx", [("Tasks", [["name"], ["A"]], False)])
+    data = path.read_bytes()
+    path.write_bytes(data[: len(data) // 2])
+    with pytest.raises(SourceError, match="damaged, truncated or not a spreadsheet"):
+        open_source(path)
+
+
+def test_workbook_column_letters_in_errors(tmp_path):
+    path = make_workbook(
+        tmp_path / "t.xlsx", [("S", [[None, "name", "due"], [None, "A", "x", "extra"]], False)]
+    )
+    with pytest.raises(SourceError) as info:
+        list(open_source(path).rows())
+    assert "sheet 'S', row 2, column 'D'" in str(info.value)
