@@ -18,7 +18,8 @@ import platformdirs
 
 from .client import AuthError, Credentials, IvvyClient, IvvyError, TransportError
 from .errors import ImporterError
-from .pipeline import RunOptions, run_import
+from .pipeline import RunOptions, parse_clock, run_import
+from .profiles import PROFILES
 from .sandbox import DEFAULT_KEY, DEFAULT_SECRET, SandboxConfig, SandboxServer, load_seed, serve
 
 EXIT_UNREACHABLE = 3
@@ -71,6 +72,39 @@ def user_errors(command: Callable[..., Any]) -> Callable[..., Any]:
     return wrapper
 
 
+def source_options(command: Callable[..., Any]) -> Callable[..., Any]:
+    """The options that say how to read and map a source, shared by the commands that read one."""
+    options = [
+        click.option("--sheet", help="Workbook sheet: its name, or its position from 1 "
+                     "(default: the first visible sheet with data)."),
+        click.option("--encoding", help="Text encoding of a CSV (default: detected)."),
+        click.option("--profile", type=click.Choice(sorted(PROFILES)),
+                     help="Read the task export of another CRM."),
+        click.option("--mapping", type=click.Path(exists=True, dir_okay=False, path_type=Path),
+                     help="TOML file: which column feeds which field, extra status and "
+                     "priority words, options."),
+        click.option("--timezone", help="IANA zone of the sheet's dates and times (default UTC), "
+                     "or 'venue' for the zone of --venue-id."),
+        click.option("--venue-id", type=click.IntRange(min=1), help="The default venue."),
+        click.option("--date-order", type=click.Choice(["dmy", "mdy"]),
+                     help="How to read 03/04/2026 (default: decided from the whole column)."),
+        click.option("--default-time", callback=_clock_option, metavar="HH:MM",
+                     help="Time of day for dates without one (default 09:00, in --timezone)."),
+    ]  # fmt: skip
+    for option in reversed(options):
+        command = option(command)
+    return command
+
+
+def _clock_option(ctx: click.Context, param: click.Parameter, value: str | None) -> Any:
+    if value is None:
+        return None
+    try:
+        return parse_clock(value)
+    except ImporterError as exc:
+        raise click.BadParameter(str(exc)) from None
+
+
 @contextmanager
 def _target(use_sandbox: bool) -> Iterator[Credentials]:
     """Credentials from the environment, or those of a fresh sandbox started for this command."""
@@ -111,6 +145,7 @@ def main() -> None:
     show_default=True,
     help="Rows in flight at once.",
 )
+@source_options
 @click.option("--json", "as_json", is_flag=True, help="Print the summary as JSON on stdout.")
 @click.option("--quiet", is_flag=True, help="Print nothing but errors.")
 @user_errors
@@ -121,6 +156,7 @@ def run(
     concurrency: int,
     as_json: bool,
     quiet: bool,
+    **source_args: Any,
 ) -> None:
     """Import every row of SOURCE as an iVvy task and write the results sheet.
 
@@ -134,12 +170,14 @@ def run(
       task-import run sample_data/tasks.csv --sandbox
       task-import run tasks.csv --results out/tasks.results.csv --json
     """
-    options = RunOptions(results=results, concurrency=concurrency)
+    options = RunOptions(results=results, concurrency=concurrency, **source_args)
     with _target(use_sandbox) as credentials:
         summary = asyncio.run(_run(source, credentials, options))
     if as_json:
         click.echo(json.dumps(summary.as_dict()))
     elif not quiet:
+        for warning in summary.warnings:
+            click.echo(f"warning: {warning}", err=True)
         click.echo(summary.describe())
     sys.exit(summary.exit_code)
 

@@ -49,6 +49,23 @@ STATUSES: dict[int, str] = {
     4: "Completed",
 }
 
+#: Words people use for each status, beyond its label (compared without case, spaces or
+#: punctuation). Only words whose meaning is clear: anything else is refused, never guessed.
+STATUS_SYNONYMS: dict[int, tuple[str, ...]] = {
+    0: ("Not Started", "Open", "To do", "Todo", "New"),
+    1: ("In Progress", "Started", "Ongoing", "Underway"),
+    2: ("On Hold", "Deferred", "Waiting", "Waiting on someone else", "Waiting for input",
+        "Paused", "Postponed"),
+    3: ("Cancelled", "Canceled"),
+    4: ("Completed", "Complete", "Done", "Closed", "Finished"),
+}  # fmt: skip
+#: Words for each priority: five-level scales fold onto iVvy's three.
+PRIORITY_SYNONYMS: dict[str, tuple[str, ...]] = {
+    "low": ("Low", "Lowest"),
+    "medium": ("Medium", "Normal"),
+    "high": ("High", "Highest"),
+}
+
 #: The API's timestamp format (an optional " UTC" suffix is accepted on input).
 TIMESTAMP_FORMAT = "%Y-%m-%d %H:%M:%S"
 

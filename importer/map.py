@@ -1,48 +1,316 @@
 """Map: which source column feeds which task field.
 
-This first version knows the API's own field names, matched without regard to case. Columns it
-does not know are kept (they go to the results sheet) and fed to no field.
+In order of precedence: a mapping file (``--mapping``, TOML), a built-in profile (``--profile``),
+the API's own field names, then known aliases ("Task Name", "Due Date", "Assigned To"…); names are
+compared without case, spaces or punctuation. Columns that feed no field are kept (they go to the
+results sheet) and reported, with the closest field when one is close. The mapping also carries
+the status and priority words to accept, so that normalise never guesses.
 """
 
 from __future__ import annotations
 
-from collections.abc import Sequence
-from dataclasses import dataclass
+import difflib
+import re
+import tomllib
+from collections.abc import Mapping, Sequence
+from dataclasses import dataclass, field
 from pathlib import Path
+from typing import Any
 
-from .errors import SourceError
-from .fields import TASK_FIELDS
+from .errors import SourceError, UsageError
+from .fields import (
+    PRIORITIES,
+    PRIORITY_SYNONYMS,
+    STATUS_SYNONYMS,
+    STATUSES,
+    TASK_FIELDS,
+)
+from .profiles import PROFILES, Profile
+
+#: A time-of-day column joined to the due date (Pipedrive's "Due time").
+END_TIME = "endTime"
+TARGETS: tuple[str, ...] = (*(f.name for f in TASK_FIELDS), END_TIME)
+IGNORE = frozenset({"", "ignore", "-"})
+
+ALIASES: dict[str, tuple[str, ...]] = {
+    "id": ("Task ID", "iVvy Task ID", "iVvy ID"),
+    "name": ("Task Name", "Task", "Subject", "Title", "Task Title", "Task Subject"),
+    "endDatetime": ("Due Date", "Due", "Deadline", "Due Date Time", "Due Date and Time",
+                    "Due On", "Due By", "End Date", "End Datetime", "End Date Time"),
+    "endTime": ("Due Time", "Time Due", "End Time"),
+    "priority": ("Task Priority", "Importance"),
+    "status": ("Task Status", "State"),
+    "description": ("Notes", "Note", "Details", "Body", "Comments", "Task Description"),
+    "contactId": ("Contact ID", "Contact Id", "iVvy Contact ID"),
+    "companyId": ("Company ID", "iVvy Company ID"),
+    "leadId": ("Lead ID", "Opportunity ID", "Lead or Opportunity ID"),
+    "venueId": ("Venue ID",),
+    "assignedUserId": ("Assigned To", "Assigned User", "Assigned User ID", "Assignee", "Owner",
+                       "User ID", "Assigned To ID"),
+}  # fmt: skip
+
+
+def canon(text: str) -> str:
+    """A name or a word compared without case, spaces or punctuation: "Due Date" → "duedate"."""
+    return re.sub(r"[\W_]+", "", str(text)).casefold()
+
+
+_TARGET_BY_CANON: dict[str, str] = {canon(n): n for n in TARGETS}
+_KNOWN: dict[str, str] = dict(_TARGET_BY_CANON)
+for _field, _names in ALIASES.items():
+    _KNOWN.update({canon(n): _field for n in _names})
+
+
+@dataclass(frozen=True)
+class MappingFile:
+    """What a ``--mapping`` TOML file says."""
+
+    path: Path
+    profile: str | None = None
+    columns: dict[str, str | None] = field(default_factory=dict)
+    status: dict[str, int | None] = field(default_factory=dict)
+    priority: dict[str, str | None] = field(default_factory=dict)
+    options: dict[str, Any] = field(default_factory=dict)
 
 
 @dataclass(frozen=True)
 class ColumnMapping:
-    """``field → column`` for the fields the source provides, and the columns left unused."""
+    """``field → column`` for the fields the source provides, how each was decided, the columns
+    left unused, warnings for a person, and the words normalise accepts."""
 
     columns: dict[str, str]
-    unused: tuple[str, ...]
+    how: dict[str, str] = field(default_factory=dict)
+    unused: tuple[str, ...] = ()
+    warnings: tuple[str, ...] = ()
+    status_words: dict[str, int | None] = field(default_factory=dict)
+    priority_words: dict[str, str | None] = field(default_factory=dict)
+    suggested_key: str | None = None
+    timezone: str | None = None
+    epoch_ms: bool = False
+    options: dict[str, Any] = field(default_factory=dict)
+
+    def column_of(self, name: str) -> str:
+        """The source column that feeds ``name`` (the field name itself when none does)."""
+        return self.columns.get(name, name)
 
 
-def map_columns(headers: Sequence[str], *, path: str | Path, sheet: str | None) -> ColumnMapping:
-    """The mapping for ``headers``. A sheet that cannot create tasks (no ``id`` column and no
-    column for a field every create needs) is refused with a :class:`SourceError` listing the
-    headers seen."""
-    by_key = {f.name.casefold(): f.name for f in TASK_FIELDS}
+def default_status_words() -> dict[str, int | None]:
+    words: dict[str, int | None] = {canon(label): code for code, label in STATUSES.items()}
+    for code, names in STATUS_SYNONYMS.items():
+        words.update({canon(n): code for n in names})
+    return words
+
+
+def default_priority_words() -> dict[str, str | None]:
+    words: dict[str, str | None] = {p: p for p in PRIORITIES}
+    for priority, names in PRIORITY_SYNONYMS.items():
+        words.update({canon(n): priority for n in names})
+    return words
+
+
+def load_mapping_file(path: str | Path) -> MappingFile:
+    """Read and check a mapping file; UsageError naming the file and the entry at fault."""
+    path = Path(path)
+    try:
+        data = tomllib.loads(path.read_text(encoding="utf-8-sig"))
+    except OSError as exc:
+        raise UsageError(f"cannot read the mapping file {path}: {exc.strerror}") from None
+    except tomllib.TOMLDecodeError as exc:
+        raise UsageError(f"mapping file {path}: not valid TOML ({exc})") from None
+    known = {"profile", "columns", "status", "priority", "options"}
+    if unknown := set(data) - known:
+        raise UsageError(
+            f"mapping file {path}: unknown entries {sorted(unknown)}; "
+            f"expected {', '.join(sorted(known))}"
+        )
+    profile = data.get("profile")
+    if profile is not None and profile not in PROFILES:
+        raise UsageError(
+            f"mapping file {path}: unknown profile {profile!r}; choose {', '.join(PROFILES)}"
+        )
+    columns: dict[str, str | None] = {}
+    for column, target in _table(data, "columns", path).items():
+        if not isinstance(target, str):
+            raise UsageError(f"mapping file {path}: [columns] {column!r} must be a field name")
+        if target.strip().lower() in IGNORE:
+            columns[column] = None
+            continue
+        resolved = _TARGET_BY_CANON.get(canon(target))
+        if resolved is None:
+            raise UsageError(
+                f"mapping file {path}: [columns] {column!r} = {target!r}: unknown field; "
+                f'the fields are {", ".join(TARGETS)} (or "ignore")'
+            )
+        columns[column] = resolved
+    status = {
+        word: _status_value(value, path, word)
+        for word, value in _table(data, "status", path).items()
+    }
+    priority = {
+        word: _priority_value(value, path, word)
+        for word, value in _table(data, "priority", path).items()
+    }
+    return MappingFile(
+        path=path,
+        profile=profile,
+        columns=columns,
+        status=status,
+        priority=priority,
+        options=_table(data, "options", path),
+    )
+
+
+def _table(data: Mapping[str, Any], name: str, path: Path) -> dict[str, Any]:
+    table = data.get(name, {})
+    if not isinstance(table, dict):
+        raise UsageError(f"mapping file {path}: [{name}] must be a table")
+    return table
+
+
+def _status_value(value: Any, path: Path, word: str) -> int | None:
+    if isinstance(value, str) and value.strip().lower() in IGNORE:
+        return None
+    if isinstance(value, int) and not isinstance(value, bool) and value in STATUSES:
+        return value
+    code = default_status_words().get(canon(value)) if isinstance(value, str) else None
+    if code is None:
+        accepted = ", ".join(f"{c} ({label})" for c, label in STATUSES.items())
+        raise UsageError(f"mapping file {path}: [status] {word!r} = {value!r}: use {accepted}")
+    return code
+
+
+def _priority_value(value: Any, path: Path, word: str) -> str | None:
+    text = str(value).strip().lower()
+    if text in IGNORE:
+        return None
+    if text not in PRIORITIES:
+        raise UsageError(
+            f"mapping file {path}: [priority] {word!r} = {value!r}: use {', '.join(PRIORITIES)}"
+        )
+    return text
+
+
+def map_columns(
+    headers: Sequence[str],
+    *,
+    path: str | Path,
+    sheet: str | None = None,
+    profile: str | None = None,
+    mapping_file: MappingFile | None = None,
+) -> ColumnMapping:
+    """The mapping for ``headers``.
+
+    A sheet that cannot create tasks (no ``id`` column and no column for a field every create
+    needs) is refused with a :class:`SourceError` listing the headers seen; an unknown profile is
+    a :class:`UsageError`.
+    """
+    chosen = profile or (mapping_file.profile if mapping_file else None)
+    if chosen is not None and chosen not in PROFILES:
+        raise UsageError(f"unknown profile {chosen!r}: choose {', '.join(PROFILES)}")
+    prof: Profile | None = PROFILES[chosen] if chosen else None
+
+    by_canon = {canon(h): h for h in reversed(headers)}  # first of equal names wins
     columns: dict[str, str] = {}
-    unused: list[str] = []
+    how: dict[str, str] = {}
+    warnings: list[str] = []
+    taken: set[str] = set()
+
+    def assign(target: str, header: str, reason: str) -> None:
+        if header in taken:
+            return
+        if target in columns:
+            warnings.append(
+                f"column {header!r} also looks like {target}; {columns[target]!r} is used for it"
+            )
+            return
+        columns[target] = header
+        how[target] = reason
+        taken.add(header)
+
+    if mapping_file is not None:
+        for column, target in mapping_file.columns.items():
+            header = by_canon.get(canon(column))
+            if header is None:
+                warnings.append(
+                    f"mapping file names column {column!r}, which the source does not have"
+                )
+            elif target is None:
+                taken.add(header)  # left unused on purpose
+            else:
+                assign(target, header, f"mapping file {mapping_file.path.name}")
+    if prof is not None:
+        for column, target in prof.columns.items():
+            header = by_canon.get(canon(column))
+            if header is not None:
+                assign(target, header, f"profile {prof.name}")
     for header in headers:
-        name = by_key.get(header.strip().casefold())
-        if name is None or name in columns:
-            unused.append(header)
-        else:
-            columns[name] = header
+        if canon(header) in _TARGET_BY_CANON:
+            assign(_TARGET_BY_CANON[canon(header)], header, "field name")
+    for header in headers:
+        target = _KNOWN.get(canon(header))
+        if target is not None:
+            assign(target, header, "alias")
+
+    unused = tuple(h for h in headers if h not in columns.values())
+    ignored = taken - set(columns.values())
+    for header in unused:
+        if header in ignored:
+            continue
+        hint = _closest(header)
+        warnings.append(
+            f"column {header!r} is not imported (kept in the results)"
+            + (f": did you mean {hint!r}?" if hint else "")
+        )
+    if END_TIME in columns and "endDatetime" not in columns:
+        warnings.append(f"column {columns[END_TIME]!r} holds due times, but no column holds dates")
+
     if "id" not in columns:
         missing = [f.name for f in TASK_FIELDS if f.required_on_create and f.name not in columns]
         if missing:
             raise SourceError(
-                f"no column for {', '.join(missing)} (required to create tasks); "
-                f"the headers are: {', '.join(headers)}",
+                f"no column for {', '.join(missing)} (required to create tasks); the headers "
+                f"are: {', '.join(repr(h) for h in headers)}. Rename a column, or give --mapping "
+                "or --profile",
                 path=path,
                 sheet=sheet,
                 column=missing[0],
             )
-    return ColumnMapping(columns=columns, unused=tuple(unused))
+
+    status_words = default_status_words()
+    priority_words = default_priority_words()
+    if prof is not None:
+        status_words.update({canon(w): c for w, c in prof.status.items()})
+        priority_words.update({canon(w): p for w, p in prof.priority.items()})
+    options: dict[str, Any] = {}
+    if mapping_file is not None:
+        status_words.update({canon(w): c for w, c in mapping_file.status.items()})
+        priority_words.update({canon(w): p for w, p in mapping_file.priority.items()})
+        options = dict(mapping_file.options)
+    suggested_key = None
+    if prof is not None and prof.key:
+        suggested_key = by_canon.get(canon(prof.key))
+    return ColumnMapping(
+        columns=columns,
+        how=how,
+        unused=unused,
+        warnings=tuple(warnings),
+        status_words=status_words,
+        priority_words=priority_words,
+        suggested_key=suggested_key,
+        timezone=prof.timezone if prof else None,
+        epoch_ms=prof.epoch_ms if prof else False,
+        options=options,
+    )
+
+
+def _closest(header: str) -> str | None:
+    match = difflib.get_close_matches(canon(header), list(_KNOWN), n=1, cutoff=0.75)
+    return _KNOWN[match[0]] if match else None
+
+
+def describe(mapping: ColumnMapping) -> list[str]:
+    """One line per mapped field, for a person: ``name ← 'Subject' (profile salesforce)``."""
+    return [
+        f"{target} ← {column!r} ({mapping.how.get(target, '')})"
+        for target, column in mapping.columns.items()
+    ]

@@ -26,6 +26,8 @@ class Payload:
     row: Row
     params: Mapping[str, Any]
     columns: Mapping[str, str] = field(default_factory=dict)
+    #: What a person should know about this row although it can be sent.
+    warnings: tuple[str, ...] = ()
 
     @property
     def is_update(self) -> bool:
@@ -42,3 +44,4 @@ class Outcome:
     error_code: int | str | None = None
     field: str | None = None
     message: str = ""
+    warnings: tuple[str, ...] = ()

@@ -12,12 +12,13 @@ import os
 import tempfile
 from collections.abc import Iterable, Iterator, Sequence
 from contextlib import contextmanager
+from datetime import date, datetime, time
 from pathlib import Path
 from typing import Any, TextIO
 
 from .model import Outcome, Row
 
-RESULT_COLUMNS = ("row", "result", "task_id", "error_code", "field", "message")
+RESULT_COLUMNS = ("row", "result", "task_id", "error_code", "field", "message", "warnings")
 #: Text starting with these is read as a formula (or as a DDE payload) by spreadsheets (OWASP).
 _FORMULA_STARTS = ("=", "+", "-", "@", "\t", "\r", "\0")
 
@@ -26,6 +27,17 @@ def neutralise(value: Any) -> Any:
     """``value``, with text that a spreadsheet would run as a formula prefixed by ``'``."""
     if isinstance(value, str) and value.startswith(_FORMULA_STARTS):
         return "'" + value
+    return value
+
+
+def cell_text(value: Any) -> Any:
+    """A source cell as it goes into a text results file: dates in ISO form, empty for None."""
+    if value is None:
+        return ""
+    if isinstance(value, datetime):
+        return value.isoformat(sep=" ")
+    if isinstance(value, date | time):
+        return value.isoformat()
     return value
 
 
@@ -73,7 +85,8 @@ def write_results_csv(
                 outcome.error_code,
                 outcome.field,
                 outcome.message,
+                "; ".join(outcome.warnings),
             ]
-            writer.writerow([neutralise("" if v is None else v) for v in (*cells, *ours)])
+            writer.writerow([neutralise(cell_text(v)) for v in (*cells, *ours)])
             count += 1
     return count

@@ -54,7 +54,7 @@ def test_run_writes_results_whose_ids_exist_in_the_sandbox(sandbox, tmp_path):
         "10": ("failed", "24390", "contactId"),
         "11": ("invalid", "24396", "contactId"),
         "12": ("invalid", "23017", "endDatetime"),
-        "13": ("invalid", "BAD_PRIORITY", "priority"),
+        "13": ("invalid", "23016", "priority"),
     }
     assert summary["counts"] == {"created": 7, "failed": 2, "invalid": 3}
 
@@ -97,7 +97,7 @@ def test_unreadable_source_is_exit_2_and_sends_nothing(sandbox, tmp_path):
         ("", "the file is empty"),
         ("name,endDatetime\n", "no data rows"),
         ("name,name\nA,B\n", "duplicate header"),
-        ("title,notes\nA,B\n", "no column for name, endDatetime"),
+        ("label,remark\nA,B\n", "no column for name, endDatetime"),
     ],
 )
 def test_sources_that_cannot_be_imported_are_exit_2(sandbox, tmp_path, text, message):

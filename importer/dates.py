@@ -1,0 +1,348 @@
+"""Dates and times from spreadsheets → the API's UTC ``YYYY-MM-DD HH:MM:SS``.
+
+Accepted: native date and datetime cells; Excel serial numbers in either date system; ISO 8601
+(with or without ``T``, seconds, fractions, ``Z`` or an offset); ``DD/MM/YYYY`` and
+``MM/DD/YYYY`` (``/``, ``-`` or ``.``, two- or four-digit years, optional time and AM/PM) with the
+order decided from the whole column or given; ``1 Dec 2026`` and ``Dec 1, 2026``; epoch
+milliseconds where a profile says so. A time without an offset is wall-clock time in the sheet's
+zone and is converted with its daylight-saving rules: a time that does not exist there (the
+spring-forward gap) is refused, one that occurs twice takes the first, with a warning. A date
+without a time keeps its calendar day: it gets the default time of day in the sheet's zone.
+"""
+
+from __future__ import annotations
+
+import re
+from dataclasses import dataclass, field
+from datetime import UTC, date, datetime, time, timedelta, timezone, tzinfo
+from typing import Any, Literal
+from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
+
+from .fields import TIMESTAMP_FORMAT
+
+DateOrder = Literal["dmy", "mdy"]
+
+_MERIDIEM = r"(?P<ap>[AaPp]\.?[Mm]\.?)?"
+_ISO = re.compile(
+    r"(?P<y>\d{4})[-/.](?P<m>\d{1,2})[-/.](?P<d>\d{1,2})"
+    r"(?:[T ]+(?P<H>\d{1,2}):(?P<M>\d{2})(?::(?P<S>\d{2})(?:[.,]\d+)?)?\s*" + _MERIDIEM + ")?"
+    r"\s*(?P<tz>Z|UTC|GMT|[+-]\d{2}(?::?\d{2})?)?"
+)
+_NUMERIC = re.compile(
+    r"(?P<a>\d{1,2})(?P<sep>[/.-])(?P<b>\d{1,2})(?P=sep)(?P<y>\d{4}|\d{2})"
+    r"(?:[T ,]+(?P<H>\d{1,2}):(?P<M>\d{2})(?::(?P<S>\d{2}))?\s*(?P<ap>[AaPp]\.?[Mm]\.?)?)?"
+)
+_MONTH_NAMES = {
+    name: number
+    for number, names in enumerate(
+        [
+            ("jan", "january"), ("feb", "february"), ("mar", "march"), ("apr", "april"),
+            ("may",), ("jun", "june"), ("jul", "july"), ("aug", "august"),
+            ("sep", "sept", "september"), ("oct", "october"), ("nov", "november"),
+            ("dec", "december"),
+        ],
+        start=1,
+    )
+    for name in names
+}  # fmt: skip
+_TIME = r"(?:[T ,]+(?P<H>\d{1,2}):(?P<M>\d{2})(?::(?P<S>\d{2}))?\s*(?P<ap>[AaPp]\.?[Mm]\.?)?)?"
+_DAY_MONTH = re.compile(r"(?P<d>\d{1,2})[ -](?P<mon>[A-Za-z]{3,9})\.?[ -](?P<y>\d{4})" + _TIME)
+_MONTH_DAY = re.compile(r"(?P<mon>[A-Za-z]{3,9})\.? (?P<d>\d{1,2})(?:st|nd|rd|th)?,? (?P<y>\d{4})"
+                        + _TIME)  # fmt: skip
+_CLOCK = re.compile(r"(?P<H>\d{1,2}):(?P<M>\d{2})(?::(?P<S>\d{2}))?\s*(?P<ap>[AaPp]\.?[Mm]\.?)?")
+_SERIAL = re.compile(r"\d{5,6}(?:\.\d+)?")
+
+#: Excel serials outside these years are not taken for dates (a number in a date column that is
+#: really something else must be refused, not converted).
+PLAUSIBLE_YEARS = (1950, 2199)
+_EPOCH_1900 = datetime(1899, 12, 30)  # serial 60 is the non-existent 29 February 1900
+_EPOCH_1904 = datetime(1904, 1, 1)
+ACCEPTED = "YYYY-MM-DD HH:MM, DD/MM/YYYY HH:MM, MM/DD/YYYY or a date cell"
+
+
+class DateError(ValueError):
+    """A value that cannot become a due date; ``str()`` says why for a person."""
+
+
+@dataclass(frozen=True)
+class DateRules:
+    """How to read the dates of one sheet."""
+
+    zone: tzinfo = UTC
+    order: DateOrder | None = None
+    default_time: time = time(9, 0)
+    date1904: bool = False
+    epoch_ms: bool = False
+
+
+def zone_named(name: str) -> tzinfo:
+    """The IANA zone ``name`` (``UTC`` too); ValueError when there is no such zone."""
+    if name.strip().upper() in {"UTC", "Z", "GMT"}:
+        return UTC
+    try:
+        return ZoneInfo(name.strip())
+    except (ZoneInfoNotFoundError, ValueError):
+        raise ValueError(
+            f"unknown time zone {name!r}: use an IANA name such as Australia/Sydney or UTC"
+        ) from None
+
+
+@dataclass
+class DateEvidence:
+    """What a whole column says about day-first or month-first dates (``03/04/2026``)."""
+
+    dmy_row: int | None = None  # first row whose first number can only be a day (> 12)
+    mdy_row: int | None = None  # first row whose second number can only be a day
+
+    def observe(self, value: Any, row: int) -> None:
+        if not isinstance(value, str):
+            return
+        match = _NUMERIC.fullmatch(value.strip())
+        if match is None:
+            return
+        a, b = int(match["a"]), int(match["b"])
+        if a > 12 >= b and self.dmy_row is None:
+            self.dmy_row = row
+        elif b > 12 >= a and self.mdy_row is None:
+            self.mdy_row = row
+
+    def order(self) -> DateOrder | None:
+        """The order the column shows, or None when it shows none or both."""
+        if self.dmy_row is not None and self.mdy_row is None:
+            return "dmy"
+        if self.mdy_row is not None and self.dmy_row is None:
+            return "mdy"
+        return None
+
+    def conflict(self) -> str | None:
+        if self.dmy_row is not None and self.mdy_row is not None:
+            return (
+                f"dates are written day-first (row {self.dmy_row}) and month-first "
+                f"(row {self.mdy_row}) in one column: dates that read both ways are refused"
+            )
+        return None
+
+
+@dataclass
+class Converted:
+    """A due date in the API's form, and the warnings a person should see about it."""
+
+    timestamp: str
+    warnings: list[str] = field(default_factory=list)
+
+
+def to_api(value: Any, rules: DateRules, clock: Any = None) -> Converted:
+    """``value`` (a cell) as the API's UTC timestamp; ``clock`` is an optional time-of-day cell
+    joined to a date. Raises :class:`DateError`."""
+    warnings: list[str] = []
+    local, aware = _read(value, rules, warnings)
+    if clock is not None:
+        if not isinstance(local, date) or isinstance(local, datetime) or aware is not None:
+            raise DateError(f"{_show(value)} already has a time; the time column must be empty")
+        local = datetime.combine(local, read_time(clock))
+    if aware is None:
+        if not isinstance(local, datetime):
+            local = datetime.combine(local, rules.default_time)
+        aware = localise(local, rules.zone, warnings)
+    try:
+        instant = aware.astimezone(UTC)
+    except OverflowError:
+        raise DateError(f"{_show(value)} is out of range") from None
+    return Converted(instant.strftime(TIMESTAMP_FORMAT), warnings)
+
+
+def localise(naive: datetime, zone: tzinfo, warnings: list[str]) -> datetime:
+    """``naive`` wall-clock time in ``zone``, aware. DateError in a DST gap; the first of two in
+    a DST overlap, with a warning."""
+    if zone is UTC:
+        return naive.replace(tzinfo=UTC)
+    first = naive.replace(tzinfo=zone, fold=0)
+    second = naive.replace(tzinfo=zone, fold=1)
+    if first.utcoffset() == second.utcoffset():
+        return first
+    back = first.astimezone(UTC).astimezone(zone).replace(tzinfo=None)
+    if back != naive:
+        raise DateError(
+            f"{naive:%Y-%m-%d %H:%M} does not exist in {zone} (the clocks go forward then)"
+        )
+    warnings.append(
+        f"{naive:%Y-%m-%d %H:%M} occurs twice in {zone} (the clocks go back then): "
+        "the first was taken"
+    )
+    return first
+
+
+def read_time(value: Any) -> time:
+    """A time of day from a cell: ``14:30``, ``2:30 PM``, a time cell, or an Excel fraction."""
+    if isinstance(value, time):
+        return value.replace(tzinfo=None)
+    if isinstance(value, datetime):
+        return value.time()
+    if isinstance(value, timedelta) and timedelta(0) <= value < timedelta(days=1):
+        return (datetime.min + value).time()
+    if isinstance(value, float) and 0 <= value < 1:
+        return (datetime.min + timedelta(days=value)).time().replace(microsecond=0)
+    if isinstance(value, str):
+        match = _CLOCK.fullmatch(value.strip())
+        if match:
+            hour, minute, second = _clock(match)
+            try:
+                return time(hour, minute, second)
+            except ValueError:
+                pass
+    raise DateError(f"{_show(value)} is not a time of day (write HH:MM)")
+
+
+def _read(value: Any, rules: DateRules, warnings: list[str]) -> tuple[date, datetime | None]:
+    """``(local date or datetime, aware datetime or None)``."""
+    if isinstance(value, datetime):
+        if value.tzinfo is not None:
+            return value, value
+        return value, None
+    if isinstance(value, date):
+        return value, None
+    if isinstance(value, bool | time | timedelta):
+        raise DateError(f"{_show(value)} is not a date")
+    if isinstance(value, int | float):
+        return _number(value, rules, warnings, str(value)), None
+    text = str(value).strip()
+    if rules.epoch_ms and text.isdigit() and len(text) >= 11:
+        return _epoch_ms(int(text))
+    if _SERIAL.fullmatch(text):
+        warnings.append(f"{text!r} was read as an Excel date serial")
+        return _number(float(text), rules, warnings, text), None
+    if text.isdigit() and len(text) == 8:
+        return _make(text, int(text[:4]), int(text[4:6]), int(text[6:])), None
+    for parse in (_iso, _numeric, _named):
+        parsed = parse(text, rules, warnings)
+        if parsed is not None:
+            return parsed
+    raise DateError(f"{text!r} is not a date; write {ACCEPTED}")
+
+
+def _number(number: float, rules: DateRules, warnings: list[str], shown: str) -> datetime:
+    if rules.epoch_ms and number >= 1e11:
+        return _epoch_ms(int(number))[0]
+    epoch = _EPOCH_1904 if rules.date1904 else _EPOCH_1900
+    try:
+        moment = epoch + timedelta(days=number)
+    except OverflowError:
+        moment = None
+    low, high = PLAUSIBLE_YEARS
+    if moment is None or not low <= moment.year <= high:
+        raise DateError(
+            f"{shown} is a number, not a date (as an Excel date it would fall outside "
+            f"{low}–{high}); format the cell as a date or write {ACCEPTED}"
+        )
+    return (
+        moment.replace(microsecond=0)
+        if moment.microsecond < 500_000
+        else (moment + timedelta(microseconds=1_000_000 - moment.microsecond))
+    )
+
+
+def _epoch_ms(millis: int) -> tuple[datetime, datetime]:
+    try:
+        moment = datetime.fromtimestamp(millis / 1000, tz=UTC)
+    except (OverflowError, OSError, ValueError):
+        raise DateError(f"{millis} is not a time in epoch milliseconds") from None
+    return moment, moment
+
+
+def _clock(match: re.Match[str]) -> tuple[int, int, int]:
+    hour, minute = int(match["H"]), int(match["M"])
+    second = int(match["S"] or 0)
+    meridiem = (match["ap"] or "").replace(".", "").lower()
+    if meridiem:
+        if not 1 <= hour <= 12:
+            raise DateError(f"hour {hour} cannot go with {meridiem.upper()}")
+        hour = hour % 12 + (12 if meridiem == "pm" else 0)
+    return hour, minute, second
+
+
+def _make(text: str, year: int, month: int, day: int, clock: re.Match[str] | None = None) -> Any:
+    try:
+        if clock is not None and clock["H"] is not None:
+            return datetime(year, month, day, *_clock(clock))
+        return date(year, month, day)
+    except ValueError:
+        raise DateError(f"{text!r} is not a real date or time") from None
+
+
+def _year(text: str, raw: str, warnings: list[str]) -> int:
+    if len(raw) == 2:
+        warnings.append(f"{text!r}: the two-digit year was read as 20{raw}")
+        return 2000 + int(raw)
+    return int(raw)
+
+
+def _iso(text: str, rules: DateRules, warnings: list[str]) -> tuple[Any, Any] | None:
+    match = _ISO.fullmatch(text)
+    if match is None:
+        return None
+    local = _make(text, int(match["y"]), int(match["m"]), int(match["d"]), match)
+    offset = match["tz"]
+    if offset is None:
+        return local, None
+    if not isinstance(local, datetime):
+        local = datetime.combine(local, time(0, 0))
+    if offset in {"Z", "UTC", "GMT"}:
+        zone: tzinfo = UTC
+    else:
+        sign = -1 if offset[0] == "-" else 1
+        digits = offset[1:].replace(":", "")
+        minutes = int(digits[:2]) * 60 + int(digits[2:4] or 0)
+        if minutes >= 24 * 60:
+            raise DateError(f"{text!r} has an impossible offset")
+        zone = timezone(sign * timedelta(minutes=minutes))
+    aware = local.replace(tzinfo=zone)
+    return aware, aware
+
+
+def _numeric(text: str, rules: DateRules, warnings: list[str]) -> tuple[Any, Any] | None:
+    match = _NUMERIC.fullmatch(text)
+    if match is None:
+        return None
+    a, b = int(match["a"]), int(match["b"])
+    year = _year(text, match["y"], warnings)
+    if a == b:
+        order: DateOrder | None = "dmy"  # both readings give the same date
+    elif rules.order is not None:
+        order = rules.order
+    elif a > 12:
+        order = "dmy"
+    elif b > 12:
+        order = "mdy"
+    else:
+        raise DateError(
+            f"{text!r} is ambiguous: {a} {_month_abbr(b)} or {b} {_month_abbr(a)}? Give "
+            "--date-order dmy or mdy, or write YYYY-MM-DD"
+        )
+    day, month = (a, b) if order == "dmy" else (b, a)
+    if month > 12:
+        raise DateError(
+            f"{text!r} cannot be {'day-first' if order == 'dmy' else 'month-first'} "
+            f"(there is no month {month}); check --date-order"
+        )
+    return _make(text, year, month, day, match), None
+
+
+def _month_abbr(number: int) -> str:
+    names = ["Jan", "Feb", "Mar", "Apr", "May", "Jun", "Jul", "Aug", "Sep", "Oct", "Nov", "Dec"]
+    return names[number - 1] if 1 <= number <= 12 else str(number)
+
+
+def _named(text: str, rules: DateRules, warnings: list[str]) -> tuple[Any, Any] | None:
+    for pattern in (_DAY_MONTH, _MONTH_DAY):
+        match = pattern.fullmatch(text)
+        if match is None:
+            continue
+        month = _MONTH_NAMES.get(match["mon"].lower())
+        if month is None:
+            return None
+        return _make(text, int(match["y"]), month, int(match["d"]), match), None
+    return None
+
+
+def _show(value: Any) -> str:
+    return repr(value) if isinstance(value, str) else str(value)
