@@ -204,6 +204,8 @@ def _read(value: Any, rules: DateRules, warnings: list[str]) -> tuple[date, date
     if isinstance(value, bool | time | timedelta):
         raise DateError(f"{_show(value)} is not a date")
     if isinstance(value, int | float):
+        if rules.epoch_ms and value >= 1e11:
+            return _epoch_ms(int(value))
         return _number(value, rules, warnings, str(value)), None
     text = str(value).strip()
     if rules.epoch_ms and text.isdigit() and len(text) >= 11:
@@ -220,9 +222,8 @@ def _read(value: Any, rules: DateRules, warnings: list[str]) -> tuple[date, date
     raise DateError(f"{text!r} is not a date; write {ACCEPTED}")
 
 
-def _number(number: float, rules: DateRules, warnings: list[str], shown: str) -> datetime:
-    if rules.epoch_ms and number >= 1e11:
-        return _epoch_ms(int(number))[0]
+def _number(number: float, rules: DateRules, warnings: list[str], shown: str) -> date:
+    """An Excel serial: a whole number is a date (no time of day), a fraction adds the time."""
     epoch = _EPOCH_1904 if rules.date1904 else _EPOCH_1900
     try:
         moment = epoch + timedelta(days=number)
@@ -234,11 +235,10 @@ def _number(number: float, rules: DateRules, warnings: list[str], shown: str) ->
             f"{shown} is a number, not a date (as an Excel date it would fall outside "
             f"{low}–{high}); format the cell as a date or write {ACCEPTED}"
         )
-    return (
-        moment.replace(microsecond=0)
-        if moment.microsecond < 500_000
-        else (moment + timedelta(microseconds=1_000_000 - moment.microsecond))
-    )
+    if float(number).is_integer():
+        return moment.date()
+    # Serial fractions carry float noise: round to the nearest second.
+    return (moment + timedelta(microseconds=500_000)).replace(microsecond=0)
 
 
 def _epoch_ms(millis: int) -> tuple[datetime, datetime]:

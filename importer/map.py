@@ -239,6 +239,8 @@ def map_columns(
             else:
                 assign(target, header, f"mapping file {mapping_file.path.name}")
     if prof is not None:
+        if prof.key and (key := by_canon.get(canon(prof.key))) is not None:
+            taken.add(key)  # a legacy id: kept in the results, never sent as an iVvy id
         for column, target in prof.columns.items():
             header = by_canon.get(canon(column))
             if header is not None:

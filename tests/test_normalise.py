@@ -1,0 +1,123 @@
+"""Normalising cells: ids, status and priority words, text, due dates with a time column."""
+
+from __future__ import annotations
+
+from datetime import date
+
+import pytest
+from hypothesis import given
+from hypothesis import strategies as st
+
+from importer.dates import DateRules, zone_named
+from importer.map import map_columns
+from importer.model import Outcome, Payload, Row
+from importer.normalise import CellError, Normaliser, to_integer
+
+
+def normaliser(headers, profile=None, **rules):
+    mapping = map_columns(headers, path="t.csv", profile=profile)
+    return Normaliser(mapping, DateRules(epoch_ms=mapping.epoch_ms, **rules))
+
+
+@pytest.mark.parametrize("value", ["1234", 1234, 1234.0, " 1234 ", "1234.0", "+1234"])
+def test_integers(value):
+    assert to_integer(value) == 1234
+
+
+@pytest.mark.parametrize("value", ["12.5", 12.5, "12a", "1e3", "", True, "-3", "1 234"])
+def test_not_integers_are_23016(value):
+    with pytest.raises(CellError) as info:
+        to_integer(value)
+    assert info.value.code == 23016
+
+
+@given(st.integers(min_value=0, max_value=10**15))
+def test_any_whole_number_written_any_way_is_itself(number):
+    for written in (number, float(number), str(number), f" {number} ", f"{number}.0"):
+        assert to_integer(written) == number
+
+
+ROW = ["name", "endDatetime", "status", "priority", "contactId", "description"]
+
+
+def run(norm, **cells):
+    full = {"name": "Call", "endDatetime": "2026-12-01 10:00", **cells}
+    return norm(Row(7, full))
+
+
+@pytest.mark.parametrize(
+    ("word", "code"),
+    [("Not Started", 0), ("not started", 0), ("NOT_STARTED", 0), ("to do", 0), ("Open", 0),
+     ("in progress", 1), ("Waiting on someone else", 2), ("deferred", 2), ("On Hold", 2),
+     ("Canceled", 3), ("Done", 4), ("closed", 4), ("4", 4), (3, 3), (1.0, 1)],
+)  # fmt: skip
+def test_status_words(word, code):
+    assert run(normaliser(ROW), status=word).params["status"] == code
+
+
+@pytest.mark.parametrize("word", ["Pending", "5", "maybe", True])
+def test_unclear_status_is_refused_with_the_accepted_values(word):
+    outcome = run(normaliser(ROW), status=word)
+    assert isinstance(outcome, Outcome) and outcome.result == "invalid"
+    assert (outcome.error_code, outcome.field) == (23016, "status")
+    assert "accepted: 0 (Not Started), 1 (In Progress)" in outcome.message
+
+
+@pytest.mark.parametrize(
+    ("word", "priority"),
+    [("HIGH", "high"), ("Normal", "medium"), ("medium", "medium"), ("lowest", "low")],
+)
+def test_priority_words(word, priority):
+    assert run(normaliser(ROW), priority=word).params["priority"] == priority
+
+
+def test_unknown_priority_lists_the_accepted_words():
+    outcome = run(normaliser(ROW), priority="urgent")
+    assert outcome.error_code == 23016 and "accepted: high, highest, low" in outcome.message
+
+
+def test_profile_words_apply():
+    norm = normaliser(["Activity - Subject", "Activity - Due date", "Activity - Done"],
+                      profile="pipedrive")  # fmt: skip
+    row = Row(2, {"Activity - Subject": "x", "Activity - Due date": "2026-12-01",
+                  "Activity - Done": "1"})  # fmt: skip
+    assert norm(row).params["status"] == 4
+
+
+def test_hubspot_none_priority_means_no_priority():
+    norm = normaliser(["hs_task_subject", "hs_timestamp", "hs_task_priority"], profile="hubspot")
+    row = Row(2, {"hs_task_subject": "x", "hs_timestamp": "1764583200000",
+                  "hs_task_priority": "NONE"})  # fmt: skip
+    payload = norm(row)
+    assert payload.params == {"name": "x", "endDatetime": "2025-12-01 10:00:00"}
+
+
+def test_text_is_trimmed_and_otherwise_kept():
+    payload = run(normaliser(ROW), name="  Café\n“quoted”  ", description=" 007 ")
+    assert payload.params["name"] == "Café\n“quoted”"
+    assert payload.params["description"] == "007"
+
+
+def test_blank_cells_are_absent():
+    payload = run(normaliser(ROW), contactId="  ", description="")
+    assert "contactId" not in payload.params and "description" not in payload.params
+
+
+def test_bad_date_names_the_column():
+    outcome = run(normaliser(ROW), endDatetime="31/02/2026")
+    assert (outcome.result, outcome.error_code, outcome.field) == ("invalid", "BAD_DATE",
+                                                                   "endDatetime")  # fmt: skip
+
+
+def test_dates_in_the_sheet_zone_with_warnings_carried():
+    norm = normaliser(ROW, zone=zone_named("Australia/Sydney"))
+    payload = run(norm, endDatetime="2026-04-05 02:30")
+    assert isinstance(payload, Payload)
+    assert payload.params["endDatetime"] == "2026-04-04 15:30:00"
+    assert payload.warnings and payload.warnings[0].startswith("endDatetime: ")
+
+
+def test_due_time_column_joins_the_date():
+    norm = normaliser(["name", "Due Date", "Due Time"])
+    row = Row(3, {"name": "x", "Due Date": date(2026, 12, 1), "Due Time": "16:45"})
+    assert norm(row).params["endDatetime"] == "2026-12-01 16:45:00"
