@@ -255,8 +255,16 @@ def map_columns(
 
     unused = tuple(h for h in headers if h not in columns.values())
     ignored = taken - set(columns.values())
+    legacy = {canon(c) for c in prof.legacy} if prof else set()
+    system = prof.title.split(" (")[0] if prof else ""
     for header in unused:
         if header in ignored:
+            continue
+        if canon(header) in legacy:
+            warnings.append(
+                f"column {header!r} holds {system} ids, not iVvy ids: kept in the results; to "
+                "set it in iVvy, map a column of iVvy ids with --mapping"
+            )
             continue
         hint = _closest(header)
         warnings.append(

@@ -20,6 +20,8 @@ class Profile:
     status: dict[str, int | None] = field(default_factory=dict)
     priority: dict[str, str | None] = field(default_factory=dict)
     key: str | None = None
+    #: Columns of the system's own ids (owners, parents): kept in the results, never sent.
+    legacy: tuple[str, ...] = ()
     timezone: str | None = None
     #: Whether whole numbers in the due column are epoch milliseconds (HubSpot's hs_timestamp).
     epoch_ms: bool = False
@@ -50,6 +52,7 @@ PROFILES: dict[str, Profile] = {
             },
             priority={"High": "high", "Normal": "medium", "Low": "low"},
             key="Id",
+            legacy=("OwnerId", "WhoId", "WhatId", "AccountId", "CreatedById"),
         ),
         Profile(
             name="hubspot",
@@ -74,6 +77,7 @@ PROFILES: dict[str, Profile] = {
             # HubSpot's "NONE" means no priority was set: the task gets none.
             priority={"LOW": "low", "MEDIUM": "medium", "HIGH": "high", "NONE": None},
             key="hs_object_id",
+            legacy=("hubspot_owner_id", "hs_created_by"),
             epoch_ms=True,
         ),
         Profile(
@@ -89,6 +93,7 @@ PROFILES: dict[str, Profile] = {
             # The Done column: 1/0, Done/To do, or a checkbox.
             status={"1": 4, "0": 0, "Done": 4, "To do": 0, "True": 4, "False": 0},
             key="Activity - ID",
+            legacy=("Activity - Assigned to user", "Deal - ID", "Person - ID", "Organization - ID"),
             timezone="UTC",  # Pipedrive writes due times in UTC
         ),
         Profile(
@@ -117,6 +122,7 @@ PROFILES: dict[str, Profile] = {
                 "Lowest": "low",
             },
             key="Record Id",
+            legacy=("Task Owner", "Task Owner Id", "What_Id", "Who_Id"),
         ),
         Profile(
             name="dynamics",
@@ -140,6 +146,7 @@ PROFILES: dict[str, Profile] = {
             },
             priority={"Low": "low", "Normal": "medium", "High": "high"},
             key="activityid",
+            legacy=("ownerid", "regardingobjectid", "Owner", "Regarding"),
         ),
     )
 }

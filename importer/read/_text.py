@@ -105,6 +105,10 @@ def _guess_legacy(path: Path) -> str | None:
     with path.open("rb") as handle:
         sample = handle.read(_CHUNK)
     matches = list(charset_normalizer.from_bytes(sample))
+    if all(m.coherence == 0 for m in matches) and _decodes(path, "cp1252") is None:
+        # No language shows through (a short file): take what Excel on a Western Windows
+        # would, rather than a multi-byte encoding that happens to fit a few bytes.
+        return "cp1252"
     if not matches:
         return None
     best = min(m.chaos for m in matches)
