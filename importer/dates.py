@@ -15,10 +15,9 @@ from __future__ import annotations
 import re
 from dataclasses import dataclass, field
 from datetime import UTC, date, datetime, time, timedelta, timezone, tzinfo
+from functools import lru_cache
 from typing import Any, Literal
 from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
-
-from .fields import TIMESTAMP_FORMAT
 
 DateOrder = Literal["dmy", "mdy"]
 
@@ -140,15 +139,36 @@ def to_api(value: Any, rules: DateRules, clock: Any = None) -> Converted:
         if not isinstance(local, date) or isinstance(local, datetime) or aware is not None:
             raise DateError(f"{_show(value)} already has a time; the time column must be empty")
         local = datetime.combine(local, read_time(clock))
-    if aware is None:
-        if not isinstance(local, datetime):
-            local = datetime.combine(local, rules.default_time)
-        aware = localise(local, rules.zone, warnings)
     try:
-        instant = aware.astimezone(UTC)
+        if aware is None:
+            if not isinstance(local, datetime):
+                local = datetime.combine(local, rules.default_time)
+            offset = _steady_offset(rules.zone, local.replace(minute=0, second=0, microsecond=0))
+            if offset is not None:
+                return Converted(_api_text(local - offset), warnings)
+            aware = localise(local, rules.zone, warnings)
+        return Converted(_api_text(aware.astimezone(UTC).replace(tzinfo=None)), warnings)
     except OverflowError:
         raise DateError(f"{_show(value)} is out of range") from None
-    return Converted(instant.strftime(TIMESTAMP_FORMAT), warnings)
+
+
+def _api_text(utc: datetime) -> str:
+    """``YYYY-MM-DD HH:MM:SS`` of a naive UTC datetime (seconds truncated)."""
+    return utc.replace(microsecond=0).isoformat(sep=" ")
+
+
+@lru_cache(maxsize=1 << 16)
+def _steady_offset(zone: tzinfo, hour: datetime) -> timedelta | None:
+    """The zone's UTC offset through the whole local hour starting at ``hour``, or None when a
+    daylight-saving change falls in it (then each time is checked on its own)."""
+    if zone is UTC:
+        return timedelta(0)
+    end = hour + timedelta(minutes=59, seconds=59)
+    offsets = {
+        moment.replace(tzinfo=zone, fold=fold).utcoffset() for moment in (hour, end)
+        for fold in (0, 1)
+    }  # fmt: skip
+    return offsets.pop() if len(offsets) == 1 else None
 
 
 def localise(naive: datetime, zone: tzinfo, warnings: list[str]) -> datetime:

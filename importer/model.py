@@ -3,29 +3,30 @@
 from __future__ import annotations
 
 from collections.abc import Mapping
-from dataclasses import dataclass, field
-from typing import Any, Literal
+from dataclasses import dataclass
+from typing import Any, Literal, NamedTuple
 
 Result = Literal["created", "updated", "unchanged", "invalid", "failed", "skipped"]
 #: Results that mean the row is done in iVvy; anything else needs a person.
 SUCCESSFUL: frozenset[str] = frozenset({"created", "updated", "unchanged"})
 
 
-@dataclass(frozen=True, slots=True)
-class Row:
-    """One source row: the row number a person sees in the source, and its raw cells by header."""
+class Row(NamedTuple):
+    """One source row: the row number a person sees in the source, and its raw cells by header.
+
+    (Named tuples: a run makes one of these per row, and they are the cheapest immutable value.)
+    """
 
     number: int
     cells: Mapping[str, Any]
 
 
-@dataclass(frozen=True, slots=True)
-class Payload:
+class Payload(NamedTuple):
     """The API parameters built from one row; ``columns`` says which source column fed each."""
 
     row: Row
     params: Mapping[str, Any]
-    columns: Mapping[str, str] = field(default_factory=dict)
+    columns: Mapping[str, str] = {}
     #: What a person should know about this row although it can be sent.
     warnings: tuple[str, ...] = ()
 

@@ -12,8 +12,7 @@
 from __future__ import annotations
 
 import re
-from collections.abc import Callable
-from dataclasses import dataclass
+from collections.abc import Callable, Mapping
 from datetime import date, datetime, time
 from typing import Any
 
@@ -28,6 +27,7 @@ BAD_DATE = "BAD_DATE"
 _WHOLE = re.compile(r"\s*\+?(\d+)(?:\.0*)?\s*")
 #: How many distinct due-date texts a run remembers: sheets repeat their dates a lot.
 _DATE_CACHE = 200_000
+_WORD_CACHE = 10_000
 
 
 class CellError(ValueError):
@@ -40,6 +40,8 @@ class CellError(ValueError):
 
 def to_integer(value: Any) -> int:
     """A whole number from a cell; CellError for anything else (fractions, words, exponents)."""
+    if value.__class__ is str and value.isdigit() and value.isascii():
+        return int(value)  # the common case, first
     if isinstance(value, bool):
         raise CellError(INVALID_VALUE, f"{value} is not a whole number")
     if isinstance(value, int):
@@ -78,11 +80,8 @@ def _word_key(value: Any) -> str:
     return canon(str(value))
 
 
-@dataclass(frozen=True)
-class _Column:
-    field: str
-    column: str
-    convert: Callable[[Any], Any]
+def _blank(value: Any) -> bool:
+    return value is None or value == "" or (value.__class__ is str and value.isspace())
 
 
 class Normaliser:
@@ -98,11 +97,15 @@ class Normaliser:
         self._status = mapping.status_words
         self._priority = mapping.priority_words
         self._dates: dict[Any, Any] = {}
+        self._status_cache: dict[Any, Any] = {}
+        self._priority_cache: dict[Any, Any] = {}
         self._time_column = mapping.columns.get(END_TIME)
+        self._columns = dict(mapping.columns)
+        self._due_column = mapping.columns.get("endDatetime")
         self._plan = [
-            _Column(name, column, self._converter(name))
+            (name, column, self._converter(name))
             for name, column in mapping.columns.items()
-            if name != END_TIME
+            if name not in (END_TIME, "endDatetime")
         ]
 
     def _converter(self, name: str) -> Callable[[Any], Any]:
@@ -113,11 +116,32 @@ class Normaliser:
             return self.status
         if kind == "priority":
             return self.priority
-        if kind == "timestamp":
-            return self.due
         return to_text
 
     def status(self, value: Any) -> int | None:
+        return self._cached(self._status_cache, self._status_of, value)
+
+    def priority(self, value: Any) -> str | None:
+        return self._cached(self._priority_cache, self._priority_of, value)
+
+    @staticmethod
+    def _cached(cache: dict[Any, Any], convert: Callable[[Any], Any], value: Any) -> Any:
+        """Words repeat down a column: each distinct cell is looked up once."""
+        key = (value.__class__, value)
+        try:
+            result = cache[key]
+        except KeyError:
+            try:
+                result = convert(value)
+            except CellError as exc:
+                result = exc
+            if len(cache) < _WORD_CACHE:
+                cache[key] = result
+        if isinstance(result, CellError):
+            raise result
+        return result
+
+    def _status_of(self, value: Any) -> int | None:
         key = _word_key(value)
         if key in self._status:
             return self._status[key]
@@ -126,7 +150,7 @@ class Normaliser:
         accepted = ", ".join(f"{c} ({label})" for c, label in STATUSES.items())
         raise CellError(INVALID_VALUE, f"unknown status {_shown(value)}; accepted: {accepted}")
 
-    def priority(self, value: Any) -> str | None:
+    def _priority_of(self, value: Any) -> str | None:
         key = _word_key(value)
         if key in self._priority:
             return self._priority[key]
@@ -136,9 +160,9 @@ class Normaliser:
         )
 
     def due(self, value: Any, clock: Any = None) -> tuple[str, list[str]]:
-        key = (value, clock) if isinstance(value, str | int | float) else None
-        if key is not None and key in self._dates:
-            cached = self._dates[key]
+        key = (value.__class__, value, clock)  # 1 and 1.0 and True read differently
+        cached = self._dates.get(key)
+        if cached is not None:
             if isinstance(cached, CellError):
                 raise cached
             return cached
@@ -147,7 +171,7 @@ class Normaliser:
             result: Any = (converted.timestamp, converted.warnings)
         except DateError as exc:
             result = CellError(BAD_DATE, str(exc))
-        if key is not None and len(self._dates) < _DATE_CACHE:
+        if len(self._dates) < _DATE_CACHE:
             self._dates[key] = result
         if isinstance(result, CellError):
             raise result
@@ -155,29 +179,31 @@ class Normaliser:
 
     def __call__(self, row: Row) -> Payload | Outcome:
         params: dict[str, Any] = {}
-        warnings: list[str] = []
+        warnings: tuple[str, ...] = ()
         cells = row.cells
-        for step in self._plan:
-            raw = cells.get(step.column)
-            if raw is None or raw == "" or (isinstance(raw, str) and not raw.strip()):
-                continue
-            try:
-                if step.field == "endDatetime":
-                    clock = cells.get(self._time_column) if self._time_column else None
-                    if clock is None or (isinstance(clock, str) and not clock.strip()):
-                        clock = None
-                    value, notes = self.due(raw, clock)
-                    warnings.extend(f"{step.column}: {n}" for n in notes)
-                else:
-                    value = step.convert(raw)
-            except CellError as exc:
-                return Outcome(
-                    "invalid", error_code=exc.code, field=step.column, message=str(exc),
-                    warnings=tuple(warnings),
-                )  # fmt: skip
-            if value is None or value == "":
-                continue  # a word that means "not set" (HubSpot's priority NONE)
-            params[step.field] = value
-        return Payload(
-            row=row, params=params, columns=dict(self.mapping.columns), warnings=tuple(warnings)
-        )
+        column = self._due_column
+        try:
+            if column is not None:
+                raw = cells.get(column)
+                if not _blank(raw):
+                    params["endDatetime"], notes = self.due(raw, self._clock(cells))
+                    if notes:
+                        warnings = tuple(f"{column}: {n}" for n in notes)
+            for name, column, convert in self._plan:
+                raw = cells.get(column)
+                if raw is None or raw == "" or (raw.__class__ is str and raw.isspace()):
+                    continue
+                value = convert(raw)
+                if value is not None and value != "":  # None: a word meaning "not set"
+                    params[name] = value
+        except CellError as exc:
+            return Outcome(
+                "invalid", error_code=exc.code, field=column, message=str(exc), warnings=warnings
+            )
+        return Payload(row, params, self._columns, warnings)
+
+    def _clock(self, cells: Mapping[str, Any]) -> Any:
+        if self._time_column is None:
+            return None
+        clock = cells.get(self._time_column)
+        return None if _blank(clock) else clock

@@ -100,10 +100,9 @@ def prepare(
     evidence = DateEvidence()
     due_column = mapping.columns.get("endDatetime")
     count = 0
-    for row in source.rows():
+    for number, due in source.column(due_column):
         count += 1
-        if due_column is not None:
-            evidence.observe(row.cells.get(due_column), row.number)
+        evidence.observe(due, number)
     if rules.order is None:
         rules = dataclasses.replace(rules, order=evidence.order())
         if conflict := evidence.conflict():

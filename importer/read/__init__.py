@@ -19,13 +19,12 @@ from typing import Literal
 
 from ..errors import SourceError
 from ..model import Row
-from ._table import Layout, Record, column_letter, find_layout, table_rows
+from ._table import Layout, Record, column_letter, column_values, find_layout, table_rows
 from ._text import delimiter_name, detect_encoding, sniff_delimiter, text_records
 from ._workbook import (
     OLE_MAGIC,
     ZIP_MAGIC,
     column_offset,
-    load_sheet,
     open_workbook,
     pick_sheet,
     sheet_records,
@@ -59,6 +58,11 @@ class Source:
     def rows(self) -> Iterator[Row]:
         """Every data row, in source order; SourceError for a row that cannot be read."""
         return table_rows(self._records(), self.layout, path=self.path, sheet=self.sheet)
+
+    def column(self, header: str | None) -> Iterator[tuple[int, object]]:
+        """``(row number, cell)`` of one column for every data row, checked as :meth:`rows`
+        checks them: a quick full pass for a caller that needs one column or none."""
+        return column_values(self._records(), self.layout, header, path=self.path, sheet=self.sheet)
 
     def describe(self) -> str:
         """How the source was read, in one line."""
@@ -130,9 +134,8 @@ def _open_text(path: Path, forced_encoding: str | None) -> Source:
 
 def _open_workbook(path: Path, requested: str | None) -> Source:
     workbook = open_workbook(path)
-    name = pick_sheet(workbook, requested, path)
     # calamine holds the sheet's cells once loaded: every pass over the rows reads that copy.
-    sheet = load_sheet(workbook, name, path)
+    name, sheet = pick_sheet(workbook, requested, path)
 
     def records() -> Iterator[Record]:
         return sheet_records(sheet)

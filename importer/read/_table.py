@@ -124,33 +124,83 @@ def _layout(
     return Layout(number, tuple(positions), tuple(headers), column_offset)
 
 
+def checked_records(
+    records: Iterable[Record], layout: Layout, *, path: Path, sheet: str | None
+) -> Iterator[Record]:
+    """The records below the header that hold data; a value in a column without a header is
+    refused (it would otherwise be lost)."""
+    kept = set(layout.positions)
+    count = len(layout.headers)
+    # The common table: columns side by side from the first position (every CSV, most sheets).
+    dense = layout.positions == tuple(range(count))
+    header_row = layout.header_row
+    for record in records:
+        number, cells = record
+        if number <= header_row or _blank_row(cells):
+            continue
+        if len(cells) > count or not dense:
+            _refuse_stray(cells, kept, layout, number, path=path, sheet=sheet)
+        yield record
+
+
 def table_rows(
     records: Iterable[Record], layout: Layout, *, path: Path, sheet: str | None
 ) -> Iterator[Row]:
-    """The data rows below the header as :class:`Row`; blank rows are skipped, and a value in a
-    column without a header is refused (it would otherwise be lost)."""
-    kept = set(layout.positions)
-    pairs = tuple(zip(layout.headers, layout.positions, strict=True))
-    for number, cells in records:
-        if number <= layout.header_row:
-            continue
-        if not _filled(cells):
-            continue
+    """The data rows below the header as :class:`Row` (see :func:`checked_records`)."""
+    headers, positions = layout.headers, layout.positions
+    count = len(headers)
+    dense = positions == tuple(range(count))
+    for number, cells in checked_records(records, layout, path=path, sheet=sheet):
         width = len(cells)
-        for position in range(width):
-            if position not in kept and not is_blank(cells[position]):
-                column = layout.column_name(position)
-                beyond = position > layout.positions[-1]
-                why = "more cells than headers" if beyond else "a value in a column with no header"
-                raise SourceError(
-                    f"{why}: {cells[position]!r} in column {column}; add a header for it or "
-                    "remove it",
-                    path=path,
-                    sheet=sheet,
-                    row=number,
-                    column=column,
-                )
-        yield Row(
-            number=number,
-            cells={name: cells[p] if p < width else "" for name, p in pairs},
+        if dense and width == count:
+            values = dict(zip(headers, cells, strict=True))
+        else:
+            values = {
+                h: cells[p] if p < width else "" for h, p in zip(headers, positions, strict=True)
+            }
+        yield Row(number, values)
+
+
+def column_values(
+    records: Iterable[Record],
+    layout: Layout,
+    header: str | None,
+    *,
+    path: Path,
+    sheet: str | None,
+) -> Iterator[tuple[int, Any]]:
+    """``(row number, value of one column)`` for every data row, with the same checks as
+    :func:`table_rows` but without building rows: for a pass that only needs one column."""
+    position = layout.positions[layout.headers.index(header)] if header is not None else None
+    for number, cells in checked_records(records, layout, path=path, sheet=sheet):
+        value = cells[position] if position is not None and position < len(cells) else None
+        yield number, value
+
+
+def _blank_row(cells: list[Any]) -> bool:
+    """Whether a row holds nothing but empty or whitespace cells (C-level checks first)."""
+    empty = cells.count("")
+    if empty == len(cells):
+        return True
+    try:
+        return not "".join(cells).strip()  # all text
+    except TypeError:  # typed workbook cells: stops at the first one with data
+        return all(c is None or (c.__class__ is str and not c.strip()) for c in cells)
+
+
+def _refuse_stray(
+    cells: list[Any], kept: set[int], layout: Layout, number: int, *, path: Path, sheet: str | None
+) -> None:
+    for position, value in enumerate(cells):
+        if position in kept or is_blank(value):
+            continue
+        column = layout.column_name(position)
+        beyond = position > layout.positions[-1]
+        why = "more cells than headers" if beyond else "a value in a column with no header"
+        raise SourceError(
+            f"{why}: {value!r} in column {column}; add a header for it or remove it",
+            path=path,
+            sheet=sheet,
+            row=number,
+            column=column,
         )

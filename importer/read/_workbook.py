@@ -48,28 +48,32 @@ def describe_sheets(sheets: list[tuple[str, bool]]) -> str:
     return ", ".join(repr(n) + ("" if visible else " (hidden)") for n, visible in sheets)
 
 
-def pick_sheet(workbook: calamine.CalamineWorkbook, requested: str | None, path: Path) -> str:
-    """The sheet to read: by name (any case) or 1-based position, else the first visible sheet
-    that has data. SourceError listing the sheets when there is no such sheet."""
+def pick_sheet(
+    workbook: calamine.CalamineWorkbook, requested: str | None, path: Path
+) -> tuple[str, Any]:
+    """The sheet to read, by name and loaded: by name (any case) or 1-based position, else the
+    first visible sheet that has data. SourceError listing the sheets when there is no such
+    sheet."""
     sheets = sheet_list(workbook)
     if requested is not None:
         wanted = requested.strip()
-        for name, _ in sheets:
-            if name == wanted:
-                return name
-        for name, _ in sheets:
-            if name.casefold() == wanted.casefold():
-                return name
-        if wanted.isdigit() and 1 <= int(wanted) <= len(sheets):
-            return sheets[int(wanted) - 1][0]
+        names = [n for n, _ in sheets]
+        found = next((n for n in names if n == wanted), None)
+        found = found or next((n for n in names if n.casefold() == wanted.casefold()), None)
+        if found is None and wanted.isdigit() and 1 <= int(wanted) <= len(sheets):
+            found = names[int(wanted) - 1]
+        if found is not None:
+            return found, load_sheet(workbook, found, path)
         raise SourceError(
             f"no sheet {requested!r}; the sheets are: {describe_sheets(sheets)} "
             "(give --sheet a name or a position from 1)",
             path=path,
         )
     for name, visible in sheets:
-        if visible and _has_data(workbook, name, path):
-            return name
+        if visible:
+            sheet = load_sheet(workbook, name, path)
+            if _has_data(sheet):
+                return name, sheet
     raise SourceError(
         f"no visible sheet has data; the sheets are: {describe_sheets(sheets) or 'none'}",
         path=path,
@@ -83,8 +87,7 @@ def load_sheet(workbook: calamine.CalamineWorkbook, name: str, path: Path) -> An
         raise SourceError(f"cannot read the sheet ({exc})", path=path, sheet=name) from None
 
 
-def _has_data(workbook: calamine.CalamineWorkbook, name: str, path: Path) -> bool:
-    sheet = load_sheet(workbook, name, path)
+def _has_data(sheet: Any) -> bool:
     if sheet.height == 0:
         return False
     return any(not is_blank(c) for row in sheet.iter_rows() for c in row)
@@ -107,14 +110,15 @@ def sheet_records(sheet: Any) -> Iterator[Record]:
     ``datetime``/``date``/``time``/``timedelta`` (python-calamine applies the date system).
     """
     # calamine yields rows from the first row of the sheet, cells from its first used column.
-    for index, cells in enumerate(sheet.iter_rows()):
-        yield index + 1, [_cell(c) for c in cells]
-
-
-def _cell(value: Any) -> Any:
-    if type(value) is float and value.is_integer() and abs(value) < _EXACT:
-        return int(value)
-    return value
+    exact = _EXACT
+    for index, cells in enumerate(sheet.iter_rows(), start=1):
+        yield (
+            index,
+            [
+                int(c) if c.__class__ is float and c.is_integer() and -exact < c < exact else c
+                for c in cells
+            ],
+        )
 
 
 def uses_1904_dates(path: Path) -> bool:
