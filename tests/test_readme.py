@@ -66,3 +66,18 @@ def test_code_is_ruff_clean():
         timeout=120,
     )
     assert done.returncode == 0, done.stdout + done.stderr
+
+
+def test_the_readme_mapping_file_example_loads(tmp_path):
+    from importer.map import load_mapping_file, map_columns
+
+    text = (ROOT / "README.md").read_text(encoding="utf-8")
+    example = text.split("```toml\n", 1)[1].split("```", 1)[0]
+    path = tmp_path / "m.toml"
+    path.write_text(example, encoding="utf-8")
+    mapping_file = load_mapping_file(path)
+    assert mapping_file.profile == "salesforce"
+    mapping = map_columns(["Task Subject", "When", "Time", "Legacy Owner"], path="x.csv",
+                          mapping_file=mapping_file)  # fmt: skip
+    assert mapping.columns == {"name": "Task Subject", "endDatetime": "When", "endTime": "Time"}
+    assert mapping.options["timezone"] == "Australia/Sydney"
