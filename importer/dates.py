@@ -13,6 +13,7 @@ without a time keeps its calendar day: it gets the default time of day in the sh
 from __future__ import annotations
 
 import re
+from collections.abc import Sequence
 from dataclasses import dataclass, field
 from datetime import UTC, date, datetime, time, timedelta, timezone, tzinfo
 from functools import lru_cache
@@ -48,6 +49,14 @@ _TIME = r"(?:[T ,]+(?P<H>\d{1,2}):(?P<M>\d{2})(?::(?P<S>\d{2}))?\s*(?P<ap>[AaPp]
 _DAY_MONTH = re.compile(r"(?P<d>\d{1,2})[ -](?P<mon>[A-Za-z]{3,9})\.?[ -](?P<y>\d{4})" + _TIME)
 _MONTH_DAY = re.compile(r"(?P<mon>[A-Za-z]{3,9})\.? (?P<d>\d{1,2})(?:st|nd|rd|th)?,? (?P<y>\d{4})"
                         + _TIME)  # fmt: skip
+# A value whose first number can only be a day (> 12) and whose second can be a month, and the
+# reverse, each a whole value of the column (one per line when the column is searched at once).
+_DMY_WITNESS = re.compile(
+    r"^(?:1[3-9]|[2-9]\d)([/.-])(?:0?[1-9]|1[0-2])\1(?:\d{4}|\d{2})(?:[T ,].*)?$", re.M
+)
+_MDY_WITNESS = re.compile(
+    r"^(?:0?[1-9]|1[0-2])([/.-])(?:1[3-9]|[2-9]\d)\1(?:\d{4}|\d{2})(?:[T ,].*)?$", re.M
+)
 _CLOCK = re.compile(r"(?P<H>\d{1,2}):(?P<M>\d{2})(?::(?P<S>\d{2}))?\s*(?P<ap>[AaPp]\.?[Mm]\.?)?")
 _SERIAL = re.compile(r"\d{5,6}(?:\.\d+)?")
 
@@ -94,16 +103,35 @@ class DateEvidence:
     mdy_row: int | None = None  # first row whose second number can only be a day
 
     def observe(self, value: Any, row: int) -> None:
-        if not isinstance(value, str):
+        """Note one value of the column, found first on ``row``."""
+        if value.__class__ is not str:
             return
         match = _NUMERIC.fullmatch(value.strip())
         if match is None:
             return
         a, b = int(match["a"]), int(match["b"])
-        if a > 12 >= b and self.dmy_row is None:
+        if a > 12 >= b and (self.dmy_row is None or row < self.dmy_row):
             self.dmy_row = row
-        elif b > 12 >= a and self.mdy_row is None:
+        elif b > 12 >= a and (self.mdy_row is None or row < self.mdy_row):
             self.mdy_row = row
+
+    def observe_column(self, numbers: Sequence[int], values: Sequence[Any]) -> None:
+        """Note a batch of the column's values, found on rows ``numbers``.
+
+        Text is searched as one string for the first day-first and the first month-first
+        witness, so a million rows cost a few regular-expression passes, not a million calls.
+        """
+        if not all(v.__class__ is str for v in values):
+            for value, number in zip(values, numbers, strict=True):
+                self.observe(value, number)
+            return
+        text = "\n".join(v.replace("\n", " ").strip() for v in values)
+        for pattern, attribute in ((_DMY_WITNESS, "dmy_row"), (_MDY_WITNESS, "mdy_row")):
+            if getattr(self, attribute) is not None:
+                continue  # batches come in row order: the first witness stays the first
+            match = pattern.search(text)
+            if match is not None:
+                setattr(self, attribute, numbers[text.count("\n", 0, match.start())])
 
     def order(self) -> DateOrder | None:
         """The order the column shows, or None when it shows none or both."""

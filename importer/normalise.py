@@ -12,9 +12,9 @@
 from __future__ import annotations
 
 import re
-from collections.abc import Callable, Mapping
+from collections.abc import Iterator, Sequence
 from datetime import date, datetime, time
-from typing import Any
+from typing import Any, NamedTuple
 
 from .dates import DateError, DateRules, to_api
 from .fields import FIELDS_BY_NAME, STATUSES
@@ -65,6 +65,8 @@ def to_text(value: Any) -> str:
         return "true" if value else "false"
     if isinstance(value, datetime | date | time):
         return value.isoformat(sep=" ") if isinstance(value, datetime) else value.isoformat()
+    if isinstance(value, float) and value.is_integer():
+        return str(int(value))  # a workbook's 1234.0 is the 1234 a person typed
     return str(value)
 
 
@@ -80,66 +82,199 @@ def _word_key(value: Any) -> str:
     return canon(str(value))
 
 
+class _Noted(NamedTuple):
+    """A due date converted with warnings (a two-digit year, a time that occurs twice)."""
+
+    timestamp: str
+    notes: tuple[str, ...]
+
+
+class Normalised(NamedTuple):
+    """A batch normalised column by column. Rows become :class:`Payload` or :class:`Outcome`
+    objects only when :meth:`items` walks them, as the send stage takes them."""
+
+    numbers: list[int]
+    rows: Sequence[Sequence[Any]]
+    headers: tuple[str, ...]
+    #: (field, source column, converted values), in field order: a row's first error wins.
+    plan: list[tuple[str, str, list[Any]]]
+    bad: set[int]
+    notes: dict[int, tuple[str, ...]]
+    mapped: dict[str, str]
+
+    @property
+    def valid(self) -> int:
+        """How many rows of the batch normalised without an error."""
+        return len(self.numbers) - len(self.bad)
+
+    def items(self) -> Iterator[tuple[Row, Payload | Outcome]]:
+        """``(row, payload or invalid outcome)`` for each row, in order."""
+        headers, names = self.headers, [name for name, _, _ in self.plan]
+        by_row = zip(*(values for _, _, values in self.plan), strict=True)
+        if not self.plan:
+            by_row = iter([()] * len(self.numbers))
+        for i, (number, cells, values) in enumerate(
+            zip(self.numbers, self.rows, by_row, strict=True)
+        ):
+            row = Row(number, dict(zip(headers, cells, strict=True)))
+            warnings = self.notes.get(i, ())
+            if i in self.bad:
+                yield row, self._first_error(i, warnings)
+                continue
+            params = {n: v for n, v in zip(names, values, strict=True) if v is not None}
+            yield row, Payload(row, params, self.mapped, warnings)
+
+    def _first_error(self, i: int, warnings: tuple[str, ...]) -> Outcome:
+        for _, header, values in self.plan:
+            error = values[i]
+            if error.__class__ is CellError:
+                return Outcome(
+                    "invalid", error_code=error.code, field=header, message=str(error),
+                    warnings=warnings,
+                )  # fmt: skip
+        raise AssertionError("a row marked bad has no error")
+
+
 def _blank(value: Any) -> bool:
     return value is None or value == "" or (value.__class__ is str and value.isspace())
 
 
 class Normaliser:
-    """Turns rows into payloads with one mapping and one set of date rules.
+    """Turns rows into payloads with one mapping and one set of date rules, a column at a time.
 
-    Call it with a :class:`Row`: a :class:`Payload`, or an ``invalid`` :class:`Outcome` naming
-    the first column that cannot be read.
+    :meth:`batch` takes rows as a reader's batch gives them (cells aligned to the headers); calling
+    the normaliser with one :class:`Row` does the same for that row. Each row becomes a
+    :class:`Payload`, or an ``invalid`` :class:`Outcome` naming the first column (in field order)
+    that cannot be read. Values repeat down a column, so each distinct cell is converted once.
     """
 
-    def __init__(self, mapping: ColumnMapping, rules: DateRules) -> None:
+    def __init__(
+        self, mapping: ColumnMapping, rules: DateRules, headers: Sequence[str] | None = None
+    ) -> None:
         self.mapping = mapping
         self.rules = rules
+        self.headers = tuple(headers) if headers is not None else None
         self._status = mapping.status_words
         self._priority = mapping.priority_words
-        self._dates: dict[Any, Any] = {}
-        self._status_cache: dict[Any, Any] = {}
-        self._priority_cache: dict[Any, Any] = {}
-        self._time_column = mapping.columns.get(END_TIME)
         self._columns = dict(mapping.columns)
-        self._due_column = mapping.columns.get("endDatetime")
+        self._due = mapping.columns.get("endDatetime")
+        self._time = mapping.columns.get(END_TIME)
         self._plan = [
-            (name, column, self._converter(name))
+            (name, column, FIELDS_BY_NAME[name].type)
             for name, column in mapping.columns.items()
             if name not in (END_TIME, "endDatetime")
         ]
+        self._caches: dict[str, dict[Any, Any]] = {name: {} for name in mapping.columns}
+        #: Whether a column has held a value that cannot be converted (then batches are searched).
+        self._errors: dict[str, bool] = dict.fromkeys(mapping.columns, False)
 
-    def _converter(self, name: str) -> Callable[[Any], Any]:
-        kind = FIELDS_BY_NAME[name].type
-        if kind == "integer":
-            return to_integer
-        if kind == "status":
-            return self.status
-        if kind == "priority":
-            return self.priority
-        return to_text
+    def __call__(self, row: Row) -> Payload | Outcome:
+        normalised = self.batch([row.number], [list(row.cells.values())], tuple(row.cells))
+        return next(normalised.items())[1]
 
-    def status(self, value: Any) -> int | None:
-        return self._cached(self._status_cache, self._status_of, value)
+    def batch(
+        self,
+        numbers: Sequence[int],
+        rows: Sequence[Sequence[Any]],
+        headers: Sequence[str] | None = None,
+    ) -> Normalised:
+        """A batch of rows (cells aligned to ``headers``, by default the source's) normalised
+        column by column; :meth:`Normalised.items` gives each row's payload or outcome."""
+        headers = tuple(headers or self.headers or ())
+        where = {h: i for i, h in enumerate(headers)}
+        columns = list(zip(*rows, strict=True)) if rows else []
+        empty = (None,) * len(rows)
 
-    def priority(self, value: Any) -> str | None:
-        return self._cached(self._priority_cache, self._priority_of, value)
+        def column(header: str | None) -> Sequence[Any]:
+            return columns[where[header]] if header in where else empty
 
-    @staticmethod
-    def _cached(cache: dict[Any, Any], convert: Callable[[Any], Any], value: Any) -> Any:
-        """Words repeat down a column: each distinct cell is looked up once."""
-        key = (value.__class__, value)
-        try:
-            result = cache[key]
-        except KeyError:
-            try:
-                result = convert(value)
-            except CellError as exc:
-                result = exc
+        plan: list[tuple[str, str, list[Any]]] = []
+        notes: dict[int, tuple[str, ...]] = {}
+        if self._due is not None:
+            dues = self._due_values(column(self._due), column(self._time), notes)
+            plan.append(("endDatetime", self._due, dues))
+        for name, header, kind in self._plan:
+            plan.append((name, header, self._values(name, kind, column(header))))
+        bad: set[int] = set()
+        for name, _, values in plan:
+            if self._errors[name]:  # this column has met a bad value: look for it here
+                bad.update(i for i, v in enumerate(values) if v.__class__ is CellError)
+        return Normalised(list(numbers), rows, headers, plan, bad, notes, self._columns)
+
+    def _values(self, name: str, kind: str, raw: Sequence[Any]) -> list[Any]:
+        """One column converted: a value, None (blank, or a word meaning "not set") or the
+        CellError for each cell."""
+        if kind == "string":
+            return [
+                (v.strip() or None) if v.__class__ is str else (None if v is None else to_text(v))
+                for v in raw
+            ]
+        convert = {"integer": to_integer, "status": self._status_of, "priority": self._priority_of}[
+            kind
+        ]
+        cache = self._caches[name]
+
+        def fill(key: Any, value: Any) -> Any:
+            if _blank(value):
+                result = None
+            else:
+                try:
+                    result = convert(value)
+                except CellError as exc:
+                    result = exc
+                    self._errors[name] = True
             if len(cache) < _WORD_CACHE:
                 cache[key] = result
-        if isinstance(result, CellError):
-            raise result
-        return result
+            return result
+
+        # Text keys as they are; other types with their type (1, 1.0 and True read differently).
+        return [
+            cache[k]
+            if (k := v if v.__class__ is str else (v.__class__, v)) in cache
+            else fill(k, v)
+            for v in raw
+        ]
+
+    def _due_values(
+        self, raw: Sequence[Any], clocks: Sequence[Any], notes: dict[int, tuple[str, ...]]
+    ) -> list[Any]:
+        """The due column: a timestamp, None or a CellError per cell; warnings go to ``notes``."""
+        cache = self._caches["endDatetime"]
+
+        def convert(key: Any, value: Any, clock: Any) -> Any:
+            if _blank(value):
+                result = None
+            else:
+                try:
+                    converted = to_api(value, self.rules, None if _blank(clock) else clock)
+                    result = converted.timestamp
+                    if converted.warnings:
+                        prefix = f"{self._due}: "
+                        result = _Noted(result, tuple(prefix + w for w in converted.warnings))
+                except DateError as exc:
+                    result = CellError(BAD_DATE, str(exc))
+                    self._errors["endDatetime"] = True
+            if len(cache) < _DATE_CACHE:
+                cache[key] = result
+            return result
+
+        if self._time is None:  # the common case: one cell per due date
+            values = [
+                cache[key] if (key := v if v.__class__ is str else (v.__class__, v)) in cache
+                else convert(key, v, None)
+                for v in raw
+            ]  # fmt: skip
+        else:
+            values = [
+                cache[key] if (key := (v.__class__, v, c.__class__, c)) in cache
+                else convert(key, v, c)
+                for v, c in zip(raw, clocks, strict=True)
+            ]  # fmt: skip
+        for i, value in enumerate(values):
+            if value.__class__ is _Noted:
+                notes[i] = value.notes
+                values[i] = value.timestamp
+        return values
 
     def _status_of(self, value: Any) -> int | None:
         key = _word_key(value)
@@ -158,52 +293,3 @@ class Normaliser:
         raise CellError(
             INVALID_VALUE, f"unknown priority {_shown(value)}; accepted: {', '.join(words)}"
         )
-
-    def due(self, value: Any, clock: Any = None) -> tuple[str, list[str]]:
-        key = (value.__class__, value, clock)  # 1 and 1.0 and True read differently
-        cached = self._dates.get(key)
-        if cached is not None:
-            if isinstance(cached, CellError):
-                raise cached
-            return cached
-        try:
-            converted = to_api(value, self.rules, clock)
-            result: Any = (converted.timestamp, converted.warnings)
-        except DateError as exc:
-            result = CellError(BAD_DATE, str(exc))
-        if len(self._dates) < _DATE_CACHE:
-            self._dates[key] = result
-        if isinstance(result, CellError):
-            raise result
-        return result
-
-    def __call__(self, row: Row) -> Payload | Outcome:
-        params: dict[str, Any] = {}
-        warnings: tuple[str, ...] = ()
-        cells = row.cells
-        column = self._due_column
-        try:
-            if column is not None:
-                raw = cells.get(column)
-                if not _blank(raw):
-                    params["endDatetime"], notes = self.due(raw, self._clock(cells))
-                    if notes:
-                        warnings = tuple(f"{column}: {n}" for n in notes)
-            for name, column, convert in self._plan:
-                raw = cells.get(column)
-                if raw is None or raw == "" or (raw.__class__ is str and raw.isspace()):
-                    continue
-                value = convert(raw)
-                if value is not None and value != "":  # None: a word meaning "not set"
-                    params[name] = value
-        except CellError as exc:
-            return Outcome(
-                "invalid", error_code=exc.code, field=column, message=str(exc), warnings=warnings
-            )
-        return Payload(row, params, self._columns, warnings)
-
-    def _clock(self, cells: Mapping[str, Any]) -> Any:
-        if self._time_column is None:
-            return None
-        clock = cells.get(self._time_column)
-        return None if _blank(clock) else clock

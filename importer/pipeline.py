@@ -66,7 +66,7 @@ class Prepared:
     warnings: list[str]
 
     def normaliser(self) -> Normaliser:
-        return Normaliser(self.mapping, self.rules)
+        return Normaliser(self.mapping, self.rules, self.source.headers)
 
 
 def _option(options: RunOptions, mapping: ColumnMapping, name: str) -> Any:
@@ -99,10 +99,7 @@ def prepare(
 
     evidence = DateEvidence()
     due_column = mapping.columns.get("endDatetime")
-    count = 0
-    for number, due in source.column(due_column):
-        count += 1
-        evidence.observe(due, number)
+    count = source.scan(due_column, evidence.observe_column)
     if rules.order is None:
         rules = dataclasses.replace(rules, order=evidence.order())
         if conflict := evidence.conflict():
@@ -153,14 +150,14 @@ def parse_clock(text: str) -> clock_time:
 
 def checked_rows(prepared: Prepared) -> Iterator[tuple[Row, Payload | Outcome]]:
     """Every row with its payload, or with the ``invalid`` outcome that stops it."""
-    normalise = prepared.normaliser()
-    for row in prepared.source.rows():
-        checked = normalise(row)
-        if isinstance(checked, Payload):
-            refused = validate(checked)
-            if refused is not None:
-                checked = dataclasses.replace(refused, warnings=checked.warnings)
-        yield row, checked
+    normaliser = prepared.normaliser()
+    for batch in prepared.source.batches():
+        for row, checked in normaliser.batch(batch.numbers, batch.rows).items():
+            if isinstance(checked, Payload):
+                refused = validate(checked)
+                if refused is not None:
+                    checked = dataclasses.replace(refused, warnings=checked.warnings)
+            yield row, checked
 
 
 @dataclass

@@ -38,6 +38,8 @@ def cell_text(value: Any) -> Any:
         return value.isoformat(sep=" ")
     if isinstance(value, date | time):
         return value.isoformat()
+    if isinstance(value, float) and value.is_integer() and abs(value) < 2**53:
+        return int(value)  # workbooks store every number as a float: 1234.0 was typed 1234
     return value
 
 

@@ -9,6 +9,8 @@ from itertools import islice
 
 import openpyxl
 import pytest
+from hypothesis import HealthCheck, given, settings
+from hypothesis import strategies as st
 
 from importer.errors import SourceError
 from importer.read import open_source
@@ -129,12 +131,12 @@ def test_random_bytes_are_refused(tmp_path):
 
 
 def test_a_bad_row_deep_in_the_file_is_found_while_streaming(tmp_path):
-    body = "".join(f"T{n},2026-12-01\n" for n in range(1000))
+    body = "".join(f"T{n},2026-12-01\n" for n in range(20_000))
     path = write(tmp_path, "t.csv", "name,due\n" + body + "bad,2026-12-01,extra\n")
     source = open_source(path)
     first = list(islice(source.rows(), 5))  # rows flow before the whole file is read
     assert [r.number for r in first] == [2, 3, 4, 5, 6]
-    with pytest.raises(SourceError, match="row 1002"):
+    with pytest.raises(SourceError, match="row 20002"):
         list(source.rows())
 
 
@@ -220,3 +222,48 @@ def test_workbook_column_letters_in_errors(tmp_path):
     with pytest.raises(SourceError) as info:
         list(open_source(path).rows())
     assert "sheet 'S', row 2, column 'D'" in str(info.value)
+
+
+cell_text = st.lists(st.sampled_from([*'ab ,"\n\r', "é", "\r\n"]), max_size=6).map("".join)
+
+
+@settings(
+    max_examples=150, deadline=None, suppress_health_check=[HealthCheck.function_scoped_fixture]
+)
+@given(
+    rows=st.lists(
+        st.one_of(st.lists(cell_text, min_size=3, max_size=3), st.just([])), min_size=1,
+        max_size=12,
+    ),
+    terminator=st.sampled_from(["\n", "\r\n"]),
+    size=st.integers(min_value=1, max_value=5),
+)  # fmt: skip
+def test_batches_number_rows_like_the_record_reader(tmp_path, rows, terminator, size):
+    """Batches read many records at once; their row numbers must be the lines where the
+    records start, as the record-by-record reader counts them."""
+    import csv as csv_module
+    import io
+
+    from importer.read._text import text_records
+
+    buffer = io.StringIO(newline="")
+    writer = csv_module.writer(buffer, lineterminator=terminator)
+    writer.writerow(["name", "due", "notes"])
+    for row in rows:
+        writer.writerow(row)
+    path = tmp_path / "p.csv"
+    path.write_bytes(buffer.getvalue().encode("utf-8"))
+    expected = [
+        (number, [*cells, "", "", ""][:3])  # short records are padded to the header
+        for number, cells in text_records(path, "utf-8", ",")
+        if number > 1 and "".join(cells).strip()
+    ]
+    if not expected:
+        return  # a header only: refused, as other tests show
+    source = open_source(path)
+    got = [
+        (number, cells)
+        for batch in source.batches(size=size)
+        for number, cells in zip(batch.numbers, batch.rows, strict=True)
+    ]
+    assert got == expected

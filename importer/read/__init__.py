@@ -15,23 +15,23 @@ from collections.abc import Callable, Iterator
 from dataclasses import dataclass, field
 from itertools import islice
 from pathlib import Path
-from typing import Literal
+from typing import Any, Literal
 
 from ..errors import SourceError
 from ..model import Row
-from ._table import Layout, Record, column_letter, column_values, find_layout, table_rows
-from ._text import delimiter_name, detect_encoding, sniff_delimiter, text_records
+from ._table import Batch, Layout, column_letter, find_layout, table_batches
+from ._text import delimiter_name, detect_encoding, sniff_delimiter, text_batches, text_records
 from ._workbook import (
     OLE_MAGIC,
     ZIP_MAGIC,
     column_offset,
     open_workbook,
     pick_sheet,
-    sheet_records,
+    sheet_rows,
     uses_1904_dates,
 )
 
-__all__ = ["Source", "SourceError", "column_letter", "open_source"]
+__all__ = ["Batch", "Source", "SourceError", "column_letter", "open_source"]
 
 TEXT_SUFFIXES = frozenset({".csv", ".tsv", ".txt", ".tab", ""})
 WORKBOOK_SUFFIXES = frozenset({".xlsx", ".xlsm", ".xlsb", ".xls", ".ods"})
@@ -53,16 +53,41 @@ class Source:
     date1904: bool = False
     #: What a person should know about how the file was read (a guessed encoding…).
     notes: list[str] = field(default_factory=list)
-    _records: Callable[[], Iterator[Record]] = field(default=lambda: iter(()), repr=False)
+    #: A workbook sheet's rows from row 1 (text sources are re-read from the file instead).
+    _sheet_rows: Callable[[], Iterator[list[Any]]] = field(default=lambda: iter(()), repr=False)
+
+    def batches(self, size: int = 4096) -> Iterator[Batch]:
+        """The data rows in batches: row numbers, and cells aligned to :attr:`headers`.
+        SourceError for a row that cannot be read."""
+        if self.kind == "text":
+            return text_batches(
+                self.path, self.encoding or "utf-8", self.delimiter or ",", self.layout, size
+            )
+        return table_batches(
+            self._sheet_rows(), self.layout, path=self.path, sheet=self.sheet, size=size
+        )
 
     def rows(self) -> Iterator[Row]:
-        """Every data row, in source order; SourceError for a row that cannot be read."""
-        return table_rows(self._records(), self.layout, path=self.path, sheet=self.sheet)
+        """Every data row, in source order (see :meth:`batches`)."""
+        headers = self.headers
+        for batch in self.batches():
+            for number, cells in zip(batch.numbers, batch.rows, strict=True):
+                yield Row(number, dict(zip(headers, cells, strict=True)))
 
-    def column(self, header: str | None) -> Iterator[tuple[int, object]]:
-        """``(row number, cell)`` of one column for every data row, checked as :meth:`rows`
-        checks them: a quick full pass for a caller that needs one column or none."""
-        return column_values(self._records(), self.layout, header, path=self.path, sheet=self.sheet)
+    def scan(
+        self,
+        header: str | None = None,
+        visit: Callable[[list[int], list[Any]], None] | None = None,
+    ) -> int:
+        """One full pass, checking every row as :meth:`batches` does; the number of data rows.
+        ``visit`` is given each batch's row numbers and values of column ``header``."""
+        position = self.headers.index(header) if header is not None else None
+        count = 0
+        for batch in self.batches():
+            count += len(batch.numbers)
+            if visit is not None and position is not None:
+                visit(batch.numbers, [cells[position] for cells in batch.rows])
+        return count
 
     def describe(self) -> str:
         """How the source was read, in one line."""
@@ -112,10 +137,7 @@ def _open_text(path: Path, forced_encoding: str | None) -> Source:
     encoding, note = detect_encoding(path, forced_encoding)
     delimiter = sniff_delimiter(path, encoding)
 
-    def records() -> Iterator[Record]:
-        return text_records(path, encoding, delimiter)
-
-    layout = find_layout(records(), path=path, sheet=None)
+    layout = find_layout(text_records(path, encoding, delimiter), path=path, sheet=None)
     source = Source(
         path=path,
         kind="text",
@@ -126,7 +148,6 @@ def _open_text(path: Path, forced_encoding: str | None) -> Source:
         encoding=encoding,
         delimiter=delimiter,
         notes=[note] if note else [],
-        _records=records,
     )
     _check_first_rows(source)
     return source
@@ -137,10 +158,12 @@ def _open_workbook(path: Path, requested: str | None) -> Source:
     # calamine holds the sheet's cells once loaded: every pass over the rows reads that copy.
     name, sheet = pick_sheet(workbook, requested, path)
 
-    def records() -> Iterator[Record]:
-        return sheet_records(sheet)
+    def rows() -> Iterator[list[Any]]:
+        return sheet_rows(sheet)
 
-    layout = find_layout(records(), path=path, sheet=name, column_offset=column_offset(sheet))
+    layout = find_layout(
+        enumerate(rows(), start=1), path=path, sheet=name, column_offset=column_offset(sheet)
+    )
     source = Source(
         path=path,
         kind="workbook",
@@ -149,7 +172,7 @@ def _open_workbook(path: Path, requested: str | None) -> Source:
         header_row=layout.header_row,
         layout=layout,
         date1904=uses_1904_dates(path),
-        _records=records,
+        _sheet_rows=rows,
     )
     _check_first_rows(source)
     return source

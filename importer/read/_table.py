@@ -7,10 +7,9 @@ from collections.abc import Iterable, Iterator
 from dataclasses import dataclass
 from itertools import islice
 from pathlib import Path
-from typing import Any
+from typing import Any, NamedTuple
 
 from ..errors import SourceError
-from ..model import Row
 
 Record = tuple[int, list[Any]]
 #: How many non-blank rows may stand above the header (titles, notes), and how many rows below a
@@ -94,6 +93,8 @@ def find_layout(
 
 
 def _show(value: Any) -> str:
+    if isinstance(value, float) and value.is_integer():
+        value = int(value)
     return value.isoformat() if hasattr(value, "isoformat") else repr(value)
 
 
@@ -124,60 +125,72 @@ def _layout(
     return Layout(number, tuple(positions), tuple(headers), column_offset)
 
 
-def checked_records(
-    records: Iterable[Record], layout: Layout, *, path: Path, sheet: str | None
-) -> Iterator[Record]:
-    """The records below the header that hold data; a value in a column without a header is
-    refused (it would otherwise be lost)."""
-    kept = set(layout.positions)
-    count = len(layout.headers)
-    # The common table: columns side by side from the first position (every CSV, most sheets).
-    dense = layout.positions == tuple(range(count))
-    header_row = layout.header_row
-    for record in records:
-        number, cells = record
-        if number <= header_row or _blank_row(cells):
-            continue
-        if len(cells) > count or not dense:
-            _refuse_stray(cells, kept, layout, number, path=path, sheet=sheet)
-        yield record
+class Batch(NamedTuple):
+    """Consecutive data rows: their row numbers, and their cells aligned to the header."""
+
+    numbers: list[int]
+    rows: list[list[Any]]
 
 
-def table_rows(
-    records: Iterable[Record], layout: Layout, *, path: Path, sheet: str | None
-) -> Iterator[Row]:
-    """The data rows below the header as :class:`Row` (see :func:`checked_records`)."""
-    headers, positions = layout.headers, layout.positions
-    count = len(headers)
+def batch_of(
+    numbers: list[int], chunk: list[list[Any]], layout: Layout, *, path: Path, sheet: str | None
+) -> Batch:
+    """The data rows among consecutive records: blank ones left out, cells aligned to the
+    header, and a value in a column without a header refused (it would otherwise be lost)."""
+    positions = layout.positions
+    count = len(positions)
     dense = positions == tuple(range(count))
-    for number, cells in checked_records(records, layout, path=path, sheet=sheet):
-        width = len(cells)
-        if dense and width == count:
-            values = dict(zip(headers, cells, strict=True))
-        else:
-            values = {
-                h: cells[p] if p < width else "" for h, p in zip(headers, positions, strict=True)
-            }
-        yield Row(number, values)
+    if dense and all(len(cells) == count and _filled_first(cells[0]) for cells in chunk):
+        return Batch(numbers, chunk)  # the common case: nothing to skip or fix, checked in C
+    kept = set(positions)
+    kept_numbers, rows = [], []
+    for number, cells in zip(numbers, chunk, strict=True):
+        if blank_row(cells):
+            continue
+        if len(cells) != count or not dense:
+            refuse_stray(cells, kept, layout, number, path=path, sheet=sheet)
+            cells = fit(cells, positions, dense)
+        kept_numbers.append(number)
+        rows.append(cells)
+    return Batch(kept_numbers, rows)
 
 
-def column_values(
-    records: Iterable[Record],
+def _filled_first(value: Any) -> bool:
+    # A row whose first cell holds something is not blank; the others are looked at whole.
+    return value != "" and value is not None and not (value.__class__ is str and value.isspace())
+
+
+def table_batches(
+    records: Iterable[list[Any]],
     layout: Layout,
-    header: str | None,
     *,
     path: Path,
     sheet: str | None,
-) -> Iterator[tuple[int, Any]]:
-    """``(row number, value of one column)`` for every data row, with the same checks as
-    :func:`table_rows` but without building rows: for a pass that only needs one column."""
-    position = layout.positions[layout.headers.index(header)] if header is not None else None
-    for number, cells in checked_records(records, layout, path=path, sheet=sheet):
-        value = cells[position] if position is not None and position < len(cells) else None
-        yield number, value
+    size: int = 4096,
+) -> Iterator[Batch]:
+    """The data rows in batches of ``size``, from the rows of a sheet numbered from 1."""
+    rows = iter(records)
+    for _ in islice(rows, layout.header_row):  # the header row and everything above it
+        pass
+    first = layout.header_row + 1
+    while chunk := list(islice(rows, size)):
+        batch = batch_of(list(range(first, first + len(chunk))), chunk, layout, path=path,
+                         sheet=sheet)  # fmt: skip
+        first += len(chunk)
+        if batch.numbers:
+            yield batch
 
 
-def _blank_row(cells: list[Any]) -> bool:
+def fit(cells: list[Any], positions: tuple[int, ...], dense: bool) -> list[Any]:
+    """The cells of the kept columns, in header order, padded with empty cells. (Cells past the
+    header are blank here: :func:`refuse_stray` refused any other.)"""
+    count = len(positions)
+    if dense:
+        return cells[:count] if len(cells) > count else cells + [""] * (count - len(cells))
+    return [cells[p] if p < len(cells) else "" for p in positions]
+
+
+def blank_row(cells: list[Any]) -> bool:
     """Whether a row holds nothing but empty or whitespace cells (C-level checks first)."""
     empty = cells.count("")
     if empty == len(cells):
@@ -188,7 +201,7 @@ def _blank_row(cells: list[Any]) -> bool:
         return all(c is None or (c.__class__ is str and not c.strip()) for c in cells)
 
 
-def _refuse_stray(
+def refuse_stray(
     cells: list[Any], kept: set[int], layout: Layout, number: int, *, path: Path, sheet: str | None
 ) -> None:
     for position, value in enumerate(cells):

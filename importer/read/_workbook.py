@@ -11,13 +11,11 @@ from typing import Any
 import python_calamine as calamine
 
 from ..errors import SourceError
-from ._table import Record, is_blank
+from ._table import is_blank
 
 ZIP_MAGIC = b"PK\x03\x04"
 OLE_MAGIC = b"\xd0\xcf\x11\xe0\xa1\xb1\x1a\xe1"
 _DATE1904 = re.compile(rb"<(?:\w+:)?workbookPr\b[^>]*\bdate1904=\"(?:1|true)\"")
-#: Floats with no fraction below this are whole numbers (ids, counts), not measurements.
-_EXACT = 2**53
 
 
 def open_workbook(path: Path) -> calamine.CalamineWorkbook:
@@ -103,22 +101,12 @@ def column_offset(sheet: Any) -> int:
     return sheet.start[1] if sheet.start else 0
 
 
-def sheet_records(sheet: Any) -> Iterator[Record]:
-    """``(Excel row number, cells)`` for every row of a loaded sheet, blank ones included.
-
-    Cells: text as written, whole floats as ``int``, ``bool``, and dates and times as
-    ``datetime``/``date``/``time``/``timedelta`` (python-calamine applies the date system).
-    """
-    # calamine yields rows from the first row of the sheet, cells from its first used column.
-    exact = _EXACT
-    for index, cells in enumerate(sheet.iter_rows(), start=1):
-        yield (
-            index,
-            [
-                int(c) if c.__class__ is float and c.is_integer() and -exact < c < exact else c
-                for c in cells
-            ],
-        )
+def sheet_rows(sheet: Any) -> Iterator[list[Any]]:
+    """Every row of a loaded sheet from row 1, blank ones included, cells from its first used
+    column: text as written, numbers as ``float`` (or ``int`` for XLS), ``bool``, and dates and
+    times as ``datetime``/``date``/``time``/``timedelta`` (python-calamine applies the date
+    system). Whole numbers are read as such by normalise and written as such in the results."""
+    return sheet.iter_rows()
 
 
 def uses_1904_dates(path: Path) -> bool:
