@@ -52,10 +52,10 @@ _MONTH_DAY = re.compile(r"(?P<mon>[A-Za-z]{3,9})\.? (?P<d>\d{1,2})(?:st|nd|rd|th
 # A value whose first number can only be a day (> 12) and whose second can be a month, and the
 # reverse, each a whole value of the column (one per line when the column is searched at once).
 _DMY_WITNESS = re.compile(
-    r"^(?:1[3-9]|[2-9]\d)([/.-])(?:0?[1-9]|1[0-2])\1(?:\d{4}|\d{2})(?:[T ,].*)?$", re.M
+    r"^[ \t]*(?:1[3-9]|[2-9]\d)([/.-])(?:0?[1-9]|1[0-2])\1(?:\d{4}|\d{2})(?:[T ,].*)?$", re.M
 )
 _MDY_WITNESS = re.compile(
-    r"^(?:0?[1-9]|1[0-2])([/.-])(?:1[3-9]|[2-9]\d)\1(?:\d{4}|\d{2})(?:[T ,].*)?$", re.M
+    r"^[ \t]*(?:0?[1-9]|1[0-2])([/.-])(?:1[3-9]|[2-9]\d)\1(?:\d{4}|\d{2})(?:[T ,].*)?$", re.M
 )
 _CLOCK = re.compile(r"(?P<H>\d{1,2}):(?P<M>\d{2})(?::(?P<S>\d{2}))?\s*(?P<ap>[AaPp]\.?[Mm]\.?)?")
 _SERIAL = re.compile(r"\d{5,6}(?:\.\d+)?")
@@ -125,7 +125,9 @@ class DateEvidence:
             for value, number in zip(values, numbers, strict=True):
                 self.observe(value, number)
             return
-        text = "\n".join(v.replace("\n", " ").strip() for v in values)
+        text = "\n".join(values)
+        if text.count("\n") != len(values) - 1:  # a value with a line break of its own
+            text = "\n".join(v.replace("\n", " ") for v in values)
         for pattern, attribute in ((_DMY_WITNESS, "dmy_row"), (_MDY_WITNESS, "mdy_row")):
             if getattr(self, attribute) is not None:
                 continue  # batches come in row order: the first witness stays the first

@@ -12,8 +12,9 @@
 from __future__ import annotations
 
 import re
-from collections.abc import Iterator, Sequence
+from collections.abc import Callable, Iterator, Sequence
 from datetime import date, datetime, time
+from itertools import repeat
 from typing import Any, NamedTuple
 
 from .dates import DateError, DateRules, to_api
@@ -121,7 +122,7 @@ class Normalised(NamedTuple):
             if i in self.bad:
                 yield row, self._first_error(i, warnings)
                 continue
-            params = {n: v for n, v in zip(names, values, strict=True) if v is not None}
+            params = {n: v for n, v in zip(names, values, strict=True) if v is not None and v != ""}
             yield row, Payload(row, params, self.mapped, warnings)
 
     def _first_error(self, i: int, warnings: tuple[str, ...]) -> Outcome:
@@ -133,6 +134,43 @@ class Normalised(NamedTuple):
                     warnings=warnings,
                 )  # fmt: skip
         raise AssertionError("a row marked bad has no error")
+
+
+_MISS = object()
+
+
+def _all_text(values: Sequence[Any]) -> bool:
+    return set(map(type, values)) <= {str}
+
+
+def _keys(values: Sequence[Any]) -> Sequence[Any]:
+    """Cache keys: text as it is; other cells with their type (1, 1.0 and True read apart)."""
+    if _all_text(values):
+        return values
+    return [v if v.__class__ is str else (v.__class__, v) for v in values]
+
+
+def _through_cache(
+    cache: dict[Any, Any],
+    values: Sequence[Any],
+    keys: Sequence[Any],
+    fill: Callable[[Any], Any],
+    limit: int,
+) -> list[Any]:
+    """``fill(value)`` for each value, each distinct key computed once: cells repeat down a
+    column, and the look-ups run in C."""
+    out = list(map(cache.get, keys, repeat(_MISS)))
+    if _MISS in out:
+        for i, got in enumerate(out):
+            if got is _MISS:
+                key = keys[i]
+                got = cache.get(key, _MISS)
+                if got is _MISS:
+                    got = fill(values[i])
+                    if len(cache) < limit:
+                        cache[key] = got
+                out[i] = got
+    return out
 
 
 def _blank(value: Any) -> bool:
@@ -167,6 +205,8 @@ class Normaliser:
         self._caches: dict[str, dict[Any, Any]] = {name: {} for name in mapping.columns}
         #: Whether a column has held a value that cannot be converted (then batches are searched).
         self._errors: dict[str, bool] = dict.fromkeys(mapping.columns, False)
+        #: Whether a due date has come with a warning (then batches are searched for them).
+        self._noted = False
 
     def __call__(self, row: Row) -> Payload | Outcome:
         normalised = self.batch([row.number], [list(row.cells.values())], tuple(row.cells))
@@ -202,78 +242,61 @@ class Normaliser:
         return Normalised(list(numbers), rows, headers, plan, bad, notes, self._columns)
 
     def _values(self, name: str, kind: str, raw: Sequence[Any]) -> list[Any]:
-        """One column converted: a value, None (blank, or a word meaning "not set") or the
-        CellError for each cell."""
+        """One column converted: a value, None or "" (blank, or a word meaning "not set"), or
+        the CellError, for each cell."""
         if kind == "string":
-            return [
-                (v.strip() or None) if v.__class__ is str else (None if v is None else to_text(v))
-                for v in raw
-            ]
+            if _all_text(raw):
+                return list(map(str.strip, raw))
+            return [v.strip() if v.__class__ is str else to_text(v) for v in raw]
         convert = {"integer": to_integer, "status": self._status_of, "priority": self._priority_of}[
             kind
         ]
-        cache = self._caches[name]
 
-        def fill(key: Any, value: Any) -> Any:
+        def fill(value: Any) -> Any:
             if _blank(value):
-                result = None
-            else:
-                try:
-                    result = convert(value)
-                except CellError as exc:
-                    result = exc
-                    self._errors[name] = True
-            if len(cache) < _WORD_CACHE:
-                cache[key] = result
-            return result
+                return None
+            try:
+                return convert(value)
+            except CellError as exc:
+                self._errors[name] = True
+                return exc
 
-        # Text keys as they are; other types with their type (1, 1.0 and True read differently).
-        return [
-            cache[k]
-            if (k := v if v.__class__ is str else (v.__class__, v)) in cache
-            else fill(k, v)
-            for v in raw
-        ]
+        return _through_cache(self._caches[name], raw, _keys(raw), fill, _WORD_CACHE)
 
     def _due_values(
         self, raw: Sequence[Any], clocks: Sequence[Any], notes: dict[int, tuple[str, ...]]
     ) -> list[Any]:
         """The due column: a timestamp, None or a CellError per cell; warnings go to ``notes``."""
-        cache = self._caches["endDatetime"]
 
-        def convert(key: Any, value: Any, clock: Any) -> Any:
+        def fill(pair: tuple[Any, Any]) -> Any:
+            value, clock = pair
             if _blank(value):
-                result = None
-            else:
-                try:
-                    converted = to_api(value, self.rules, None if _blank(clock) else clock)
-                    result = converted.timestamp
-                    if converted.warnings:
-                        prefix = f"{self._due}: "
-                        result = _Noted(result, tuple(prefix + w for w in converted.warnings))
-                except DateError as exc:
-                    result = CellError(BAD_DATE, str(exc))
-                    self._errors["endDatetime"] = True
-            if len(cache) < _DATE_CACHE:
-                cache[key] = result
-            return result
+                return None
+            try:
+                converted = to_api(value, self.rules, None if _blank(clock) else clock)
+            except DateError as exc:
+                self._errors["endDatetime"] = True
+                return CellError(BAD_DATE, str(exc))
+            if converted.warnings:
+                self._noted = True
+                prefix = f"{self._due}: "
+                return _Noted(converted.timestamp, tuple(prefix + w for w in converted.warnings))
+            return converted.timestamp
 
         if self._time is None:  # the common case: one cell per due date
-            values = [
-                cache[key] if (key := v if v.__class__ is str else (v.__class__, v)) in cache
-                else convert(key, v, None)
-                for v in raw
-            ]  # fmt: skip
+            pairs: Sequence[Any] = [(v, None) for v in raw] if not _all_text(raw) else raw
+            keys = _keys(raw)
+            fill_one = fill if pairs is not raw else (lambda v: fill((v, None)))
         else:
-            values = [
-                cache[key] if (key := (v.__class__, v, c.__class__, c)) in cache
-                else convert(key, v, c)
-                for v, c in zip(raw, clocks, strict=True)
-            ]  # fmt: skip
-        for i, value in enumerate(values):
-            if value.__class__ is _Noted:
-                notes[i] = value.notes
-                values[i] = value.timestamp
+            pairs = list(zip(raw, clocks, strict=True))
+            keys = [(v.__class__, v, c.__class__, c) for v, c in pairs]
+            fill_one = fill
+        values = _through_cache(self._caches["endDatetime"], pairs, keys, fill_one, _DATE_CACHE)
+        if self._noted:
+            for i, value in enumerate(values):
+                if value.__class__ is _Noted:
+                    notes[i] = value.notes
+                    values[i] = value.timestamp
         return values
 
     def _status_of(self, value: Any) -> int | None:
