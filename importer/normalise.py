@@ -14,7 +14,7 @@ from __future__ import annotations
 import re
 from collections.abc import Callable, Iterator, Sequence
 from datetime import date, datetime, time
-from itertools import repeat
+from itertools import compress, count, repeat
 from typing import Any, NamedTuple
 
 from .dates import DateError, DateRules, to_api
@@ -187,11 +187,18 @@ class Normaliser:
     """
 
     def __init__(
-        self, mapping: ColumnMapping, rules: DateRules, headers: Sequence[str] | None = None
+        self,
+        mapping: ColumnMapping,
+        rules: DateRules,
+        headers: Sequence[str] | None = None,
+        *,
+        text_only: bool = False,
     ) -> None:
+        """``text_only``: every cell is a string (a CSV), so no cell needs its type checked."""
         self.mapping = mapping
         self.rules = rules
         self.headers = tuple(headers) if headers is not None else None
+        self._text_only = text_only
         self._status = mapping.status_words
         self._priority = mapping.priority_words
         self._columns = dict(mapping.columns)
@@ -238,14 +245,14 @@ class Normaliser:
         bad: set[int] = set()
         for name, _, values in plan:
             if self._errors[name]:  # this column has met a bad value: look for it here
-                bad.update(i for i, v in enumerate(values) if v.__class__ is CellError)
+                bad.update(compress(count(), map(isinstance, values, repeat(CellError))))
         return Normalised(list(numbers), rows, headers, plan, bad, notes, self._columns)
 
     def _values(self, name: str, kind: str, raw: Sequence[Any]) -> list[Any]:
         """One column converted: a value, None or "" (blank, or a word meaning "not set"), or
         the CellError, for each cell."""
         if kind == "string":
-            if _all_text(raw):
+            if self._text_only or _all_text(raw):
                 return list(map(str.strip, raw))
             return [v.strip() if v.__class__ is str else to_text(v) for v in raw]
         convert = {"integer": to_integer, "status": self._status_of, "priority": self._priority_of}[
@@ -261,7 +268,8 @@ class Normaliser:
                 self._errors[name] = True
                 return exc
 
-        return _through_cache(self._caches[name], raw, _keys(raw), fill, _WORD_CACHE)
+        keys = raw if self._text_only else _keys(raw)
+        return _through_cache(self._caches[name], raw, keys, fill, _WORD_CACHE)
 
     def _due_values(
         self, raw: Sequence[Any], clocks: Sequence[Any], notes: dict[int, tuple[str, ...]]
@@ -284,8 +292,9 @@ class Normaliser:
             return converted.timestamp
 
         if self._time is None:  # the common case: one cell per due date
-            pairs: Sequence[Any] = [(v, None) for v in raw] if not _all_text(raw) else raw
-            keys = _keys(raw)
+            text = self._text_only or _all_text(raw)
+            pairs: Sequence[Any] = raw if text else [(v, None) for v in raw]
+            keys = raw if text else _keys(raw)
             fill_one = fill if pairs is not raw else (lambda v: fill((v, None)))
         else:
             pairs = list(zip(raw, clocks, strict=True))

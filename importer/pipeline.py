@@ -66,7 +66,12 @@ class Prepared:
     warnings: list[str]
 
     def normaliser(self) -> Normaliser:
-        return Normaliser(self.mapping, self.rules, self.source.headers)
+        return Normaliser(
+            self.mapping,
+            self.rules,
+            self.source.headers,
+            text_only=self.source.kind == "text",
+        )
 
 
 def _option(options: RunOptions, mapping: ColumnMapping, name: str) -> Any:
