@@ -93,7 +93,7 @@ def case(name: str, path: Path) -> dict:
         normaliser = prepared.normaliser()
         # Normalised column by column; rows become payloads as the send stage takes them.
         for batch in prepared.source.batches():
-            rows += normaliser.batch(batch.numbers, batch.rows).valid
+            rows += normaliser.batch(batch).valid
     seconds = time.perf_counter() - began
     peak_mb = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024
     return {"case": name, "rows": rows, "seconds": round(seconds, 2), "peak_mb": round(peak_mb)}

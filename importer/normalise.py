@@ -21,6 +21,7 @@ from .dates import DateError, DateRules, to_api
 from .fields import FIELDS_BY_NAME, STATUSES
 from .map import END_TIME, ColumnMapping, canon
 from .model import Outcome, Payload, Row
+from .read import Batch
 
 #: The API's code for a value of the wrong type or outside its set.
 INVALID_VALUE = 23016
@@ -94,8 +95,7 @@ class Normalised(NamedTuple):
     """A batch normalised column by column. Rows become :class:`Payload` or :class:`Outcome`
     objects only when :meth:`items` walks them, as the send stage takes them."""
 
-    numbers: list[int]
-    rows: Sequence[Sequence[Any]]
+    source: Batch
     headers: tuple[str, ...]
     #: (field, source column, converted values), in field order: a row's first error wins.
     plan: list[tuple[str, str, list[Any]]]
@@ -106,16 +106,16 @@ class Normalised(NamedTuple):
     @property
     def valid(self) -> int:
         """How many rows of the batch normalised without an error."""
-        return len(self.numbers) - len(self.bad)
+        return len(self.source.numbers) - len(self.bad)
 
     def items(self) -> Iterator[tuple[Row, Payload | Outcome]]:
         """``(row, payload or invalid outcome)`` for each row, in order."""
         headers, names = self.headers, [name for name, _, _ in self.plan]
         by_row = zip(*(values for _, _, values in self.plan), strict=True)
         if not self.plan:
-            by_row = iter([()] * len(self.numbers))
+            by_row = iter([()] * len(self.source.numbers))
         for i, (number, cells, values) in enumerate(
-            zip(self.numbers, self.rows, by_row, strict=True)
+            zip(self.source.numbers, self.source.rows, by_row, strict=True)
         ):
             row = Row(number, dict(zip(headers, cells, strict=True)))
             warnings = self.notes.get(i, ())
@@ -216,21 +216,16 @@ class Normaliser:
         self._noted = False
 
     def __call__(self, row: Row) -> Payload | Outcome:
-        normalised = self.batch([row.number], [list(row.cells.values())], tuple(row.cells))
-        return next(normalised.items())[1]
+        batch = Batch([row.number], [list(row.cells.values())])
+        return next(self.batch(batch, tuple(row.cells)).items())[1]
 
-    def batch(
-        self,
-        numbers: Sequence[int],
-        rows: Sequence[Sequence[Any]],
-        headers: Sequence[str] | None = None,
-    ) -> Normalised:
+    def batch(self, batch: Batch, headers: Sequence[str] | None = None) -> Normalised:
         """A batch of rows (cells aligned to ``headers``, by default the source's) normalised
         column by column; :meth:`Normalised.items` gives each row's payload or outcome."""
         headers = tuple(headers or self.headers or ())
         where = {h: i for i, h in enumerate(headers)}
-        columns = list(zip(*rows, strict=True)) if rows else []
-        empty = (None,) * len(rows)
+        columns = batch.columns
+        empty = (None,) * len(batch.numbers)
 
         def column(header: str | None) -> Sequence[Any]:
             return columns[where[header]] if header in where else empty
@@ -246,7 +241,7 @@ class Normaliser:
         for name, _, values in plan:
             if self._errors[name]:  # this column has met a bad value: look for it here
                 bad.update(compress(count(), map(isinstance, values, repeat(CellError))))
-        return Normalised(list(numbers), rows, headers, plan, bad, notes, self._columns)
+        return Normalised(batch, headers, plan, bad, notes, self._columns)
 
     def _values(self, name: str, kind: str, raw: Sequence[Any]) -> list[Any]:
         """One column converted: a value, None or "" (blank, or a word meaning "not set"), or

@@ -157,7 +157,7 @@ def checked_rows(prepared: Prepared) -> Iterator[tuple[Row, Payload | Outcome]]:
     """Every row with its payload, or with the ``invalid`` outcome that stops it."""
     normaliser = prepared.normaliser()
     for batch in prepared.source.batches():
-        for row, checked in normaliser.batch(batch.numbers, batch.rows).items():
+        for row, checked in normaliser.batch(batch).items():
             if isinstance(checked, Payload):
                 refused = validate(checked)
                 if refused is not None:

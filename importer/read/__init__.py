@@ -20,7 +20,15 @@ from typing import Any, Literal
 from ..errors import SourceError
 from ..model import Row
 from ._table import Batch, Layout, column_letter, find_layout, table_batches
-from ._text import delimiter_name, detect_encoding, sniff_delimiter, text_batches, text_records
+from ._text import (
+    NotFast,
+    delimiter_name,
+    detect_encoding,
+    fast_batches,
+    sniff_delimiter,
+    text_batches,
+    text_records,
+)
 from ._workbook import (
     OLE_MAGIC,
     ZIP_MAGIC,
@@ -53,12 +61,19 @@ class Source:
     date1904: bool = False
     #: What a person should know about how the file was read (a guessed encoding…).
     notes: list[str] = field(default_factory=list)
+    #: Whether a full pass (:meth:`scan`) found that pandas' C reader reads this text exactly
+    #: as the record reader does (then later passes use it).
+    fast: bool = False
     #: A workbook sheet's rows from row 1 (text sources are re-read from the file instead).
     _sheet_rows: Callable[[], Iterator[list[Any]]] = field(default=lambda: iter(()), repr=False)
 
     def batches(self, size: int = 4096) -> Iterator[Batch]:
         """The data rows in batches: row numbers, and cells aligned to :attr:`headers`.
         SourceError for a row that cannot be read."""
+        if self.kind == "text" and self.fast:
+            return fast_batches(
+                self.path, self.encoding or "utf-8", self.delimiter or ",", self.layout, size * 16
+            )
         if self.kind == "text":
             return text_batches(
                 self.path, self.encoding or "utf-8", self.delimiter or ",", self.layout, size
@@ -82,12 +97,24 @@ class Source:
         """One full pass, checking every row as :meth:`batches` does; the number of data rows.
         ``visit`` is given each batch's row numbers and values of column ``header``."""
         position = self.headers.index(header) if header is not None else None
-        count = 0
-        for batch in self.batches():
-            count += len(batch.numbers)
-            if visit is not None and position is not None:
-                visit(batch.numbers, [cells[position] for cells in batch.rows])
-        return count
+
+        def walk() -> int:
+            count = 0
+            for batch in self.batches():
+                count += len(batch.numbers)
+                if visit is not None and position is not None:
+                    visit(batch.numbers, batch.columns[position])
+            return count
+
+        if self.kind == "text" and not self.fast:
+            self.fast = True
+            try:
+                return walk()
+            except NotFast:
+                # The batches it gave were read right (it stops before a batch it cannot
+                # number): the visitor sees them again, as the first pass counts.
+                self.fast = False
+        return walk()
 
     def describe(self) -> str:
         """How the source was read, in one line."""

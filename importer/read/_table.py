@@ -3,11 +3,11 @@ rows checked and turned into :class:`Row`. Shared by the text and the workbook r
 
 from __future__ import annotations
 
-from collections.abc import Iterable, Iterator
+from collections.abc import Iterable, Iterator, Sequence
 from dataclasses import dataclass
 from itertools import islice
 from pathlib import Path
-from typing import Any, NamedTuple
+from typing import Any
 
 from ..errors import SourceError
 
@@ -125,11 +125,34 @@ def _layout(
     return Layout(number, tuple(positions), tuple(headers), column_offset)
 
 
-class Batch(NamedTuple):
-    """Consecutive data rows: their row numbers, and their cells aligned to the header."""
+class Batch:
+    """Consecutive data rows: their row numbers, and their cells aligned to the header, by row
+    (``rows``) or by column (``columns``): a reader gives one, the other is made when asked."""
 
-    numbers: list[int]
-    rows: list[list[Any]]
+    __slots__ = ("_columns", "_rows", "numbers")
+
+    def __init__(
+        self,
+        numbers: list[int],
+        rows: Sequence[Sequence[Any]] | None = None,
+        *,
+        columns: Sequence[Sequence[Any]] | None = None,
+    ) -> None:
+        self.numbers = numbers
+        self._rows = rows
+        self._columns = columns
+
+    @property
+    def rows(self) -> Sequence[Sequence[Any]]:
+        if self._rows is None:
+            self._rows = list(zip(*self._columns, strict=True)) if self._columns else []
+        return self._rows
+
+    @property
+    def columns(self) -> Sequence[Sequence[Any]]:
+        if self._columns is None:
+            self._columns = list(zip(*self._rows, strict=True)) if self._rows else []
+        return self._columns
 
 
 def batch_of(

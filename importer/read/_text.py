@@ -193,6 +193,88 @@ def text_batches(
     raise AssertionError("the CSV reader failed once and not again")  # pragma: no cover
 
 
+class NotFast(Exception):
+    """The fast reader cannot read this file exactly as the record reader would."""
+
+
+#: Encodings in which a line break is always the single byte 0x0A or 0x0D.
+_BYTE_LINES = ("utf_8", "utf_8_sig", "ascii", "cp125", "latin_1", "iso8859", "mac_")
+
+
+def fast_batches(
+    path: Path, encoding: str, delimiter: str, layout: Layout, size: int
+) -> Iterator[Batch]:
+    """The data rows as :func:`text_batches` gives them, parsed by pandas' C reader a column at
+    a time: about a third of the work for a file of a million rows.
+
+    It numbers a row by counting lines, so it stops with :class:`NotFast` (before yielding the
+    batch that shows it) when a record spans lines, when a record has more cells than the header,
+    or when pandas cannot parse the text; the record reader then reads the file instead, and says
+    exactly what is wrong if anything is. (It also reads a stray quote inside a field, ``"ab"c``,
+    as Excel does; the record reader refuses that.)
+    """
+    count = len(layout.positions)
+    if layout.positions != tuple(range(count)) or not count:
+        raise NotFast("columns without a header between the others")
+    if not codecs.lookup(encoding).name.replace("-", "_").startswith(_BYTE_LINES):
+        raise NotFast(f"{encoding} is not a byte-per-line-break encoding")
+    import pandas
+
+    with path.open(encoding=encoding, newline="") as handle:
+        reader = csv.reader(handle, delimiter=delimiter, strict=True)
+        start = 1
+        try:
+            for _ in reader:  # up to and including the header row
+                if start >= layout.header_row:
+                    break
+                start = reader.line_num + 1
+        except csv.Error as exc:
+            raise NotFast(str(exc)) from None
+        line = reader.line_num
+        frames = pandas.read_csv(
+            handle,
+            sep=delimiter,
+            header=None,
+            names=range(count),
+            index_col=False,
+            dtype=object,
+            keep_default_na=False,
+            na_filter=False,
+            skip_blank_lines=False,
+            engine="c",
+            chunksize=size,
+        )
+        try:
+            for frame in frames:
+                columns = [frame[c].tolist() for c in range(count)]
+                if any(_has_break(column) for column in columns):
+                    raise NotFast("a quoted line break: records and lines differ")
+                numbers = list(range(line + 1, line + 1 + len(frame)))
+                line += len(frame)
+                batch = _drop_blank(numbers, columns)
+                if batch.numbers:
+                    yield batch
+        except (pandas.errors.ParserError, ValueError, UnicodeError) as exc:
+            raise NotFast(str(exc)) from None
+
+
+def _has_break(column: list[str]) -> bool:
+    text = "".join(column)
+    return "\n" in text or "\r" in text
+
+
+def _drop_blank(numbers: list[int], columns: list[list[str]]) -> Batch:
+    """The batch without its blank rows (every cell empty or spaces), tested in C where a row's
+    first cell holds something, as nearly all do."""
+    firsts = columns[0]
+    if "" not in firsts and not any(map(str.isspace, firsts)):
+        return Batch(numbers, columns=columns)
+    keep = [i for i, row in enumerate(zip(*columns, strict=True)) if "".join(row).strip()]
+    return Batch(
+        [numbers[i] for i in keep], columns=[[column[i] for i in keep] for column in columns]
+    )
+
+
 _BREAK = re.compile(r"\r\n|\r|\n")
 
 
