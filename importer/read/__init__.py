@@ -53,8 +53,6 @@ class Source:
     path: Path
     kind: Kind
     sheet: str | None
-    headers: list[str]
-    header_row: int
     layout: Layout
     encoding: str | None = None
     delimiter: str | None = None
@@ -66,6 +64,16 @@ class Source:
     fast: bool = False
     #: A workbook sheet's rows from row 1 (text sources are re-read from the file instead).
     _sheet_rows: Callable[[], Iterator[list[Any]]] = field(default=lambda: iter(()), repr=False)
+
+    @property
+    def headers(self) -> list[str]:
+        """The names of the columns kept, in order."""
+        return list(self.layout.headers)
+
+    @property
+    def header_row(self) -> int:
+        """The row number of the header."""
+        return self.layout.header_row
 
     def batches(self, size: int = 4096) -> Iterator[Batch]:
         """The data rows in batches: row numbers, and cells aligned to :attr:`headers`.
@@ -169,8 +177,6 @@ def _open_text(path: Path, forced_encoding: str | None) -> Source:
         path=path,
         kind="text",
         sheet=None,
-        headers=list(layout.headers),
-        header_row=layout.header_row,
         layout=layout,
         encoding=encoding,
         delimiter=delimiter,
@@ -195,8 +201,6 @@ def _open_workbook(path: Path, requested: str | None) -> Source:
         path=path,
         kind="workbook",
         sheet=name,
-        headers=list(layout.headers),
-        header_row=layout.header_row,
         layout=layout,
         date1904=uses_1904_dates(path),
         _sheet_rows=rows,

@@ -12,6 +12,7 @@ from collections import Counter
 from collections.abc import Iterator
 from itertools import islice
 from pathlib import Path
+from typing import Any
 
 import charset_normalizer
 
@@ -168,11 +169,7 @@ def text_batches(
     with path.open(encoding=encoding, newline="") as handle:
         reader = csv.reader(handle, delimiter=delimiter, strict=True)
         try:
-            start = 1
-            for _ in reader:  # up to and including the header row
-                if start >= layout.header_row:
-                    break
-                start = reader.line_num + 1
+            _skip_header(reader, layout)
             line = reader.line_num
             while chunk := list(islice(reader, size)):
                 end = reader.line_num
@@ -191,6 +188,15 @@ def text_batches(
     for _ in text_records(path, encoding, delimiter):
         pass
     raise AssertionError("the CSV reader failed once and not again")  # pragma: no cover
+
+
+def _skip_header(reader: Any, layout: Layout) -> None:
+    """Read the records up to and including the header row."""
+    start = 1
+    for _ in reader:
+        if start >= layout.header_row:
+            return
+        start = reader.line_num + 1
 
 
 class NotFast(Exception):
@@ -222,12 +228,8 @@ def fast_batches(
 
     with path.open(encoding=encoding, newline="") as handle:
         reader = csv.reader(handle, delimiter=delimiter, strict=True)
-        start = 1
         try:
-            for _ in reader:  # up to and including the header row
-                if start >= layout.header_row:
-                    break
-                start = reader.line_num + 1
+            _skip_header(reader, layout)
         except csv.Error as exc:
             raise NotFast(str(exc)) from None
         line = reader.line_num
