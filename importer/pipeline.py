@@ -102,9 +102,9 @@ def prepare(
     rules = date_rules(options, mapping, source, venue_zone)
     warnings = [*source.notes, *mapping.warnings]
 
-    evidence = DateEvidence()
     due_column = mapping.columns.get("endDatetime")
-    count = source.scan(due_column, evidence.observe_column)
+    count, seen = source.scan(due_column, DateEvidence)
+    evidence = seen or DateEvidence()
     if rules.order is None:
         rules = dataclasses.replace(rules, order=evidence.order())
         if conflict := evidence.conflict():

@@ -11,11 +11,11 @@ holding it in memory.
 
 from __future__ import annotations
 
-from collections.abc import Callable, Iterator
+from collections.abc import Callable, Iterator, Sequence
 from dataclasses import dataclass, field
 from itertools import islice
 from pathlib import Path
-from typing import Any, Literal
+from typing import Any, Literal, TypeVar
 
 from ..errors import SourceError
 from ..model import Row
@@ -38,6 +38,8 @@ from ._workbook import (
     sheet_rows,
     uses_1904_dates,
 )
+
+V = TypeVar("V", bound=Callable[[list[int], Sequence[Any]], None])
 
 __all__ = ["Batch", "Source", "SourceError", "column_letter", "open_source"]
 
@@ -62,6 +64,7 @@ class Source:
     #: Whether a full pass (:meth:`scan`) found that pandas' C reader reads this text exactly
     #: as the record reader does (then later passes use it).
     fast: bool = False
+    _verified: bool = field(default=False, repr=False)
     #: A workbook sheet's rows from row 1 (text sources are re-read from the file instead).
     _sheet_rows: Callable[[], Iterator[list[Any]]] = field(default=lambda: iter(()), repr=False)
 
@@ -80,7 +83,12 @@ class Source:
         SourceError for a row that cannot be read."""
         if self.kind == "text" and self.fast:
             return fast_batches(
-                self.path, self.encoding or "utf-8", self.delimiter or ",", self.layout, size * 16
+                self.path,
+                self.encoding or "utf-8",
+                self.delimiter or ",",
+                self.layout,
+                size * 16,
+                verified=self._verified,
             )
         if self.kind == "text":
             return text_batches(
@@ -98,30 +106,35 @@ class Source:
                 yield Row(number, dict(zip(headers, cells, strict=True)))
 
     def scan(
-        self,
-        header: str | None = None,
-        visit: Callable[[list[int], list[Any]], None] | None = None,
-    ) -> int:
-        """One full pass, checking every row as :meth:`batches` does; the number of data rows.
-        ``visit`` is given each batch's row numbers and values of column ``header``."""
+        self, header: str | None = None, visitor: Callable[[], V] | None = None
+    ) -> tuple[int, V | None]:
+        """One full pass, checking every row as :meth:`batches` does: the number of data rows,
+        and the visitor (made by ``visitor()``) after it was called with each batch's row
+        numbers and values of column ``header``.
+
+        For a text file the pass tries pandas' reader first; if that cannot read the file
+        exactly, the pass starts again with the record reader and a fresh visitor.
+        """
         position = self.headers.index(header) if header is not None else None
 
-        def walk() -> int:
+        def walk() -> tuple[int, V | None]:
             count = 0
+            seen = visitor() if visitor is not None else None
             for batch in self.batches():
                 count += len(batch.numbers)
-                if visit is not None and position is not None:
-                    visit(batch.numbers, batch.columns[position])
-            return count
+                if seen is not None and position is not None:
+                    seen(batch.numbers, batch.columns[position])
+            return count, seen
 
         if self.kind == "text" and not self.fast:
             self.fast = True
             try:
-                return walk()
+                result = walk()
             except NotFast:
-                # The batches it gave were read right (it stops before a batch it cannot
-                # number): the visitor sees them again, as the first pass counts.
                 self.fast = False
+            else:
+                self._verified = True
+                return result
         return walk()
 
     def describe(self) -> str:

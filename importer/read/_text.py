@@ -9,7 +9,7 @@ import csv
 import io
 import re
 from collections import Counter
-from collections.abc import Iterator
+from collections.abc import Iterator, Sequence
 from itertools import islice
 from pathlib import Path
 from typing import Any
@@ -208,16 +208,17 @@ _BYTE_LINES = ("utf_8", "utf_8_sig", "ascii", "cp125", "latin_1", "iso8859", "ma
 
 
 def fast_batches(
-    path: Path, encoding: str, delimiter: str, layout: Layout, size: int
+    path: Path, encoding: str, delimiter: str, layout: Layout, size: int, *, verified: bool
 ) -> Iterator[Batch]:
-    """The data rows as :func:`text_batches` gives them, parsed by pandas' C reader a column at
-    a time: about a third of the work for a file of a million rows.
+    """The data rows as :func:`text_batches` gives them, parsed by pandas' C reader, each column
+    made into Python values only when a stage asks for it.
 
-    It numbers a row by counting lines, so it stops with :class:`NotFast` (before yielding the
-    batch that shows it) when a record spans lines, when a record has more cells than the header,
-    or when pandas cannot parse the text; the record reader then reads the file instead, and says
-    exactly what is wrong if anything is. (It also reads a stray quote inside a field, ``"ab"c``,
-    as Excel does; the record reader refuses that.)
+    It numbers rows by counting lines, which is right only when no record spans lines. Unless
+    ``verified`` (an earlier pass of this reader got through), it checks that at the end, against
+    the file's own line count, and then stops with :class:`NotFast`, as it does at once when a
+    record has more cells than the header or pandas cannot parse the text: the record reader then
+    reads the file instead, and says exactly what is wrong if anything is. (It also reads a stray
+    quote inside a field, ``"ab"c``, as Excel does; the record reader refuses that.)
     """
     count = len(layout.positions)
     if layout.positions != tuple(range(count)) or not count:
@@ -232,7 +233,7 @@ def fast_batches(
             _skip_header(reader, layout)
         except csv.Error as exc:
             raise NotFast(str(exc)) from None
-        line = reader.line_num
+        first_line = line = reader.line_num
         frames = pandas.read_csv(
             handle,
             sep=delimiter,
@@ -248,32 +249,63 @@ def fast_batches(
         )
         try:
             for frame in frames:
-                columns = [frame[c].tolist() for c in range(count)]
-                if any(_has_break(column) for column in columns):
-                    raise NotFast("a quoted line break: records and lines differ")
                 numbers = list(range(line + 1, line + 1 + len(frame)))
                 line += len(frame)
-                batch = _drop_blank(numbers, columns)
+                batch = _drop_blank(numbers, _Columns(frame, count))
                 if batch.numbers:
                     yield batch
         except (pandas.errors.ParserError, ValueError, UnicodeError) as exc:
             raise NotFast(str(exc)) from None
+    if not verified and line != count_lines(path):
+        raise NotFast(f"{line - first_line} records on {count_lines(path) - first_line} lines")
 
 
-def _has_break(column: list[str]) -> bool:
-    text = "".join(column)
-    return "\n" in text or "\r" in text
+class _Columns(Sequence[list[Any]]):
+    """A frame's columns as lists, each made when first asked for."""
+
+    def __init__(self, frame: Any, count: int) -> None:
+        self._frame = frame
+        self._lists: list[list[Any] | None] = [None] * count
+
+    def __len__(self) -> int:
+        return len(self._lists)
+
+    def __getitem__(self, index: Any) -> Any:
+        if isinstance(index, slice):
+            return [self[i] for i in range(len(self._lists))[index]]
+        made = self._lists[index]
+        if made is None:
+            made = self._lists[index] = self._frame[index].tolist()
+        return made
 
 
-def _drop_blank(numbers: list[int], columns: list[list[str]]) -> Batch:
+def count_lines(path: Path) -> int:
+    """Lines in the file as a reader with universal newlines sees them (\\n, \\r\\n or \\r)."""
+    lines = 0
+    last = b""
+    pending_cr = False
+    with path.open("rb") as handle:
+        while chunk := handle.read(1 << 20):
+            lines += chunk.count(b"\n") + chunk.count(b"\r") - chunk.count(b"\r\n")
+            if pending_cr and chunk.startswith(b"\n"):
+                lines -= 1  # a \r\n split across two reads
+            pending_cr = chunk.endswith(b"\r")
+            last = chunk[-1:]
+    if last and last not in (b"\n", b"\r"):
+        lines += 1  # a last line without a line break
+    return lines
+
+
+def _drop_blank(numbers: list[int], columns: Sequence[list[Any]]) -> Batch:
     """The batch without its blank rows (every cell empty or spaces), tested in C where a row's
     first cell holds something, as nearly all do."""
     firsts = columns[0]
     if "" not in firsts and not any(map(str.isspace, firsts)):
         return Batch(numbers, columns=columns)
-    keep = [i for i, row in enumerate(zip(*columns, strict=True)) if "".join(row).strip()]
+    whole = [columns[c] for c in range(len(columns))]
+    keep = [i for i, row in enumerate(zip(*whole, strict=True)) if "".join(row).strip()]
     return Batch(
-        [numbers[i] for i in keep], columns=[[column[i] for i in keep] for column in columns]
+        [numbers[i] for i in keep], columns=[[column[i] for i in keep] for column in whole]
     )
 
 
