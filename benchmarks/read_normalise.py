@@ -99,19 +99,27 @@ def case(name: str, path: Path) -> dict:
     return {"case": name, "rows": rows, "seconds": round(seconds, 2), "peak_mb": round(peak_mb)}
 
 
-def measure(name: str, path: Path, repeat: int) -> dict:
-    """The best of ``repeat`` runs (the machine is shared and noisy: the least disturbed run
-    is the closest to the code's own cost), each in a fresh process."""
-    runs = []
+def run_case(name: str, path: Path) -> dict:
+    done = subprocess.run(
+        [sys.executable, "-m", "benchmarks.read_normalise", "--case", name, "--file", str(path)],
+        capture_output=True, text=True, timeout=1800, check=True,
+    )  # fmt: skip
+    return json.loads(done.stdout)
+
+
+def measure(cases: list[tuple[str, Path]], repeat: int) -> list[dict]:
+    """The best of ``repeat`` runs of each case, each run in a fresh process. The cases take
+    turns (bare, ours, bare, ours…) so that both sides of a ratio meet the same moments of a
+    shared, noisy machine; the least disturbed run is the closest to the code's own cost."""
+    runs: dict[str, list[dict]] = {name: [] for name, _ in cases}
     for _ in range(repeat):
-        done = subprocess.run(
-            [sys.executable, "-m", "benchmarks.read_normalise", "--case", name, "--file",
-             str(path)],
-            capture_output=True, text=True, timeout=1800, check=True,
-        )  # fmt: skip
-        runs.append(json.loads(done.stdout))
-    best = min(runs, key=lambda r: r["seconds"])
-    return {**best, "runs": [r["seconds"] for r in runs]}
+        for name, path in cases:
+            runs[name].append(run_case(name, path))
+    results = []
+    for name, _ in cases:
+        best = min(runs[name], key=lambda r: r["seconds"])
+        results.append({**best, "runs": [r["seconds"] for r in runs[name]]})
+    return results
 
 
 def main() -> None:
@@ -135,12 +143,15 @@ def main() -> None:
     if not xlsx_path.exists():
         make_xlsx(xlsx_path, args.rows_xlsx)
     repeat = max(1, min(args.repeat, 10))
-    results = [
-        measure("xlsx-bare", xlsx_path, repeat),
-        measure("xlsx-ours", xlsx_path, repeat),
-        measure("csv-bare", csv_path, repeat),
-        measure("csv-ours", csv_path, repeat),
-    ]
+    results = measure(
+        [
+            ("xlsx-bare", xlsx_path),
+            ("xlsx-ours", xlsx_path),
+            ("csv-bare", csv_path),
+            ("csv-ours", csv_path),
+        ],
+        repeat,
+    )
     if args.json:
         print(json.dumps(results))
         return

@@ -15,6 +15,7 @@ import re
 from collections.abc import Callable, Iterator, Sequence
 from datetime import date, datetime, time
 from itertools import compress, count, repeat
+from operator import is_
 from typing import Any, NamedTuple
 
 from .dates import DateError, DateRules, to_api
@@ -160,16 +161,14 @@ def _through_cache(
     """``fill(value)`` for each value, each distinct key computed once: cells repeat down a
     column, and the look-ups run in C."""
     out = list(map(cache.get, keys, repeat(_MISS)))
-    if _MISS in out:
-        for i, got in enumerate(out):
-            if got is _MISS:
-                key = keys[i]
-                got = cache.get(key, _MISS)
-                if got is _MISS:
-                    got = fill(values[i])
-                    if len(cache) < limit:
-                        cache[key] = got
-                out[i] = got
+    for i in compress(count(), map(is_, out, repeat(_MISS))):  # the misses, found in C
+        key = keys[i]
+        got = cache.get(key, _MISS)  # an earlier miss of this batch may have filled it
+        if got is _MISS:
+            got = fill(values[i])
+            if len(cache) < limit:
+                cache[key] = got
+        out[i] = got
     return out
 
 
