@@ -5,6 +5,7 @@ from __future__ import annotations
 import asyncio
 import functools
 import json
+import os
 import secrets
 import sys
 import traceback
@@ -18,7 +19,7 @@ import platformdirs
 
 from .client import AuthError, Credentials, IvvyClient, IvvyError, TransportError
 from .errors import ImporterError
-from .pipeline import RunOptions, parse_clock, run_import
+from .pipeline import RunOptions, parse_clock, run_import, validate_source
 from .profiles import PROFILES
 from .sandbox import DEFAULT_KEY, DEFAULT_SECRET, SandboxConfig, SandboxServer, load_seed, serve
 
@@ -90,6 +91,9 @@ def source_options(command: Callable[..., Any]) -> Callable[..., Any]:
                      help="How to read 03/04/2026 (default: decided from the whole column)."),
         click.option("--default-time", callback=_clock_option, metavar="HH:MM",
                      help="Time of day for dates without one (default 09:00, in --timezone)."),
+        click.option("--key", metavar="COLUMN",
+                     help="A column that identifies each row (a legacy id): a value twice is "
+                     "refused."),
     ]  # fmt: skip
     for option in reversed(options):
         command = option(command)
@@ -146,6 +150,11 @@ def main() -> None:
     help="Rows in flight at once.",
 )
 @source_options
+@click.option(
+    "--all-or-nothing",
+    is_flag=True,
+    help="Send nothing when any row is invalid (for migrations that must be whole).",
+)
 @click.option("--json", "as_json", is_flag=True, help="Print the summary as JSON on stdout.")
 @click.option("--quiet", is_flag=True, help="Print nothing but errors.")
 @user_errors
@@ -154,6 +163,7 @@ def run(
     use_sandbox: bool,
     results: Path | None,
     concurrency: int,
+    all_or_nothing: bool,
     as_json: bool,
     quiet: bool,
     **source_args: Any,
@@ -170,9 +180,15 @@ def run(
       task-import run sample_data/tasks.csv --sandbox
       task-import run tasks.csv --results out/tasks.results.csv --json
     """
-    options = RunOptions(results=results, concurrency=concurrency, **source_args)
+    options = RunOptions(
+        results=results, concurrency=concurrency, all_or_nothing=all_or_nothing, **source_args
+    )
     with _target(use_sandbox) as credentials:
         summary = asyncio.run(_run(source, credentials, options))
+    _report(summary, as_json=as_json, quiet=quiet)
+
+
+def _report(summary: Any, *, as_json: bool, quiet: bool) -> None:
     if as_json:
         click.echo(json.dumps(summary.as_dict()))
     elif not quiet:
@@ -180,6 +196,61 @@ def run(
             click.echo(f"warning: {warning}", err=True)
         click.echo(summary.describe())
     sys.exit(summary.exit_code)
+
+
+@main.command("validate")
+@click.argument("source", type=click.Path(path_type=Path))
+@click.option("--sandbox", "use_sandbox", is_flag=True, help="Check against a local sandbox.")
+@click.option("--offline", is_flag=True, help="Skip the checks that need iVvy.")
+@click.option(
+    "--results",
+    type=click.Path(path_type=Path, dir_okay=False),
+    help="Where to write the verdicts (default: NAME.results.csv beside the source).",
+)
+@source_options
+@click.option("--json", "as_json", is_flag=True, help="Print the summary as JSON on stdout.")
+@click.option("--quiet", is_flag=True, help="Print nothing but errors.")
+@user_errors
+def validate_command(
+    source: Path,
+    use_sandbox: bool,
+    offline: bool,
+    results: Path | None,
+    as_json: bool,
+    quiet: bool,
+    **source_args: Any,
+) -> None:
+    """Check every row of SOURCE as a run would, and send nothing.
+
+    Online checks (that ids, users and venues exist; e-mails resolved) run when credentials
+    are set (IVVY_API_KEY, IVVY_API_SECRET) or with --sandbox; otherwise only the offline ones.
+    Writes the results sheet with `valid` or `invalid` per row.
+
+    \b
+    Exit codes: 0 every row valid; 1 some rows invalid; 2 unreadable source or bad options;
+    3 iVvy unreachable or credentials refused.
+
+    \b
+    Examples:
+      task-import validate tasks.csv
+      task-import validate tasks.xlsx --sheet Tasks --key "Legacy Id" --offline
+    """
+    options = RunOptions(results=results, **source_args)
+    online = not offline and (use_sandbox or bool(os.environ.get("IVVY_API_KEY")))
+    if not online:
+        summary = asyncio.run(validate_source(source, None, options))
+    else:
+        with _target(use_sandbox) as credentials:
+            summary = asyncio.run(_validate(source, credentials, options))
+    if not as_json and not quiet and summary.codes:
+        codes = ", ".join(f"{code}: {n}" for code, n in sorted(summary.codes.items(), key=str))
+        click.echo(f"invalid rows by code: {codes}", err=True)
+    _report(summary, as_json=as_json, quiet=quiet)
+
+
+async def _validate(source: Path, credentials: Credentials, options: RunOptions) -> Any:
+    async with IvvyClient(credentials) as client:
+        return await validate_source(source, client, options)
 
 
 async def _run(source: Path, credentials: Credentials, options: RunOptions) -> Any:

@@ -41,3 +41,7 @@ class MemoryJournal:
 
     def counts(self) -> Counter[str]:
         return Counter(o.result for o in self._outcome.values())
+
+    def codes(self) -> Counter[str]:
+        """Rows with an error code, by code."""
+        return Counter(str(o.error_code) for o in self._outcome.values() if o.error_code)

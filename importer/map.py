@@ -41,12 +41,14 @@ ALIASES: dict[str, tuple[str, ...]] = {
     "priority": ("Task Priority", "Importance"),
     "status": ("Task Status", "State"),
     "description": ("Notes", "Note", "Details", "Body", "Comments", "Task Description"),
-    "contactId": ("Contact ID", "Contact Id", "iVvy Contact ID"),
+    "contactId": ("Contact ID", "Contact Id", "iVvy Contact ID", "contactEmail", "Contact Email",
+                  "Contact E-mail"),
     "companyId": ("Company ID", "iVvy Company ID"),
     "leadId": ("Lead ID", "Opportunity ID", "Lead or Opportunity ID"),
     "venueId": ("Venue ID",),
     "assignedUserId": ("Assigned To", "Assigned User", "Assigned User ID", "Assignee", "Owner",
-                       "User ID", "Assigned To ID"),
+                       "User ID", "Assigned To ID", "Assigned To Email", "Owner Email",
+                       "Assignee Email", "User Email"),
 }  # fmt: skip
 
 

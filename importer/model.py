@@ -6,9 +6,10 @@ from collections.abc import Mapping
 from dataclasses import dataclass
 from typing import Any, Literal, NamedTuple
 
-Result = Literal["created", "updated", "unchanged", "invalid", "failed", "skipped"]
-#: Results that mean the row is done in iVvy; anything else needs a person.
-SUCCESSFUL: frozenset[str] = frozenset({"created", "updated", "unchanged"})
+Result = Literal["created", "updated", "unchanged", "invalid", "failed", "skipped", "valid"]
+#: Results that mean the row is done in iVvy (or, for ``validate``, would pass); anything else
+#: needs a person.
+SUCCESSFUL: frozenset[str] = frozenset({"created", "updated", "unchanged", "valid"})
 
 
 class Row(NamedTuple):

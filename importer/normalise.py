@@ -23,6 +23,7 @@ from .fields import FIELDS_BY_NAME, STATUSES
 from .map import END_TIME, ColumnMapping, canon
 from .model import Outcome, Payload, Row
 from .read import Batch
+from .validate import Email
 
 #: The API's code for a value of the wrong type or outside its set.
 INVALID_VALUE = 23016
@@ -58,6 +59,21 @@ def to_integer(value: Any) -> int:
         if match:
             return int(match.group(1))
     raise CellError(INVALID_VALUE, f"{_shown(value)} is not a whole number")
+
+
+#: Fields that may hold an e-mail instead of an id (resolved online by validate).
+EMAIL_FIELDS = frozenset({"contactId", "assignedUserId"})
+_EMAIL = re.compile(r"[^@\s]+@[^@\s]+\.[^@\s]+")
+
+
+def to_id_or_email(value: Any) -> int | Email:
+    """An id, or an e-mail standing for one (a user's, a contact's)."""
+    if isinstance(value, str) and "@" in value:
+        text = value.strip()
+        if not _EMAIL.fullmatch(text):
+            raise CellError(INVALID_VALUE, f"{text!r} is neither an id nor an e-mail")
+        return Email(text.lower())
+    return to_integer(value)
 
 
 def to_text(value: Any) -> str:
@@ -172,7 +188,8 @@ def _through_cache(
     return out
 
 
-def _blank(value: Any) -> bool:
+def is_blank(value: Any) -> bool:
+    """Whether a cell holds nothing: None, empty or spaces."""
     return value is None or value == "" or (value.__class__ is str and value.isspace())
 
 
@@ -252,9 +269,11 @@ class Normaliser:
         convert = {"integer": to_integer, "status": self._status_of, "priority": self._priority_of}[
             kind
         ]
+        if name in EMAIL_FIELDS:
+            convert = to_id_or_email
 
         def fill(value: Any) -> Any:
-            if _blank(value):
+            if is_blank(value):
                 return None
             try:
                 return convert(value)
@@ -272,10 +291,10 @@ class Normaliser:
 
         def fill(pair: tuple[Any, Any]) -> Any:
             value, clock = pair
-            if _blank(value):
+            if is_blank(value):
                 return None
             try:
-                converted = to_api(value, self.rules, None if _blank(clock) else clock)
+                converted = to_api(value, self.rules, None if is_blank(clock) else clock)
             except DateError as exc:
                 self._errors["endDatetime"] = True
                 return CellError(BAD_DATE, str(exc))

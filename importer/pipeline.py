@@ -20,15 +20,16 @@ from typing import Any
 
 from .client import IvvyClient
 from .dates import DateEvidence, DateOrder, DateRules, zone_named
+from .directory import Directory, Needed
 from .errors import UsageError
 from .journal import MemoryJournal
 from .map import ColumnMapping, load_mapping_file, map_columns
 from .model import SUCCESSFUL, Outcome, Payload, Row
-from .normalise import Normaliser
-from .read import Source, open_source
+from .normalise import CellError, Normaliser, is_blank, to_id_or_email
+from .read import Batch, Source, open_source
 from .results import default_results_path, write_results_csv
 from .send import SendOptions, send_all
-from .validate import validate
+from .validate import Email, validate
 
 VENUE_ZONE = "venue"
 
@@ -40,7 +41,8 @@ class RunOptions:
 
     ``timezone``: IANA zone of the sheet's times, or ``"venue"`` for the zone of ``venue_id``;
     ``date_order``: ``dmy`` or ``mdy`` for dates like 03/04/2026; ``default_time``: time of day
-    given to dates without one (09:00).
+    given to dates without one (09:00); ``key``: a column that identifies a row (the same value
+    twice is refused); ``all_or_nothing``: send nothing when any row is invalid.
     """
 
     results: Path | None = None
@@ -53,6 +55,8 @@ class RunOptions:
     venue_id: int | None = None
     date_order: DateOrder | None = None
     default_time: clock_time | None = None
+    key: str | None = None
+    all_or_nothing: bool = False
 
 
 @dataclass
@@ -64,6 +68,8 @@ class Prepared:
     rules: DateRules
     rows: int
     warnings: list[str]
+    #: The ids and e-mails the rows refer to, for the online checks.
+    needed: Needed = field(default_factory=Needed)
 
     def normaliser(self) -> Normaliser:
         return Normaliser(
@@ -72,6 +78,53 @@ class Prepared:
             self.source.headers,
             text_only=self.source.kind == "text",
         )
+
+
+#: The kind of record each id field refers to.
+ID_KINDS = {
+    "id": "task",
+    "leadId": "lead",
+    "contactId": "contact",
+    "companyId": "company",
+    "venueId": "venue",
+    "assignedUserId": "user",
+}
+
+
+class FirstPass:
+    """What the first pass learns: the due column's date order, and the distinct ids and
+    e-mails each id column refers to (each distinct cell converted once)."""
+
+    def __init__(self, headers: list[str], mapping: ColumnMapping) -> None:
+        self.evidence = DateEvidence()
+        self.needed = Needed()
+        due = mapping.columns.get("endDatetime")
+        self._due = headers.index(due) if due in headers else None
+        self._ids = [
+            (ID_KINDS[name], headers.index(column), set())
+            for name, column in mapping.columns.items()
+            if name in ID_KINDS and column in headers
+        ]
+
+    def __call__(self, batch: Batch) -> None:
+        columns = batch.columns
+        if self._due is not None:
+            self.evidence.observe_column(batch.numbers, columns[self._due])
+        for kind, position, seen in self._ids:
+            fresh = set(columns[position]) - seen
+            seen.update(fresh)
+            for raw in fresh:
+                try:
+                    value = to_id_or_email(raw) if not is_blank(raw) else None
+                except CellError:
+                    continue  # reported by normalise in its pass
+                if isinstance(value, Email):
+                    emails = (
+                        self.needed.user_emails if kind == "user" else self.needed.contact_emails
+                    )
+                    emails.add(str(value))
+                elif value is not None:
+                    self.needed.ids[kind].add(value)
 
 
 def _option(options: RunOptions, mapping: ColumnMapping, name: str) -> Any:
@@ -102,9 +155,12 @@ def prepare(
     rules = date_rules(options, mapping, source, venue_zone)
     warnings = [*source.notes, *mapping.warnings]
 
+    count, seen = source.scan(lambda: FirstPass(source.headers, mapping))
+    first = seen or FirstPass(source.headers, mapping)
+    evidence = first.evidence
     due_column = mapping.columns.get("endDatetime")
-    count, seen = source.scan(due_column, DateEvidence)
-    evidence = seen or DateEvidence()
+    if options.venue_id is not None:
+        first.needed.ids["venue"].add(options.venue_id)
     if rules.order is None:
         rules = dataclasses.replace(rules, order=evidence.order())
         if conflict := evidence.conflict():
@@ -114,7 +170,14 @@ def prepare(
             f"column {mapping.suggested_key!r} identifies rows in this export: give "
             f"--key {mapping.suggested_key!r} to update them on later runs"
         )
-    return Prepared(source=source, mapping=mapping, rules=rules, rows=count, warnings=warnings)
+    return Prepared(
+        source=source,
+        mapping=mapping,
+        rules=rules,
+        rows=count,
+        warnings=warnings,
+        needed=first.needed,
+    )
 
 
 def date_rules(
@@ -153,16 +216,62 @@ def parse_clock(text: str) -> clock_time:
         raise UsageError(f"a time of day is written HH:MM (24-hour), not {text!r}") from None
 
 
-def checked_rows(prepared: Prepared) -> Iterator[tuple[Row, Payload | Outcome]]:
-    """Every row with its payload, or with the ``invalid`` outcome that stops it."""
+DUPLICATE_KEY = "DUPLICATE_KEY"
+#: How many rows' contents are remembered to warn of identical rows (memory stays bounded).
+_IDENTICAL_LIMIT = 2_000_000
+
+
+def checked_rows(
+    prepared: Prepared,
+    directory: Directory | None = None,
+    *,
+    default_venue: int | None = None,
+    key: str | None = None,
+) -> Iterator[tuple[Row, Payload | Outcome]]:
+    """Every row with its payload ready to send, or with the ``invalid`` outcome that stops it:
+    normalised, validated (online when a ``directory`` is given), the same ``key`` value twice
+    refused, identical rows warned of."""
+    if key is not None and key not in prepared.source.headers:
+        raise UsageError(
+            f"--key {key!r}: no such column; the columns are: "
+            + ", ".join(repr(h) for h in prepared.source.headers)
+        )
     normaliser = prepared.normaliser()
+    first_of_key: dict[str, int] = {}
+    first_of_content: dict[int, int] = {}
     for batch in prepared.source.batches():
-        for row, checked in normaliser.batch(batch).items():
-            if isinstance(checked, Payload):
-                refused = validate(checked)
-                if refused is not None:
-                    checked = dataclasses.replace(refused, warnings=checked.warnings)
+        for row, normalised in normaliser.batch(batch).items():
+            checked = normalised
+            if isinstance(normalised, Payload):
+                checked = validate(normalised, directory, default_venue=default_venue)
+            if key is not None:
+                value = str(row.cells.get(key) or "").strip()
+                if value and value in first_of_key:
+                    first = first_of_key[value]
+                    checked = Outcome(
+                        "invalid",
+                        error_code=DUPLICATE_KEY,
+                        field=key,
+                        message=f"{key} {value!r} is already on row {first}",
+                        warnings=checked.warnings,
+                    )
+                elif value:
+                    first_of_key[value] = row.number
+            elif isinstance(checked, Payload) and len(first_of_content) < _IDENTICAL_LIMIT:
+                content = hash(tuple(sorted(checked.params.items())))
+                first = first_of_content.setdefault(content, row.number)
+                if first != row.number:
+                    checked = checked._replace(
+                        warnings=(*checked.warnings, f"identical to row {first}")
+                    )
             yield row, checked
+
+
+async def online_directory(client: IvvyClient, prepared: Prepared) -> Directory:
+    """The account's records the rows refer to, fetched once."""
+    directory = Directory(client)
+    await directory.load(prepared.needed)
+    return directory
 
 
 @dataclass
@@ -176,6 +285,8 @@ class RunSummary:
     started: datetime = field(default_factory=lambda: datetime.now(UTC))
     seconds: float = 0.0
     warnings: list[str] = field(default_factory=list)
+    #: Rows that need a person, by error code.
+    codes: Counter[str] = field(default_factory=Counter)
 
     @property
     def rows(self) -> int:
@@ -197,6 +308,7 @@ class RunSummary:
             "seconds": round(self.seconds, 3),
             "rows_per_second": round(self.rows / self.seconds, 1) if self.seconds else None,
             "warnings": self.warnings,
+            "error_codes": {str(code): n for code, n in self.codes.items()},
             "exit_code": self.exit_code,
         }
 
@@ -246,9 +358,22 @@ async def run_import(
         warnings=list(prepared.warnings),
     )
     journal = MemoryJournal()
+    directory = await online_directory(client, prepared)
+    check = {"default_venue": options.venue_id, "key": options.key}
+
+    if options.all_or_nothing:
+        invalid = sum(isinstance(c, Outcome) for _, c in checked_rows(prepared, directory, **check))
+        if invalid:
+            note = f"not sent: {invalid} rows are invalid and --all-or-nothing was given"
+            for row, checked in checked_rows(prepared, directory, **check):
+                if isinstance(checked, Payload):
+                    checked = Outcome("skipped", message=note, warnings=checked.warnings)
+                journal.done(row.number, checked)
+            summary.warnings.append(note)
+            return _finish(summary, journal, source, results_path, clock)
 
     def ready() -> Iterator[Payload]:
-        for row, checked in checked_rows(prepared):
+        for row, checked in checked_rows(prepared, directory, **check):
             journal.pending(row.number)
             if isinstance(checked, Outcome):
                 journal.done(row.number, checked)
@@ -261,8 +386,56 @@ async def run_import(
         journal.done(payload.row.number, dataclasses.replace(outcome, warnings=warnings))
 
     await send_all(client, ready(), record, SendOptions(concurrency=options.concurrency))
+    return _finish(summary, journal, source, results_path, clock)
+
+
+def _finish(
+    summary: RunSummary, journal: MemoryJournal, source: Source, results: Path, clock: float
+) -> RunSummary:
+    """Write the results from the journal, in source order; the summary, completed."""
     outcomes = ((row, journal.outcome(row.number)) for row in source.rows())
-    write_results_csv(results_path, source.headers, outcomes)  # type: ignore[arg-type]
+    write_results_csv(results, source.headers, outcomes)  # type: ignore[arg-type]
     summary.counts = journal.counts()
+    summary.codes = journal.codes()
     summary.seconds = time.monotonic() - clock
     return summary
+
+
+async def validate_source(
+    source_path: str | Path, client: IvvyClient | None, options: RunOptions = RunOptions()
+) -> RunSummary:
+    """Every check of a run, online ones when a ``client`` is given, and nothing sent to
+    addOrUpdateTask: a results sheet whose ``result`` is ``valid`` or ``invalid``."""
+    clock = time.monotonic()
+    zone = None
+    if str(options.timezone or "").lower() == VENUE_ZONE:
+        if client is None or options.venue_id is None:
+            raise UsageError("--timezone venue needs --venue-id and a connection to iVvy")
+        await client.ping()
+        zone = await venue_timezone(client, options.venue_id)
+    prepared = prepare(source_path, options, venue_zone=zone)
+    directory = None
+    if client is not None:
+        await client.ping()
+        directory = await online_directory(client, prepared)
+    source = prepared.source
+    results_path = options.results or default_results_path(source.path)
+    summary = RunSummary(
+        source=source.path,
+        results=results_path,
+        target=client.credentials.target if client else "offline (no credentials)",
+        warnings=list(prepared.warnings),
+    )
+    if directory is None:
+        summary.warnings.append(
+            "offline: ids, users and venues were not checked against iVvy (set IVVY_API_KEY "
+            "and IVVY_API_SECRET, or give --sandbox)"
+        )
+    journal = MemoryJournal()
+    for row, checked in checked_rows(
+        prepared, directory, default_venue=options.venue_id, key=options.key
+    ):
+        if isinstance(checked, Payload):
+            checked = Outcome("valid", warnings=checked.warnings)
+        journal.done(row.number, checked)
+    return _finish(summary, journal, source, results_path, clock)

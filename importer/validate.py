@@ -1,33 +1,211 @@
 """Validate: the API's own rules, checked before anything is sent, with the API's own codes.
 
-This first version checks, offline, what a create needs (23017) and the one-parent rule (24396).
+Written from ``shared/ivvy-api.md``, on its own (the sandbox implements the same page separately,
+and a differential test keeps the two honest). The checks run in the order the API reports them
+(it reports the first bad parameter only): each parameter's presence and type in the order of the
+reference, then the task to update, the one-parent rule, the parents, the venue and the user, and
+the venue an opportunity needs. The checks that need iVvy's records ask a :class:`Directory`; with
+none (no credentials) they are skipped.
 """
 
 from __future__ import annotations
 
-from .fields import TASK_FIELDS
+import re
+from collections.abc import Mapping
+from dataclasses import dataclass, field
+from datetime import datetime
+from typing import Any, Protocol
+
+from .fields import PRIORITIES, STATUSES, TASK_FIELDS, TIMESTAMP_FORMAT
 from .model import Outcome, Payload
 
+MISSING = 23017
+INVALID = 23016
+NOTHING_TO_UPDATE = "NOTHING_TO_UPDATE"
+UNRESOLVED = "UNRESOLVED"
+_TIMESTAMP = re.compile(r"\d{4}-\d{2}-\d{2} \d{2}:\d{2}:\d{2}( UTC)?")
 
-def validate(payload: Payload) -> Outcome | None:
-    """None when the payload may be sent; else the ``invalid`` outcome with the API's code."""
-    params = payload.params
-    if not payload.is_update:
-        for field in TASK_FIELDS:
-            if field.required_on_create and field.name not in params:
-                column = payload.columns.get(field.name, field.name)
-                return Outcome(
-                    "invalid",
-                    error_code=23017,
-                    field=column,
-                    message=f"{column!r} is required to create a task",
-                )
+
+class Directory(Protocol):
+    """What the online checks know of the account. Each answer is None when it is not known."""
+
+    def task(self, task_id: int) -> Mapping[str, Any] | None: ...
+    def lead_kind(self, lead_id: int) -> str | None: ...  # "lead", "opportunity" or None
+    def has(self, kind: str, ident: int) -> bool: ...  # contact, company, venue, user
+    def user_by_email(self, email: str) -> list[int]: ...
+    def contact_by_email(self, email: str) -> list[int]: ...
+
+
+class Email(str):
+    """An e-mail given where an id is expected (a user, a contact): resolved online."""
+
+
+@dataclass(frozen=True)
+class Finding:
+    code: int | str
+    parameter: str | None
+    message: str
+
+
+@dataclass
+class Checked:
+    """The verdict on one payload: the payload to send (e-mails resolved, the default venue
+    filled in), the error that stops it, and warnings."""
+
+    params: dict[str, Any]
+    error: Finding | None = None
+    warnings: list[str] = field(default_factory=list)
+
+
+def check_params(
+    params: Mapping[str, Any],
+    directory: Directory | None = None,
+    *,
+    default_venue: int | None = None,
+) -> Checked:
+    """The API's verdict on ``params``, as far as it can be known: offline always, online when a
+    ``directory`` is given."""
+    params = dict(params)
+    result = Checked(params)
+    creating = params.get("id") in (None, "")
+
+    def refuse(code: int | str, parameter: str | None, message: str) -> Checked:
+        result.error = Finding(code, parameter, message)
+        return result
+
+    for spec in TASK_FIELDS:
+        value = params.get(spec.name)
+        if value is None or (value == "" and spec.type != "string"):
+            params.pop(spec.name, None)
+            if creating and spec.required_on_create:
+                return refuse(MISSING, spec.name, f"{spec.name} is required to create a task")
+            continue
+        problem = _type_problem(spec.type, value, creating and spec.required_on_create)
+        if problem == "missing":
+            return refuse(MISSING, spec.name, f"{spec.name} is required to create a task")
+        if problem:
+            return refuse(INVALID, spec.name, f"{spec.name}: {problem}")
+    if not creating and len(params) == 1:
+        return refuse(NOTHING_TO_UPDATE, "id", "an update must change something besides the id")
+
+    existing = None
+    if directory is not None and not creating:
+        existing = directory.task(params["id"])
+        if existing is None:
+            return refuse(24392, "id", f"task {params['id']} does not exist in iVvy")
     if "leadId" in params and ("contactId" in params or "companyId" in params):
         other = "contactId" if "contactId" in params else "companyId"
+        return refuse(
+            24396, other, "a task belongs to one parent: a lead, or a contact and/or a company"
+        )
+    kind = None
+    if directory is not None:
+        if "leadId" in params:
+            kind = directory.lead_kind(params["leadId"])
+            if kind is None:
+                return refuse(24389, "leadId", f"lead or opportunity {params['leadId']} "
+                              "does not exist in iVvy")  # fmt: skip
+        for name, code, what in (("contactId", 24390, "contact"), ("companyId", 24391, "company")):
+            if name in params and not directory.has(what, params[name]):
+                return refuse(code, name, f"{what} {params[name]} does not exist in iVvy")
+        for name, what in (("venueId", "venue"), ("assignedUserId", "user")):
+            if name in params and not directory.has(what, params[name]):
+                return refuse(24395, name, f"{what} {params[name]} does not exist in iVvy")
+    if kind == "opportunity" and "venueId" not in params:
+        venue = existing.get("venueId") if existing else None
+        if venue is None and default_venue is not None:
+            params["venueId"] = default_venue
+            result.warnings.append(f"venueId {default_venue} (--venue-id) used for the opportunity")
+        elif venue is None:
+            return refuse(MISSING, "venueId", "an opportunity's task needs a venueId "
+                          "(give the column, or --venue-id)")  # fmt: skip
+    if "contactId" in params and "companyId" in params:
+        result.warnings.append(
+            "contact and company: iVvy adds the contact to the company and files the task under "
+            "the company"
+        )
+    return result
+
+
+def _type_problem(kind: str, value: Any, required: bool) -> str | None:
+    """Why ``value`` is not a valid value of its kind (None when it is; "missing" when a required
+    text is blank)."""
+    if kind == "integer":
+        if isinstance(value, bool) or not isinstance(value, int):
+            return "must be a whole number"
+        return None if value >= 1 else "must be greater than 0"
+    if kind == "status":
+        if isinstance(value, bool) or not isinstance(value, int) or value not in STATUSES:
+            return f"must be one of {', '.join(map(str, STATUSES))}"
+        return None
+    if not isinstance(value, str):
+        return "must be text"
+    if kind == "priority":
+        return None if value in PRIORITIES else f"must be one of {', '.join(PRIORITIES)}"
+    if kind == "timestamp":
+        match = _TIMESTAMP.fullmatch(value)
+        try:
+            if match is None:
+                raise ValueError
+            datetime.strptime(value[:19], TIMESTAMP_FORMAT)
+        except ValueError:
+            return "must be a timestamp YYYY-MM-DD HH:MM:SS (UTC)"
+        return None
+    if required and not value.strip():
+        return "missing"
+    return None
+
+
+def resolve_emails(params: dict[str, Any], directory: Directory | None) -> Finding | None:
+    """Turn e-mails given for the assigned user or the contact into their ids (in place); the
+    finding that stops the row when one cannot be resolved."""
+    for name, find, what in (
+        ("assignedUserId", "user_by_email", "user"),
+        ("contactId", "contact_by_email", "contact"),
+    ):
+        value = params.get(name)
+        if not isinstance(value, Email):
+            continue
+        if directory is None:
+            return Finding(UNRESOLVED, name, f"{value} is an e-mail: finding the {what} needs a "
+                           "connection to iVvy (credentials, or --sandbox)")  # fmt: skip
+        matches = getattr(directory, find)(str(value))
+        if not matches:
+            return Finding(INVALID, name, f"no {what} in iVvy has the e-mail {value}")
+        if len(matches) > 1:
+            ids = ", ".join(map(str, sorted(matches)))
+            return Finding(INVALID, name, f"{len(matches)} {what}s have the e-mail {value} "
+                           f"(ids {ids}): give the id instead")  # fmt: skip
+        params[name] = matches[0]
+    return None
+
+
+def validate(
+    payload: Payload,
+    directory: Directory | None = None,
+    *,
+    default_venue: int | None = None,
+) -> Payload | Outcome:
+    """The payload ready to send (warnings added), or the ``invalid`` outcome that stops it."""
+    params = dict(payload.params)
+    finding = resolve_emails(params, directory)
+    checked = None
+    if finding is None:
+        checked = check_params(params, directory, default_venue=default_venue)
+        finding = checked.error
+    if finding is not None:
+        column = payload.columns.get(finding.parameter or "", finding.parameter)
         return Outcome(
             "invalid",
-            error_code=24396,
-            field=payload.columns.get(other, other),
-            message="a task belongs to one parent: a lead, or a contact and/or a company",
+            error_code=finding.code,
+            field=column,
+            message=finding.message,
+            warnings=payload.warnings,
         )
-    return None
+    assert checked is not None
+    return payload._replace(
+        params=checked.params, warnings=payload.warnings + tuple(checked.warnings)
+    )
+
+
+__all__ = ["Checked", "Directory", "Email", "Finding", "check_params", "validate"]

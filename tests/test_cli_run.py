@@ -50,13 +50,14 @@ def test_run_writes_results_whose_ids_exist_in_the_sandbox(sandbox, tmp_path):
         assert stored[task_id]["name"] == row["name"]
     codes = {r["row"]: (r["result"], r["error_code"], r["field"]) for r in rows if r["error_code"]}
     assert codes == {
-        "9": ("failed", "23017", "venueId"),
-        "10": ("failed", "24390", "contactId"),
+        "9": ("invalid", "23017", "venueId"),  # found by the online checks, before sending
+        "10": ("invalid", "24390", "contactId"),
         "11": ("invalid", "24396", "contactId"),
         "12": ("invalid", "23017", "endDatetime"),
         "13": ("invalid", "23016", "priority"),
     }
-    assert summary["counts"] == {"created": 7, "failed": 2, "invalid": 3}
+    assert summary["counts"] == {"created": 7, "invalid": 5}
+    assert sandbox.stats()["by_action"]["crm.addOrUpdateTask"] == 7  # the invalid were not sent
 
 
 def test_run_with_embedded_sandbox(tmp_path):

@@ -11,7 +11,7 @@ holding it in memory.
 
 from __future__ import annotations
 
-from collections.abc import Callable, Iterator, Sequence
+from collections.abc import Callable, Iterator
 from dataclasses import dataclass, field
 from itertools import islice
 from pathlib import Path
@@ -39,7 +39,7 @@ from ._workbook import (
     uses_1904_dates,
 )
 
-V = TypeVar("V", bound=Callable[[list[int], Sequence[Any]], None])
+V = TypeVar("V", bound=Callable[[Batch], None])
 
 __all__ = ["Batch", "Source", "SourceError", "column_letter", "open_source"]
 
@@ -105,25 +105,21 @@ class Source:
             for number, cells in zip(batch.numbers, batch.rows, strict=True):
                 yield Row(number, dict(zip(headers, cells, strict=True)))
 
-    def scan(
-        self, header: str | None = None, visitor: Callable[[], V] | None = None
-    ) -> tuple[int, V | None]:
+    def scan(self, visitor: Callable[[], V] | None = None) -> tuple[int, V | None]:
         """One full pass, checking every row as :meth:`batches` does: the number of data rows,
-        and the visitor (made by ``visitor()``) after it was called with each batch's row
-        numbers and values of column ``header``.
+        and the visitor (made by ``visitor()``) after it was given every batch.
 
         For a text file the pass tries pandas' reader first; if that cannot read the file
         exactly, the pass starts again with the record reader and a fresh visitor.
         """
-        position = self.headers.index(header) if header is not None else None
 
         def walk() -> tuple[int, V | None]:
             count = 0
             seen = visitor() if visitor is not None else None
             for batch in self.batches():
                 count += len(batch.numbers)
-                if seen is not None and position is not None:
-                    seen(batch.numbers, batch.columns[position])
+                if seen is not None:
+                    seen(batch)
             return count, seen
 
         if self.kind == "text" and not self.fast:
