@@ -158,6 +158,7 @@ class Directory:
     def _index_contacts(self, records: Iterable[Mapping[str, Any]]) -> None:
         for record in records:
             ident = int(record["id"])
+            self._known["contact"][ident] = record  # found by e-mail: it exists
             if ident not in self._contacts_by_email[_email(record)]:
                 self._contacts_by_email[_email(record)].append(ident)
 

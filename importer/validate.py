@@ -80,9 +80,11 @@ def check_params(
             if creating and spec.required_on_create:
                 return refuse(MISSING, spec.name, f"{spec.name} is required to create a task")
             continue
-        problem = _type_problem(spec.type, value, creating and spec.required_on_create)
-        if problem == "missing":
+        problem = _type_problem(spec.type, value, spec.required_on_create)
+        if problem == "blank" and creating:
             return refuse(MISSING, spec.name, f"{spec.name} is required to create a task")
+        if problem == "blank":
+            return refuse(INVALID, spec.name, f"{spec.name} cannot be emptied")
         if problem:
             return refuse(INVALID, spec.name, f"{spec.name}: {problem}")
     if not creating and len(params) == 1:
@@ -128,8 +130,8 @@ def check_params(
 
 
 def _type_problem(kind: str, value: Any, required: bool) -> str | None:
-    """Why ``value`` is not a valid value of its kind (None when it is; "missing" when a required
-    text is blank)."""
+    """Why ``value`` is not a valid value of its kind (None when it is; "blank" when a text that
+    creates need is blank)."""
     if kind == "integer":
         if isinstance(value, bool) or not isinstance(value, int):
             return "must be a whole number"
@@ -152,7 +154,7 @@ def _type_problem(kind: str, value: Any, required: bool) -> str | None:
             return "must be a timestamp YYYY-MM-DD HH:MM:SS (UTC)"
         return None
     if required and not value.strip():
-        return "missing"
+        return "blank"
     return None
 
 

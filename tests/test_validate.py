@@ -1,0 +1,208 @@
+"""The validate stage: the API's rules offline, online checks through the directory, and the
+differential test that keeps the validator and the sandbox honest."""
+
+from __future__ import annotations
+
+import asyncio
+
+import pytest
+from hypothesis import HealthCheck, given, settings
+from hypothesis import strategies as st
+
+from importer.client import ApiError, IvvyClient
+from importer.directory import Directory, Needed
+from importer.sandbox import default_seed
+from importer.validate import Email, check_params, resolve_emails
+
+DUE = "2026-12-01 09:00:00"
+
+
+def code(params, directory=None, **kw):
+    checked = check_params(params, directory, **kw)
+    return checked.error.code if checked.error else "ok"
+
+
+@pytest.mark.parametrize(
+    ("params", "expected"),
+    [
+        ({"name": "x", "endDatetime": DUE}, "ok"),
+        ({"endDatetime": DUE}, 23017),
+        ({"name": "  ", "endDatetime": DUE}, 23017),
+        ({"name": "x"}, 23017),
+        ({"name": "x", "endDatetime": DUE, "contactId": "12"}, 23016),
+        ({"name": "x", "endDatetime": DUE, "contactId": True}, 23016),
+        ({"name": "x", "endDatetime": DUE, "contactId": 0}, 23016),
+        ({"name": "x", "endDatetime": DUE, "status": 7}, 23016),
+        ({"name": "x", "endDatetime": DUE, "priority": "urgent"}, 23016),
+        ({"name": "x", "endDatetime": "2026-02-30 10:00:00"}, 23016),
+        ({"name": "x", "endDatetime": DUE, "leadId": 3, "contactId": 5}, 24396),
+        ({"name": "x", "endDatetime": DUE, "leadId": 3, "companyId": 5}, 24396),
+        ({"id": 4}, "NOTHING_TO_UPDATE"),
+        ({"id": 4, "status": 4}, "ok"),
+        ({"id": 4, "name": " "}, 23016),
+    ],
+)
+def test_offline_rules(params, expected):
+    assert code(params) == expected
+
+
+def test_contact_and_company_is_a_warning():
+    checked = check_params({"name": "x", "endDatetime": DUE, "contactId": 5, "companyId": 3})
+    assert checked.error is None
+    assert "files the task under the company" in checked.warnings[0]
+
+
+def directory_for(server, needed):
+    async def go():
+        async with IvvyClient(server.credentials) as client:
+            directory = Directory(client)
+            await directory.load(needed)
+            return directory
+
+    return asyncio.run(go())
+
+
+def needed(**ids):
+    wanted = Needed()
+    for kind, values in ids.items():
+        wanted.ids[kind].update(values)
+    return wanted
+
+
+def test_online_codes(sandbox):
+    directory = directory_for(
+        sandbox,
+        needed(contact={12, 9999}, company={3, 99}, lead={4, 40, 999}, venue={2, 9},
+               user={3, 99}, task={77}),
+    )  # fmt: skip
+    base = {"name": "x", "endDatetime": DUE}
+    assert code({**base, "contactId": 12}, directory) == "ok"
+    assert code({**base, "contactId": 9999}, directory) == 24390
+    assert code({**base, "companyId": 99}, directory) == 24391
+    assert code({**base, "leadId": 999}, directory) == 24389
+    assert code({"id": 77, "status": 1}, directory) == 24392
+    assert code({**base, "venueId": 9}, directory) == 24395
+    assert code({**base, "assignedUserId": 99}, directory) == 24395
+    assert code({**base, "leadId": 4}, directory) == "ok"  # a lead needs no venue
+    assert code({**base, "leadId": 40}, directory) == 23017  # an opportunity does
+    checked = check_params({**base, "leadId": 40}, directory, default_venue=2)
+    assert checked.error is None and checked.params["venueId"] == 2
+
+
+def test_emails_resolve_to_ids_and_say_what_is_wrong(make_sandbox):
+    seed = default_seed()
+    seed["contacts"].append({"id": 201, "email": "contact5@example.com"})  # a second one
+    server = make_sandbox(seed=seed)
+    wanted = Needed(user_emails={"user3@example.com", "nobody@example.com"},
+                    contact_emails={"contact7@example.com", "contact5@example.com"})  # fmt: skip
+    directory = directory_for(server, wanted)
+    params = {
+        "assignedUserId": Email("USER3@example.com"),
+        "contactId": Email("contact7@example.com"),
+    }
+    assert resolve_emails(params, directory) is None
+    assert params == {"assignedUserId": 3, "contactId": 7}
+    finding = resolve_emails({"assignedUserId": Email("nobody@example.com")}, directory)
+    assert finding.code == 23016 and "no user in iVvy has the e-mail" in finding.message
+    finding = resolve_emails({"contactId": Email("contact5@example.com")}, directory)
+    assert "2 contacts have the e-mail contact5@example.com (ids 5, 201)" in finding.message
+    offline = resolve_emails({"contactId": Email("contact7@example.com")}, None)
+    assert offline.code == "UNRESOLVED"
+
+
+@pytest.mark.parametrize("ignore_filters", [False, True])
+def test_same_verdicts_when_the_server_ignores_filters(make_sandbox, ignore_filters):
+    server = make_sandbox(ignore_filters=ignore_filters)
+    wanted = Needed(contact_emails={"contact7@example.com", "nobody@example.com"})
+    directory = directory_for(server, wanted)
+    assert directory.contact_by_email("contact7@example.com") == [7]
+    assert directory.contact_by_email("nobody@example.com") == []
+
+
+def test_few_distinct_ids_are_fetched_one_by_one(make_sandbox):
+    seed = default_seed()
+    seed["contacts"] = [{"id": n, "email": f"c{n}@example.com"} for n in range(1, 1001)]
+    server = make_sandbox(seed=seed)
+    directory = directory_for(server, needed(contact={3, 150, 620, 5000}))
+    assert directory.has("contact", 620) and not directory.has("contact", 5000)
+    # one first page (10 pages in all), then one call per id not on it: 4 calls, not 10
+    assert directory.calls["contact.getContactList"] == 1
+    assert directory.calls["contact.getContact"] == 3  # 3 was on the first page
+
+
+def test_many_distinct_ids_read_the_whole_list(sandbox):
+    directory = directory_for(sandbox, needed(contact=set(range(1, 205))))
+    assert directory.calls["contact.getContactList"] == 2  # 200 contacts, 100 a page
+    assert "contact.getContact" not in directory.calls
+    assert directory.has("contact", 200) and not directory.has("contact", 204)
+
+
+# ----- the differential test ---------------------------------------------------------------------
+
+ids = st.one_of(st.integers(min_value=1, max_value=60), st.integers(min_value=190, max_value=230))
+wrong = st.one_of(st.text(max_size=3), st.booleans(), st.floats(allow_nan=False), st.just(0))
+stamps = st.one_of(
+    st.just(DUE), st.just("2026-02-30 10:00:00"), st.just("01/12/2026"), st.just(f"{DUE} UTC")
+)
+fields = {
+    "name": st.one_of(st.just("Call"), st.just(" "), st.integers(max_value=5)),
+    "endDatetime": stamps,
+    "priority": st.sampled_from(["low", "medium", "high", "urgent", "High"]),
+    "status": st.one_of(st.integers(min_value=-1, max_value=6), wrong),
+    "contactId": st.one_of(ids, wrong),
+    "companyId": st.one_of(ids, wrong),
+    "leadId": st.one_of(ids, wrong),
+    "venueId": st.one_of(st.integers(min_value=1, max_value=5), wrong),
+    "assignedUserId": st.one_of(st.integers(min_value=1, max_value=12), wrong),
+    "description": st.one_of(st.just("notes"), st.integers()),
+}
+required = ("name", "endDatetime")
+payloads = st.fixed_dictionaries(
+    {name: fields[name] for name in required},
+    optional={
+        **{k: v for k, v in fields.items() if k not in required},
+        "id": st.one_of(st.integers(min_value=1, max_value=8), wrong),
+    },
+)
+
+
+@pytest.fixture(scope="module")
+def seeded(request):
+    from importer.sandbox import SandboxConfig, SandboxServer
+
+    seed = default_seed()
+    seed["tasks"] = [
+        {"id": n, "name": f"Old {n}", "endDatetime": DUE, "venueId": 1 if n % 2 else None,
+         "status": 0}
+        for n in range(1, 6)
+    ]  # fmt: skip
+    with SandboxServer(SandboxConfig(seed=seed)) as server:
+        every = needed(
+            contact=set(range(1, 231)), company=set(range(1, 231)), lead=set(range(1, 231)),
+            venue=set(range(1, 6)), user=set(range(1, 13)), task=set(range(1, 9)),
+        )  # fmt: skip
+        yield server, directory_for(server, every)
+
+
+@settings(
+    max_examples=400, deadline=None, suppress_health_check=[HealthCheck.function_scoped_fixture]
+)
+@given(params=payloads, drop=st.sets(st.sampled_from(["name", "endDatetime"])))
+def test_the_validator_predicts_the_sandbox(seeded, params, drop):
+    server, directory = seeded
+    params = {k: v for k, v in params.items() if k not in drop}
+    if params.get("id") not in (None, "") and len(params) == 1:
+        return  # "an update must change something" is the importer's own rule, not the API's
+    server.reset()
+    predicted = code(params, directory)
+    try:
+        asyncio.run(_send(server, params))
+        answered = "ok"
+    except ApiError as exc:
+        answered = exc.specific_code
+    assert predicted == answered, params
+
+
+async def _send(server, params):
+    async with IvvyClient(server.credentials) as client:
+        await client.add_or_update_task(params)
