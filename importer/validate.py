@@ -87,6 +87,8 @@ def check_params(
             return refuse(INVALID, spec.name, f"{spec.name} cannot be emptied")
         if problem:
             return refuse(INVALID, spec.name, f"{spec.name}: {problem}")
+        if spec.type in ("integer", "status"):
+            params[spec.name] = _whole(value)  # "12" is the whole number 12
     if not creating and len(params) == 1:
         return refuse(NOTHING_TO_UPDATE, "id", "an update must change something besides the id")
 
@@ -129,17 +131,30 @@ def check_params(
     return result
 
 
+_WHOLE = re.compile(r"\s*\d+\s*")
+
+
+def _whole(value: Any) -> int | None:
+    """A whole number as the API takes one: an integer, or text of digits ("12")."""
+    if isinstance(value, bool):
+        return None
+    if isinstance(value, int):
+        return value
+    if isinstance(value, str) and _WHOLE.fullmatch(value):
+        return int(value)
+    return None
+
+
 def _type_problem(kind: str, value: Any, required: bool) -> str | None:
     """Why ``value`` is not a valid value of its kind (None when it is; "blank" when a text that
     creates need is blank)."""
-    if kind == "integer":
-        if isinstance(value, bool) or not isinstance(value, int):
+    if kind in ("integer", "status"):
+        number = _whole(value)
+        if number is None:
             return "must be a whole number"
-        return None if value >= 1 else "must be greater than 0"
-    if kind == "status":
-        if isinstance(value, bool) or not isinstance(value, int) or value not in STATUSES:
+        if kind == "status" and number not in STATUSES:
             return f"must be one of {', '.join(map(str, STATUSES))}"
-        return None
+        return None if kind == "status" or number >= 1 else "must be greater than 0"
     if not isinstance(value, str):
         return "must be text"
     if kind == "priority":
