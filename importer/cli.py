@@ -100,6 +100,14 @@ def source_options(command: Callable[..., Any]) -> Callable[..., Any]:
     return command
 
 
+def output_options(command: Callable[..., Any]) -> Callable[..., Any]:
+    """--json and --quiet, for the commands that end with a summary."""
+    command = click.option("--quiet", is_flag=True, help="Print nothing but errors.")(command)
+    return click.option(
+        "--json", "as_json", is_flag=True, help="Print the summary as JSON on stdout."
+    )(command)
+
+
 def _clock_option(ctx: click.Context, param: click.Parameter, value: str | None) -> Any:
     if value is None:
         return None
@@ -155,8 +163,7 @@ def main() -> None:
     is_flag=True,
     help="Send nothing when any row is invalid (for migrations that must be whole).",
 )
-@click.option("--json", "as_json", is_flag=True, help="Print the summary as JSON on stdout.")
-@click.option("--quiet", is_flag=True, help="Print nothing but errors.")
+@output_options
 @user_errors
 def run(
     source: Path,
@@ -208,8 +215,7 @@ def _report(summary: Any, *, as_json: bool, quiet: bool) -> None:
     help="Where to write the verdicts (default: NAME.results.csv beside the source).",
 )
 @source_options
-@click.option("--json", "as_json", is_flag=True, help="Print the summary as JSON on stdout.")
-@click.option("--quiet", is_flag=True, help="Print nothing but errors.")
+@output_options
 @user_errors
 def validate_command(
     source: Path,
