@@ -152,6 +152,11 @@ def prepare(
         profile=options.profile,
         mapping_file=mapping_file,
     )
+    if options.key is not None and options.key not in source.headers:
+        raise UsageError(
+            f"--key {options.key!r}: no such column; the columns are: "
+            + ", ".join(repr(h) for h in source.headers)
+        )
     rules = date_rules(options, mapping, source, venue_zone)
     warnings = [*source.notes, *mapping.warnings]
 
@@ -230,12 +235,7 @@ def checked_rows(
 ) -> Iterator[tuple[Row, Payload | Outcome]]:
     """Every row with its payload ready to send, or with the ``invalid`` outcome that stops it:
     normalised, validated (online when a ``directory`` is given), the same ``key`` value twice
-    refused, identical rows warned of."""
-    if key is not None and key not in prepared.source.headers:
-        raise UsageError(
-            f"--key {key!r}: no such column; the columns are: "
-            + ", ".join(repr(h) for h in prepared.source.headers)
-        )
+    refused (:func:`prepare` checked the column exists), identical rows warned of."""
     normaliser = prepared.normaliser()
     first_of_key: dict[str, int] = {}
     first_of_content: dict[int, int] = {}
