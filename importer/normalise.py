@@ -161,8 +161,9 @@ def _all_text(values: Sequence[Any]) -> bool:
 
 
 def _keys(values: Sequence[Any]) -> Sequence[Any]:
-    """Cache keys: text as it is; other cells with their type (1, 1.0 and True read apart)."""
-    if _all_text(values):
+    """Cache keys: the cells themselves, unless a column mixes True with numbers (True == 1 as a
+    key, but TRUE and 1 can read differently, as a status for one)."""
+    if bool not in set(map(type, values)):
         return values
     return [v if v.__class__ is str else (v.__class__, v) for v in values]
 
