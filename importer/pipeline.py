@@ -25,7 +25,7 @@ from .errors import UsageError
 from .journal import MemoryJournal
 from .map import ColumnMapping, load_mapping_file, map_columns
 from .model import SUCCESSFUL, Outcome, Payload, Row
-from .normalise import CellError, Normaliser, is_blank, to_id_or_email
+from .normalise import CellError, Normaliser, is_blank, to_id_or_email, to_integer
 from .read import Batch, Source, open_source
 from .results import default_results_path, write_results_csv
 from .send import SendOptions, send_all
@@ -113,9 +113,10 @@ class FirstPass:
         for kind, position, seen in self._ids:
             fresh = set(columns[position]) - seen
             seen.update(fresh)
+            convert = to_id_or_email if kind in ("contact", "user") else to_integer
             for raw in fresh:
                 try:
-                    value = to_id_or_email(raw) if not is_blank(raw) else None
+                    value = convert(raw) if not is_blank(raw) else None
                 except CellError:
                     continue  # reported by normalise in its pass
                 if isinstance(value, Email):
