@@ -123,3 +123,32 @@ def test_a_server_that_ignores_start_is_not_walked_forever():
 
     with pytest.raises(TransportError, match="same page twice"):
         asyncio.run(walk())
+
+
+def test_reads_are_retried_through_failures_and_writes_are_not(make_sandbox):
+    import asyncio
+
+    from importer.client import IvvyClient, ServerError
+
+    server = make_sandbox(fail_rate=0.5, random_seed=11)
+
+    async def go():
+        async with IvvyClient(server.credentials) as client:
+            pings = [await client.ping() for _ in range(10)]
+            writes = []
+            for n in range(10):
+                try:
+                    await client.add_or_update_task(
+                        {"name": f"T{n}", "endDatetime": "2026-12-01 09:00:00"}
+                    )
+                    writes.append("ok")
+                except ServerError:
+                    writes.append("500")
+            return pings, writes
+
+    pings, writes = asyncio.run(go())
+    assert all(p["success"] for p in pings)  # every read got through
+    assert "500" in writes  # a write that failed was not sent again by the client
+    stats = server.stats()
+    assert stats["by_action"]["crm.addOrUpdateTask"] == 10
+    assert stats["by_action"]["test.ping"] > 10

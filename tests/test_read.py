@@ -275,7 +275,8 @@ def test_batches_number_rows_like_the_record_reader(tmp_path, rows, terminator, 
     # pandas' reader gives the same rows, or steps aside for the record reader.
     try:
         fast = read(fast=True)
-    except NotFast:
-        assert any("\n" in c or "\r" in c for _, cells in expected for c in cells)
+    except NotFast:  # only for a record that spans lines (a quoted line break), blank or not
+        records = text_records(path, "utf-8", ",")
+        assert any("\n" in c or "\r" in c for _, cells in records for c in cells)
     else:
         assert fast == expected

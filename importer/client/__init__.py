@@ -4,7 +4,7 @@ The public surface: :class:`IvvyClient`, :class:`Credentials`, :data:`REGIONS` a
 tree (see :mod:`importer.client._exceptions`).
 """
 
-from ._client import IvvyClient, encode_body, parse_retry_after, signed_headers
+from ._client import IvvyClient, encode_body, is_read, parse_retry_after, signed_headers, transient
 from ._config import REGIONS, Credentials, base_url_for
 from ._exceptions import (
     ApiError,
@@ -27,6 +27,8 @@ __all__ = [
     "TransportError",
     "base_url_for",
     "encode_body",
+    "is_read",
     "parse_retry_after",
     "signed_headers",
+    "transient",
 ]

@@ -10,6 +10,7 @@ from email.utils import parsedate_to_datetime
 from typing import Any
 
 import httpx
+import stamina
 
 from .. import signing
 from ._config import Credentials
@@ -48,6 +49,25 @@ def parse_retry_after(value: str | None, now: datetime | None = None) -> float |
         when = when.replace(tzinfo=UTC)
     now = now or datetime.now(UTC)
     return max(0.0, (when - now).total_seconds())
+
+
+_STALE = 23005
+_READS = frozenset({"ping", "progress", "results"})
+
+
+def is_read(action: str) -> bool:
+    """Whether an action only reads (and so may be repeated freely)."""
+    return action in _READS or action.startswith("get")
+
+
+def transient(exc: Exception) -> bool | float:
+    """Whether a failure may pass if the same request is sent again, and when: a 429's
+    ``Retry-After`` in seconds when it gave one."""
+    if isinstance(exc, RateLimited):
+        return exc.retry_after if exc.retry_after is not None else True
+    if isinstance(exc, ServerError | TransportError):
+        return True
+    return isinstance(exc, ApiError) and exc.specific_code == _STALE
 
 
 def encode_body(params: Mapping[str, Any] | None) -> bytes:
@@ -98,8 +118,10 @@ class IvvyClient:
         max_connections: int = 16,
         transport: httpx.AsyncBaseTransport | None = None,
         clock: Callable[[], datetime] | None = None,
+        read_attempts: int = 8,
     ) -> None:
         self._credentials = credentials
+        self._read_attempts = read_attempts
         self._clock = clock or (lambda: datetime.now(UTC))
         self._http = httpx.AsyncClient(
             base_url=credentials.base_url,
@@ -132,9 +154,26 @@ class IvvyClient:
     ) -> Any:
         """POST ``params`` to ``{namespace}?action={action}`` and return the decoded answer.
 
+        Calls that only read (``ping``, ``get…``, a batch's ``progress`` and ``results``) are
+        retried through transient failures (429 after its ``Retry-After``, 5xx, a lost answer, a
+        stale date), each attempt signed afresh; writes are sent once, since only the send stage
+        knows whether one may be repeated.
+
         Raises an :class:`ApiError` subclass when iVvy answers an error and
         :class:`TransportError` when there is no usable answer.
         """
+        if not is_read(action):
+            return await self._call_once(namespace, action, params)
+        async for attempt in stamina.retry_context(
+            on=transient, attempts=self._read_attempts, timeout=120, wait_initial=0.05, wait_max=5
+        ):
+            with attempt:
+                return await self._call_once(namespace, action, params)
+        raise AssertionError("unreachable: stamina re-raises the last failure")
+
+    async def _call_once(
+        self, namespace: str, action: str, params: Mapping[str, Any] | None
+    ) -> Any:
         request_uri = f"/api/{signing.API_VERSION}/{namespace}?action={action}"
         body = encode_body(params)
         headers = signed_headers(self._credentials, request_uri, body, self._clock())
