@@ -5,6 +5,7 @@ from __future__ import annotations
 import asyncio
 import functools
 import json
+import logging
 import os
 import secrets
 import sys
@@ -22,6 +23,11 @@ from .errors import ImporterError
 from .pipeline import RunOptions, parse_clock, run_import, validate_source
 from .profiles import PROFILES
 from .sandbox import DEFAULT_KEY, DEFAULT_SECRET, SandboxConfig, SandboxServer, load_seed, serve
+
+# Retries are the send stage's business and end up in the results; the retry library's own log
+# lines would only be noise on a user's terminal.
+logging.getLogger("stamina").addHandler(logging.NullHandler())
+logging.getLogger("stamina").propagate = False
 
 EXIT_UNREACHABLE = 3
 EXIT_INTERRUPTED = 130
@@ -307,7 +313,7 @@ def ping(use_sandbox: bool) -> None:
     "--drop-rate",
     type=click.FloatRange(0, 1),
     default=0.0,
-    help="Share of calls carried out, then dropped without an answer.",
+    help="Share of writes carried out, then dropped without an answer.",
 )
 @click.option("--ignore-filters", is_flag=True, help="Lists ignore 'filter'.")
 @click.option(

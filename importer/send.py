@@ -1,10 +1,10 @@
 """Send: deliver payloads to ``crm?action=addOrUpdateTask`` concurrently, and know each outcome.
 
-This first version: a fixed number of workers; a 429 pauses every worker for the server's
-``Retry-After`` (or a backoff); answers that certainly changed nothing (429, a refused
-connection, a stale date) are retried. A create whose answer was lost or was a server error is
-*not* retried, since it may have been written: it is reported ``failed`` with ``NO_ANSWER`` or the
-server's code, so it is never duplicated. Updates are idempotent and are retried.
+A fixed number of workers; a 429 pauses every worker for the server's ``Retry-After`` (or a
+backoff). Answers that certainly changed nothing (429, a refused connection, a stale date) are
+retried. A create whose answer was lost or was a server error may have been written: it is looked
+up (:mod:`importer.reconcile`) before it is sent again, so it is created once. Updates set the
+same values again and are simply retried. API refusals with a specific code are final.
 """
 
 from __future__ import annotations
@@ -15,10 +15,12 @@ import re
 import time
 from collections.abc import Callable, Iterable, Iterator
 from dataclasses import dataclass
+from datetime import UTC, datetime
 
 from .client import ApiError, IvvyClient, RateLimited, ServerError, TransportError
 from .fields import FIELDS_BY_NAME
 from .model import Outcome, Payload
+from .reconcile import Reconciler, SameTaskLock, signature
 
 #: The parameter each "does not exist" code is about.
 _CODE_FIELD = {24389: "leadId", 24390: "contactId", 24391: "companyId", 24392: "id"}
@@ -59,55 +61,63 @@ async def send_all(
     payloads: Iterable[Payload],
     on_outcome: Callable[[Payload, Outcome], None],
     options: SendOptions = SendOptions(),
-) -> None:
+    reconciler: Reconciler | None = None,
+) -> Reconciler:
     """Deliver every payload; ``on_outcome`` is called once per payload as its outcome is known.
 
-    Payloads are pulled lazily, so only ``concurrency`` of them are held at a time.
+    Payloads are pulled lazily, so only ``concurrency`` of them are held at a time. Returns the
+    reconciler, which counts the look-ups made for lost answers.
     """
     pacer = Pacer()
     source: Iterator[Payload] = iter(payloads)
+    reconciler = reconciler or Reconciler(client)
+    alike = SameTaskLock()
 
     async def worker() -> None:
         for payload in source:
-            on_outcome(payload, await deliver(client, payload, pacer, options.max_attempts))
+            async with alike.hold(signature(payload.params)):
+                outcome = await deliver(client, payload, pacer, options.max_attempts, reconciler)
+            on_outcome(payload, outcome)
 
     await asyncio.gather(*(worker() for _ in range(max(1, options.concurrency))))
+    return reconciler
 
 
-async def deliver(client: IvvyClient, payload: Payload, pacer: Pacer, max_attempts: int) -> Outcome:
+async def deliver(
+    client: IvvyClient,
+    payload: Payload,
+    pacer: Pacer,
+    max_attempts: int,
+    reconciler: Reconciler | None = None,
+) -> Outcome:
     """Send one payload, retrying only what is safe to retry; its outcome."""
+    reconciler = reconciler or Reconciler(client)
+    creating = not payload.is_update
+    first_sent: datetime | None = None
     last: Exception | None = None
     for attempt in range(1, max_attempts + 1):
         await pacer.wait()
+        first_sent = first_sent or datetime.now(UTC)
         try:
             task_id = await client.add_or_update_task(payload.params)
-        except RateLimited as exc:
+        except RateLimited as exc:  # refused before anything was done
             pacer.pause(exc.retry_after if exc.retry_after is not None else backoff(attempt))
             last = exc
             continue
-        except ServerError as exc:
-            if not payload.is_update:
-                return _failed(
-                    payload,
-                    exc,
-                    "the server failed; the task may have been created, "
-                    "so it was not sent again: check iVvy before re-running this row",
-                )
+        except (ServerError, TransportError) as exc:
             last = exc
+            written = not isinstance(exc, TransportError) or exc.maybe_processed
+            if creating and written:
+                found = await reconciler.find(payload.params, first_sent)
+                if found is not None:
+                    note = "iVvy's answer was lost; the task it made was found and kept"
+                    return Outcome("created", task_id=found, warnings=(note,))
         except ApiError as exc:
             if exc.specific_code != _STALE:
                 return _failed(payload, exc)
             last = exc  # refused before anything was done; a fresh signature will do
-        except TransportError as exc:
-            if exc.maybe_processed and not payload.is_update:
-                return Outcome(
-                    "failed",
-                    error_code="NO_ANSWER",
-                    message="no answer from iVvy; the task may have been created, so it was not "
-                    "sent again: check iVvy before re-running this row",
-                )
-            last = exc
         else:
+            reconciler.own(task_id)
             return Outcome("updated" if payload.is_update else "created", task_id=task_id)
         await asyncio.sleep(backoff(attempt))
     return Outcome(

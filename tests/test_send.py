@@ -45,19 +45,33 @@ def test_rate_limited_rows_are_all_created_once(make_sandbox):
     assert len({t["name"] for t in tasks}) == 25
 
 
-def test_a_create_without_answer_is_failed_not_resent(make_sandbox):
+def test_a_create_whose_answer_was_lost_is_found_not_resent(make_sandbox):
     server = make_sandbox(drop_rate=1.0)
     outcomes = deliver(server, payloads(3))
-    assert {(o.result, o.error_code) for o in outcomes.values()} == {("failed", "NO_ANSWER")}
-    assert len(server.tasks()) == 3  # written once each, never twice
+    stored = {t["name"]: t["id"] for t in server.tasks()}
+    assert len(stored) == 3  # written once each, never twice
     assert server.stats()["by_action"]["crm.addOrUpdateTask"] == 3
+    for number, outcome in outcomes.items():
+        assert outcome.result == "created"
+        assert outcome.task_id == stored[f"T{number - 2}"]
+        assert "answer was lost" in outcome.warnings[0]
 
 
-def test_a_create_answered_500_is_failed_not_resent(make_sandbox):
-    server = make_sandbox(fail_rate=1.0)
-    outcomes = deliver(server, payloads(2))
-    assert {(o.result, o.error_code) for o in outcomes.values()} == {("failed", 500)}
-    assert server.stats()["by_action"]["crm.addOrUpdateTask"] == 2
+def test_a_create_answered_500_is_looked_up_then_sent_again(make_sandbox):
+    server = make_sandbox(fail_rate=0.5, random_seed=5)
+    outcomes = deliver(server, payloads(20))
+    assert {o.result for o in outcomes.values()} == {"created"}
+    tasks = server.tasks()
+    assert sorted(t["name"] for t in tasks) == sorted(f"T{n}" for n in range(20))
+    assert sorted(t["id"] for t in tasks) == sorted(o.task_id for o in outcomes.values())
+
+
+def test_alike_rows_are_each_created_once_when_answers_are_lost(make_sandbox):
+    server = make_sandbox(drop_rate=1.0)
+    same = [Payload(Row(n, {}), {"name": "Same", "endDatetime": DUE}) for n in range(2, 6)]
+    outcomes = deliver(server, same, concurrency=4)
+    ids = [o.task_id for o in outcomes.values()]
+    assert len(server.tasks()) == 4 and len(set(ids)) == 4  # four rows, four tasks, none shared
 
 
 def test_updates_are_retried_through_server_errors(make_sandbox):
@@ -81,3 +95,40 @@ def test_api_refusals_are_final_and_name_the_column(sandbox):
         "Contact ID",
     )
     assert sandbox.stats()["by_action"]["crm.addOrUpdateTask"] == 1
+
+
+def _exactly_once(make_sandbox, tmp_path, count, **knobs):
+    import csv as csv_module
+
+    from click.testing import CliRunner
+
+    from importer.cli import main
+
+    from .test_cli_run import env_for, read_results
+
+    server = make_sandbox(fail_rate=0.05, drop_rate=0.05, random_seed=2026, **knobs)
+    source = tmp_path / "many.csv"
+    with source.open("w", newline="", encoding="utf-8") as handle:
+        writer = csv_module.writer(handle)
+        writer.writerow(["name", "endDatetime", "contactId"])
+        writer.writerows([f"Task {n}", DUE, (n % 200) + 1] for n in range(count))
+    outcome = CliRunner().invoke(main, ["run", str(source), "--json"], env=env_for(server))
+    assert outcome.exit_code == 0, outcome.output
+    rows = read_results(tmp_path / "many.results.csv")
+    tasks = server.tasks()
+    assert len(tasks) == count  # each row once: no duplicates, none lost
+    by_name = {t["name"]: t["id"] for t in tasks}
+    assert len(by_name) == count
+    assert all(int(r["task_id"]) == by_name[r["name"]] for r in rows)
+    stats = server.stats()
+    assert stats["drops"] > 0 and stats["failures_injected"] > 0  # the faults did happen
+
+
+def test_a_thousand_rows_through_failures_and_lost_answers_make_a_thousand_tasks(
+    make_sandbox, tmp_path
+):
+    _exactly_once(make_sandbox, tmp_path, 1000)
+
+
+def test_exactly_once_when_the_server_ignores_filters(make_sandbox, tmp_path):
+    _exactly_once(make_sandbox, tmp_path, 200, ignore_filters=True)

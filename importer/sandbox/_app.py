@@ -27,6 +27,9 @@ from ._refusal import Refusal
 from ._seed import default_seed
 from ._store import Store
 
+#: Calls that only read: a dropped answer (``drop_rate``) is about writes done but not answered.
+_READS = frozenset({"ping", "progress", "results"})
+
 DEFAULT_KEY = "sandbox-key"
 DEFAULT_SECRET = "sandbox-secret"
 
@@ -34,7 +37,7 @@ DEFAULT_SECRET = "sandbox-secret"
 @dataclass(frozen=True)
 class SandboxConfig:
     """How the sandbox behaves. ``rate_limit`` is requests per second per key (0: none);
-    ``fail_rate`` answers 500 without doing anything; ``drop_rate`` does the call, then closes the
+    ``fail_rate`` answers 500 without doing anything; ``drop_rate`` does a write, then closes the
     connection without an answer (the ambiguous case); ``retry_after`` is how a 429 says when to
     come back: ``seconds``, an HTTP ``date`` or ``none``."""
 
@@ -181,7 +184,8 @@ class Sandbox:
             answer = self.call(namespace, action, params)
         except Refusal as refusal:
             return _refused(refusal)
-        if self.config.drop_rate and self.random.random() < self.config.drop_rate:
+        writes = not (action.startswith("get") or action in _READS)
+        if writes and self.config.drop_rate and self.random.random() < self.config.drop_rate:
             self.stats.drops += 1
             request.scope["sandbox.drop"].drop = True
         return JSONResponse(answer)
