@@ -159,9 +159,14 @@ def main() -> None:
 @click.option(
     "--concurrency",
     type=click.IntRange(1, 64),
-    default=8,
+    default=32,
     show_default=True,
-    help="Rows in flight at once.",
+    help="The most rows in flight at once (fewer while the measured latency needs fewer).",
+)
+@click.option(
+    "--rate",
+    type=click.FloatRange(min=0.1),
+    help="A ceiling in requests per second (default: as fast as iVvy allows, found by probing).",
 )
 @source_options
 @click.option(
@@ -176,6 +181,7 @@ def run(
     use_sandbox: bool,
     results: Path | None,
     concurrency: int,
+    rate: float | None,
     all_or_nothing: bool,
     as_json: bool,
     quiet: bool,
@@ -194,7 +200,11 @@ def run(
       task-import run tasks.csv --results out/tasks.results.csv --json
     """
     options = RunOptions(
-        results=results, concurrency=concurrency, all_or_nothing=all_or_nothing, **source_args
+        results=results,
+        concurrency=concurrency,
+        rate=rate,
+        all_or_nothing=all_or_nothing,
+        **source_args,
     )
     with _target(use_sandbox) as credentials:
         summary = asyncio.run(_run(source, credentials, options))

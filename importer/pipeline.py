@@ -46,7 +46,8 @@ class RunOptions:
     """
 
     results: Path | None = None
-    concurrency: int = 8
+    concurrency: int = 32
+    rate: float | None = None
     sheet: str | None = None
     encoding: str | None = None
     profile: str | None = None
@@ -288,6 +289,11 @@ class RunSummary:
     warnings: list[str] = field(default_factory=list)
     #: Rows that need a person, by error code.
     codes: Counter[str] = field(default_factory=Counter)
+    #: 429s met while sending, and creates whose lost answer was found by a look-up.
+    rate_limited: int = 0
+    reconciled: int = 0
+    #: Time spent sending (the checks of each row included, as rows stream to the send stage).
+    send_seconds: float = 0.0
 
     @property
     def rows(self) -> int:
@@ -310,6 +316,8 @@ class RunSummary:
             "rows_per_second": round(self.rows / self.seconds, 1) if self.seconds else None,
             "warnings": self.warnings,
             "error_codes": {str(code): n for code, n in self.codes.items()},
+            "rate_limited": self.rate_limited,
+            "reconciled": self.reconciled,
             "exit_code": self.exit_code,
         }
 
@@ -386,7 +394,12 @@ async def run_import(
         warnings = payload.warnings + outcome.warnings
         journal.done(payload.row.number, dataclasses.replace(outcome, warnings=warnings))
 
-    await send_all(client, ready(), record, SendOptions(concurrency=options.concurrency))
+    sending = SendOptions(concurrency=options.concurrency, rate=options.rate)
+    began = time.monotonic()
+    reconciler = await send_all(client, ready(), record, sending)
+    summary.send_seconds = time.monotonic() - began
+    summary.rate_limited = reconciler.rate_limited
+    summary.reconciled = reconciler.found
     return _finish(summary, journal, source, results_path, clock)
 
 

@@ -77,6 +77,8 @@ class Reconciler:
         #: Look-ups made, and tasks found by them, for the summary and the tests.
         self.lookups = 0
         self.found = 0
+        #: 429s met while sending (set by the send stage).
+        self.rate_limited = 0
 
     def own(self, task_id: int) -> None:
         """Note that a row of this run created or updated ``task_id``."""

@@ -12,7 +12,6 @@ from __future__ import annotations
 import asyncio
 import random
 import re
-import time
 from collections.abc import Callable, Iterable, Iterator
 from dataclasses import dataclass
 from datetime import UTC, datetime
@@ -20,6 +19,7 @@ from datetime import UTC, datetime
 from .client import ApiError, IvvyClient, RateLimited, ServerError, TransportError
 from .fields import FIELDS_BY_NAME
 from .model import Outcome, Payload
+from .pace import Pace
 from .reconcile import Reconciler, SameTaskLock, signature
 
 #: The parameter each "does not exist" code is about.
@@ -30,25 +30,13 @@ _STALE = 23005
 
 @dataclass(frozen=True, slots=True)
 class SendOptions:
-    """``concurrency``: rows in flight at once; ``max_attempts``: tries per row for answers
-    that are safe to retry."""
+    """``concurrency``: the most rows in flight at once (fewer when the measured latency times
+    the rate needs fewer); ``rate``: a ceiling in requests per second; ``max_attempts``: tries per
+    row for answers that are safe to retry."""
 
-    concurrency: int = 8
+    concurrency: int = 32
+    rate: float | None = None
     max_attempts: int = 8
-
-
-class Pacer:
-    """One pause shared by every worker: a 429 seen by one slows them all."""
-
-    def __init__(self) -> None:
-        self._resume_at = 0.0
-
-    def pause(self, seconds: float) -> None:
-        self._resume_at = max(self._resume_at, time.monotonic() + seconds)
-
-    async def wait(self) -> None:
-        while (delay := self._resume_at - time.monotonic()) > 0:
-            await asyncio.sleep(delay)
 
 
 def backoff(attempt: int) -> float:
@@ -68,7 +56,7 @@ async def send_all(
     Payloads are pulled lazily, so only ``concurrency`` of them are held at a time. Returns the
     reconciler, which counts the look-ups made for lost answers.
     """
-    pacer = Pacer()
+    pace = Pace(ceiling=options.rate, concurrency=options.concurrency)
     source: Iterator[Payload] = iter(payloads)
     reconciler = reconciler or Reconciler(client)
     alike = SameTaskLock()
@@ -76,17 +64,18 @@ async def send_all(
     async def worker() -> None:
         for payload in source:
             async with alike.hold(signature(payload.params)):
-                outcome = await deliver(client, payload, pacer, options.max_attempts, reconciler)
+                outcome = await deliver(client, payload, pace, options.max_attempts, reconciler)
             on_outcome(payload, outcome)
 
     await asyncio.gather(*(worker() for _ in range(max(1, options.concurrency))))
+    reconciler.rate_limited = pace.rate_limited
     return reconciler
 
 
 async def deliver(
     client: IvvyClient,
     payload: Payload,
-    pacer: Pacer,
+    pace: Pace,
     max_attempts: int,
     reconciler: Reconciler | None = None,
 ) -> Outcome:
@@ -96,30 +85,32 @@ async def deliver(
     first_sent: datetime | None = None
     last: Exception | None = None
     for attempt in range(1, max_attempts + 1):
-        await pacer.wait()
+        wait = backoff(attempt)
         first_sent = first_sent or datetime.now(UTC)
-        try:
-            task_id = await client.add_or_update_task(payload.params)
-        except RateLimited as exc:  # refused before anything was done
-            pacer.pause(exc.retry_after if exc.retry_after is not None else backoff(attempt))
-            last = exc
-            continue
-        except (ServerError, TransportError) as exc:
-            last = exc
-            written = not isinstance(exc, TransportError) or exc.maybe_processed
+        async with pace.slot() as slot:
+            try:
+                task_id = await client.add_or_update_task(payload.params)
+            except RateLimited as exc:  # refused before anything was done
+                slot.rate_limited = True
+                slot.retry_after = exc.retry_after
+                last = exc
+            except (ServerError, TransportError, ApiError) as exc:
+                last = exc
+            else:
+                reconciler.own(task_id)
+                return Outcome("updated" if payload.is_update else "created", task_id=task_id)
+        if isinstance(last, RateLimited):
+            wait = last.retry_after if last.retry_after is not None else wait
+        elif isinstance(last, ServerError | TransportError):
+            written = not isinstance(last, TransportError) or last.maybe_processed
             if creating and written:
                 found = await reconciler.find(payload.params, first_sent)
                 if found is not None:
                     note = "iVvy's answer was lost; the task it made was found and kept"
                     return Outcome("created", task_id=found, warnings=(note,))
-        except ApiError as exc:
-            if exc.specific_code != _STALE:
-                return _failed(payload, exc)
-            last = exc  # refused before anything was done; a fresh signature will do
-        else:
-            reconciler.own(task_id)
-            return Outcome("updated" if payload.is_update else "created", task_id=task_id)
-        await asyncio.sleep(backoff(attempt))
+        elif isinstance(last, ApiError) and last.specific_code != _STALE:
+            return _failed(payload, last)  # a refusal with a reason: final
+        await asyncio.sleep(wait)
     return Outcome(
         "failed",
         error_code=last.code if isinstance(last, ApiError) else "RETRIES_EXHAUSTED",

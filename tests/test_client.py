@@ -130,7 +130,7 @@ def test_reads_are_retried_through_failures_and_writes_are_not(make_sandbox):
 
     from importer.client import IvvyClient, ServerError
 
-    server = make_sandbox(fail_rate=0.5, random_seed=11)
+    server = make_sandbox(fail_rate=0.3, random_seed=11)
 
     async def go():
         async with IvvyClient(server.credentials) as client:

@@ -39,6 +39,10 @@ from ._workbook import (
     uses_1904_dates,
 )
 
+#: Text files from this size on are tried with pandas' reader (smaller ones are read faster than
+#: pandas imports).
+FAST_FROM = 4 << 20
+
 V = TypeVar("V", bound=Callable[[Batch], None])
 
 __all__ = ["Batch", "Source", "SourceError", "column_letter", "open_source"]
@@ -122,7 +126,7 @@ class Source:
                     seen(batch)
             return count, seen
 
-        if self.kind == "text" and not self.fast:
+        if self.kind == "text" and not self.fast and self.path.stat().st_size >= FAST_FROM:
             self.fast = True
             try:
                 result = walk()
