@@ -422,16 +422,15 @@ async def validate_source(
     addOrUpdateTask: a results sheet whose ``result`` is ``valid`` or ``invalid``."""
     clock = time.monotonic()
     zone = None
-    if str(options.timezone or "").lower() == VENUE_ZONE:
-        if client is None or options.venue_id is None:
-            raise UsageError("--timezone venue needs --venue-id and a connection to iVvy")
-        await client.ping()
-        zone = await venue_timezone(client, options.venue_id)
-    prepared = prepare(source_path, options, venue_zone=zone)
-    directory = None
+    wants_venue_zone = str(options.timezone or "").lower() == VENUE_ZONE
+    if wants_venue_zone and (client is None or options.venue_id is None):
+        raise UsageError("--timezone venue needs --venue-id and a connection to iVvy")
     if client is not None:
-        await client.ping()
-        directory = await online_directory(client, prepared)
+        await client.ping()  # credentials and connection, before the checks that need them
+        if wants_venue_zone:
+            zone = await venue_timezone(client, options.venue_id)  # type: ignore[arg-type]
+    prepared = prepare(source_path, options, venue_zone=zone)
+    directory = await online_directory(client, prepared) if client is not None else None
     source = prepared.source
     results_path = options.results or default_results_path(source.path)
     summary = RunSummary(
