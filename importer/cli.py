@@ -8,15 +8,17 @@ import json
 import logging
 import os
 import secrets
+import signal
 import sys
 import traceback
 from collections.abc import Callable, Iterator
-from contextlib import contextmanager
+from contextlib import contextmanager, suppress
 from pathlib import Path
 from typing import Any
 
 import click
 import platformdirs
+from tqdm import tqdm
 
 from .client import AuthError, Credentials, IvvyClient, IvvyError, TransportError
 from .errors import ImporterError
@@ -206,8 +208,16 @@ def run(
         all_or_nothing=all_or_nothing,
         **source_args,
     )
+    show = not (quiet or as_json) and sys.stderr.isatty()
     with _target(use_sandbox) as credentials:
-        summary = asyncio.run(_run(source, credentials, options))
+        try:
+            summary = asyncio.run(_run(source, credentials, options, show_progress=show))
+        except asyncio.CancelledError:
+            _fail(
+                "stopped at once (second Ctrl-C): rows in flight may or may not be in iVvy, and "
+                "no results were written",
+                EXIT_INTERRUPTED,
+            )
     _report(summary, as_json=as_json, quiet=quiet)
 
 
@@ -275,9 +285,59 @@ async def _validate(source: Path, credentials: Credentials, options: RunOptions)
         return await validate_source(source, client, options)
 
 
-async def _run(source: Path, credentials: Credentials, options: RunOptions) -> Any:
-    async with IvvyClient(credentials, max_connections=options.concurrency) as client:
-        return await run_import(source, client, options)
+async def _run(
+    source: Path, credentials: Credentials, options: RunOptions, *, show_progress: bool
+) -> Any:
+    """The run, with Ctrl-C/SIGTERM handled (the first stops taking rows and lets those in
+    flight finish; the second stops at once) and a progress bar on a terminal."""
+    stop = asyncio.Event()
+    loop = asyncio.get_running_loop()
+    main_task = asyncio.current_task()
+    signals = [s for s in (signal.SIGINT, signal.SIGTERM) if hasattr(signal, s.name)]
+
+    def on_signal() -> None:
+        if stop.is_set():
+            if main_task is not None:
+                main_task.cancel()
+            return
+        stop.set()
+        click.echo(
+            "\nstopping: no new rows; rows in flight get a few seconds to finish "
+            "(Ctrl-C again stops at once)",
+            err=True,
+        )
+
+    for number in signals:
+        # Not in the main thread (a test runner), or on Windows: Ctrl-C interrupts as usual.
+        with suppress(NotImplementedError, RuntimeError, ValueError):
+            loop.add_signal_handler(number, on_signal)
+    bar: Any = None
+    failures = 0
+
+    def started(total: int) -> None:
+        nonlocal bar
+        if show_progress:
+            bar = tqdm(total=total, unit="row", file=sys.stderr, dynamic_ncols=True)
+
+    def progress(outcome: Any) -> None:
+        nonlocal failures
+        if bar is None:
+            return
+        failures += outcome.result in ("invalid", "failed")
+        bar.set_postfix(failures=failures, refresh=False)
+        bar.update(1)
+
+    try:
+        async with IvvyClient(credentials, max_connections=options.concurrency) as client:
+            return await run_import(
+                source, client, options, stop=stop, progress=progress, started=started
+            )
+    finally:
+        if bar is not None:
+            bar.close()
+        for number in signals:
+            with suppress(NotImplementedError, RuntimeError, ValueError):
+                loop.remove_signal_handler(number)
 
 
 @main.command()

@@ -7,6 +7,7 @@ it, so a row has exactly one outcome.
 from __future__ import annotations
 
 from collections import Counter
+from collections.abc import Callable
 from typing import Literal
 
 from .model import Outcome
@@ -15,11 +16,12 @@ State = Literal["pending", "in_flight", "done"]
 
 
 class MemoryJournal:
-    """Row number → state and, once done, outcome."""
+    """Row number → state and, once done, outcome; ``on_done`` hears of each outcome."""
 
-    def __init__(self) -> None:
+    def __init__(self, on_done: Callable[[Outcome], None] | None = None) -> None:
         self._state: dict[int, State] = {}
         self._outcome: dict[int, Outcome] = {}
+        self._on_done = on_done
 
     def pending(self, number: int) -> None:
         self._state[number] = "pending"
@@ -32,6 +34,8 @@ class MemoryJournal:
             raise RuntimeError(f"row {number} already has an outcome")
         self._state[number] = "done"
         self._outcome[number] = outcome
+        if self._on_done is not None:
+            self._on_done(outcome)
 
     def state(self, number: int) -> State | None:
         return self._state.get(number)

@@ -8,10 +8,11 @@ options to these.
 
 from __future__ import annotations
 
+import asyncio
 import dataclasses
 import time
 from collections import Counter
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
 from datetime import time as clock_time
@@ -294,6 +295,8 @@ class RunSummary:
     reconciled: int = 0
     #: Time spent sending (the checks of each row included, as rows stream to the send stage).
     send_seconds: float = 0.0
+    #: Whether the run was stopped (Ctrl-C, SIGTERM) before it went through every row.
+    interrupted: bool = False
 
     @property
     def rows(self) -> int:
@@ -301,7 +304,10 @@ class RunSummary:
 
     @property
     def exit_code(self) -> int:
-        """0 when every row is created, updated or unchanged; 1 when any needs a person."""
+        """0 when every row is created, updated or unchanged; 1 when any needs a person; 130
+        when the run was stopped."""
+        if self.interrupted:
+            return 130
         return 0 if set(self.counts) <= SUCCESSFUL else 1
 
     def as_dict(self) -> dict[str, Any]:
@@ -318,6 +324,7 @@ class RunSummary:
             "error_codes": {str(code): n for code, n in self.codes.items()},
             "rate_limited": self.rate_limited,
             "reconciled": self.reconciled,
+            "interrupted": self.interrupted,
             "exit_code": self.exit_code,
         }
 
@@ -341,15 +348,24 @@ async def venue_timezone(client: IvvyClient, venue_id: int) -> str:
 
 
 async def run_import(
-    source_path: str | Path, client: IvvyClient, options: RunOptions = RunOptions()
+    source_path: str | Path,
+    client: IvvyClient,
+    options: RunOptions = RunOptions(),
+    *,
+    stop: asyncio.Event | None = None,
+    progress: Callable[[Outcome], None] | None = None,
+    started: Callable[[int], None] | None = None,
 ) -> RunSummary:
     """Import every row of ``source_path`` through ``client``; the run's summary.
 
     Raises :class:`~importer.errors.ImporterError` before sending anything when the source,
     the mapping or an option is unusable, and :class:`~importer.client.IvvyError` when iVvy
-    cannot be reached or refuses the credentials before any row is sent.
+    cannot be reached or refuses the credentials before any row is sent. Setting ``stop`` stops
+    the run (:func:`~importer.send.send_all` says how); rows it never sent are ``skipped``.
+    ``started(rows)`` is called once the rows are counted, ``progress(outcome)`` once per row.
     """
     clock = time.monotonic()
+    stop = stop or asyncio.Event()
     wants_venue_zone = str(options.timezone or "").lower() == VENUE_ZONE
     if wants_venue_zone and options.venue_id is None:
         raise UsageError("--timezone venue needs --venue-id")
@@ -366,8 +382,10 @@ async def run_import(
         target=client.credentials.target,
         warnings=list(prepared.warnings),
     )
-    journal = MemoryJournal()
+    journal = MemoryJournal(progress)
     directory = await online_directory(client, prepared)
+    if started is not None:
+        started(prepared.rows)
     check = {"default_venue": options.venue_id, "key": options.key}
 
     if options.all_or_nothing:
@@ -383,6 +401,8 @@ async def run_import(
 
     def ready() -> Iterator[Payload]:
         for row, checked in checked_rows(prepared, directory, **check):
+            if stop.is_set():
+                return
             journal.pending(row.number)
             if isinstance(checked, Outcome):
                 journal.done(row.number, checked)
@@ -396,17 +416,23 @@ async def run_import(
 
     sending = SendOptions(concurrency=options.concurrency, rate=options.rate)
     began = time.monotonic()
-    reconciler = await send_all(client, ready(), record, sending)
+    reconciler = await send_all(client, ready(), record, sending, stop=stop)
     summary.send_seconds = time.monotonic() - began
     summary.rate_limited = reconciler.rate_limited
     summary.reconciled = reconciler.found
+    summary.interrupted = stop.is_set()
     return _finish(summary, journal, source, results_path, clock)
 
 
 def _finish(
     summary: RunSummary, journal: MemoryJournal, source: Source, results: Path, clock: float
 ) -> RunSummary:
-    """Write the results from the journal, in source order; the summary, completed."""
+    """Write the results from the journal, in source order; the summary, completed. A row the
+    run never reached (it was stopped) is ``skipped``."""
+    never = Outcome("skipped", message="not sent: the run was stopped before this row")
+    for row in source.rows():
+        if journal.outcome(row.number) is None:
+            journal.done(row.number, never)
     outcomes = ((row, journal.outcome(row.number)) for row in source.rows())
     write_results_csv(results, source.headers, outcomes)  # type: ignore[arg-type]
     summary.counts = journal.counts()

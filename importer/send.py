@@ -37,11 +37,16 @@ class SendOptions:
     concurrency: int = 32
     rate: float | None = None
     max_attempts: int = 8
+    #: After a stop is asked for, how long rows already in flight may take to finish.
+    grace: float = 5.0
 
 
 def backoff(attempt: int) -> float:
     """Seconds before retry ``attempt`` (1-based): exponential, capped at 10 s, with jitter."""
     return min(10.0, 0.1 * 2**attempt) * random.uniform(0.5, 1.0)
+
+
+INTERRUPTED = "INTERRUPTED"
 
 
 async def send_all(
@@ -50,26 +55,62 @@ async def send_all(
     on_outcome: Callable[[Payload, Outcome], None],
     options: SendOptions = SendOptions(),
     reconciler: Reconciler | None = None,
+    stop: asyncio.Event | None = None,
 ) -> Reconciler:
     """Deliver every payload; ``on_outcome`` is called once per payload as its outcome is known.
 
-    Payloads are pulled lazily, so only ``concurrency`` of them are held at a time. Returns the
-    reconciler, which counts the look-ups made for lost answers.
+    Payloads are pulled lazily, so only ``concurrency`` of them are held at a time. When ``stop``
+    is set, no new row is taken; rows in flight get ``options.grace`` seconds to finish, and a row
+    still in flight then is ``failed`` with ``INTERRUPTED`` (it may or may not be in iVvy: never
+    reported as done). Returns the reconciler, which counts the look-ups made for lost answers.
     """
     pace = Pace(ceiling=options.rate, concurrency=options.concurrency)
     source: Iterator[Payload] = iter(payloads)
     reconciler = reconciler or Reconciler(client)
     alike = SameTaskLock()
+    stop = stop or asyncio.Event()
 
     async def worker() -> None:
         for payload in source:
-            async with alike.hold(signature(payload.params)):
-                outcome = await deliver(client, payload, pace, options.max_attempts, reconciler)
+            if stop.is_set():
+                return
+            sending = asyncio.ensure_future(_deliver_alone(payload))
+            try:
+                outcome = await asyncio.shield(sending)
+            except asyncio.CancelledError:
+                task = asyncio.current_task()
+                if task is not None:
+                    task.uncancel()  # the stop was heard: finish this row's wait normally
+                outcome = await _finish_or_give_up(sending, options.grace)
             on_outcome(payload, outcome)
 
-    await asyncio.gather(*(worker() for _ in range(max(1, options.concurrency))))
+    async def _deliver_alone(payload: Payload) -> Outcome:
+        async with alike.hold(signature(payload.params)):
+            return await deliver(client, payload, pace, options.max_attempts, reconciler)
+
+    workers = [asyncio.ensure_future(worker()) for _ in range(max(1, options.concurrency))]
+    stopping = asyncio.ensure_future(stop.wait())
+    await asyncio.wait([stopping, asyncio.gather(*workers)], return_when=asyncio.FIRST_COMPLETED)
+    if stop.is_set():
+        for task in workers:  # each gives its row in flight the grace, then reports it
+            task.cancel()
+    await asyncio.gather(*workers, return_exceptions=True)
+    stopping.cancel()
     reconciler.rate_limited = pace.rate_limited
     return reconciler
+
+
+async def _finish_or_give_up(sending: asyncio.Future[Outcome], grace: float) -> Outcome:
+    try:
+        return await asyncio.wait_for(sending, grace)
+    except (TimeoutError, asyncio.CancelledError):
+        sending.cancel()
+        return Outcome(
+            "failed",
+            error_code=INTERRUPTED,
+            message="interrupted while this row was being sent: it may or may not be in iVvy; "
+            "check before importing it again",
+        )
 
 
 async def deliver(
