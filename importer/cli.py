@@ -166,6 +166,13 @@ def main() -> None:
     help="The most rows in flight at once (fewer while the measured latency needs fewer).",
 )
 @click.option(
+    "--via",
+    type=click.Choice(["rows", "batch"]),
+    default="rows",
+    show_default=True,
+    help="One request per row, or up to 200 rows per batch request.",
+)
+@click.option(
     "--rate",
     type=click.FloatRange(min=0.1),
     help="A ceiling in requests per second (default: as fast as iVvy allows, found by probing).",
@@ -183,6 +190,7 @@ def run(
     use_sandbox: bool,
     results: Path | None,
     concurrency: int,
+    via: str,
     rate: float | None,
     all_or_nothing: bool,
     as_json: bool,
@@ -204,6 +212,7 @@ def run(
     options = RunOptions(
         results=results,
         concurrency=concurrency,
+        via=via,
         rate=rate,
         all_or_nothing=all_or_nothing,
         **source_args,

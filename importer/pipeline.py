@@ -29,7 +29,7 @@ from .model import SUCCESSFUL, Outcome, Payload, Row
 from .normalise import CellError, Normaliser, is_blank, to_id_or_email, to_integer
 from .read import Batch, Source, open_source
 from .results import default_results_path, write_results_csv
-from .send import SendOptions, send_all
+from .send import SendOptions, send_all, send_batches
 from .validate import Email, validate
 
 VENUE_ZONE = "venue"
@@ -59,6 +59,7 @@ class RunOptions:
     default_time: clock_time | None = None
     key: str | None = None
     all_or_nothing: bool = False
+    via: str = "rows"
 
 
 @dataclass
@@ -416,7 +417,8 @@ async def run_import(
 
     sending = SendOptions(concurrency=options.concurrency, rate=options.rate)
     began = time.monotonic()
-    reconciler = await send_all(client, ready(), record, sending, stop=stop)
+    deliver = send_batches if options.via == "batch" else send_all
+    reconciler = await deliver(client, ready(), record, sending, stop=stop)
     summary.send_seconds = time.monotonic() - began
     summary.rate_limited = reconciler.rate_limited
     summary.reconciled = reconciler.found

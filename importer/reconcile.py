@@ -85,10 +85,25 @@ class Reconciler:
         self._owned.add(task_id)
 
     async def find(self, params: Mapping[str, Any], first_sent: datetime) -> int | None:
-        """The id of the task a create of ``params`` made at or after ``first_sent``, if any.
+        """The id of the task a create of ``params`` made at or after ``first_sent``, if any,
+        now owned by that row.
 
         The look-up itself is a read, retried by the client through transient failures.
         """
+        ident = await self.peek(params, first_sent)
+        if ident is not None:
+            self.own(ident)
+            self.found += 1
+        return ident
+
+    async def task_count(self) -> int | None:
+        """How many tasks the account has (one small read), to see whether a batch still runs."""
+        page = await self._client.call("crm", "getTaskList", {"perPage": 1, "start": 0})
+        total = (page.get("meta") or {}).get("totalResults") if isinstance(page, dict) else None
+        return total if isinstance(total, int) else None
+
+    async def peek(self, params: Mapping[str, Any], first_sent: datetime) -> int | None:
+        """Like :meth:`find`, without taking the task: whether it is there yet."""
         self.lookups += 1
         since = first_sent - CLOCK_SLACK
         found = []
@@ -105,10 +120,7 @@ class Reconciler:
             return None
         # Rows alike are never in flight together (SameTaskLock), so more than one match means
         # someone else made the same task meanwhile: the newest is the one this row made.
-        ident = max(found)
-        self.own(ident)
-        self.found += 1
-        return ident
+        return max(found)
 
 
 class SameTaskLock:

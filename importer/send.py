@@ -12,9 +12,12 @@ from __future__ import annotations
 import asyncio
 import random
 import re
+import time
 from collections.abc import Callable, Iterable, Iterator
 from dataclasses import dataclass
 from datetime import UTC, datetime
+from itertools import islice
+from typing import Any
 
 from .client import ApiError, IvvyClient, RateLimited, ServerError, TransportError
 from .fields import FIELDS_BY_NAME
@@ -180,3 +183,172 @@ def _field_of(payload: Payload, exc: ApiError) -> str | None:
     if name is None:
         return None
     return payload.columns.get(name, name)
+
+
+BATCH_SIZE = 200
+#: Batches in flight at once in batch mode.
+BATCHES_IN_FLIGHT = 4
+
+
+def _job(payload: Payload) -> dict[str, Any]:
+    return {"namespace": "crm", "action": "addOrUpdateTask", "params": dict(payload.params)}
+
+
+async def send_batches(
+    client: IvvyClient,
+    payloads: Iterable[Payload],
+    on_outcome: Callable[[Payload, Outcome], None],
+    options: SendOptions = SendOptions(),
+    reconciler: Reconciler | None = None,
+    stop: asyncio.Event | None = None,
+) -> Reconciler:
+    """Deliver every payload through ``batch?action=run``, up to 200 a request, a few batches in
+    flight; each job's answer goes back to its row. A batch whose ``run`` answer was lost, or a
+    job answered with a server error, may have run: its creates are looked up before anything of
+    it is sent again. ``stop`` stops taking rows (a batch already sent is waited for)."""
+    pace = Pace(ceiling=options.rate, concurrency=BATCHES_IN_FLIGHT)
+    source: Iterator[Payload] = iter(payloads)
+    reconciler = reconciler or Reconciler(client)
+    stop = stop or asyncio.Event()
+
+    async def worker() -> None:
+        while not stop.is_set():
+            group = list(islice(source, BATCH_SIZE))
+            if not group:
+                return
+            outcomes = await deliver_batch(client, group, pace, options.max_attempts, reconciler)
+            for payload, outcome in zip(group, outcomes, strict=True):
+                on_outcome(payload, outcome)
+
+    await asyncio.gather(*(worker() for _ in range(BATCHES_IN_FLIGHT)))
+    reconciler.rate_limited = pace.rate_limited
+    return reconciler
+
+
+async def deliver_batch(
+    client: IvvyClient,
+    group: list[Payload],
+    pace: Pace,
+    max_attempts: int,
+    reconciler: Reconciler,
+) -> list[Outcome]:
+    """One batch of rows, sent and retried as safely as single rows are; an outcome per row."""
+    outcomes: list[Outcome | None] = [None] * len(group)
+    pending = list(range(len(group)))
+    first_sent = datetime.now(UTC)
+    last: Exception | None = None
+
+    async def look_up(indexes: list[int]) -> list[int]:
+        """Creates among ``indexes`` that a look-up finds are done; the others come back."""
+        still = []
+        for i in indexes:
+            found = None
+            if not group[i].is_update:
+                found = await reconciler.find(group[i].params, first_sent)
+            if found is None:
+                still.append(i)
+            else:
+                note = "iVvy's answer was lost; the task it made was found and kept"
+                outcomes[i] = Outcome("created", task_id=found, warnings=(note,))
+        return still
+
+    for attempt in range(1, max_attempts + 1):
+        wait = backoff(attempt)
+        answer = None
+        async with pace.slot() as slot:
+            try:
+                jobs = [_job(group[i]) for i in pending]
+                answer = await client.call("batch", "run", {"jobs": jobs})
+            except RateLimited as exc:
+                slot.rate_limited, slot.retry_after, last = True, exc.retry_after, exc
+            except (ServerError, TransportError) as exc:
+                last = exc
+            except ApiError as exc:  # the batch itself refused: every row of it fails so
+                for i in pending:
+                    outcomes[i] = _failed(group[i], exc)
+                pending = []
+        if answer is None and isinstance(last, RateLimited):
+            wait = last.retry_after if last.retry_after is not None else wait
+        elif answer is None and pending:
+            # The batch may have been queued: let it run out before looking its rows up.
+            await _settle(reconciler, [group[i] for i in pending if not group[i].is_update],
+                          first_sent)  # fmt: skip
+            pending = await look_up(pending)
+        elif answer is not None:
+            results = await _batch_results(client, str(answer.get("asyncId")))
+            retry = []
+            for i, result in zip(pending, results, strict=False):
+                response = result.get("response") or {}
+                if response.get("success") and "id" in response:
+                    task_id = int(response["id"])
+                    reconciler.own(task_id)
+                    result_name = "updated" if group[i].is_update else "created"
+                    outcomes[i] = Outcome(result_name, task_id=task_id)  # type: ignore[arg-type]
+                elif int(response.get("errorCode") or 500) >= 500:
+                    retry.append(i)  # a server error: it may have been done
+                else:
+                    outcomes[i] = _failed(group[i], _job_error(response))
+            pending = await look_up(retry) if retry else []
+        if not pending:
+            break
+        await asyncio.sleep(wait)
+    for i in pending:
+        outcomes[i] = Outcome(
+            "failed",
+            error_code=last.code if isinstance(last, ApiError) else "RETRIES_EXHAUSTED",
+            message=f"gave up after {max_attempts} attempts: {last}",
+        )
+    return [o for o in outcomes if o is not None]
+
+
+#: How long a batch whose ``run`` answer was lost may take to show it ran, and how long the
+#: account's task count must stay still before it is taken as done (or never queued).
+BATCH_SETTLE = 60.0
+BATCH_NO_SIGN = 2.0
+
+
+async def _settle(reconciler: Reconciler, creates: list[Payload], first_sent: datetime) -> None:
+    """Wait until a batch whose answer was lost has run: its last create exists, or the
+    account's task count has stopped moving for a while (the batch ran, with failures, or was
+    never queued)."""
+    if not creates:
+        return
+    last = creates[-1].params
+    began = still_since = time.monotonic()
+    count = None
+    while time.monotonic() - began < BATCH_SETTLE:
+        if await reconciler.peek(last, first_sent) is not None:
+            return
+        now_count = await reconciler.task_count()
+        if now_count != count:
+            count, still_since = now_count, time.monotonic()
+        elif time.monotonic() - still_since > BATCH_NO_SIGN:
+            return
+        await asyncio.sleep(0.25)
+
+
+async def _batch_results(client: IvvyClient, async_id: str) -> list[dict[str, Any]]:
+    """The batch's job results, in job order, once it has run (polling its progress)."""
+    delay = 0.05
+    while True:
+        progress = await client.call("batch", "progress", {"async": async_id})
+        if int((progress or {}).get("progress") or 0) >= 100:
+            try:
+                answer = await client.call("batch", "results", {"async": async_id})
+                return list(answer.get("results") or [])
+            except ApiError as exc:
+                if exc.specific_code != 24114:  # not completed yet: poll on
+                    raise
+        await asyncio.sleep(delay)
+        delay = min(1.0, delay * 1.5)
+
+
+def _job_error(response: dict[str, Any]) -> ApiError:
+    extra = response.get("additionalMessages") or []
+    return ApiError(
+        error_code=int(response.get("errorCode") or 400),
+        specific_code=response.get("specificCode"),
+        message=str(response.get("message") or ""),
+        additional_messages=[str(m) for m in (extra if isinstance(extra, list) else [extra])],
+        action="crm.addOrUpdateTask",
+    )

@@ -132,3 +132,70 @@ def test_a_thousand_rows_through_failures_and_lost_answers_make_a_thousand_tasks
 
 def test_exactly_once_when_the_server_ignores_filters(make_sandbox, tmp_path):
     _exactly_once(make_sandbox, tmp_path, 200, ignore_filters=True)
+
+
+def test_batch_mode_maps_each_job_back_to_its_row(sandbox):
+    from importer.send import send_batches
+
+    items = payloads(5)
+    items[2] = items[2]._replace(params={**items[2].params, "contactId": 9999})
+    outcomes = {}
+
+    async def go():
+        async with IvvyClient(sandbox.credentials) as client:
+            await send_batches(client, items, lambda p, o: outcomes.__setitem__(p.row.number, o))
+
+    asyncio.run(go())
+    assert [outcomes[n].result for n in range(2, 7)] == [
+        "created", "created", "failed", "created", "created",
+    ]  # fmt: skip
+    assert outcomes[4].error_code == 24390
+    stored = {t["name"]: t["id"] for t in sandbox.tasks()}
+    assert all(outcomes[n].task_id == stored[f"T{n - 2}"] for n in (2, 3, 5, 6))
+    assert sandbox.stats()["by_action"]["batch.run"] == 1
+
+
+def test_batch_mode_is_exactly_once_through_failures_and_lost_answers(make_sandbox, tmp_path):
+    import csv as csv_module
+
+    from click.testing import CliRunner
+
+    from importer.cli import main
+
+    from .test_cli_run import env_for, read_results
+
+    server = make_sandbox(fail_rate=0.05, drop_rate=0.2, random_seed=7)
+    source = tmp_path / "b.csv"
+    with source.open("w", newline="", encoding="utf-8") as handle:
+        writer = csv_module.writer(handle)
+        writer.writerow(["name", "endDatetime"])
+        writer.writerows([f"Task {n}", DUE] for n in range(1000))
+    outcome = CliRunner().invoke(
+        main, ["run", str(source), "--via", "batch", "--json"], env=env_for(server)
+    )
+    assert outcome.exit_code == 0, outcome.output
+    rows = read_results(tmp_path / "b.results.csv")
+    by_name = {t["name"]: t["id"] for t in server.tasks()}
+    assert len(server.tasks()) == 1000 and len(by_name) == 1000
+    assert all(int(r["task_id"]) == by_name[r["name"]] for r in rows)
+    stats = server.stats()  # (lost answers alone: the test above, with every answer lost)
+    assert stats["failures_injected"] > 0 and stats["by_action"]["batch.run"] >= 5
+
+
+def test_a_batch_whose_run_answer_was_lost_is_looked_up_not_resent(make_sandbox):
+    from importer.send import send_batches
+
+    server = make_sandbox(drop_rate=1.0)
+    outcomes = {}
+
+    async def go():
+        async with IvvyClient(server.credentials) as client:
+            await send_batches(
+                client, payloads(450), lambda p, o: outcomes.__setitem__(p.row.number, o)
+            )
+
+    asyncio.run(go())
+    stored = {t["name"]: t["id"] for t in server.tasks()}
+    assert len(server.tasks()) == 450 == len(stored)
+    assert server.stats()["by_action"]["batch.run"] == 3  # 200 + 200 + 50, none sent again
+    assert all(outcomes[n].task_id == stored[f"T{n - 2}"] for n in range(2, 452))
