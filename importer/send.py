@@ -187,7 +187,7 @@ def _field_of(payload: Payload, exc: ApiError) -> str | None:
 
 BATCH_SIZE = 200
 #: Batches in flight at once in batch mode.
-BATCHES_IN_FLIGHT = 4
+BATCHES_IN_FLIGHT = 8
 
 
 def _job(payload: Payload) -> dict[str, Any]:
@@ -328,17 +328,17 @@ async def _settle(reconciler: Reconciler, creates: list[Payload], first_sent: da
 
 
 async def _batch_results(client: IvvyClient, async_id: str) -> list[dict[str, Any]]:
-    """The batch's job results, in job order, once it has run (polling its progress)."""
+    """The batch's job results, in job order, once it has run. ``results`` is asked until it
+    stops answering "not completed yet" (24114): asking ``progress`` first would only double the
+    requests, which count against the rate limit."""
     delay = 0.05
     while True:
-        progress = await client.call("batch", "progress", {"async": async_id})
-        if int((progress or {}).get("progress") or 0) >= 100:
-            try:
-                answer = await client.call("batch", "results", {"async": async_id})
-                return list(answer.get("results") or [])
-            except ApiError as exc:
-                if exc.specific_code != 24114:  # not completed yet: poll on
-                    raise
+        try:
+            answer = await client.call("batch", "results", {"async": async_id})
+            return list(answer.get("results") or [])
+        except ApiError as exc:
+            if exc.specific_code != 24114:
+                raise
         await asyncio.sleep(delay)
         delay = min(1.0, delay * 1.5)
 
