@@ -150,8 +150,7 @@ async def deliver(
             if creating and written:
                 found = await reconciler.find(payload.params, first_sent)
                 if found is not None:
-                    note = "iVvy's answer was lost; the task it made was found and kept"
-                    return Outcome("created", task_id=found, warnings=(note,))
+                    return _found(found)
         elif isinstance(last, ApiError) and last.specific_code != _STALE:
             return _failed(payload, last)  # a refusal with a reason: final
         await asyncio.sleep(wait)
@@ -188,6 +187,12 @@ def _field_of(payload: Payload, exc: ApiError) -> str | None:
 BATCH_SIZE = 200
 #: Batches in flight at once in batch mode.
 BATCHES_IN_FLIGHT = 8
+
+
+def _found(task_id: int) -> Outcome:
+    """The outcome of a create whose answer was lost and whose task a look-up found."""
+    note = "iVvy's answer was lost; the task it made was found and kept"
+    return Outcome("created", task_id=task_id, warnings=(note,))
 
 
 def _job(payload: Payload) -> dict[str, Any]:
@@ -248,8 +253,7 @@ async def deliver_batch(
             if found is None:
                 still.append(i)
             else:
-                note = "iVvy's answer was lost; the task it made was found and kept"
-                outcomes[i] = Outcome("created", task_id=found, warnings=(note,))
+                outcomes[i] = _found(found)
         return still
 
     for attempt in range(1, max_attempts + 1):
