@@ -86,7 +86,8 @@ class Pace:
         finally:
             async with self._turn:
                 self.in_flight -= 1
-                self._turn.notify_all()
+                # Wake as many as may go now, not every waiting worker.
+                self._turn.notify(max(1, self.window - self.in_flight))
 
     def _after(self, slot: Slot) -> None:
         now = time.monotonic()

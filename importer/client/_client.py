@@ -126,8 +126,11 @@ class IvvyClient:
         self._http = httpx.AsyncClient(
             base_url=credentials.base_url,
             timeout=timeout,
+            # Idle connections are kept for a few in flight only: the pool looks at every
+            # connection it holds for every request.
             limits=httpx.Limits(
-                max_connections=max_connections, max_keepalive_connections=max_connections
+                max_connections=max_connections,
+                max_keepalive_connections=min(max_connections, 8),
             ),
             transport=transport,
             headers={"User-Agent": "ivvy-task-importer"},
