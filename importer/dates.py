@@ -115,9 +115,6 @@ class DateEvidence:
         elif b > 12 >= a and (self.mdy_row is None or row < self.mdy_row):
             self.mdy_row = row
 
-    def __call__(self, numbers: Sequence[int], values: Sequence[Any]) -> None:
-        self.observe_column(numbers, values)
-
     def observe_column(self, numbers: Sequence[int], values: Sequence[Any]) -> None:
         """Note a batch of the column's values, found on rows ``numbers``.
 

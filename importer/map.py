@@ -318,11 +318,3 @@ def map_columns(
 def _closest(header: str) -> str | None:
     match = difflib.get_close_matches(canon(header), list(_KNOWN), n=1, cutoff=0.75)
     return _KNOWN[match[0]] if match else None
-
-
-def describe(mapping: ColumnMapping) -> list[str]:
-    """One line per mapped field, for a person: ``name ← 'Subject' (profile salesforce)``."""
-    return [
-        f"{target} ← {column!r} ({mapping.how.get(target, '')})"
-        for target, column in mapping.columns.items()
-    ]

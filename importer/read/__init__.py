@@ -22,7 +22,6 @@ from ..model import Row
 from ._table import Batch, Layout, column_letter, find_layout, table_batches
 from ._text import (
     NotFast,
-    delimiter_name,
     detect_encoding,
     fast_batches,
     sniff_delimiter,
@@ -136,13 +135,6 @@ class Source:
                 self._verified = True
                 return result
         return walk()
-
-    def describe(self) -> str:
-        """How the source was read, in one line."""
-        where = f"sheet {self.sheet!r}" if self.sheet else "text"
-        if self.kind == "text":
-            where = f"{self.encoding}, {delimiter_name(self.delimiter or ',')}-separated"
-        return f"{self.path.name} ({where}), header on row {self.header_row}"
 
 
 def open_source(

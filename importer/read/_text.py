@@ -20,7 +20,6 @@ from ..errors import SourceError
 from ._table import Batch, Layout, Record, batch_of
 
 DELIMITERS = (",", ";", "\t", "|")
-_DELIMITER_NAMES = {",": "comma", ";": "semicolon", "\t": "tab", "|": "pipe"}
 #: Byte order marks, longest first (UTF-32's LE mark begins with UTF-16's).
 _BOMS = (
     (codecs.BOM_UTF32_LE, "utf-32"),
@@ -33,10 +32,6 @@ _BOMS = (
 _PREFERRED = ("cp1252", "iso8859_15", "latin_1", "cp1250", "mac_roman")
 _CHUNK = 1 << 20
 _CONTROL = bytes(b for b in range(32) if b not in b"\t\n\r\f\v\x1a")
-
-
-def delimiter_name(delimiter: str) -> str:
-    return _DELIMITER_NAMES.get(delimiter, repr(delimiter))
 
 
 def detect_encoding(path: Path, forced: str | None = None) -> tuple[str, str | None]:
