@@ -271,11 +271,26 @@ def checked_rows(
             yield row, checked
 
 
-async def online_directory(client: IvvyClient, prepared: Prepared) -> Directory:
-    """The account's records the rows refer to, fetched once."""
+async def prepare_online(
+    source_path: str | Path, client: IvvyClient | None, options: RunOptions
+) -> tuple[Prepared, Directory | None]:
+    """The source prepared (:func:`prepare`) and, with a ``client``, the account's records its
+    rows refer to, fetched once. The source is read before anything is asked of iVvy (a bad
+    source is a usage error whatever the network), except when ``--timezone venue`` needs the
+    venue's zone first; the credentials are checked (``ping``) before any other call."""
+    wants_venue_zone = str(options.timezone or "").lower() == VENUE_ZONE
+    if wants_venue_zone and (client is None or options.venue_id is None):
+        raise UsageError("--timezone venue needs --venue-id and a connection to iVvy")
+    if client is None:
+        return prepare(source_path, options), None
+    prepared = None if wants_venue_zone else prepare(source_path, options)
+    await client.ping()
+    if prepared is None:
+        zone = await venue_timezone(client, options.venue_id)  # type: ignore[arg-type]
+        prepared = prepare(source_path, options, venue_zone=zone)
     directory = Directory(client)
     await directory.load(prepared.needed)
-    return directory
+    return prepared, directory
 
 
 @dataclass
@@ -367,14 +382,7 @@ async def run_import(
     """
     clock = time.monotonic()
     stop = stop or asyncio.Event()
-    wants_venue_zone = str(options.timezone or "").lower() == VENUE_ZONE
-    if wants_venue_zone and options.venue_id is None:
-        raise UsageError("--timezone venue needs --venue-id")
-    prepared = prepare(source_path, options) if not wants_venue_zone else None
-    await client.ping()  # credentials and connection, before any row is sent
-    if prepared is None:
-        zone = await venue_timezone(client, options.venue_id)  # type: ignore[arg-type]
-        prepared = prepare(source_path, options, venue_zone=zone)
+    prepared, directory = await prepare_online(source_path, client, options)
     source = prepared.source
     results_path = options.results or default_results_path(source.path)
     summary = RunSummary(
@@ -384,7 +392,6 @@ async def run_import(
         warnings=list(prepared.warnings),
     )
     journal = MemoryJournal(progress)
-    directory = await online_directory(client, prepared)
     if started is not None:
         started(prepared.rows)
     check = {"default_venue": options.venue_id, "key": options.key}
@@ -449,16 +456,7 @@ async def validate_source(
     """Every check of a run, online ones when a ``client`` is given, and nothing sent to
     addOrUpdateTask: a results sheet whose ``result`` is ``valid`` or ``invalid``."""
     clock = time.monotonic()
-    zone = None
-    wants_venue_zone = str(options.timezone or "").lower() == VENUE_ZONE
-    if wants_venue_zone and (client is None or options.venue_id is None):
-        raise UsageError("--timezone venue needs --venue-id and a connection to iVvy")
-    if client is not None:
-        await client.ping()  # credentials and connection, before the checks that need them
-        if wants_venue_zone:
-            zone = await venue_timezone(client, options.venue_id)  # type: ignore[arg-type]
-    prepared = prepare(source_path, options, venue_zone=zone)
-    directory = await online_directory(client, prepared) if client is not None else None
+    prepared, directory = await prepare_online(source_path, client, options)
     source = prepared.source
     results_path = options.results or default_results_path(source.path)
     summary = RunSummary(
