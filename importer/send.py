@@ -154,11 +154,7 @@ async def deliver(
         elif isinstance(last, ApiError) and last.specific_code != _STALE:
             return _failed(payload, last)  # a refusal with a reason: final
         await asyncio.sleep(wait)
-    return Outcome(
-        "failed",
-        error_code=last.code if isinstance(last, ApiError) else "RETRIES_EXHAUSTED",
-        message=f"gave up after {max_attempts} attempts: {last}",
-    )
+    return _gave_up(last, max_attempts)
 
 
 def _failed(payload: Payload, exc: ApiError, message: str | None = None) -> Outcome:
@@ -187,6 +183,15 @@ def _field_of(payload: Payload, exc: ApiError) -> str | None:
 BATCH_SIZE = 200
 #: Batches in flight at once in batch mode.
 BATCHES_IN_FLIGHT = 8
+
+
+def _gave_up(last: Exception | None, attempts: int) -> Outcome:
+    """The outcome of a row still not through after every attempt safe to make."""
+    return Outcome(
+        "failed",
+        error_code=last.code if isinstance(last, ApiError) else "RETRIES_EXHAUSTED",
+        message=f"gave up after {attempts} attempts: {last}",
+    )
 
 
 def _found(task_id: int) -> Outcome:
@@ -297,11 +302,7 @@ async def deliver_batch(
             break
         await asyncio.sleep(wait)
     for i in pending:
-        outcomes[i] = Outcome(
-            "failed",
-            error_code=last.code if isinstance(last, ApiError) else "RETRIES_EXHAUSTED",
-            message=f"gave up after {max_attempts} attempts: {last}",
-        )
+        outcomes[i] = _gave_up(last, max_attempts)
     return [o for o in outcomes if o is not None]
 
 
