@@ -22,7 +22,7 @@ from .dates import DateError, DateRules, to_api
 from .fields import FIELDS_BY_NAME, STATUSES
 from .map import END_TIME, ColumnMapping, canon
 from .model import Outcome, Payload, Row
-from .read import Batch
+from .read import Batch, is_blank
 from .validate import Email
 
 #: The API's code for a value of the wrong type or outside its set.
@@ -187,11 +187,6 @@ def _through_cache(
                 cache[key] = got
         out[i] = got
     return out
-
-
-def is_blank(value: Any) -> bool:
-    """Whether a cell holds nothing: None, empty or spaces."""
-    return value is None or value == "" or (value.__class__ is str and value.isspace())
 
 
 class Normaliser:

@@ -26,8 +26,8 @@ from .errors import UsageError
 from .journal import MemoryJournal
 from .map import ColumnMapping, load_mapping_file, map_columns
 from .model import SUCCESSFUL, Outcome, Payload, Row
-from .normalise import CellError, Normaliser, is_blank, to_id_or_email, to_integer
-from .read import Batch, Source, open_source
+from .normalise import CellError, Normaliser, to_id_or_email, to_integer
+from .read import Batch, Source, is_blank, open_source
 from .results import default_results_path, write_results_csv
 from .send import SendOptions, send_all, send_batches
 from .validate import Email, validate

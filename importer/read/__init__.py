@@ -19,7 +19,7 @@ from typing import Any, Literal, TypeVar
 
 from ..errors import SourceError
 from ..model import Row
-from ._table import Batch, Layout, column_letter, find_layout, table_batches
+from ._table import Batch, Layout, column_letter, find_layout, is_blank, table_batches
 from ._text import (
     NotFast,
     detect_encoding,
@@ -44,7 +44,7 @@ FAST_FROM = 4 << 20
 
 V = TypeVar("V", bound=Callable[[Batch], None])
 
-__all__ = ["Batch", "Source", "SourceError", "column_letter", "open_source"]
+__all__ = ["Batch", "Source", "SourceError", "column_letter", "is_blank", "open_source"]
 
 TEXT_SUFFIXES = frozenset({".csv", ".tsv", ".txt", ".tab", ""})
 WORKBOOK_SUFFIXES = frozenset({".xlsx", ".xlsm", ".xlsb", ".xls", ".ods"})

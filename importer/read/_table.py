@@ -29,7 +29,8 @@ def column_letter(index: int) -> str:
 
 
 def is_blank(value: Any) -> bool:
-    return value is None or (isinstance(value, str) and not value.strip())
+    """Whether a cell holds nothing: None, empty or spaces."""
+    return value is None or value == "" or (value.__class__ is str and value.isspace())
 
 
 def _filled(cells: list[Any]) -> list[Any]:
