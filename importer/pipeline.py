@@ -384,13 +384,7 @@ async def run_import(
     stop = stop or asyncio.Event()
     prepared, directory = await prepare_online(source_path, client, options)
     source = prepared.source
-    results_path = options.results or default_results_path(source.path)
-    summary = RunSummary(
-        source=source.path,
-        results=results_path,
-        target=client.credentials.target,
-        warnings=list(prepared.warnings),
-    )
+    summary, results_path = _summary(prepared, options, client)
     journal = MemoryJournal(progress)
     if started is not None:
         started(prepared.rows)
@@ -433,6 +427,21 @@ async def run_import(
     return _finish(summary, journal, source, results_path, clock)
 
 
+def _summary(
+    prepared: Prepared, options: RunOptions, client: IvvyClient | None
+) -> tuple[RunSummary, Path]:
+    """A run's summary as it begins, and where its results go."""
+    results = options.results or default_results_path(prepared.source.path)
+    target = client.credentials.target if client else "offline (no credentials)"
+    summary = RunSummary(
+        source=prepared.source.path,
+        results=results,
+        target=target,
+        warnings=list(prepared.warnings),
+    )
+    return summary, results
+
+
 def _finish(
     summary: RunSummary, journal: MemoryJournal, source: Source, results: Path, clock: float
 ) -> RunSummary:
@@ -458,13 +467,7 @@ async def validate_source(
     clock = time.monotonic()
     prepared, directory = await prepare_online(source_path, client, options)
     source = prepared.source
-    results_path = options.results or default_results_path(source.path)
-    summary = RunSummary(
-        source=source.path,
-        results=results_path,
-        target=client.credentials.target if client else "offline (no credentials)",
-        warnings=list(prepared.warnings),
-    )
+    summary, results_path = _summary(prepared, options, client)
     if directory is None:
         summary.warnings.append(
             "offline: ids, users and venues were not checked against iVvy (set IVVY_API_KEY "
