@@ -10,6 +10,7 @@ import os
 import secrets
 import signal
 import sys
+import tempfile
 import traceback
 from collections.abc import Callable, Iterator
 from contextlib import contextmanager, suppress
@@ -22,9 +23,10 @@ from tqdm import tqdm
 
 from .client import AuthError, Credentials, IvvyClient, IvvyError, TransportError
 from .errors import ImporterError
-from .pipeline import RunOptions, parse_clock, run_import, validate_source
+from .pipeline import RESULTS, RunOptions, parse_clock, run_import, validate_source
 from .profiles import PROFILES
 from .sandbox import DEFAULT_KEY, DEFAULT_SECRET, SandboxConfig, SandboxServer, load_seed, serve
+from .undo import undo_run
 
 # Retries are the send stage's business and end up in the results; the retry library's own log
 # lines would only be noise on a user's terminal.
@@ -156,7 +158,32 @@ def main() -> None:
 @click.option(
     "--results",
     type=click.Path(path_type=Path, dir_okay=False),
-    help="Where to write the results (default: NAME.results.csv beside the source).",
+    help="Where to write the results, .xlsx or .csv (default: beside the source, "
+    "NAME.results.xlsx for a workbook, NAME.results.csv for a text file).",
+)
+@click.option(
+    "--state",
+    type=click.Path(path_type=Path, dir_okay=False),
+    help="The journal file (default: one per target in the user's data folder; with --sandbox, "
+    "a temporary one).",
+)
+@click.option("--resume", is_flag=True, help="Go on with this source's stopped run.")
+@click.option(
+    "--new-run",
+    is_flag=True,
+    help="Import a source already imported into this target again, as new tasks.",
+)
+@click.option(
+    "--only",
+    metavar="RESULTS",
+    callback=lambda ctx, param, value: _only(value),
+    help="For a results sheet given as SOURCE: send again only the rows with these earlier "
+    "results (e.g. failed,invalid); rows with a task_id are updated.",
+)
+@click.option(
+    "--recreate-missing",
+    is_flag=True,
+    help="A task deleted in iVvy since it was imported (24392) is created again.",
 )
 @click.option(
     "--concurrency",
@@ -193,11 +220,20 @@ def run(
     via: str,
     rate: float | None,
     all_or_nothing: bool,
+    state: Path | None,
+    resume: bool,
+    new_run: bool,
+    only: frozenset[str] | None,
+    recreate_missing: bool,
     as_json: bool,
     quiet: bool,
     **source_args: Any,
 ) -> None:
     """Import every row of SOURCE as an iVvy task and write the results sheet.
+
+    Every row's state is kept in a journal: a stopped or killed run goes on with --resume, and
+    a source already imported is not imported twice (with --key, a nightly re-run updates the
+    rows that changed and leaves the others alone).
 
     \b
     Exit codes: 0 every row done; 1 some rows invalid or failed (see the results);
@@ -207,27 +243,59 @@ def run(
     \b
     Examples:
       task-import run sample_data/tasks.csv --sandbox
-      task-import run tasks.csv --results out/tasks.results.csv --json
+      task-import run tasks.csv --results out/tasks.results.xlsx --json
+      task-import run tasks.csv --resume
+      task-import run export.csv --key "Legacy Id"
+      task-import run tasks.results.xlsx --only failed,invalid
     """
-    options = RunOptions(
-        results=results,
-        concurrency=concurrency,
-        via=via,
-        rate=rate,
-        all_or_nothing=all_or_nothing,
-        **source_args,
-    )
-    show = not (quiet or as_json) and sys.stderr.isatty()
-    with _target(use_sandbox) as credentials:
+    if resume and new_run:
+        raise click.UsageError("--resume goes on with a run; --new-run begins one: give one")
+    with _target(use_sandbox) as credentials, _state(state, use_sandbox) as journal:
+        options = RunOptions(
+            results=results,
+            concurrency=concurrency,
+            via=via,
+            rate=rate,
+            all_or_nothing=all_or_nothing,
+            state=journal,
+            resume=resume,
+            new_run=new_run,
+            only=only,
+            recreate_missing=recreate_missing,
+            **source_args,
+        )
+        show = not (quiet or as_json) and sys.stderr.isatty()
         try:
             summary = asyncio.run(_run(source, credentials, options, show_progress=show))
         except asyncio.CancelledError:
             _fail(
-                "stopped at once (second Ctrl-C): rows in flight may or may not be in iVvy, and "
-                "no results were written",
+                "stopped at once (second Ctrl-C): no results were written; the journal holds "
+                "every row's state: --resume goes on (rows in flight are looked up first)",
                 EXIT_INTERRUPTED,
             )
     _report(summary, as_json=as_json, quiet=quiet)
+
+
+def _only(value: str | None) -> frozenset[str] | None:
+    if value is None:
+        return None
+    chosen = frozenset(v.strip().lower() for v in value.split(",") if v.strip())
+    if unknown := chosen - RESULTS:
+        raise click.BadParameter(
+            f"{', '.join(sorted(unknown))}: the results are {', '.join(sorted(RESULTS))}"
+        )
+    return chosen
+
+
+@contextmanager
+def _state(state: Path | None, use_sandbox: bool) -> Iterator[Path | None]:
+    """The journal to use: the one given; for an embedded sandbox (which ends with the
+    command), a temporary one; else ``None`` (the target's default)."""
+    if state is not None or not use_sandbox:
+        yield state
+        return
+    with tempfile.TemporaryDirectory(prefix="task-import-") as folder:
+        yield Path(folder) / "journal.sqlite"
 
 
 def _report(summary: Any, *, as_json: bool, quiet: bool) -> None:
@@ -247,7 +315,19 @@ def _report(summary: Any, *, as_json: bool, quiet: bool) -> None:
 @click.option(
     "--results",
     type=click.Path(path_type=Path, dir_okay=False),
-    help="Where to write the verdicts (default: NAME.results.csv beside the source).",
+    help="Where to write the verdicts, .xlsx or .csv (default: beside the source, "
+    "NAME.validation.xlsx for a workbook, NAME.validation.csv for a text file).",
+)
+@click.option(
+    "--state",
+    type=click.Path(path_type=Path, dir_okay=False),
+    help="The journal that --key plans from (default: the target's).",
+)
+@click.option(
+    "--only",
+    metavar="RESULTS",
+    callback=lambda ctx, param, value: _only(value),
+    help="For a results sheet given as SOURCE: check only the rows with these earlier results.",
 )
 @source_options
 @output_options
@@ -257,6 +337,8 @@ def validate_command(
     use_sandbox: bool,
     offline: bool,
     results: Path | None,
+    state: Path | None,
+    only: frozenset[str] | None,
     as_json: bool,
     quiet: bool,
     **source_args: Any,
@@ -265,7 +347,8 @@ def validate_command(
 
     Online checks (that ids, users and venues exist; e-mails resolved) run when credentials
     are set (IVVY_API_KEY, IVVY_API_SECRET) or with --sandbox; otherwise only the offline ones.
-    Writes the results sheet with `valid` or `invalid` per row.
+    Writes the results sheet with `valid` or `invalid` per row. With --key, each valid row's
+    message says what a run would do with it (create, update, unchanged), from the journal.
 
     \b
     Exit codes: 0 every row valid; 1 some rows invalid; 2 unreadable source or bad options;
@@ -274,12 +357,16 @@ def validate_command(
     \b
     Examples:
       task-import validate tasks.csv
-      task-import validate tasks.xlsx --sheet Tasks --key "Legacy Id" --offline
+      task-import validate tasks.xlsx --sheet Tasks --offline
+      task-import validate export.csv --key "Legacy Id"
     """
-    options = RunOptions(results=results, **source_args)
+    options = RunOptions(results=results, state=state, only=only, **source_args)
     online = not offline and (use_sandbox or bool(os.environ.get("IVVY_API_KEY")))
     if not online:
-        summary = asyncio.run(validate_source(source, None, options))
+        target = None
+        if os.environ.get("IVVY_API_KEY") and os.environ.get("IVVY_API_SECRET"):
+            target = Credentials.from_env().target  # for the plan of --key
+        summary = asyncio.run(validate_source(source, None, options, target=target))
     else:
         with _target(use_sandbox) as credentials:
             summary = asyncio.run(_validate(source, credentials, options))
@@ -347,6 +434,52 @@ async def _run(
         for number in signals:
             with suppress(NotImplementedError, RuntimeError, ValueError):
                 loop.remove_signal_handler(number)
+
+
+@main.command()
+@click.argument("run_id", metavar="[RUN]", type=int, required=False)
+@click.option(
+    "--state",
+    type=click.Path(path_type=Path, dir_okay=False),
+    help="The journal (default: the target's).",
+)
+@click.option(
+    "--results",
+    type=click.Path(path_type=Path, dir_okay=False),
+    help="Where to write what was undone (default: NAME.undo-RUN.csv beside the run's results).",
+)
+@output_options
+@user_errors
+def undo(
+    run_id: int | None, state: Path | None, results: Path | None, as_json: bool, quiet: bool
+) -> None:
+    """Undo import RUN (default: the latest into this target): set every task it created to
+    Cancelled. iVvy has no task delete; updates cannot be undone and are listed.
+
+    A stopped undo goes on where it stopped when given again. RUN is the run number that
+    `task-import run` printed (and that --json gives as "run").
+
+    \b
+    Examples:
+      task-import undo
+      task-import undo 12 --json
+    """
+    credentials = Credentials.from_env()
+
+    async def go() -> Any:
+        async with IvvyClient(credentials) as client:
+            return await undo_run(client, run_id, state=state, results=results)
+
+    summary = asyncio.run(go())
+    if not as_json and not quiet:
+        kept = summary.counts.get("skipped", 0)
+        click.echo(
+            f"undid run {(summary.run_id and run_id) or ''}".rstrip()
+            + f": {summary.counts.get('updated', 0)} tasks set to Cancelled"
+            + (f", {kept} updates cannot be undone (listed in the results)" if kept else ""),
+            err=True,
+        )
+    _report(summary, as_json=as_json, quiet=quiet)
 
 
 @main.command()

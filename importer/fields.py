@@ -110,6 +110,29 @@ SPECIFIC_CODES: dict[int, str] = {
     24448: "a batch may hold at most 200 jobs",
 }
 
+#: The importer's own codes (where the API defines none), with what each means and what to do.
+IMPORTER_CODES: dict[str, str] = {
+    "BAD_DATE": "the due date cannot be read: write it as YYYY-MM-DD HH:MM (or give --date-order "
+    "for 03/04/2026-style dates)",
+    "DUPLICATE_KEY": "the --key column holds this value on an earlier row: each legacy id once",
+    "NOTHING_TO_UPDATE": "the row has a task id and nothing else to change",
+    "UNRESOLVED": "an e-mail that matches no user or contact (or more than one) in iVvy",
+    "INTERRUPTED": "the run stopped while this row was being sent: --resume finds out whether it "
+    "reached iVvy",
+    "RETRIES_EXHAUSTED": "iVvy could not be reached for this row after every retry: run again "
+    "with --resume, or re-send it from the results sheet with --only failed",
+}
+
+
+def describe_code(code: int | str) -> str:
+    """What an error code in the results means (iVvy's specific or general code, or ours)."""
+    if isinstance(code, str) and code.isdigit():
+        code = int(code)
+    if isinstance(code, int):
+        return SPECIFIC_CODES.get(code) or ERROR_CODES.get(code) or "an iVvy error code"
+    return IMPORTER_CODES.get(code, "")
+
+
 #: Most jobs one ``batch?action=run`` request may carry.
 BATCH_MAX_JOBS = 200
 #: How far a request's date may be from the server's clock before it is refused as stale.

@@ -1,51 +1,504 @@
-"""Record: every row's state as it changes, the single source of each row's outcome.
+"""Record: the run journal, a SQLite file that holds every row's state as it changes.
 
-This first version keeps the journal in memory, for one run; the results sheet is written from
-it, so a row has exactly one outcome.
+One journal per target by default (under the user's data directory; ``--state PATH`` chooses
+another), holding:
+
+- ``runs``: one line per run (an import or an undo), keyed by the target (base URL and API key,
+  never the secret) and the source's fingerprint (its bytes and sheet);
+- ``rows``: each row a run has reached. A row absent is pending; ``in_flight`` is written and
+  committed *before* the row is sent (with what is sent, so a later run can look it up) and
+  ``done`` with its outcome after, so a run killed at any instant leaves every sent row either
+  done or in flight, and rows in flight are reconciled, never blindly sent again;
+- ``keys``: for ``--key``, the task each legacy id became in a target, with a digest of what was
+  sent, so a nightly re-run updates or leaves alone instead of creating again.
+
+Outcomes are written in groups (a few hundred, or every quarter second) to keep the journal's cost
+small; a kill loses at most those, and their rows are then still ``in_flight``: reconciled.
+The file is in WAL mode, and a lock file beside it keeps two runs from using it at once.
 """
 
 from __future__ import annotations
 
+import hashlib
+import json
+import sqlite3
+import time
 from collections import Counter
-from collections.abc import Callable
-from typing import Literal
+from collections.abc import Callable, Iterable, Iterator, Mapping, Sequence
+from dataclasses import dataclass
+from datetime import UTC, datetime
+from pathlib import Path
+from typing import Any
 
+import platformdirs
+from filelock import FileLock, Timeout
+
+from .errors import UsageError
 from .model import Outcome
 
-State = Literal["pending", "in_flight", "done"]
+_SCHEMA = """
+CREATE TABLE IF NOT EXISTS runs (
+    id INTEGER PRIMARY KEY,
+    kind TEXT NOT NULL,
+    target TEXT NOT NULL,
+    source TEXT NOT NULL,
+    fingerprint TEXT NOT NULL,
+    options TEXT NOT NULL,
+    started TEXT NOT NULL,
+    finished TEXT,
+    status TEXT NOT NULL,
+    results TEXT,
+    undoes INTEGER
+);
+CREATE INDEX IF NOT EXISTS runs_by_source ON runs (target, fingerprint, kind);
+CREATE TABLE IF NOT EXISTS rows (
+    run INTEGER NOT NULL,
+    number INTEGER NOT NULL,
+    state TEXT NOT NULL,
+    result TEXT,
+    task_id INTEGER,
+    error_code TEXT,
+    field TEXT,
+    message TEXT,
+    warnings TEXT,
+    sent_at REAL,
+    params TEXT,
+    key TEXT,
+    PRIMARY KEY (run, number)
+) WITHOUT ROWID;
+CREATE INDEX IF NOT EXISTS rows_in_flight ON rows (state) WHERE state = 'in_flight';
+CREATE TABLE IF NOT EXISTS keys (
+    target TEXT NOT NULL,
+    key_column TEXT NOT NULL,
+    key_value TEXT NOT NULL,
+    task_id INTEGER NOT NULL,
+    digest TEXT NOT NULL,
+    run INTEGER NOT NULL,
+    PRIMARY KEY (target, key_column, key_value)
+) WITHOUT ROWID;
+"""
+
+#: Outcomes held before they are written, and the longest they wait.
+FLUSH_ROWS = 500
+FLUSH_SECONDS = 0.25
+_WARNING_SEPARATOR = "\n"
 
 
-class MemoryJournal:
-    """Row number → state and, once done, outcome; ``on_done`` hears of each outcome."""
+def default_journal_path(target: str) -> Path:
+    """The journal of ``target`` under the user's data directory: one file per target."""
+    folder = platformdirs.user_data_path("ivvy-task-importer", appauthor=False) / "journals"
+    return folder / f"{hashlib.sha256(target.encode()).hexdigest()[:20]}.sqlite"
 
-    def __init__(self, on_done: Callable[[Outcome], None] | None = None) -> None:
-        self._state: dict[int, State] = {}
-        self._outcome: dict[int, Outcome] = {}
+
+def fingerprint(path: Path, sheet: str | None = None) -> str:
+    """What identifies a source's content: a hash of its bytes, and the sheet read."""
+    digest = hashlib.sha256()
+    with path.open("rb") as handle:
+        while chunk := handle.read(1 << 20):
+            digest.update(chunk)
+    return digest.hexdigest() + (f":{sheet}" if sheet else "")
+
+
+def digest_of(params: Mapping[str, Any]) -> str:
+    """A stable digest of what a row sends (its task ``id`` left out): equal digests, same task."""
+    content = {k: v for k, v in params.items() if k != "id"}
+    text = json.dumps(content, sort_keys=True, default=str, separators=(",", ":"))
+    return hashlib.sha1(text.encode()).hexdigest()
+
+
+def _now() -> str:
+    return datetime.now(UTC).isoformat(timespec="seconds")
+
+
+@dataclass(frozen=True)
+class RunRecord:
+    """One run as the journal holds it."""
+
+    id: int
+    kind: str
+    target: str
+    source: str
+    fingerprint: str
+    options: dict[str, Any]
+    started: str
+    finished: str | None
+    status: str
+    results: str | None
+    undoes: int | None
+
+
+@dataclass(frozen=True)
+class InFlight:
+    """A row that was sent (or was about to be) when its run stopped: what it sent, and when."""
+
+    run: int
+    number: int
+    params: dict[str, Any]
+    sent_at: datetime
+    key: str | None
+
+
+class Journal:
+    """A journal file, held by this process alone while open (``UsageError`` otherwise)."""
+
+    def __init__(self, path: Path) -> None:
+        self.path = Path(path)
+        self.path.parent.mkdir(parents=True, exist_ok=True)
+        self._lock = FileLock(f"{self.path}.lock", timeout=0)
+        try:
+            self._lock.acquire()
+        except Timeout:
+            raise UsageError(
+                f"another task-import run is using the journal {self.path}: wait for it to "
+                "finish (two runs into one target at once could both send the same rows)"
+            ) from None
+        try:
+            self.db = sqlite3.connect(self.path, isolation_level=None, check_same_thread=False)
+            self.db.execute("PRAGMA journal_mode=WAL")
+            self.db.execute("PRAGMA synchronous=NORMAL")
+            self.db.executescript(_SCHEMA)
+        except sqlite3.DatabaseError as exc:
+            self._lock.release()
+            raise UsageError(f"the journal {self.path} cannot be used: {exc}") from None
+
+    def close(self) -> None:
+        self.db.close()
+        self._lock.release()
+
+    def __enter__(self) -> Journal:
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        self.close()
+
+    # -- runs ---------------------------------------------------------------------------
+
+    def _record(self, row: Sequence[Any]) -> RunRecord:
+        values = list(row)
+        values[5] = json.loads(values[5])
+        return RunRecord(*values)
+
+    _RUN_COLUMNS = (
+        "id, kind, target, source, fingerprint, options, started, finished, status, results, undoes"
+    )
+
+    def run(self, run_id: int) -> RunRecord | None:
+        found = self.db.execute(
+            f"SELECT {self._RUN_COLUMNS} FROM runs WHERE id = ?", (run_id,)
+        ).fetchone()
+        return self._record(found) if found else None
+
+    def latest(self, target: str, print_: str, kind: str = "import") -> RunRecord | None:
+        """The last run of this kind of the source with fingerprint ``print_`` into ``target``."""
+        found = self.db.execute(
+            f"SELECT {self._RUN_COLUMNS} FROM runs WHERE target = ? AND fingerprint = ? "
+            "AND kind = ? ORDER BY id DESC LIMIT 1",
+            (target, print_, kind),
+        ).fetchone()
+        return self._record(found) if found else None
+
+    def runs(self, target: str | None = None) -> list[RunRecord]:
+        """Every run (of ``target``), the newest first."""
+        query = f"SELECT {self._RUN_COLUMNS} FROM runs"
+        args: tuple[Any, ...] = ()
+        if target is not None:
+            query, args = query + " WHERE target = ?", (target,)
+        return [self._record(r) for r in self.db.execute(query + " ORDER BY id DESC", args)]
+
+    def start(
+        self,
+        *,
+        kind: str,
+        target: str,
+        source: str,
+        print_: str,
+        options: Mapping[str, Any],
+        results: str | None = None,
+        undoes: int | None = None,
+    ) -> RunRecord:
+        cursor = self.db.execute(
+            "INSERT INTO runs (kind, target, source, fingerprint, options, started, status, "
+            "results, undoes) VALUES (?, ?, ?, ?, ?, ?, 'running', ?, ?)",
+            (kind, target, source, print_, json.dumps(options, default=str), _now(), results,
+             undoes),
+        )  # fmt: skip
+        return self.run(int(cursor.lastrowid or 0))  # type: ignore[return-value]
+
+    def reopen(self, run_id: int, results: str | None = None) -> RunRecord:
+        self.db.execute(
+            "UPDATE runs SET status = 'running', finished = NULL, results = COALESCE(?, results) "
+            "WHERE id = ?",
+            (results, run_id),
+        )
+        return self.run(run_id)  # type: ignore[return-value]
+
+    def end(self, run_id: int, status: str) -> None:
+        self.db.execute(
+            "UPDATE runs SET status = ?, finished = ? WHERE id = ?", (status, _now(), run_id)
+        )
+
+    def row_counts(self, run_id: int) -> Counter[str]:
+        """Rows of a run by result; rows in flight count as ``in_flight``."""
+        counts: Counter[str] = Counter()
+        for state, result, n in self.db.execute(
+            "SELECT state, result, COUNT(*) FROM rows WHERE run = ? GROUP BY state, result",
+            (run_id,),
+        ):
+            counts[result if state == "done" else state] += n
+        return counts
+
+    # -- rows ---------------------------------------------------------------------------
+
+    def in_flight(self, target: str) -> list[InFlight]:
+        """Rows of any run into ``target`` that were in flight when their run stopped."""
+        rows = self.db.execute(
+            "SELECT rows.run, number, params, sent_at, key FROM rows JOIN runs ON runs.id = "
+            "rows.run WHERE state = 'in_flight' AND runs.target = ? ORDER BY rows.run, number",
+            (target,),
+        ).fetchall()
+        return [
+            InFlight(run, number, json.loads(params), datetime.fromtimestamp(sent, UTC), key)
+            for run, number, params, sent, key in rows
+        ]
+
+    def tasks_sent_since(self, moment: datetime) -> set[int]:
+        """Task ids that rows sent since ``moment`` created or updated (rows own them)."""
+        return {
+            task_id
+            for (task_id,) in self.db.execute(
+                "SELECT task_id FROM rows WHERE state = 'done' AND task_id IS NOT NULL "
+                "AND sent_at >= ?",
+                (moment.timestamp(),),
+            )
+        }
+
+    def settle(self, row: InFlight, outcome: Outcome | None) -> None:
+        """A row in flight, reconciled: done with ``outcome``, or (``None``) pending again."""
+        if outcome is None:
+            self.db.execute("DELETE FROM rows WHERE run = ? AND number = ?", (row.run, row.number))
+        else:
+            self.db.execute(
+                "UPDATE rows SET state = 'done', result = ?, task_id = ?, error_code = ?, "
+                "field = ?, message = ?, warnings = ?, params = NULL WHERE run = ? AND number = ?",
+                (*_outcome_values(outcome), row.run, row.number),
+            )
+
+    # -- keys ---------------------------------------------------------------------------
+
+    def keys(self, target: str, column: str, values: Iterable[str]) -> dict[str, tuple[int, str]]:
+        """``value → (task id, digest)`` for the legacy ids among ``values`` already imported."""
+        return lookup_keys(self.db, target, column, values)
+
+    def set_key(
+        self, target: str, column: str, value: str, task_id: int, digest: str, run: int
+    ) -> None:
+        self.db.execute(
+            "INSERT OR REPLACE INTO keys VALUES (?, ?, ?, ?, ?, ?)",
+            (target, column, value, task_id, digest, run),
+        )
+
+    def forget_tasks(self, target: str, task_ids: Iterable[int]) -> None:
+        """Legacy ids that led to these tasks lead nowhere now (an undo cancelled them)."""
+        self.db.executemany(
+            "DELETE FROM keys WHERE target = ? AND task_id = ?",
+            [(target, t) for t in task_ids],
+        )
+
+
+def lookup_keys(
+    db: sqlite3.Connection | None, target: str, column: str, values: Iterable[str]
+) -> dict[str, tuple[int, str]]:
+    """``value → (task id, digest)`` for the legacy ids among ``values`` that the journal
+    ``db`` knows in ``target`` (a ``None`` journal knows none)."""
+    wanted = list(values)
+    found: dict[str, tuple[int, str]] = {}
+    for start in range(0, len(wanted) if db is not None else 0, 500):
+        part = wanted[start : start + 500]
+        marks = ",".join("?" * len(part))
+        for value, task_id, digest in db.execute(  # type: ignore[union-attr]
+            "SELECT key_value, task_id, digest FROM keys WHERE target = ? AND key_column = ? "
+            f"AND key_value IN ({marks})",
+            (target, column, *part),
+        ):
+            found[value] = (task_id, digest)
+    return found
+
+
+def read_only_journal(path: Path) -> sqlite3.Connection | None:
+    """The journal at ``path`` opened for reading only, without its lock (a run may be writing
+    it); ``None`` when there is none yet."""
+    if not Path(path).exists():
+        return None
+    try:
+        db = sqlite3.connect(f"{Path(path).resolve().as_uri()}?mode=ro", uri=True)
+        db.execute("SELECT 1 FROM keys LIMIT 1")
+    except sqlite3.DatabaseError as exc:
+        raise UsageError(f"the journal {path} cannot be read: {exc}") from None
+    return db
+
+
+def _outcome_values(outcome: Outcome) -> tuple[Any, ...]:
+    code = None if outcome.error_code is None else str(outcome.error_code)
+    return (
+        outcome.result,
+        outcome.task_id,
+        code,
+        outcome.field,
+        outcome.message,
+        _WARNING_SEPARATOR.join(outcome.warnings),
+    )
+
+
+def _outcome_of(values: Sequence[Any]) -> Outcome:
+    result, task_id, code, field_, message, warnings = values
+    error_code: int | str | None = code
+    if isinstance(code, str) and code.isdigit():
+        error_code = int(code)
+    return Outcome(
+        result,
+        task_id=task_id,
+        error_code=error_code,
+        field=field_,
+        message=message or "",
+        warnings=tuple(warnings.split(_WARNING_SEPARATOR)) if warnings else (),
+    )
+
+
+class RunJournal:
+    """One run's rows in a :class:`Journal`: states written in groups, outcomes read back in row
+    order. ``on_done`` hears of each outcome as it is recorded."""
+
+    def __init__(
+        self,
+        journal: Journal,
+        record: RunRecord,
+        *,
+        key_column: str | None = None,
+        on_done: Callable[[Outcome], None] | None = None,
+    ) -> None:
+        self.journal = journal
+        self.record = record
+        self.key_column = key_column
         self._on_done = on_done
+        self._pending: list[tuple[str, tuple[Any, ...]]] = []
+        self._done_waiting = 0
+        self._flushed = time.monotonic()
 
-    def pending(self, number: int) -> None:
-        self._state[number] = "pending"
+    @property
+    def id(self) -> int:
+        return self.record.id
 
-    def in_flight(self, number: int) -> None:
-        self._state[number] = "in_flight"
+    def in_flight(
+        self, number: int, params: Mapping[str, Any], sent_at: float, key: str | None = None
+    ) -> None:
+        """Row ``number`` is about to be sent with ``params``: written at the next
+        :meth:`flush`, which the caller makes before sending it."""
+        self._pending.append(
+            (
+                "INSERT OR REPLACE INTO rows (run, number, state, sent_at, params, key) "
+                "VALUES (?, ?, 'in_flight', ?, ?, ?)",
+                (self.id, number, sent_at, json.dumps(dict(params), default=str), key),
+            )
+        )
 
-    def done(self, number: int, outcome: Outcome) -> None:
-        if self._state.get(number) == "done":
-            raise RuntimeError(f"row {number} already has an outcome")
-        self._state[number] = "done"
-        self._outcome[number] = outcome
+    def done(
+        self,
+        number: int,
+        outcome: Outcome,
+        *,
+        sent_at: float | None = None,
+        key: tuple[str, Mapping[str, Any]] | None = None,
+    ) -> None:
+        """Row ``number``'s outcome; with ``key`` (its legacy id and what it sent), the id now
+        leads to the outcome's task."""
+        self._pending.append(
+            (
+                "INSERT OR REPLACE INTO rows (run, number, state, result, task_id, error_code, "
+                "field, message, warnings, sent_at) VALUES (?, ?, 'done', ?, ?, ?, ?, ?, ?, ?)",
+                (self.id, number, *_outcome_values(outcome), sent_at),
+            )
+        )
+        if key is not None and self.key_column and outcome.task_id is not None:
+            value, params = key
+            sql = "INSERT OR REPLACE INTO keys VALUES (?, ?, ?, ?, ?, ?)"
+            row = (self.record.target, self.key_column, value, outcome.task_id)
+            self._pending.append((sql, (*row, digest_of(params), self.id)))
+        self._done_waiting += 1
         if self._on_done is not None:
             self._on_done(outcome)
+        if self._done_waiting >= FLUSH_ROWS or time.monotonic() - self._flushed >= FLUSH_SECONDS:
+            self.flush()
 
-    def state(self, number: int) -> State | None:
-        return self._state.get(number)
+    def flush(self) -> None:
+        """Write what is waiting, in one transaction."""
+        self._flushed = time.monotonic()
+        if not self._pending:
+            return
+        pending, self._pending, self._done_waiting = self._pending, [], 0
+        db = self.journal.db
+        db.execute("BEGIN IMMEDIATE")
+        try:
+            start = 0
+            while start < len(pending):
+                sql = pending[start][0]
+                end = start
+                while end < len(pending) and pending[end][0] == sql:
+                    end += 1
+                db.executemany(sql, [args for _, args in pending[start:end]])
+                start = end
+        except BaseException:
+            db.execute("ROLLBACK")
+            raise
+        db.execute("COMMIT")
 
-    def outcome(self, number: int) -> Outcome | None:
-        return self._outcome.get(number)
+    def forget(self, numbers: Iterable[int]) -> None:
+        """These rows are pending again (written in flight, never sent)."""
+        for number in numbers:
+            self._pending.append(
+                ("DELETE FROM rows WHERE run = ? AND number = ?", (self.id, number))
+            )
+
+    def done_numbers(self) -> bytearray:
+        """A bitmap of the rows this run has finished (one bit per row number)."""
+        top = self.journal.db.execute(
+            "SELECT MAX(number) FROM rows WHERE run = ?", (self.id,)
+        ).fetchone()[0]
+        bits = bytearray(((top or 0) >> 3) + 1)
+        for (number,) in self.journal.db.execute(
+            "SELECT number FROM rows WHERE run = ? AND state = 'done'", (self.id,)
+        ):
+            bits[number >> 3] |= 1 << (number & 7)
+        return bits
+
+    def outcomes(self) -> Iterator[tuple[int, Outcome | None]]:
+        """``(row number, outcome)`` in row order; ``None`` for a row still in flight."""
+        self.flush()
+        for number, state, *values in self.journal.db.execute(
+            "SELECT number, state, result, task_id, error_code, field, message, warnings "
+            "FROM rows WHERE run = ? ORDER BY number",
+            (self.id,),
+        ):
+            yield number, (_outcome_of(values) if state == "done" else None)
 
     def counts(self) -> Counter[str]:
-        return Counter(o.result for o in self._outcome.values())
+        self.flush()
+        return self.journal.row_counts(self.id)
 
     def codes(self) -> Counter[str]:
         """Rows with an error code, by code."""
-        return Counter(str(o.error_code) for o in self._outcome.values() if o.error_code)
+        self.flush()
+        return Counter(
+            {
+                str(code): n
+                for code, n in self.journal.db.execute(
+                    "SELECT error_code, COUNT(*) FROM rows WHERE run = ? AND state = 'done' "
+                    "AND error_code IS NOT NULL GROUP BY error_code",
+                    (self.id,),
+                )
+            }
+        )
+
+
+def is_done(bits: bytearray, number: int) -> bool:
+    index = number >> 3
+    return index < len(bits) and bool(bits[index] & (1 << (number & 7)))

@@ -11,25 +11,43 @@ from __future__ import annotations
 import asyncio
 import dataclasses
 import time
-from collections import Counter
-from collections.abc import Callable, Iterator
+from collections import Counter, deque
+from collections.abc import Callable, Iterable, Iterator
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
 from datetime import time as clock_time
 from pathlib import Path
-from typing import Any
+from typing import Any, get_args
 
 from .client import IvvyClient
 from .dates import DateEvidence, DateOrder, DateRules, zone_named
 from .directory import Directory, Needed
 from .errors import UsageError
-from .journal import MemoryJournal
+from .journal import (
+    Journal,
+    RunJournal,
+    RunRecord,
+    default_journal_path,
+    digest_of,
+    fingerprint,
+    is_done,
+    lookup_keys,
+    read_only_journal,
+)
 from .map import ColumnMapping, load_mapping_file, map_columns
-from .model import SUCCESSFUL, Outcome, Payload, Row
+from .model import SUCCESSFUL, Outcome, Payload, Result, Row
 from .normalise import CellError, Normaliser, to_id_or_email, to_integer
 from .read import Batch, Source, is_blank, open_source
-from .results import default_results_path, write_results_csv
-from .send import SendOptions, send_all, send_batches
+from .reconcile import CLOCK_SLACK, Reconciler
+from .results import (
+    check_results_path,
+    default_results_path,
+    earlier_columns,
+    open_results,
+    unneutralise,
+    whole,
+)
+from .send import INTERRUPTED, SendOptions, found_outcome, send_all, send_batches
 from .validate import Email, validate
 
 VENUE_ZONE = "venue"
@@ -60,6 +78,15 @@ class RunOptions:
     key: str | None = None
     all_or_nothing: bool = False
     via: str = "rows"
+    #: The journal file (default: one per target under the user's data directory).
+    state: Path | None = None
+    #: Go on with this source's stopped run; begin a new run although one was made before.
+    resume: bool = False
+    new_run: bool = False
+    #: For a results sheet read back: the earlier results whose rows are sent again.
+    only: frozenset[str] | None = None
+    #: With ``--key``: a task deleted in iVvy since it was imported is created again.
+    recreate_missing: bool = False
 
 
 @dataclass
@@ -73,6 +100,14 @@ class Prepared:
     warnings: list[str]
     #: The ids and e-mails the rows refer to, for the online checks.
     needed: Needed = field(default_factory=Needed)
+    #: For a results sheet read back as a source: our column name → its header.
+    earlier: dict[str, str] | None = None
+
+    @property
+    def data_headers(self) -> list[str]:
+        """The source's own columns (a results sheet's earlier result columns left out)."""
+        headers = self.source.headers
+        return headers[: -len(self.earlier)] if self.earlier else headers
 
     def normaliser(self) -> Normaliser:
         return Normaliser(
@@ -149,20 +184,37 @@ def prepare(
     mapping_file = load_mapping_file(options.mapping) if options.mapping else None
     sheet = options.sheet or (mapping_file.options.get("sheet") if mapping_file else None)
     source = open_source(source_path, sheet=sheet, encoding=options.encoding)
+    earlier = earlier_columns(source.headers)
+    if earlier is not None:
+        source.cell_filter = unneutralise
+    elif options.only is not None:
+        raise UsageError(
+            f"--only picks rows of a results sheet by their result; {source.path} is not a "
+            "results sheet (it has no 'result' and 'task_id' columns at its end)"
+        )
+    headers = source.headers[: -len(earlier)] if earlier else source.headers
     mapping = map_columns(
-        source.headers,
+        headers,
         path=source.path,
         sheet=source.sheet,
         profile=options.profile,
         mapping_file=mapping_file,
     )
+    if earlier is not None and "id" not in mapping.columns:
+        # Rows that became tasks are updated: the earlier results' task_id is their id.
+        mapping = dataclasses.replace(
+            mapping,
+            columns={**mapping.columns, "id": earlier["task_id"]},
+            how={**mapping.how, "id": "results sheet"},
+        )
     if options.key is not None and options.key not in source.headers:
         raise UsageError(
             f"--key {options.key!r}: no such column; the columns are: "
             + ", ".join(repr(h) for h in source.headers)
         )
     rules = date_rules(options, mapping, source, venue_zone)
-    warnings = [*source.notes, *mapping.warnings]
+    key_column = f"column {options.key!r} is not imported"
+    warnings = [*source.notes, *(w for w in mapping.warnings if not w.startswith(key_column))]
 
     count, seen = source.scan(lambda: FirstPass(source.headers, mapping))
     first = seen or FirstPass(source.headers, mapping)
@@ -186,6 +238,7 @@ def prepare(
         rows=count,
         warnings=warnings,
         needed=first.needed,
+        earlier=earlier,
     )
 
 
@@ -236,15 +289,24 @@ def checked_rows(
     *,
     default_venue: int | None = None,
     key: str | None = None,
+    only: frozenset[str] | None = None,
 ) -> Iterator[tuple[Row, Payload | Outcome]]:
     """Every row with its payload ready to send, or with the ``invalid`` outcome that stops it:
     normalised, validated (online when a ``directory`` is given), the same ``key`` value twice
-    refused (:func:`prepare` checked the column exists), identical rows warned of."""
+    refused (:func:`prepare` checked the column exists), identical rows warned of. For a
+    results sheet read back with ``only``, a row whose earlier result is not among ``only``
+    keeps its earlier outcome."""
     normaliser = prepared.normaliser()
     first_of_key: dict[str, int] = {}
     first_of_content: dict[int, int] = {}
+    earlier = prepared.earlier
     for batch in prepared.source.batches():
         for row, normalised in normaliser.batch(batch).items():
+            if earlier is not None and only is not None:
+                before = str(row.cells.get(earlier["result"]) or "").strip()
+                if before not in only:
+                    yield row, _kept(row, earlier, before)
+                    continue
             checked = normalised
             if isinstance(normalised, Payload):
                 checked = validate(normalised, directory, default_venue=default_venue)
@@ -293,6 +355,37 @@ async def prepare_online(
     return prepared, directory
 
 
+RESULTS: frozenset[str] = frozenset(get_args(Result))
+
+
+def key_of(row: Row, key: str) -> str:
+    """A row's legacy id (``--key``) as text: ``1234`` for a workbook's 1234.0."""
+    value = row.cells.get(key)
+    return "" if is_blank(value) else str(whole(value)).strip()
+
+
+def _kept(row: Row, earlier: dict[str, str], result: str) -> Outcome:
+    """A row of a results sheet that ``--only`` did not pick: its earlier outcome, as it was."""
+
+    def cell(name: str) -> Any:
+        value = whole(row.cells.get(earlier[name]))
+        if isinstance(value, str):
+            value = value.strip()
+            value = int(value) if value.isdigit() else value
+        return None if is_blank(value) else value
+
+    task_id = cell("task_id")
+    warnings = [w for w in str(cell("warnings") or "").split("; ") if w]
+    return Outcome(
+        result if result in RESULTS else "skipped",  # type: ignore[arg-type]
+        task_id=task_id if isinstance(task_id, int) else None,
+        error_code=cell("error_code"),
+        field=cell("field"),
+        message=str(cell("message") or ""),
+        warnings=(*warnings, "kept from the earlier results: not picked by --only"),
+    )
+
+
 @dataclass
 class RunSummary:
     """What a run did, for people (``describe``) and schedulers (``as_dict``, ``exit_code``)."""
@@ -313,6 +406,13 @@ class RunSummary:
     send_seconds: float = 0.0
     #: Whether the run was stopped (Ctrl-C, SIGTERM) before it went through every row.
     interrupted: bool = False
+    #: The journal file and this run's number in it (``None`` for ``validate``).
+    journal: Path | None = None
+    run_id: int | None = None
+    #: ``validate --key``: rows that would be created, updated or left unchanged.
+    plan: Counter[str] = field(default_factory=Counter)
+    #: For an undo, the import run it undoes.
+    undoes: int | None = None
 
     @property
     def rows(self) -> int:
@@ -327,28 +427,56 @@ class RunSummary:
         return 0 if set(self.counts) <= SUCCESSFUL else 1
 
     def as_dict(self) -> dict[str, Any]:
+        """The summary a scheduler reads (``--json``; its schema is in the README)."""
         return {
             "source": str(self.source),
             "results": str(self.results),
+            "journal": str(self.journal) if self.journal else None,
+            "run": self.run_id,
             "target": self.target,
             "rows": self.rows,
             "counts": dict(self.counts),
+            "error_codes": {str(code): n for code, n in self.codes.items()},
+            "plan": dict(self.plan) if self.plan else None,
             "started": self.started.isoformat(timespec="seconds"),
             "seconds": round(self.seconds, 3),
             "rows_per_second": round(self.rows / self.seconds, 1) if self.seconds else None,
             "warnings": self.warnings,
-            "error_codes": {str(code): n for code, n in self.codes.items()},
             "rate_limited": self.rate_limited,
             "reconciled": self.reconciled,
             "interrupted": self.interrupted,
             "exit_code": self.exit_code,
         }
 
+    def sheet_lines(self) -> list[tuple[str, Any]]:
+        """The summary as the XLSX results' Summary sheet shows it."""
+        lines: list[tuple[str, Any]] = [
+            (f"rows {result}", n) for result, n in sorted(self.counts.items())
+        ]
+        lines += [
+            ("rows", self.rows),
+            ("started (UTC)", self.started.replace(tzinfo=None, microsecond=0)),
+            ("seconds", round(self.seconds, 1)),
+            ("rows per second", round(self.rows / self.seconds, 1) if self.seconds else None),
+            ("source", str(self.source)),
+            ("target", self.target),
+            ("journal", str(self.journal or "")),
+            ("run", self.run_id),
+            ("answers 429 (slowed down)", self.rate_limited),
+            ("lost answers found by a look-up", self.reconciled),
+            ("interrupted", "yes" if self.interrupted else "no"),
+        ]
+        lines += [(f"plan: {verb}", n) for verb, n in sorted(self.plan.items())]
+        lines += [("warning", w) for w in self.warnings]
+        return lines
+
     def describe(self) -> str:
         parts = ", ".join(f"{n} {result}" for result, n in sorted(self.counts.items()))
+        plan = ", ".join(f"{n} {verb}" for verb, n in sorted(self.plan.items()))
         return (
-            f"{self.rows} rows in {self.seconds:.1f} s: {parts or 'nothing to do'}. "
-            f"Results: {self.results}"
+            f"{self.rows} rows in {self.seconds:.1f} s: {parts or 'nothing to do'}"
+            + (f" (plan: {plan})" if plan else "")
+            + f". Results: {self.results}"
         )
 
 
@@ -363,6 +491,180 @@ async def venue_timezone(client: IvvyClient, venue_id: int) -> str:
     raise UsageError(f"venue {venue_id} does not exist in iVvy: check --venue-id")
 
 
+async def settle_in_flight(journal: Journal, target: str, reconciler: Reconciler) -> int:
+    """Rows of earlier runs into ``target`` that were in flight when their run was stopped or
+    killed: a create is looked up (found: done, with the task it made; not found: pending
+    again), an update is pending again (sending it again sets the same values). The number of
+    rows looked at."""
+    rows = journal.in_flight(target)
+    if not rows:
+        return 0
+    since = min(r.sent_at for r in rows) - CLOCK_SLACK
+    for task_id in journal.tasks_sent_since(since):
+        reconciler.own(task_id)
+    key_columns: dict[int, str | None] = {}
+    for row in rows:
+        found = None
+        if row.params.get("id") is None:
+            found = await reconciler.find(row.params, row.sent_at)
+        journal.settle(row, None if found is None else found_outcome(found))
+        if found is not None and row.key:
+            if row.run not in key_columns:
+                record = journal.run(row.run)
+                key_columns[row.run] = record.options.get("key") if record else None
+            if column := key_columns[row.run]:
+                journal.set_key(target, column, row.key, found, digest_of(row.params), row.run)
+    return len(rows)
+
+
+_PAYLOAD_OPTIONS = (
+    "sheet", "encoding", "profile", "mapping", "timezone", "venue_id", "date_order",
+    "default_time", "key", "via", "only",
+)  # fmt: skip
+
+
+def begin_run(
+    journal: Journal, prepared: Prepared, options: RunOptions, target: str, results: Path
+) -> tuple[RunRecord, bool, list[str]]:
+    """This run's record in the journal: a new one, or (``--resume``) the stopped run of this
+    source; whether it resumes; what a person should know. UsageError when the source was run
+    into this target before and neither ``--resume``, ``--key`` nor ``--new-run`` says what to
+    do now."""
+    source = prepared.source
+    print_ = fingerprint(source.path, source.sheet)
+    latest = journal.latest(target, print_)
+    notes: list[str] = []
+    where = f"{source.path} into {target} (journal {journal.path})"
+    if options.resume:
+        if latest is None:
+            raise UsageError(f"nothing to resume: no run of {where}; run it without --resume")
+        if latest.status == "finished":
+            raise UsageError(
+                f"nothing to resume: run {latest.id} of {where} finished on {latest.finished}; "
+                f"its results are in {latest.results}. To send its failed rows again: "
+                f"task-import run {latest.results} --only failed"
+            )
+        return journal.reopen(latest.id, str(results)), True, notes
+    if latest is not None and not options.new_run:
+        counts = journal.row_counts(latest.id)
+        done = sum(n for result, n in counts.items() if result != "in_flight")
+        if latest.status != "finished" and options.key is None:
+            raise UsageError(
+                f"run {latest.id} of {where} stopped after {done} of {prepared.rows} rows: give "
+                "--resume to go on where it stopped (rows it may have sent are looked up, not "
+                "sent twice), or --new-run to begin again and send every row again"
+            )
+        if latest.status != "finished":
+            notes.append(
+                f"run {latest.id} of this source stopped after {done} rows; this run goes "
+                f"through every row (--key: rows already imported are updated or left alone)"
+            )
+        elif options.key is None and (counts["created"] or counts["updated"]):
+            summary = ", ".join(f"{n} {r}" for r, n in sorted(counts.items()))
+            raise UsageError(
+                f"{source.path} was already imported into {target} on {latest.finished} (run "
+                f"{latest.id}: {summary}; results: {latest.results}). Running it again would "
+                "create its tasks again: give --key COLUMN (a column that identifies each row) "
+                "to update them instead, send the failed rows again with: task-import run "
+                f"{latest.results} --only failed,invalid — or give --new-run to create them all "
+                "again"
+            )
+    kept = {name: getattr(options, name) for name in _PAYLOAD_OPTIONS}
+    record = journal.start(
+        kind="import",
+        target=target,
+        source=str(source.path.resolve()),
+        print_=print_,
+        options=kept,
+        results=str(results),
+    )
+    return record, False, notes
+
+
+class Feed:
+    """The rows, on their way to the send stage through the journal: each group of rows is
+    written ``in_flight`` (with what it sends) before any of it is sent; each outcome is
+    recorded as it comes. With ``--key``, a row already imported and unchanged is not sent, and
+    a changed one becomes an update of its task."""
+
+    GROUP = 64
+
+    def __init__(
+        self,
+        run: RunJournal,
+        rows: Iterator[tuple[Row, Payload | Outcome]],
+        stop: asyncio.Event,
+        *,
+        key: str | None,
+        target: str,
+    ) -> None:
+        self._run = run
+        self._rows = rows
+        self._stop = stop
+        self._key = key
+        self._target = target
+        self._unsent: deque[Payload] = deque()
+
+    def payloads(self) -> Iterator[Payload]:
+        group: list[tuple[Row, Payload | Outcome]] = []
+        for row, checked in self._rows:
+            if self._stop.is_set():
+                return
+            group.append((row, checked))
+            if len(group) >= self.GROUP:
+                self._admit(group)
+                group = []
+                yield from self._drain()
+        if not self._stop.is_set():
+            self._admit(group)
+            yield from self._drain()
+
+    def _drain(self) -> Iterator[Payload]:
+        while self._unsent and not self._stop.is_set():
+            yield self._unsent.popleft()
+
+    def _admit(self, group: list[tuple[Row, Payload | Outcome]]) -> None:
+        known: dict[str, tuple[int, str]] = {}
+        if self._key is not None:
+            values = (key_of(r, self._key) for r, c in group if isinstance(c, Payload))
+            known = self._run.journal.keys(self._target, self._key, filter(None, values))
+        now = time.time()
+        for row, checked in group:
+            if isinstance(checked, Outcome):
+                self._run.done(row.number, checked)
+                continue
+            payload = checked
+            value = key_of(row, self._key) if self._key is not None else None
+            if value and value in known and payload.params.get("id") is None:
+                task_id, digest = known[value]
+                if digest == digest_of(payload.params):
+                    unchanged = Outcome("unchanged", task_id=task_id, warnings=payload.warnings)
+                    self._run.done(row.number, unchanged)
+                    continue
+                payload = payload._replace(params={**payload.params, "id": task_id})
+            self._run.in_flight(row.number, payload.params, now, key=value or None)
+            self._unsent.append(payload)
+        self._run.flush()
+
+    def record(self, payload: Payload, outcome: Outcome) -> None:
+        if outcome.error_code == INTERRUPTED:
+            return  # it stays in flight: the next run looks it up
+        value = key_of(payload.row, self._key) if self._key is not None else None
+        self._run.done(
+            payload.row.number,
+            dataclasses.replace(outcome, warnings=payload.warnings + outcome.warnings),
+            sent_at=time.time(),
+            key=(value, payload.params) if value else None,
+        )
+
+    def release(self) -> None:
+        """Rows written in flight but never handed to the send stage (the run was stopped) are
+        pending again."""
+        self._run.forget(p.row.number for p in self._unsent)
+        self._unsent.clear()
+        self._run.flush()
+
+
 async def run_import(
     source_path: str | Path,
     client: IvvyClient,
@@ -375,63 +677,106 @@ async def run_import(
     """Import every row of ``source_path`` through ``client``; the run's summary.
 
     Raises :class:`~importer.errors.ImporterError` before sending anything when the source,
-    the mapping or an option is unusable, and :class:`~importer.client.IvvyError` when iVvy
-    cannot be reached or refuses the credentials before any row is sent. Setting ``stop`` stops
-    the run (:func:`~importer.send.send_all` says how); rows it never sent are ``skipped``.
-    ``started(rows)`` is called once the rows are counted, ``progress(outcome)`` once per row.
+    the mapping, an option or the journal is unusable, and :class:`~importer.client.IvvyError`
+    when iVvy cannot be reached or refuses the credentials before any row is sent. Setting
+    ``stop`` stops the run (:func:`~importer.send.send_all` says how); rows it never sent are
+    ``skipped`` and stay pending in the journal for ``--resume``. ``started(rows)`` is called
+    once the rows left to do are counted, ``progress(outcome)`` once per row.
     """
     clock = time.monotonic()
     stop = stop or asyncio.Event()
     prepared, directory = await prepare_online(source_path, client, options)
-    source = prepared.source
     summary, results_path = _summary(prepared, options, client)
-    journal = MemoryJournal(progress)
-    if started is not None:
-        started(prepared.rows)
-    check = {"default_venue": options.venue_id, "key": options.key}
+    target = client.credentials.target
+    with Journal(options.state or default_journal_path(target)) as journal:
+        summary.journal = journal.path
+        reconciler = Reconciler(client)
+        if looked := await settle_in_flight(journal, target, reconciler):
+            summary.warnings.append(
+                f"{looked} rows were in flight when an earlier run stopped: {reconciler.found} "
+                "were found in iVvy and kept, the others will be sent"
+            )
+        record, resuming, notes = begin_run(journal, prepared, options, target, results_path)
+        summary.warnings += notes
+        summary.run_id = record.id
+        run = RunJournal(journal, record, key_column=options.key, on_done=progress)
+        finished = run.done_numbers() if resuming else bytearray()
+        if started is not None:
+            started(prepared.rows - int.from_bytes(finished, "little").bit_count())
+        check = {"default_venue": options.venue_id, "key": options.key, "only": options.only}
+        rows = checked_rows(prepared, directory, **check)
+        if resuming:
+            rows = ((r, c) for r, c in rows if not is_done(finished, r.number))
+        if options.all_or_nothing and not resuming and _all_or_nothing(prepared, run, summary):
+            pass
+        else:
+            feed = Feed(run, rows, stop, key=options.key, target=target)
+            sending = SendOptions(
+                concurrency=options.concurrency,
+                rate=options.rate,
+                recreate_missing=options.recreate_missing,
+            )
+            began = time.monotonic()
+            deliver = send_batches if options.via == "batch" else send_all
+            await deliver(client, feed.payloads(), feed.record, sending, reconciler, stop=stop)
+            feed.release()
+            summary.send_seconds = time.monotonic() - began
+        summary.rate_limited = reconciler.rate_limited
+        summary.reconciled = reconciler.found
+        summary.interrupted = stop.is_set()
+        _finish(summary, _merged(prepared.source.rows(), run.outcomes()), prepared, results_path,
+                clock)  # fmt: skip
+        journal.end(record.id, "stopped" if summary.interrupted else "finished")
+    return summary
 
-    if options.all_or_nothing:
-        invalid = sum(isinstance(c, Outcome) for _, c in checked_rows(prepared, directory, **check))
-        if invalid:
-            note = f"not sent: {invalid} rows are invalid and --all-or-nothing was given"
-            for row, checked in checked_rows(prepared, directory, **check):
-                if isinstance(checked, Payload):
-                    checked = Outcome("skipped", message=note, warnings=checked.warnings)
-                journal.done(row.number, checked)
-            summary.warnings.append(note)
-            return _finish(summary, journal, source, results_path, clock)
 
-    def ready() -> Iterator[Payload]:
-        for row, checked in checked_rows(prepared, directory, **check):
-            if stop.is_set():
-                return
-            journal.pending(row.number)
-            if isinstance(checked, Outcome):
-                journal.done(row.number, checked)
-                continue
-            journal.in_flight(row.number)
-            yield checked
+def _all_or_nothing(prepared: Prepared, run: RunJournal, summary: RunSummary) -> bool:
+    """With ``--all-or-nothing``: whether any row is invalid; if so, every row is recorded
+    (invalid, or skipped) and nothing is to be sent."""
+    options = {"default_venue": None}
+    invalid = sum(isinstance(c, Outcome) for _, c in checked_rows(prepared, None, **options))
+    if not invalid:
+        return False
+    note = f"not sent: {invalid} rows are invalid and --all-or-nothing was given"
+    for row, checked in checked_rows(prepared, None, **options):
+        if isinstance(checked, Payload):
+            checked = Outcome("skipped", message=note, warnings=checked.warnings)
+        run.done(row.number, checked)
+    summary.warnings.append(note)
+    return True
 
-    def record(payload: Payload, outcome: Outcome) -> None:
-        warnings = payload.warnings + outcome.warnings
-        journal.done(payload.row.number, dataclasses.replace(outcome, warnings=warnings))
 
-    sending = SendOptions(concurrency=options.concurrency, rate=options.rate)
-    began = time.monotonic()
-    deliver = send_batches if options.via == "batch" else send_all
-    reconciler = await deliver(client, ready(), record, sending, stop=stop)
-    summary.send_seconds = time.monotonic() - began
-    summary.rate_limited = reconciler.rate_limited
-    summary.reconciled = reconciler.found
-    summary.interrupted = stop.is_set()
-    return _finish(summary, journal, source, results_path, clock)
+def _merged(
+    rows: Iterator[Row], outcomes: Iterator[tuple[int, Outcome | None]]
+) -> Iterator[tuple[Row, Outcome]]:
+    """Each source row with its outcome from the journal (both in row order): a row in flight
+    when the run stopped is ``failed`` (``INTERRUPTED``: it may or may not be in iVvy), a row
+    the run never reached is ``skipped``."""
+    never = Outcome("skipped", message="not sent: the run was stopped before this row; "
+                    "--resume goes on")  # fmt: skip
+    unknown = Outcome(
+        "failed",
+        error_code=INTERRUPTED,
+        message="the run stopped while this row was being sent: it may or may not be in iVvy; "
+        "--resume looks it up before sending it again",
+    )
+    pending = next(outcomes, None)
+    for row in rows:
+        while pending is not None and pending[0] < row.number:
+            pending = next(outcomes, None)
+        if pending is not None and pending[0] == row.number:
+            yield row, pending[1] or unknown
+        else:
+            yield row, never
 
 
 def _summary(
-    prepared: Prepared, options: RunOptions, client: IvvyClient | None
+    prepared: Prepared, options: RunOptions, client: IvvyClient | None, kind: str = "results"
 ) -> tuple[RunSummary, Path]:
-    """A run's summary as it begins, and where its results go."""
-    results = options.results or default_results_path(prepared.source.path)
+    """A run's summary as it begins, and where its results go (``NAME.{kind}.xlsx|csv`` by
+    default)."""
+    results = options.results or default_results_path(prepared.source.path, kind)
+    check_results_path(results)
     target = client.credentials.target if client else "offline (no credentials)"
     summary = RunSummary(
         source=prepared.source.path,
@@ -443,41 +788,94 @@ def _summary(
 
 
 def _finish(
-    summary: RunSummary, journal: MemoryJournal, source: Source, results: Path, clock: float
+    summary: RunSummary,
+    outcomes: Iterable[tuple[Row, Outcome]],
+    prepared: Prepared,
+    results: Path,
+    clock: float,
 ) -> RunSummary:
-    """Write the results from the journal, in source order; the summary, completed. A row the
-    run never reached (it was stopped) is ``skipped``."""
-    never = Outcome("skipped", message="not sent: the run was stopped before this row")
-    for row in source.rows():
-        if journal.outcome(row.number) is None:
-            journal.done(row.number, never)
-    outcomes = ((row, journal.outcome(row.number)) for row in source.rows())
-    write_results_csv(results, source.headers, outcomes)  # type: ignore[arg-type]
-    summary.counts = journal.counts()
-    summary.codes = journal.codes()
-    summary.seconds = time.monotonic() - clock
+    """Write the results (every row, in source order) and complete the summary."""
+    counts: Counter[str] = Counter()
+    codes: Counter[str] = Counter()
+    with open_results(results, prepared.data_headers) as sheet:
+        for row, outcome in outcomes:
+            counts[outcome.result] += 1
+            if outcome.error_code is not None:
+                codes[str(outcome.error_code)] += 1
+            sheet.add(row, outcome)
+        summary.counts, summary.codes = counts, codes
+        summary.seconds = time.monotonic() - clock
+        sheet.close(summary.sheet_lines(), codes)
     return summary
 
 
 async def validate_source(
-    source_path: str | Path, client: IvvyClient | None, options: RunOptions = RunOptions()
+    source_path: str | Path,
+    client: IvvyClient | None,
+    options: RunOptions = RunOptions(),
+    *,
+    target: str | None = None,
 ) -> RunSummary:
     """Every check of a run, online ones when a ``client`` is given, and nothing sent to
-    addOrUpdateTask: a results sheet whose ``result`` is ``valid`` or ``invalid``."""
+    addOrUpdateTask: a results sheet whose ``result`` is ``valid`` or ``invalid``. With
+    ``--key``, each valid row's message says what a run into the target (``client``'s, else
+    ``target``) would do with it: create, update or leave it unchanged."""
     clock = time.monotonic()
     prepared, directory = await prepare_online(source_path, client, options)
-    source = prepared.source
-    summary, results_path = _summary(prepared, options, client)
+    summary, results_path = _summary(prepared, options, client, "validation")
     if directory is None:
         summary.warnings.append(
             "offline: ids, users and venues were not checked against iVvy (set IVVY_API_KEY "
             "and IVVY_API_SECRET, or give --sandbox)"
         )
-    journal = MemoryJournal()
-    for row, checked in checked_rows(
-        prepared, directory, default_venue=options.venue_id, key=options.key
-    ):
-        if isinstance(checked, Payload):
-            checked = Outcome("valid", warnings=checked.warnings)
-        journal.done(row.number, checked)
-    return _finish(summary, journal, source, results_path, clock)
+    target = client.credentials.target if client is not None else target
+    plan = None
+    if options.key is not None and target is not None:
+        plan = KeyPlan(options.state or default_journal_path(target), target, options.key)
+    elif options.key is not None:
+        summary.warnings.append("no target (no credentials): the plan per row is not shown")
+
+    def verdicts() -> Iterator[tuple[Row, Outcome]]:
+        checked_all = checked_rows(
+            prepared, directory, default_venue=options.venue_id, key=options.key,
+            only=options.only,
+        )  # fmt: skip
+        for row, checked in checked_all:
+            if isinstance(checked, Payload):
+                verb, message = plan(row, checked) if plan else ("", "")
+                summary.plan[verb] += bool(verb)
+                checked = Outcome("valid", message=message, warnings=checked.warnings)
+            yield row, checked
+
+    try:
+        return _finish(summary, verdicts(), prepared, results_path, clock)
+    finally:
+        if plan is not None:
+            plan.close()
+
+
+class KeyPlan:
+    """What a run would do with each keyed row: read from the journal, which is not locked
+    (a run may be writing it)."""
+
+    def __init__(self, path: Path, target: str, column: str) -> None:
+        self._target = target
+        self._column = column
+        self._db = read_only_journal(path)
+
+    def __call__(self, row: Row, payload: Payload) -> tuple[str, str]:
+        task = payload.params.get("id")
+        value = key_of(row, self._column)
+        known = lookup_keys(self._db, self._target, self._column, [value]) if value else {}
+        if task is not None:
+            return "update", f"plan: update task {task}"
+        if value not in known:
+            return "create", "plan: create"
+        task_id, digest = known[value]
+        if digest == digest_of(payload.params):
+            return "unchanged", f"plan: unchanged (task {task_id})"
+        return "update", f"plan: update task {task_id}"
+
+    def close(self) -> None:
+        if self._db is not None:
+            self._db.close()

@@ -1,32 +1,57 @@
 """Write results: every source row once, in source order, with its cells and its outcome.
 
-This first version writes CSV (UTF-8 with a BOM, so Excel shows accents). No cell written can
-start a spreadsheet formula. The file appears whole or not at all: it is written beside the
-target under a temporary name, then renamed.
+XLSX (streamed with openpyxl's write-only workbook: rows go to disk as they come, strings inline,
+so a million rows are never held) with a Summary and an Errors sheet, or CSV (UTF-8 with a BOM,
+so Excel shows accents), chosen by the extension. No cell written can start a spreadsheet
+formula. The file appears whole or not at all: it is written beside the target under a
+temporary name, then renamed.
+
+A results sheet is itself a source: :func:`earlier_columns` recognises one, and
+:func:`unneutralise` gives back the text a person wrote.
 """
 
 from __future__ import annotations
 
 import csv
 import os
+import re
 import tempfile
-from collections.abc import Iterable, Iterator, Sequence
+from collections.abc import Iterator, Mapping, Sequence
 from contextlib import contextmanager
 from datetime import date, datetime, time
 from pathlib import Path
-from typing import Any, TextIO
+from typing import IO, Any
 
+from openpyxl import Workbook
+from openpyxl.cell import WriteOnlyCell
+from openpyxl.styles import Font
+
+from .errors import UsageError
+from .fields import describe_code
 from .model import Outcome, Row
 
 RESULT_COLUMNS = ("row", "result", "task_id", "error_code", "field", "message", "warnings")
 #: Text starting with these is read as a formula (or as a DDE payload) by spreadsheets (OWASP).
 _FORMULA_STARTS = ("=", "+", "-", "@", "\t", "\r", "\0")
+#: Text that :func:`neutralise` prefixes: a formula start, after any quotes already there (so
+#: that a cell a person wrote as ``'=x`` comes back as itself, too).
+_NEUTRALISED = re.compile(r"'*[=+\-@\t\r\0]")
+#: Characters XML (so XLSX) cannot hold at all.
+_NOT_XML = re.compile(r"[\x00-\x08\x0b\x0c\x0e-\x1f]")
+FORMATS = (".csv", ".xlsx")
 
 
 def neutralise(value: Any) -> Any:
     """``value``, with text that a spreadsheet would run as a formula prefixed by ``'``."""
-    if isinstance(value, str) and value.startswith(_FORMULA_STARTS):
+    if isinstance(value, str) and _NEUTRALISED.match(value):
         return "'" + value
+    return value
+
+
+def unneutralise(value: Any) -> Any:
+    """The text :func:`neutralise` was given (for a results sheet read back as a source)."""
+    if isinstance(value, str) and value.startswith("'") and _NEUTRALISED.match(value, 1):
+        return value[1:]
     return value
 
 
@@ -38,14 +63,32 @@ def cell_text(value: Any) -> Any:
         return value.isoformat(sep=" ")
     if isinstance(value, date | time):
         return value.isoformat()
+    return whole(value)
+
+
+def whole(value: Any) -> Any:
+    """Workbooks store every number as a float: 1234.0 was typed 1234."""
     if isinstance(value, float) and value.is_integer() and abs(value) < 2**53:
-        return int(value)  # workbooks store every number as a float: 1234.0 was typed 1234
+        return int(value)
     return value
 
 
-def default_results_path(source: Path) -> Path:
-    """``NAME.results.csv`` beside the source."""
-    return source.with_name(f"{source.stem}.results.csv")
+def default_results_path(source: Path, kind: str = "results") -> Path:
+    """``NAME.results.xlsx`` beside a workbook, ``NAME.results.csv`` beside a text file
+    (``validate`` writes ``NAME.validation…``)."""
+    suffix = ".csv" if source.suffix.lower() in (".csv", ".tsv", ".txt", "") else ".xlsx"
+    stem = source.stem.removesuffix(".results").removesuffix(".validation")
+    return source.with_name(f"{stem}.{kind}{suffix}")
+
+
+def check_results_path(path: Path) -> None:
+    """UsageError unless the results can be written as ``path`` says (checked before a run)."""
+    if path.suffix.lower() not in FORMATS:
+        raise UsageError(
+            f"--results {path}: the results are written as .xlsx or .csv, not {path.suffix!r}"
+        )
+    if path.is_dir():
+        raise UsageError(f"--results {path} is a folder: give a file name ending .xlsx or .csv")
 
 
 def result_headers(source_headers: Sequence[str]) -> list[str]:
@@ -56,39 +99,135 @@ def result_headers(source_headers: Sequence[str]) -> list[str]:
     return [*source_headers, *ours]
 
 
+def earlier_columns(headers: Sequence[str]) -> dict[str, str] | None:
+    """For a results sheet read as a source: our column name → its header; ``None`` for any
+    other source. Ours are the last seven, each possibly ``import_``-prefixed."""
+    if len(headers) < len(RESULT_COLUMNS):
+        return None
+    tail = headers[-len(RESULT_COLUMNS) :]
+    if all(h in (c, f"import_{c}") for h, c in zip(tail, RESULT_COLUMNS, strict=True)):
+        return dict(zip(RESULT_COLUMNS, tail, strict=True))
+    return None
+
+
+def outcome_cells(row: Row, outcome: Outcome) -> list[Any]:
+    return [
+        row.number,
+        outcome.result,
+        outcome.task_id,
+        outcome.error_code,
+        outcome.field,
+        outcome.message,
+        "; ".join(outcome.warnings),
+    ]
+
+
 @contextmanager
-def atomic_write(path: Path, **open_args: Any) -> Iterator[TextIO]:
-    """A text file that appears at ``path`` whole when the block ends, or not at all."""
+def _atomic_path(path: Path) -> Iterator[Path]:
+    """A temporary path beside ``path``, renamed to it when the block ends well, else removed."""
     path.parent.mkdir(parents=True, exist_ok=True)
     fd, temporary = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.", suffix=".tmp")
+    os.close(fd)
     try:
-        with open(fd, "w", **open_args) as handle:
-            yield handle
+        yield Path(temporary)
         os.replace(temporary, path)
     except BaseException:
         Path(temporary).unlink(missing_ok=True)
         raise
 
 
-def write_results_csv(
-    path: Path, source_headers: Sequence[str], rows: Iterable[tuple[Row, Outcome]]
-) -> int:
-    """Write the results CSV at ``path``; the number of rows written."""
-    count = 0
-    with atomic_write(path, encoding="utf-8-sig", newline="") as handle:
-        writer = csv.writer(handle)
-        writer.writerow([neutralise(h) for h in result_headers(source_headers)])
-        for row, outcome in rows:
-            cells = [row.cells.get(h, "") for h in source_headers]
-            ours = [
-                row.number,
-                outcome.result,
-                outcome.task_id,
-                outcome.error_code,
-                outcome.field,
-                outcome.message,
-                "; ".join(outcome.warnings),
-            ]
-            writer.writerow([neutralise(cell_text(v)) for v in (*cells, *ours)])
-            count += 1
-    return count
+@contextmanager
+def atomic_write(path: Path, **open_args: Any) -> Iterator[IO[str]]:
+    """A text file that appears at ``path`` whole when the block ends, or not at all."""
+    with _atomic_path(path) as temporary, temporary.open("w", **open_args) as handle:
+        yield handle
+
+
+class ResultsWriter:
+    """Rows appended one by one (:meth:`add`), then :meth:`close` with the run's summary."""
+
+    def __init__(self, path: Path, source_headers: Sequence[str]) -> None:
+        self.path = path
+        self.headers = list(source_headers)
+        self.rows = 0
+
+    def add(self, row: Row, outcome: Outcome) -> None:
+        raise NotImplementedError
+
+    def close(self, summary: Sequence[tuple[str, Any]], codes: Mapping[str, int]) -> None:
+        raise NotImplementedError
+
+
+class CsvResults(ResultsWriter):
+    def __init__(self, path: Path, source_headers: Sequence[str], handle: IO[str]) -> None:
+        super().__init__(path, source_headers)
+        self._writer = csv.writer(handle)
+        self._writer.writerow([neutralise(h) for h in result_headers(source_headers)])
+
+    def add(self, row: Row, outcome: Outcome) -> None:
+        cells = [row.cells.get(h, "") for h in self.headers]
+        self._writer.writerow(
+            [neutralise(cell_text(v)) for v in (*cells, *outcome_cells(row, outcome))]
+        )
+        self.rows += 1
+
+    def close(self, summary: Sequence[tuple[str, Any]], codes: Mapping[str, int]) -> None:
+        """A CSV has one sheet: the summary is the caller's to print."""
+
+
+def _xlsx_value(value: Any) -> Any:
+    if isinstance(value, str):
+        return neutralise(_NOT_XML.sub("\ufffd", value))
+    if isinstance(value, time | date | datetime | bool | int):
+        return value
+    if isinstance(value, float):
+        return whole(value)
+    return "" if value is None else neutralise(_NOT_XML.sub("\ufffd", str(value)))
+
+
+class XlsxResults(ResultsWriter):
+    def __init__(self, path: Path, source_headers: Sequence[str], temporary: Path) -> None:
+        super().__init__(path, source_headers)
+        self._temporary = temporary
+        self._book = Workbook(write_only=True)
+        self._sheet = self._book.create_sheet("Results")
+        self._sheet.freeze_panes = "A2"
+        self._bold = Font(bold=True)
+        self._sheet.append(self._heading(result_headers(source_headers)))
+
+    def _heading(self, names: Sequence[str]) -> list[WriteOnlyCell]:
+        cells = []
+        for name in names:
+            cell = WriteOnlyCell(self._sheet, value=_xlsx_value(name))
+            cell.font = self._bold
+            cells.append(cell)
+        return cells
+
+    def add(self, row: Row, outcome: Outcome) -> None:
+        cells = [row.cells.get(h) for h in self.headers]
+        self._sheet.append([_xlsx_value(v) for v in (*cells, *outcome_cells(row, outcome))])
+        self.rows += 1
+
+    def close(self, summary: Sequence[tuple[str, Any]], codes: Mapping[str, int]) -> None:
+        sheet = self._book.create_sheet("Summary")
+        sheet.append(self._heading(["what", "value"]))
+        for name, value in summary:
+            sheet.append([_xlsx_value(name), _xlsx_value(value)])
+        errors = self._book.create_sheet("Errors")
+        errors.append(self._heading(["error_code", "rows", "meaning"]))
+        for code, n in sorted(codes.items(), key=lambda item: (-item[1], str(item[0]))):
+            number = int(code) if str(code).isdigit() else code
+            errors.append([_xlsx_value(number), n, _xlsx_value(describe_code(code))])
+        self._book.save(self._temporary)
+
+
+@contextmanager
+def open_results(path: Path, source_headers: Sequence[str]) -> Iterator[ResultsWriter]:
+    """A results writer for ``path`` (its extension says the format), committed atomically."""
+    check_results_path(path)
+    if path.suffix.lower() == ".csv":
+        with atomic_write(path, encoding="utf-8-sig", newline="") as handle:
+            yield CsvResults(path, source_headers, handle)
+        return
+    with _atomic_path(path) as temporary:
+        yield XlsxResults(path, source_headers, temporary)

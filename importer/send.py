@@ -42,6 +42,8 @@ class SendOptions:
     max_attempts: int = 8
     #: After a stop is asked for, how long rows already in flight may take to finish.
     grace: float = 5.0
+    #: An update of a task deleted in iVvy since (24392) creates it again instead of failing.
+    recreate_missing: bool = False
 
 
 def backoff(attempt: int) -> float:
@@ -89,7 +91,14 @@ async def send_all(
 
     async def _deliver_alone(payload: Payload) -> Outcome:
         async with alike.hold(signature(payload.params)):
-            return await deliver(client, payload, pace, options.max_attempts, reconciler)
+            return await deliver(
+                client,
+                payload,
+                pace,
+                options.max_attempts,
+                reconciler,
+                recreate_missing=options.recreate_missing,
+            )
 
     workers = [asyncio.ensure_future(worker()) for _ in range(max(1, options.concurrency))]
     stopping = asyncio.ensure_future(stop.wait())
@@ -122,12 +131,16 @@ async def deliver(
     pace: Pace,
     max_attempts: int,
     reconciler: Reconciler | None = None,
+    *,
+    recreate_missing: bool = False,
 ) -> Outcome:
-    """Send one payload, retrying only what is safe to retry; its outcome."""
+    """Send one payload, retrying only what is safe to retry; its outcome. With
+    ``recreate_missing``, an update of a task that no longer exists becomes a create."""
     reconciler = reconciler or Reconciler(client)
     creating = not payload.is_update
     first_sent: datetime | None = None
     last: Exception | None = None
+    notes: tuple[str, ...] = ()
     for attempt in range(1, max_attempts + 1):
         wait = backoff(attempt)
         first_sent = first_sent or datetime.now(UTC)
@@ -142,7 +155,8 @@ async def deliver(
                 last = exc
             else:
                 reconciler.own(task_id)
-                return Outcome("updated" if payload.is_update else "created", task_id=task_id)
+                result = "updated" if payload.is_update else "created"
+                return Outcome(result, task_id=task_id, warnings=notes)
         if isinstance(last, RateLimited):
             wait = last.retry_after if last.retry_after is not None else wait
         elif isinstance(last, ServerError | TransportError):
@@ -150,11 +164,33 @@ async def deliver(
             if creating and written:
                 found = await reconciler.find(payload.params, first_sent)
                 if found is not None:
-                    return _found(found)
+                    return found_outcome(found)
+        elif isinstance(last, ApiError) and _recreate(payload, last, recreate_missing):
+            notes = (_gone(payload),)
+            payload, creating = _as_create(payload), True
+            continue
         elif isinstance(last, ApiError) and last.specific_code != _STALE:
             return _failed(payload, last)  # a refusal with a reason: final
         await asyncio.sleep(wait)
     return _gave_up(last, max_attempts)
+
+
+MISSING_TASK = 24392
+
+
+def _recreate(payload: Payload, exc: ApiError, recreate_missing: bool) -> bool:
+    """Whether an update refused because its task is gone is to become a create."""
+    return recreate_missing and payload.is_update and exc.specific_code == MISSING_TASK
+
+
+def _gone(payload: Payload) -> str:
+    return (
+        f"task {payload.params['id']} no longer exists in iVvy: created again (--recreate-missing)"
+    )
+
+
+def _as_create(payload: Payload) -> Payload:
+    return payload._replace(params={k: v for k, v in payload.params.items() if k != "id"})
 
 
 def _failed(payload: Payload, exc: ApiError, message: str | None = None) -> Outcome:
@@ -194,7 +230,7 @@ def _gave_up(last: Exception | None, attempts: int) -> Outcome:
     )
 
 
-def _found(task_id: int) -> Outcome:
+def found_outcome(task_id: int) -> Outcome:
     """The outcome of a create whose answer was lost and whose task a look-up found."""
     note = "iVvy's answer was lost; the task it made was found and kept"
     return Outcome("created", task_id=task_id, warnings=(note,))
@@ -226,7 +262,14 @@ async def send_batches(
             group = list(islice(source, BATCH_SIZE))
             if not group:
                 return
-            outcomes = await deliver_batch(client, group, pace, options.max_attempts, reconciler)
+            outcomes = await deliver_batch(
+                client,
+                group,
+                pace,
+                options.max_attempts,
+                reconciler,
+                recreate_missing=options.recreate_missing,
+            )
             for payload, outcome in zip(group, outcomes, strict=True):
                 on_outcome(payload, outcome)
 
@@ -241,9 +284,13 @@ async def deliver_batch(
     pace: Pace,
     max_attempts: int,
     reconciler: Reconciler,
+    *,
+    recreate_missing: bool = False,
 ) -> list[Outcome]:
-    """One batch of rows, sent and retried as safely as single rows are; an outcome per row."""
+    """One batch of rows, sent and retried as safely as single rows are; an outcome per row.
+    A row whose update became a create (``recreate_missing``) is replaced in ``group``."""
     outcomes: list[Outcome | None] = [None] * len(group)
+    notes: dict[int, tuple[str, ...]] = {}
     pending = list(range(len(group)))
     first_sent = datetime.now(UTC)
     last: Exception | None = None
@@ -258,7 +305,7 @@ async def deliver_batch(
             if found is None:
                 still.append(i)
             else:
-                outcomes[i] = _found(found)
+                outcomes[i] = found_outcome(found)
         return still
 
     for attempt in range(1, max_attempts + 1):
@@ -285,19 +332,29 @@ async def deliver_batch(
             pending = await look_up(pending)
         elif answer is not None:
             results = await _batch_results(client, str(answer.get("asyncId")))
-            retry = []
+            retry, again = [], []
             for i, result in zip(pending, results, strict=False):
                 response = result.get("response") or {}
                 if response.get("success") and "id" in response:
                     task_id = int(response["id"])
                     reconciler.own(task_id)
                     result_name = "updated" if group[i].is_update else "created"
-                    outcomes[i] = Outcome(result_name, task_id=task_id)  # type: ignore[arg-type]
+                    outcomes[i] = Outcome(
+                        result_name,  # type: ignore[arg-type]
+                        task_id=task_id,
+                        warnings=notes.get(i, ()),
+                    )
                 elif int(response.get("errorCode") or 500) >= 500:
                     retry.append(i)  # a server error: it may have been done
+                elif _recreate(group[i], error := _job_error(response), recreate_missing):
+                    notes[i] = (_gone(group[i]),)
+                    group[i] = _as_create(group[i])
+                    again.append(i)
                 else:
-                    outcomes[i] = _failed(group[i], _job_error(response))
-            pending = await look_up(retry) if retry else []
+                    outcomes[i] = _failed(group[i], error)
+            pending = again + (await look_up(retry) if retry else [])
+            if again and len(pending) == len(again):
+                continue  # nothing to wait for: the new creates go at once
         if not pending:
             break
         await asyncio.sleep(wait)

@@ -7,6 +7,7 @@ import json
 import socket
 from pathlib import Path
 
+import openpyxl
 import pytest
 from click.testing import CliRunner
 
@@ -24,6 +25,16 @@ def env_for(server):
 
 
 def read_results(path: Path) -> list[dict[str, str]]:
+    """The results sheet's rows, every cell as text (as the CSV has them)."""
+    if path.suffix == ".xlsx":
+        book = openpyxl.load_workbook(path, read_only=True)
+        rows = list(book["Results"].iter_rows(values_only=True))
+        book.close()
+        headers = [str(h) for h in rows[0]]
+        return [
+            {h: "" if v is None else str(v) for h, v in zip(headers, row, strict=True)}
+            for row in rows[1:]
+        ]
     with path.open(encoding="utf-8-sig", newline="") as handle:
         return list(csv.DictReader(handle))
 

@@ -39,7 +39,7 @@ def test_xlsx_with_a_title_row_native_dates_and_a_chosen_sheet(sandbox, tmp_path
 
     outcome = run(sandbox, path, "--sheet", "Tasks", "--timezone", "Australia/Sydney")
     assert outcome.exit_code == 1, outcome.output
-    rows = read_results(tmp_path / "tasks.results.csv")
+    rows = read_results(tmp_path / "tasks.results.xlsx")
     assert [(r["row"], r["result"]) for r in rows] == [
         ("4", "created"), ("5", "created"), ("6", "invalid"),
     ]  # fmt: skip

@@ -27,7 +27,7 @@ def test_validate_writes_verdicts_and_sends_nothing(sandbox, tmp_path):
     )
     outcome = invoke(sandbox, "validate", source)
     assert outcome.exit_code == 1, outcome.output
-    rows = read_results(tmp_path / "v.results.csv")
+    rows = read_results(tmp_path / "v.validation.csv")
     verdicts = [(r["result"], r["error_code"], r["field"]) for r in rows]
     assert verdicts == [
         ("valid", "", ""),
@@ -83,7 +83,7 @@ def test_duplicate_keys_are_refused_naming_the_first_row(sandbox, tmp_path):
         "Legacy Id,name,due\nL1,A,2026-12-01\nL2,B,2026-12-01\nL1,C,2026-12-02\n",
     )
     outcome = invoke(sandbox, "validate", source, "--key", "Legacy Id")
-    rows = read_results(tmp_path / "k.results.csv")
+    rows = read_results(tmp_path / "k.validation.csv")
     assert [r["result"] for r in rows] == ["valid", "valid", "invalid"]
     assert rows[2]["error_code"] == "DUPLICATE_KEY"
     assert "'L1' is already on row 2" in rows[2]["message"]
@@ -96,7 +96,7 @@ def test_identical_rows_are_a_warning(sandbox, tmp_path):
     source = write_csv(tmp_path / "i.csv", "name,due\nA,2026-12-01\nA,2026-12-01\n")
     outcome = invoke(sandbox, "validate", source)
     assert outcome.exit_code == 0
-    rows = read_results(tmp_path / "i.results.csv")
+    rows = read_results(tmp_path / "i.validation.csv")
     assert rows[1]["warnings"] == "identical to row 2"
 
 
@@ -104,7 +104,7 @@ def test_all_or_nothing_sends_nothing_when_a_row_is_invalid(sandbox, tmp_path):
     source = write_csv(tmp_path / "a.csv", "name,due\nA,2026-12-01\nB,31/02/2026\n")
     outcome = invoke(sandbox, "run", source, "--all-or-nothing")
     assert outcome.exit_code == 1
-    rows = read_results(tmp_path / "a.results.csv")
+    rows = read_results(tmp_path / "a.validation.csv")
     assert [r["result"] for r in rows] == ["skipped", "invalid"]
     assert "--all-or-nothing" in rows[0]["message"]
     assert sandbox.tasks() == []

@@ -70,6 +70,8 @@ class Source:
     _verified: bool = field(default=False, repr=False)
     #: A workbook sheet's rows from row 1 (text sources are re-read from the file instead).
     _sheet_rows: Callable[[], Iterator[list[Any]]] = field(default=lambda: iter(()), repr=False)
+    #: Applied to every cell read (a results sheet read back gives its cells' own text).
+    cell_filter: Callable[[Any], Any] | None = None
 
     @property
     def headers(self) -> list[str]:
@@ -84,6 +86,12 @@ class Source:
     def batches(self, size: int = 4096) -> Iterator[Batch]:
         """The data rows in batches: row numbers, and cells aligned to :attr:`headers`.
         SourceError for a row that cannot be read."""
+        batches = self._batches(size)
+        if (change := self.cell_filter) is None:
+            return batches
+        return (Batch(b.numbers, [[change(c) for c in r] for r in b.rows]) for b in batches)
+
+    def _batches(self, size: int) -> Iterator[Batch]:
         if self.kind == "text" and self.fast:
             return fast_batches(
                 self.path,

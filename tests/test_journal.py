@@ -1,0 +1,205 @@
+"""The journal: resume after SIGKILL, nightly re-runs with --key, undo, the lock, re-runs."""
+
+from __future__ import annotations
+
+import csv
+import json
+import os
+import signal
+import subprocess
+import sys
+import time
+from collections import Counter
+from pathlib import Path
+
+import httpx
+from click.testing import CliRunner
+
+from importer.cli import main
+from importer.journal import Journal, default_journal_path
+
+from .test_cli_run import env_for, read_results
+
+HEADERS = ["Legacy Id", "Task Name", "Due Date", "Contact ID", "Status"]
+
+
+def keyed_rows(count: int) -> list[dict[str, str]]:
+    return [
+        {
+            "Legacy Id": f"L{n}",
+            "Task Name": f"Task {n}",
+            "Due Date": f"2026-12-{1 + n % 28:02d} 10:00",
+            "Contact ID": "12",
+            "Status": "Not Started",
+        }
+        for n in range(count)
+    ]
+
+
+def write_rows(path: Path, rows: list[dict[str, str]]) -> Path:
+    with path.open("w", newline="", encoding="utf-8") as handle:
+        writer = csv.DictWriter(handle, fieldnames=list(rows[0]))
+        writer.writeheader()
+        writer.writerows(rows)
+    return path
+
+
+def invoke(server, *args: object):
+    return CliRunner().invoke(main, [*map(str, args)], env=env_for(server))
+
+
+def as_json(outcome) -> dict:
+    return json.loads(outcome.stdout.strip().splitlines()[-1])
+
+
+def test_nightly_re_run_updates_changed_rows_creates_new_ones_and_leaves_the_rest(
+    make_sandbox, tmp_path
+):
+    server = make_sandbox()
+    rows = keyed_rows(100)
+    night1 = write_rows(tmp_path / "night1.csv", rows)
+    first = invoke(server, "run", night1, "--key", "Legacy Id", "--json")
+    assert first.exit_code == 0, first.output
+    summary = as_json(first)
+    assert summary["counts"] == {"created": 100}
+    assert summary["exit_code"] == 0 and summary["run"] == 1
+    assert Path(summary["journal"]) == default_journal_path(server.credentials.target)
+    ids = {r["Legacy Id"]: int(r["task_id"]) for r in read_results(tmp_path / "night1.results.csv")}
+
+    for n in (5, 50, 77):
+        rows[n]["Status"] = "Done"
+    rows += [dict(keyed_rows(102)[n]) for n in (100, 101)]
+    night2 = write_rows(tmp_path / "night2.csv", rows)
+
+    plan = invoke(server, "validate", night2, "--key", "Legacy Id", "--json")
+    assert plan.exit_code == 0, plan.output
+    assert as_json(plan)["plan"] == {"create": 2, "update": 3, "unchanged": 97}
+    assert len(server.tasks()) == 100  # validate sends nothing
+
+    second = invoke(server, "run", night2, "--key", "Legacy Id", "--json")
+    assert second.exit_code == 0, second.output
+    assert as_json(second)["counts"] == {"updated": 3, "created": 2, "unchanged": 97}
+    tasks = server.tasks()
+    assert len(tasks) == 102
+    by_id = {t["id"]: t for t in tasks}
+    results = read_results(tmp_path / "night2.results.csv")
+    for row in results:
+        if row["Legacy Id"] in ids:
+            assert int(row["task_id"]) == ids[row["Legacy Id"]]  # the same task, every night
+    assert {by_id[ids[f"L{n}"]]["status"] for n in (5, 50, 77)} == {4}
+
+    # A third night with the same export: nothing to send.
+    third = invoke(server, "run", night2, "--key", "Legacy Id", "--json")
+    assert as_json(third)["counts"] == {"unchanged": 102}
+    assert len(server.tasks()) == 102
+
+
+def test_a_task_deleted_in_ivvy_fails_with_24392_unless_recreate_missing(make_sandbox, tmp_path):
+    server = make_sandbox()
+    rows = keyed_rows(3)
+    assert invoke(server, "run", write_rows(tmp_path / "a.csv", rows), "--key", "Legacy Id")
+    gone = int(read_results(tmp_path / "a.results.csv")[1]["task_id"])
+    httpx.delete(f"{server.base_url}/_sandbox/tasks/{gone}").raise_for_status()
+    rows[1]["Status"] = "Done"
+    changed = write_rows(tmp_path / "b.csv", rows)
+
+    failed = invoke(server, "run", changed, "--key", "Legacy Id")
+    assert failed.exit_code == 1, failed.output
+    row = read_results(tmp_path / "b.results.csv")[1]
+    assert (row["result"], row["error_code"]) == ("failed", "24392")
+
+    again = invoke(server, "run", changed, "--key", "Legacy Id", "--recreate-missing")
+    assert again.exit_code == 0, again.output
+    row = read_results(tmp_path / "b.results.csv")[1]
+    assert row["result"] == "created" and int(row["task_id"]) != gone
+    assert "no longer exists" in row["warnings"]
+    assert sorted(t["name"] for t in server.tasks()) == ["Task 0", "Task 1", "Task 2"]
+
+
+def test_re_running_a_finished_source_says_so_and_what_to_do(sandbox, tmp_path):
+    source = write_rows(tmp_path / "once.csv", keyed_rows(3))
+    assert invoke(sandbox, "run", source).exit_code == 0
+    again = invoke(sandbox, "run", source)
+    assert again.exit_code == 2
+    assert "already imported" in again.output and "--key" in again.output
+    resumed = invoke(sandbox, "run", source, "--resume")
+    assert resumed.exit_code == 2 and "nothing to resume" in resumed.output
+    assert len(sandbox.tasks()) == 3
+    forced = invoke(sandbox, "run", source, "--new-run")
+    assert forced.exit_code == 0 and len(sandbox.tasks()) == 6
+
+
+def test_a_second_run_on_a_journal_in_use_refuses(sandbox, tmp_path):
+    source = write_rows(tmp_path / "locked.csv", keyed_rows(3))
+    state = tmp_path / "journal.sqlite"
+    with Journal(state):
+        outcome = invoke(sandbox, "run", source, "--state", state)
+    assert outcome.exit_code == 2
+    assert "another task-import run is using the journal" in outcome.output
+    assert sandbox.tasks() == []
+    assert invoke(sandbox, "run", source, "--state", state).exit_code == 0
+
+
+def test_undo_cancels_what_a_run_created_and_lists_its_updates(make_sandbox, tmp_path):
+    server = make_sandbox()
+    rows = keyed_rows(4)
+    invoke(server, "run", write_rows(tmp_path / "n1.csv", rows), "--key", "Legacy Id")
+    rows[0]["Status"] = "Done"
+    rows.append(keyed_rows(5)[4])
+    second = invoke(server, "run", write_rows(tmp_path / "n2.csv", rows), "--key", "Legacy Id")
+    assert second.exit_code == 0, second.output
+
+    undone = invoke(server, "undo", "--json")
+    assert undone.exit_code == 1, undone.output  # an update cannot be undone: a person decides
+    summary = as_json(undone)
+    assert summary["counts"] == {"updated": 1, "skipped": 1}
+    statuses = {t["name"]: t["status"] for t in server.tasks()}
+    assert statuses == {"Task 0": 4, "Task 1": 0, "Task 2": 0, "Task 3": 0, "Task 4": 3}
+    listed = read_results(Path(summary["results"]))
+    assert [(r["row"], r["result"]) for r in listed] == [("2", "skipped"), ("6", "updated")]
+    assert "cannot be undone" in listed[0]["message"]
+
+    twice = invoke(server, "undo", "2")
+    assert twice.exit_code == 2 and "already undone" in twice.output
+    first = invoke(server, "undo", "1", "--json")
+    assert first.exit_code == 0, first.output
+    assert len(server.tasks()) == 5 and {t["status"] for t in server.tasks()} == {3}
+
+
+def test_sigkill_three_times_then_resume_creates_every_row_once(make_sandbox, tmp_path):
+    server = make_sandbox(fail_rate=0.05, drop_rate=0.05, random_seed=11)
+    total = 600
+    source = tmp_path / "big.csv"
+    write_rows(source, [{"Task Name": f"Task {n}", "Due Date": "2026-12-01 09:00"}
+                        for n in range(total)])  # fmt: skip
+    state = tmp_path / "state.sqlite"
+    command = [sys.executable, "-m", "importer.cli", "run", str(source), "--state", str(state),
+               "--rate", "150", "--concurrency", "8"]  # fmt: skip
+    env = {**os.environ, **env_for(server)}
+    deadline = time.monotonic() + 120
+    for kill in range(3):
+        argv = command + (["--resume"] if kill else [])
+        before = len(server.tasks())
+        process = subprocess.Popen(argv, env=env, stdout=subprocess.PIPE, stderr=subprocess.PIPE)
+        while len(server.tasks()) < before + 60:
+            assert process.poll() is None, process.communicate()[1].decode()
+            assert time.monotonic() < deadline
+            time.sleep(0.02)
+        process.send_signal(signal.SIGKILL)
+        process.wait(timeout=10)
+    done = subprocess.run([*command, "--resume", "--json"], env=env, capture_output=True,
+                          text=True, timeout=120)  # fmt: skip
+    assert done.returncode in (0, 1), done.stderr
+    tasks = server.tasks()
+    names = Counter(t["name"] for t in tasks)
+    assert len(tasks) == total and set(names.values()) == {1}  # every row once in the sandbox
+    rows = read_results(tmp_path / "big.results.csv")
+    assert [int(r["row"]) for r in rows] == list(range(2, total + 2))  # once in the results
+    ids = {t["name"]: t["id"] for t in tasks}
+    assert {r["result"] for r in rows} == {"created"}, Counter(r["error_code"] for r in rows)
+    assert all(int(r["task_id"]) == ids[r["Task Name"]] for r in rows)
+    summary = json.loads(done.stdout)
+    assert summary["counts"] == {"created": total}
+    # The last kill left rows in flight: they were looked up, not sent blindly.
+    assert any("in flight when an earlier run stopped" in w for w in summary["warnings"])
+    assert server.stats()["drops"] > 0 and server.stats()["failures_injected"] > 0
