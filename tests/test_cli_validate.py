@@ -104,7 +104,7 @@ def test_all_or_nothing_sends_nothing_when_a_row_is_invalid(sandbox, tmp_path):
     source = write_csv(tmp_path / "a.csv", "name,due\nA,2026-12-01\nB,31/02/2026\n")
     outcome = invoke(sandbox, "run", source, "--all-or-nothing")
     assert outcome.exit_code == 1
-    rows = read_results(tmp_path / "a.validation.csv")
+    rows = read_results(tmp_path / "a.results.csv")
     assert [r["result"] for r in rows] == ["skipped", "invalid"]
     assert "--all-or-nothing" in rows[0]["message"]
     assert sandbox.tasks() == []
