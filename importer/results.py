@@ -175,14 +175,20 @@ class CsvResults(ResultsWriter):
         """A CSV has one sheet: the summary is the caller's to print."""
 
 
+def _xlsx_text(text: str) -> str:
+    """Text as an XLSX cell can hold it: XML reads a lone CR as a line feed, and cannot hold
+    other control characters at all."""
+    return neutralise(_NOT_XML.sub("\ufffd", text.replace("\r\n", "\n").replace("\r", "\n")))
+
+
 def _xlsx_value(value: Any) -> Any:
     if isinstance(value, str):
-        return neutralise(_NOT_XML.sub("\ufffd", value))
+        return _xlsx_text(value)
     if isinstance(value, time | date | datetime | bool | int):
         return value
     if isinstance(value, float):
         return whole(value)
-    return "" if value is None else neutralise(_NOT_XML.sub("\ufffd", str(value)))
+    return "" if value is None else _xlsx_text(str(value))
 
 
 class XlsxResults(ResultsWriter):

@@ -46,3 +46,18 @@ def test_sigint_stops_taking_rows_and_reports_only_what_is_known(make_sandbox, t
     interrupted = [r for r in rows if r["error_code"] == "INTERRUPTED"]
     assert len(stored - created) <= len(interrupted)
     assert any(r["result"] == "skipped" for r in rows)
+
+    # The journal holds where it stopped: --resume sends the rest, each row once.
+    resumed = subprocess.run(
+        [sys.executable, "-m", "importer.cli", "run", str(source), "--resume", "--json"],
+        env={**os.environ, **env_for(server)},
+        capture_output=True,
+        text=True,
+        timeout=120,
+    )
+    assert resumed.returncode == 0, resumed.stderr
+    names = [t["name"] for t in server.tasks()]
+    assert len(names) == 3000 and len(set(names)) == 3000
+    rows = read_results(tmp_path / "slow.results.csv")
+    assert {r["result"] for r in rows} == {"created"}
+    assert {int(r["task_id"]) for r in rows} == {t["id"] for t in server.tasks()}

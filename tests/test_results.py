@@ -1,0 +1,144 @@
+"""The results sheet: XLSX and CSV, formulas neutralised, read back as a source with --only."""
+
+from __future__ import annotations
+
+import json
+from datetime import datetime
+
+import openpyxl
+import pytest
+from click.testing import CliRunner
+from hypothesis import given
+from hypothesis import strategies as st
+
+from importer.cli import main
+from importer.results import neutralise, unneutralise
+
+from .test_cli_run import env_for, read_results, write_csv
+
+DANGEROUS = ["=1+2", "+1", "-1", "@SUM(A1)", "\tx", "\rx", "'=x", "''+y"]
+
+
+def invoke(server, *args: object):
+    return CliRunner().invoke(main, [*map(str, args)], env=env_for(server))
+
+
+@given(st.text())
+def test_neutralise_is_undone_exactly_and_never_leaves_a_formula_start(text):
+    written = neutralise(text)
+    assert not written.startswith(("=", "+", "-", "@", "\t", "\r", "\0"))
+    assert unneutralise(written) == text
+
+
+def test_xlsx_results_have_numbers_text_a_summary_and_errors(sandbox, tmp_path):
+    source = write_csv(
+        tmp_path / "t.csv",
+        "Task Name,Due Date,Contact ID,Code\n"
+        "Call,2026-12-01 10:00,12,007\n"
+        "Ghost contact,2026-12-01 10:00,999999,008\n"
+        "Bad date,31/02/2026,12,009\n"
+        "=1+2,2026-12-02,12,-5\n",
+    )
+    results = tmp_path / "out" / "t.results.xlsx"
+    outcome = invoke(sandbox, "run", source, "--results", results, "--json")
+    assert outcome.exit_code == 1, outcome.output
+    assert json.loads(outcome.stdout)["results"] == str(results)
+    book = openpyxl.load_workbook(results)
+    assert book.sheetnames == ["Results", "Summary", "Errors"]
+    sheet = book["Results"]
+    header = [c.value for c in sheet[1]]
+    assert header == ["Task Name", "Due Date", "Contact ID", "Code", "row", "result", "task_id",
+                      "error_code", "field", "message", "warnings"]  # fmt: skip
+    rows = [[c for c in r] for r in sheet.iter_rows(min_row=2)]
+    assert len(rows) == 4
+    call, ghost, bad, formula = rows
+    assert call[3].value == "007" and call[3].data_type == "s"  # text stays text
+    assert isinstance(call[4].value, int) and isinstance(call[6].value, int)  # row, task_id
+    assert call[5].value == "created"
+    assert ghost[7].value == 24390 and ghost[8].value == "Contact ID"  # codes are numbers
+    assert bad[7].value == "BAD_DATE"
+    assert formula[0].value == "'=1+2" and formula[0].data_type == "s"
+    assert formula[3].value == "'-5"
+    assert all(c.data_type != "f" for r in rows for c in r)  # no formula anywhere
+    assert {t["name"] for t in sandbox.tasks()} == {"Call", "=1+2"}  # sent as written
+
+    summary = dict(book["Summary"].iter_rows(min_row=2, values_only=True))
+    assert summary["rows created"] == 2 and summary["rows invalid"] == 2
+    assert summary["rows"] == 4
+    assert isinstance(summary["started (UTC)"], datetime)
+    assert "sandbox-key" in summary["target"]
+    assert all(sandbox.config.secret not in str(v) for v in summary.values())
+    errors = {code: (n, meaning) for code, n, meaning in
+              book["Errors"].iter_rows(min_row=2, values_only=True)}  # fmt: skip
+    assert errors[24390][0] == 1 and "contact" in errors[24390][1]
+    assert errors["BAD_DATE"][0] == 1 and "YYYY-MM-DD" in errors["BAD_DATE"][1]
+
+
+@pytest.mark.parametrize("suffix", [".csv", ".xlsx"])
+def test_every_dangerous_start_is_neutralised(sandbox, tmp_path, suffix):
+    lines = "\n".join(f'"{text}",2026-12-01' for text in DANGEROUS)
+    source = write_csv(tmp_path / "d.csv", f"name,endDatetime\n{lines}\n")
+    results = tmp_path / f"d.results{suffix}"
+    outcome = invoke(sandbox, "run", source, "--results", results)
+    assert outcome.exit_code == 0, outcome.output
+    written = [r["name"] for r in read_results(results)]
+    if suffix == ".xlsx":  # XML holds no lone CR: it is a line feed there, harmless
+        assert written[5] == "\nx"
+        del written[5]
+    assert written == ["'" + text for text in DANGEROUS if suffix == ".csv" or text != "\rx"]
+    # Sent as written (names are trimmed of spaces around them, as every text field is).
+    assert sorted(t["name"] for t in sandbox.tasks()) == sorted(t.strip() for t in DANGEROUS)
+
+
+def test_a_results_sheet_fixed_by_hand_is_sent_again_with_only(sandbox, tmp_path):
+    source = write_csv(
+        tmp_path / "t.csv",
+        "Task Name,Due Date,Contact ID\n"
+        "Good,2026-12-01 10:00,12\n"
+        "Ghost,2026-12-01 10:00,999999\n"
+        "Bad date,31/02/2026,12\n"
+        "=Formula,2026-12-03 10:00,12\n",
+    )
+    results = tmp_path / "t.results.xlsx"
+    assert invoke(sandbox, "run", source, "--results", results).exit_code == 1
+    created = {t["name"]: t["id"] for t in sandbox.tasks()}
+    assert set(created) == {"Good", "=Formula"}
+
+    book = openpyxl.load_workbook(results)
+    sheet = book["Results"]
+    sheet["C3"] = 13  # the contact that exists
+    sheet["B4"] = "2026-02-28 10:00"
+    sheet["A2"] = "Good, renamed"  # picked by nobody: --only leaves it alone
+    book.save(results)
+
+    fixed = tmp_path / "t.fixed.xlsx"
+    again = invoke(sandbox, "run", results, "--only", "failed,invalid", "--results", fixed)
+    assert again.exit_code == 0, again.output
+    assert "did you mean" not in again.output  # the result columns are not mapped
+    tasks = {t["name"]: t for t in sandbox.tasks()}
+    assert set(tasks) == {"Good", "=Formula", "Ghost", "Bad date"}
+    assert tasks["Ghost"]["contactId"] == 13
+    rows = read_results(fixed)
+    assert [r["result"] for r in rows] == ["created"] * 4
+    assert int(rows[0]["task_id"]) == created["Good"] and "not picked" in rows[0]["warnings"]
+    assert rows[3]["Task Name"] == "'=Formula"  # neutralised again, once
+    headers = list(rows[0])
+    assert headers.count("result") == 1 and "import_result" not in headers
+
+    # Rows with a task_id are updates: sending every row again changes nothing in number.
+    everything = invoke(sandbox, "run", fixed, "--results", tmp_path / "t.all.csv")
+    assert everything.exit_code == 0, everything.output
+    assert [r["result"] for r in read_results(tmp_path / "t.all.csv")] == ["updated"] * 4
+    assert len(sandbox.tasks()) == 4
+    assert {t["name"] for t in sandbox.tasks()} >= {"Good, renamed"}
+
+
+def test_only_needs_a_results_sheet_and_known_results(sandbox, tmp_path):
+    source = write_csv(tmp_path / "t.csv", "name,endDatetime\nA,2026-12-01\n")
+    plain = invoke(sandbox, "run", source, "--only", "failed")
+    assert plain.exit_code == 2 and "not a results sheet" in plain.output
+    unknown = invoke(sandbox, "run", source, "--only", "broken")
+    assert unknown.exit_code == 2 and "broken" in unknown.output
+    wrong = invoke(sandbox, "run", source, "--results", tmp_path / "r.json")
+    assert wrong.exit_code == 2 and ".xlsx or .csv" in wrong.output
+    assert sandbox.stats()["requests"] == 0 or sandbox.tasks() == []
