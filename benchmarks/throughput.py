@@ -86,7 +86,9 @@ async def importer_run(
     credentials = Credentials(KEY, SECRET, base)
     began = time.perf_counter()
     async with IvvyClient(credentials, max_connections=32) as client:
-        options = RunOptions(results=folder / "out.csv", via=via)
+        options = RunOptions(
+            results=folder / "out.csv", via=via, state=folder / "journal.sqlite", new_run=True
+        )
         summary = await run_import(source, client, options)
     seconds = time.perf_counter() - began
     assert summary.counts.get("created") == summary.rows, summary.counts

@@ -10,6 +10,8 @@ from __future__ import annotations
 
 import asyncio
 import dataclasses
+import pickle
+import tempfile
 import time
 from collections import Counter, deque
 from collections.abc import Callable, Iterable, Iterator
@@ -707,8 +709,16 @@ async def run_import(
         rows = checked_rows(prepared, directory, **check)
         if resuming:
             rows = ((r, c) for r, c in rows if not is_done(finished, r.number))
-        if options.all_or_nothing and not resuming and _all_or_nothing(prepared, run, summary):
-            pass
+        invalid = 0
+        if options.all_or_nothing and not resuming:
+            rows, invalid = _spooled(rows)
+        if invalid:
+            note = f"not sent: {invalid} rows are invalid and --all-or-nothing was given"
+            summary.warnings.append(note)
+            for row, checked in rows:
+                if isinstance(checked, Payload):
+                    checked = Outcome("skipped", message=note, warnings=checked.warnings)
+                run.done(row.number, checked)
         else:
             feed = Feed(run, rows, stop, key=options.key, target=target)
             sending = SendOptions(
@@ -730,20 +740,27 @@ async def run_import(
     return summary
 
 
-def _all_or_nothing(prepared: Prepared, run: RunJournal, summary: RunSummary) -> bool:
-    """With ``--all-or-nothing``: whether any row is invalid; if so, every row is recorded
-    (invalid, or skipped) and nothing is to be sent."""
-    options = {"default_venue": None}
-    invalid = sum(isinstance(c, Outcome) for _, c in checked_rows(prepared, None, **options))
-    if not invalid:
-        return False
-    note = f"not sent: {invalid} rows are invalid and --all-or-nothing was given"
-    for row, checked in checked_rows(prepared, None, **options):
-        if isinstance(checked, Payload):
-            checked = Outcome("skipped", message=note, warnings=checked.warnings)
-        run.done(row.number, checked)
-    summary.warnings.append(note)
-    return True
+def _spooled(
+    checked: Iterator[tuple[Row, Payload | Outcome]],
+) -> tuple[Iterator[tuple[Row, Payload | Outcome]], int]:
+    """Every checked row, held in a temporary file (not in memory), and how many are invalid:
+    ``--all-or-nothing`` must see them all before it sends any."""
+    spool = tempfile.TemporaryFile()  # noqa: SIM115 (closed by the replay)
+    invalid = 0
+    for item in checked:
+        invalid += isinstance(item[1], Outcome)
+        pickle.dump(item, spool, protocol=pickle.HIGHEST_PROTOCOL)
+    spool.seek(0)
+
+    def replay() -> Iterator[tuple[Row, Payload | Outcome]]:
+        with spool:
+            while True:
+                try:
+                    yield pickle.load(spool)
+                except EOFError:
+                    return
+
+    return replay(), invalid
 
 
 def _merged(

@@ -17,7 +17,7 @@ import os
 import re
 import tempfile
 from collections.abc import Iterator, Mapping, Sequence
-from contextlib import contextmanager
+from contextlib import contextmanager, suppress
 from datetime import date, datetime, time
 from pathlib import Path
 from typing import IO, Any
@@ -226,6 +226,17 @@ class XlsxResults(ResultsWriter):
             errors.append([_xlsx_value(number), n, _xlsx_value(describe_code(code))])
         self._book.save(self._temporary)
 
+    def discard(self) -> None:
+        """Close and remove the sheets' temporary files (the results will not be saved)."""
+        for sheet in self._book.worksheets:
+            writer = getattr(sheet, "_writer", None)
+            if writer is None:
+                continue
+            with suppress(Exception):
+                sheet.close()
+            with suppress(OSError, ValueError):
+                writer.cleanup()
+
 
 @contextmanager
 def open_results(path: Path, source_headers: Sequence[str]) -> Iterator[ResultsWriter]:
@@ -236,4 +247,9 @@ def open_results(path: Path, source_headers: Sequence[str]) -> Iterator[ResultsW
             yield CsvResults(path, source_headers, handle)
         return
     with _atomic_path(path) as temporary:
-        yield XlsxResults(path, source_headers, temporary)
+        writer = XlsxResults(path, source_headers, temporary)
+        try:
+            yield writer
+        except BaseException:
+            writer.discard()
+            raise

@@ -108,3 +108,19 @@ def test_all_or_nothing_sends_nothing_when_a_row_is_invalid(sandbox, tmp_path):
     assert [r["result"] for r in rows] == ["skipped", "invalid"]
     assert "--all-or-nothing" in rows[0]["message"]
     assert sandbox.tasks() == []
+
+
+def test_all_or_nothing_sends_everything_when_every_row_is_valid_online(sandbox, tmp_path):
+    good = write_csv(tmp_path / "g.csv", "name,due,contactId\nA,2026-12-01,12\nB,2026-12-02,13\n")
+    outcome = invoke(sandbox, "run", good, "--all-or-nothing")
+    assert outcome.exit_code == 0, outcome.output
+    assert sorted(t["name"] for t in sandbox.tasks()) == ["A", "B"]
+    # A contact that only iVvy can say does not exist stops the whole file, too.
+    ghost = write_csv(
+        tmp_path / "h.csv", "name,due,contactId\nC,2026-12-01,12\nD,2026-12-02,999999\n"
+    )
+    outcome = invoke(sandbox, "run", ghost, "--all-or-nothing")
+    assert outcome.exit_code == 1, outcome.output
+    rows = read_results(tmp_path / "h.results.csv")
+    assert [(r["result"], r["error_code"]) for r in rows] == [("skipped", ""), ("invalid", "24390")]
+    assert len(sandbox.tasks()) == 2

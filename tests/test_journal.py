@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import asyncio
 import csv
 import json
 import os
@@ -16,7 +17,9 @@ import httpx
 from click.testing import CliRunner
 
 from importer.cli import main
+from importer.client import IvvyClient
 from importer.journal import Journal, default_journal_path
+from importer.undo import undo_run
 
 from .test_cli_run import env_for, read_results
 
@@ -65,6 +68,10 @@ def test_nightly_re_run_updates_changed_rows_creates_new_ones_and_leaves_the_res
     assert summary["exit_code"] == 0 and summary["run"] == 1
     assert Path(summary["journal"]) == default_journal_path(server.credentials.target)
     ids = {r["Legacy Id"]: int(r["task_id"]) for r in read_results(tmp_path / "night1.results.csv")}
+    journal = Path(summary["journal"])
+    stored = b"".join(f.read_bytes() for f in journal.parent.glob(journal.name + "*"))
+    assert server.config.key.encode() in stored
+    assert server.config.secret.encode() not in stored  # the key is there, never the secret
 
     for n in (5, 50, 77):
         rows[n]["Status"] = "Done"
@@ -114,6 +121,43 @@ def test_a_task_deleted_in_ivvy_fails_with_24392_unless_recreate_missing(make_sa
     assert row["result"] == "created" and int(row["task_id"]) != gone
     assert "no longer exists" in row["warnings"]
     assert sorted(t["name"] for t in server.tasks()) == ["Task 0", "Task 1", "Task 2"]
+
+
+def test_only_failed_sends_the_failed_rows_of_a_results_sheet_again(make_sandbox, tmp_path):
+    server = make_sandbox()
+    rows = keyed_rows(3)
+    invoke(server, "run", write_rows(tmp_path / "a.csv", rows), "--key", "Legacy Id")
+    gone = int(read_results(tmp_path / "a.results.csv")[2]["task_id"])
+    httpx.delete(f"{server.base_url}/_sandbox/tasks/{gone}").raise_for_status()
+    rows[2]["Status"] = "Done"
+    assert invoke(server, "run", write_rows(tmp_path / "b.csv", rows), "--key", "Legacy Id")
+    assert [r["result"] for r in read_results(tmp_path / "b.results.csv")] == [
+        "unchanged", "unchanged", "failed"
+    ]  # fmt: skip
+    again = invoke(server, "run", tmp_path / "b.results.csv", "--only", "failed", "--json")
+    assert again.exit_code == 0, again.output
+    assert as_json(again)["counts"] == {"unchanged": 2, "created": 1}
+    assert sorted(t["name"] for t in server.tasks()) == ["Task 0", "Task 1", "Task 2"]
+    assert {t["status"] for t in server.tasks() if t["name"] == "Task 2"} == {4}
+
+
+def test_a_stopped_undo_goes_on_when_given_again(make_sandbox, tmp_path):
+    server = make_sandbox()
+    invoke(server, "run", write_rows(tmp_path / "a.csv", keyed_rows(5)))
+
+    async def undo(stop: bool):
+        event = asyncio.Event()
+        if stop:
+            event.set()
+        async with IvvyClient(server.credentials) as client:
+            return await undo_run(client, stop=event)
+
+    stopped = asyncio.run(undo(stop=True))
+    assert stopped.interrupted and stopped.counts == {"skipped": 5}
+    assert {t["status"] for t in server.tasks()} == {0}
+    done = asyncio.run(undo(stop=False))
+    assert done.run_id == stopped.run_id and done.counts == {"updated": 5}
+    assert {t["status"] for t in server.tasks()} == {3}
 
 
 def test_re_running_a_finished_source_says_so_and_what_to_do(sandbox, tmp_path):

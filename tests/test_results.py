@@ -142,3 +142,19 @@ def test_only_needs_a_results_sheet_and_known_results(sandbox, tmp_path):
     wrong = invoke(sandbox, "run", source, "--results", tmp_path / "r.json")
     assert wrong.exit_code == 2 and ".xlsx or .csv" in wrong.output
     assert sandbox.stats()["requests"] == 0 or sandbox.tasks() == []
+
+
+@pytest.mark.parametrize("suffix", [".csv", ".xlsx"])
+def test_a_crash_while_writing_leaves_no_sheet_and_no_temporary_file(tmp_path, suffix):
+    from importer.model import Outcome, Row
+    from importer.results import open_results
+
+    path = tmp_path / f"r{suffix}"
+    with pytest.raises(RuntimeError), open_results(path, ["name"]) as sheet:
+        sheet.add(Row(2, {"name": "A"}), Outcome("created", task_id=1))
+        raise RuntimeError("killed while writing")
+    assert list(tmp_path.iterdir()) == []
+    path.write_text("the earlier results")
+    with pytest.raises(RuntimeError), open_results(path, ["name"]) as sheet:
+        raise RuntimeError("killed while writing")
+    assert path.read_text() == "the earlier results"  # the earlier sheet stays whole
