@@ -5,7 +5,8 @@ one more every round trip while answers come as fast as the fastest (fewer when 
 connections on loopback only queue), up to ``--concurrency``. The first 429 says the limit is
 near: nothing more is sent before its ``Retry-After``, and from then on one rate holds for every
 worker, starting at 99% of what the server accepted over the last second (the limit, as
-measured), growing by 0.5% a second, and lowered the same way by each later 429. Requests are
+measured), growing by 0.5% a second up to 99.5% of that limit (past it only after 30 s without
+a 429: limits change), and lowered the same way by each later 429. Requests are
 spaced ``1 / rate`` apart (a leaky bucket the workers share), never faster than ``--rate``, and
 the number in flight follows the measured latency times the rate (enough to keep the rate, no
 more: on loopback more connections are slower, not faster).
@@ -30,6 +31,9 @@ INITIAL_WINDOW = 16
 GROWTH = 0.005
 #: On a 429: the share of the measured accepted rate to go on at.
 BACK_TO = 0.99
+#: Growth stops at this share of the limit last measured, for this long after a 429.
+HOLD_AT = 0.995
+HOLD_FOR = 30.0
 
 
 @dataclass
@@ -58,6 +62,8 @@ class Pace:
         self._next_at = 0.0
         self._lowered_at = 0.0
         self._answered: deque[float] = deque()
+        #: What the server accepted over the second before its last 429.
+        self.known_limit = float("inf")
         self._turn = asyncio.Condition()
 
     @property
@@ -112,8 +118,10 @@ class Pace:
                 self.probe_window += 1 / self.probe_window
             else:
                 self.probe_window = max(1.0, self.probe_window - 1)
-        else:
-            self.rate += GROWTH  # about ``rate`` answers a second: +2% of the rate a second
+        elif self.rate < self.known_limit * HOLD_AT or now - self._lowered_at > HOLD_FOR:
+            # About ``rate`` answers a second: +0.5% of the rate a second, up to just below the
+            # limit last measured (and past it only after a while without 429s: limits change).
+            self.rate += GROWTH
         if self.ceiling:
             self.rate = min(self.rate, self.ceiling) if self.rate else self.ceiling
 
@@ -121,6 +129,7 @@ class Pace:
         # What the server accepted in the last second is its limit per second, as measured
         # (in a run younger than a second, all it accepted before refusing).
         accepted = sum(1 for t in self._answered if now - t <= 1.0)
+        self.known_limit = max(1.0, float(accepted))
         measured = max(1.0, accepted * BACK_TO)
         self.rate = measured if self.probing else min(self.rate, measured)
         self.probing = False

@@ -59,3 +59,23 @@ def test_429s_of_requests_sent_before_a_decrease_do_not_lower_it_again():
 
     before, after = run(scenario())
     assert before == after
+
+
+def test_after_a_429_the_rate_grows_only_to_just_below_the_limit_it_measured():
+    from importer.pace import HOLD_AT
+
+    async def scenario():
+        pace = Pace(concurrency=8)
+        for _ in range(50):
+            async with pace.slot():
+                pass
+        async with pace.slot() as slot:
+            slot.rate_limited = True
+        for _ in range(400):  # many fast answers: growth would pass 50/s without the hold
+            async with pace.slot():
+                pace._next_at = 0.0  # no waiting in this test: only the rate's changes count
+        return pace
+
+    pace = run(scenario())
+    assert pace.known_limit == 50
+    assert 50 * BACK_TO < pace.rate <= 50 * HOLD_AT + 0.01
