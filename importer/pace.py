@@ -27,6 +27,8 @@ from dataclasses import dataclass
 #: answer adds 1 / the number in flight), so a probe runs little past the limit it finds: what it
 #: has in flight when the first 429 comes back is all that is refused.
 INITIAL_WINDOW = 16
+#: How much slower than twice the fastest an answer may be while the probe still grows the window.
+QUEUE_SLACK = 0.002
 #: After the first 429: growth per second, as a share of the rate.
 GROWTH = 0.005
 #: On a 429: the share of the measured accepted rate to go on at.
@@ -114,7 +116,7 @@ class Pace:
         if self.probing:
             # Grow while answers come as fast as the fastest: beyond that, more in flight only
             # queues (on loopback, more connections are slower).
-            if took <= 2 * self.fastest + 0.002:
+            if took <= 2 * self.fastest + QUEUE_SLACK:
                 self.probe_window += 1 / self.probe_window
             else:
                 self.probe_window = max(1.0, self.probe_window - 1)

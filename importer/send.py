@@ -79,32 +79,29 @@ async def send_all(
         for payload in source:
             if stop.is_set():
                 return
-            sending = asyncio.ensure_future(_deliver_alone(payload))
             try:
-                outcome = await asyncio.shield(sending)
+                async with alike.hold(signature(payload.params)):
+                    outcome = await deliver(
+                        client,
+                        payload,
+                        pace,
+                        options.max_attempts,
+                        reconciler,
+                        recreate_missing=options.recreate_missing,
+                    )
             except asyncio.CancelledError:
-                task = asyncio.current_task()
-                if task is not None:
-                    task.uncancel()  # the stop was heard: finish this row's wait normally
-                outcome = await _finish_or_give_up(sending, options.grace)
+                # The stop's grace is over and this row is still in flight.
+                on_outcome(payload, _interrupted())
+                return
             on_outcome(payload, outcome)
-
-    async def _deliver_alone(payload: Payload) -> Outcome:
-        async with alike.hold(signature(payload.params)):
-            return await deliver(
-                client,
-                payload,
-                pace,
-                options.max_attempts,
-                reconciler,
-                recreate_missing=options.recreate_missing,
-            )
 
     workers = [asyncio.ensure_future(worker()) for _ in range(max(1, options.concurrency))]
     stopping = asyncio.ensure_future(stop.wait())
     await asyncio.wait([stopping, asyncio.gather(*workers)], return_when=asyncio.FIRST_COMPLETED)
     if stop.is_set():
-        for task in workers:  # each gives its row in flight the grace, then reports it
+        # No new row is taken; the rows in flight get the grace to finish, then are reported.
+        _, late = await asyncio.wait(workers, timeout=options.grace)
+        for task in late:
             task.cancel()
     await asyncio.gather(*workers, return_exceptions=True)
     stopping.cancel()
@@ -112,17 +109,13 @@ async def send_all(
     return reconciler
 
 
-async def _finish_or_give_up(sending: asyncio.Future[Outcome], grace: float) -> Outcome:
-    try:
-        return await asyncio.wait_for(sending, grace)
-    except (TimeoutError, asyncio.CancelledError):
-        sending.cancel()
-        return Outcome(
-            "failed",
-            error_code=INTERRUPTED,
-            message="interrupted while this row was being sent: it may or may not be in iVvy; "
-            "check before importing it again",
-        )
+def _interrupted() -> Outcome:
+    return Outcome(
+        "failed",
+        error_code=INTERRUPTED,
+        message="interrupted while this row was being sent: it may or may not be in iVvy; "
+        "check before importing it again",
+    )
 
 
 async def deliver(

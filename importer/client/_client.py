@@ -123,6 +123,7 @@ class IvvyClient:
         self._credentials = credentials
         self._read_attempts = read_attempts
         self._clock = clock or (lambda: datetime.now(UTC))
+        self._urls: dict[str, httpx.URL] = {}
         self._http = httpx.AsyncClient(
             base_url=credentials.base_url,
             timeout=timeout,
@@ -181,8 +182,14 @@ class IvvyClient:
         body = encode_body(params)
         headers = signed_headers(self._credentials, request_uri, body, self._clock())
         name = f"{namespace}.{action}"
+        url = self._urls.get(request_uri)
+        if url is None:  # parsed once: httpx would parse and join it on every request
+            # As httpx joins them: the base URL's path (it ends with "/"), then this one.
+            base = self._http.base_url
+            url = base.copy_with(raw_path=base.raw_path + request_uri.lstrip("/").encode())
+            self._urls[request_uri] = url
         try:
-            response = await self._http.post(request_uri, content=body, headers=headers)
+            response = await self._http.post(url, content=body, headers=headers)
         except (httpx.ConnectError, httpx.ConnectTimeout) as exc:
             raise TransportError(
                 f"cannot connect to {self._credentials.base_url}: {exc}",
