@@ -1,6 +1,6 @@
 """Pace: how fast requests go, found by probing, since no server says its limit.
 
-Until the first 429 the importer probes as TCP avoids congestion: sixteen requests in flight,
+Until the first 429 the importer probes as TCP avoids congestion: twenty-four requests in flight,
 one more every round trip while answers come as fast as the fastest (fewer when they slow: more
 connections on loopback only queue), up to ``--concurrency``. The first 429 says the limit is
 near: nothing more is sent before its ``Retry-After``, and from then on one rate holds for every
@@ -26,7 +26,7 @@ from dataclasses import dataclass
 #: Requests in flight when a run starts probing; the number grows by one every round trip (each
 #: answer adds 1 / the number in flight), so a probe runs little past the limit it finds: what it
 #: has in flight when the first 429 comes back is all that is refused.
-INITIAL_WINDOW = 16
+INITIAL_WINDOW = 24
 #: How much slower than twice the fastest an answer may be while the probe still grows the window.
 QUEUE_SLACK = 0.002
 #: After the first 429: growth per second, as a share of the rate.

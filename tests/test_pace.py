@@ -11,7 +11,7 @@ def run(coroutine):
     return asyncio.run(coroutine)
 
 
-def test_the_probe_starts_with_sixteen_in_flight_and_never_less_than_one():
+def test_the_probe_starts_with_its_initial_window_in_flight_and_never_less_than_one():
     pace = Pace(concurrency=32)
     assert pace.window == INITIAL_WINDOW
     pace.probe_window = 0.4  # shrunk as far as slow answers can shrink it
