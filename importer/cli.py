@@ -26,6 +26,7 @@ from .errors import ImporterError
 from .pipeline import RESULTS, RunOptions, parse_clock, run_import, validate_source
 from .profiles import PROFILES
 from .sandbox import DEFAULT_KEY, DEFAULT_SECRET, SandboxConfig, SandboxServer, load_seed, serve
+from .template import write_template
 from .undo import undo_run
 
 # Retries are the send stage's business and end up in the results; the retry library's own log
@@ -434,6 +435,24 @@ async def _run(
         for number in signals:
             with suppress(NotImplementedError, RuntimeError, ValueError):
                 loop.remove_signal_handler(number)
+
+
+@main.command()
+@click.argument("path", type=click.Path(path_type=Path, dir_okay=False))
+@user_errors
+def template(path: Path) -> None:
+    """Write the import template to PATH (.xlsx with dropdowns and instructions, or .csv).
+
+    \b
+    Examples:
+      task-import template tasks.xlsx
+      task-import template tasks.csv
+    """
+    write_template(path)
+    click.echo(
+        f"wrote {path}: fill in one row per task, then: task-import validate {path} "
+        f"(checks, sends nothing) and task-import run {path}"
+    )
 
 
 @main.command()

@@ -229,13 +229,12 @@ def map_columns(
         how[target] = reason
         taken.add(header)
 
+    absent: list[tuple[str, str | None]] = []
     if mapping_file is not None:
         for column, target in mapping_file.columns.items():
             header = by_canon.get(canon(column))
             if header is None:
-                warnings.append(
-                    f"mapping file names column {column!r}, which the source does not have"
-                )
+                absent.append((column, target))
             elif target is None:
                 taken.add(header)  # left unused on purpose
             else:
@@ -255,6 +254,9 @@ def map_columns(
         if target is not None:
             assign(target, header, "alias")
 
+    for column, target in absent:  # an alternative for a field another column feeds is fine
+        if target is None or target not in columns:
+            warnings.append(f"mapping file names column {column!r}, which the source does not have")
     unused = tuple(h for h in headers if h not in columns.values())
     ignored = taken - set(columns.values())
     legacy = {canon(c) for c in prof.legacy} if prof else set()

@@ -860,7 +860,8 @@ async def validate_source(
         for row, checked in checked_all:
             if isinstance(checked, Payload):
                 verb, message = plan(row, checked) if plan else ("", "")
-                summary.plan[verb] += bool(verb)
+                if verb:
+                    summary.plan[verb] += 1
                 checked = Outcome("valid", message=message, warnings=checked.warnings)
             yield row, checked
 

@@ -41,6 +41,16 @@ _NOT_XML = re.compile(r"[\x00-\x08\x0b\x0c\x0e-\x1f]")
 FORMATS = (".csv", ".xlsx")
 
 
+def _file_mode() -> int:
+    mask = os.umask(0)
+    os.umask(mask)
+    return 0o666 & ~mask
+
+
+#: The mode of the files written, as the user's umask says (read once, at import).
+_FILE_MODE = _file_mode()
+
+
 def neutralise(value: Any) -> Any:
     """``value``, with text that a spreadsheet would run as a formula prefixed by ``'``."""
     if isinstance(value, str) and _NEUTRALISED.match(value):
@@ -128,6 +138,7 @@ def _atomic_path(path: Path) -> Iterator[Path]:
     path.parent.mkdir(parents=True, exist_ok=True)
     fd, temporary = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.", suffix=".tmp")
     os.close(fd)
+    os.chmod(temporary, _FILE_MODE)  # as any file the user makes, not mkstemp's owner-only
     try:
         yield Path(temporary)
         os.replace(temporary, path)
