@@ -11,6 +11,7 @@ import secrets
 import signal
 import sys
 import tempfile
+import tomllib
 import traceback
 from collections.abc import Callable, Iterator
 from contextlib import contextmanager, suppress
@@ -22,7 +23,7 @@ import platformdirs
 from tqdm import tqdm
 
 from .client import AuthError, Credentials, IvvyClient, IvvyError, TransportError
-from .errors import ImporterError
+from .errors import ImporterError, UsageError
 from .pipeline import RESULTS, RunOptions, parse_clock, run_import, validate_source
 from .profiles import PROFILES
 from .sandbox import DEFAULT_KEY, DEFAULT_SECRET, SandboxConfig, SandboxServer, load_seed, serve
@@ -141,7 +142,15 @@ def _target(use_sandbox: bool) -> Iterator[Credentials]:
 
 @click.group(context_settings={"help_option_names": ["-h", "--help"]})
 @click.version_option(package_name="ivvy-task-importer")
-def main() -> None:
+@click.option(
+    "--config",
+    type=click.Path(exists=True, dir_okay=False, path_type=Path),
+    envvar="IVVY_CONFIG",
+    help="TOML file: api_key, region or base_url, and a table of option defaults per command "
+    "([run], [validate]…). Never the secret. Also IVVY_CONFIG.",
+)
+@click.pass_context
+def main(ctx: click.Context, config: Path | None) -> None:
     """Import a spreadsheet of tasks into iVvy.
 
     \b
@@ -149,8 +158,62 @@ def main() -> None:
       task-import run sample_data/tasks.csv --sandbox
     Into your account (IVVY_API_KEY, IVVY_API_SECRET, IVVY_REGION=au|us|uk):
       task-import ping
+      task-import validate tasks.csv
       task-import run tasks.csv
+    Start from the template:
+      task-import template tasks.xlsx
     """
+    if config is not None:
+        try:
+            ctx.default_map = load_config(config, main)
+        except ImporterError as exc:
+            _fail(str(exc), exc.exit_code)
+
+
+#: Config file keys → the environment variables they stand in for (the environment wins).
+_CONFIG_ENV = {"api_key": "IVVY_API_KEY", "region": "IVVY_REGION", "base_url": "IVVY_BASE_URL"}
+
+
+def load_config(path: Path, group: click.Group) -> dict[str, dict[str, Any]]:
+    """Read a config file: its credentials (all but the secret) become defaults of the
+    environment, its tables the defaults of each command's options (``click``'s default map)."""
+    try:
+        data = tomllib.loads(path.read_text(encoding="utf-8"))
+    except (OSError, UnicodeDecodeError, tomllib.TOMLDecodeError) as exc:
+        raise UsageError(f"config file {path}: {exc}") from None
+    if any("secret" in str(k).lower() for k in data):
+        raise UsageError(
+            f"config file {path} holds a secret: remove it and set IVVY_API_SECRET in the "
+            "environment (a file of settings gets copied and shared; the secret must not be)"
+        )
+    defaults: dict[str, dict[str, Any]] = {}
+    for key, value in data.items():
+        if key in _CONFIG_ENV:
+            os.environ.setdefault(_CONFIG_ENV[key], str(value))
+            continue
+        command = group.commands.get(key)
+        if command is None or not isinstance(value, dict):
+            known = ", ".join([*_CONFIG_ENV, *(f"[{c}]" for c in group.commands)])
+            raise UsageError(f"config file {path}: unknown setting {key!r}; known: {known}")
+        # Options by their long flags, as a person writes them: "venue-id", "json".
+        names = {
+            flag.lstrip("-"): p.name
+            for p in command.params
+            if isinstance(p, click.Option) and p.name
+            for flag in p.opts
+            if flag.startswith("--") and flag not in ("--help",)
+        }
+        table = {}
+        for option, setting in value.items():
+            name = names.get(str(option).replace("_", "-"))
+            if name is None:
+                raise UsageError(
+                    f"config file {path}: [{key}] has no option {option!r}; its options: "
+                    f"{', '.join(sorted(names))}"
+                )
+            table[name] = setting
+        defaults[key] = table
+    return defaults
 
 
 @main.command()

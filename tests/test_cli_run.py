@@ -52,11 +52,11 @@ def test_run_writes_results_whose_ids_exist_in_the_sandbox(sandbox, tmp_path):
     assert outcome.exit_code == 1, outcome.output  # the sample has rows meant to fail
     summary = json.loads(outcome.stdout)
     rows = read_results(results)
-    assert len(rows) == summary["rows"] == 12
-    assert [int(r["row"]) for r in rows] == list(range(2, 14))
+    assert len(rows) == summary["rows"] == 20
+    assert [int(r["row"]) for r in rows] == list(range(2, 22))
     created = {int(r["task_id"]): r for r in rows if r["result"] == "created"}
     stored = {t["id"]: t for t in sandbox.tasks()}
-    assert set(created) == set(stored) and len(created) == 7
+    assert set(created) == set(stored) and len(created) == 15
     for task_id, row in created.items():
         assert stored[task_id]["name"] == row["name"]
     codes = {r["row"]: (r["result"], r["error_code"], r["field"]) for r in rows if r["error_code"]}
@@ -67,8 +67,8 @@ def test_run_writes_results_whose_ids_exist_in_the_sandbox(sandbox, tmp_path):
         "12": ("invalid", "23017", "endDatetime"),
         "13": ("invalid", "23016", "priority"),
     }
-    assert summary["counts"] == {"created": 7, "invalid": 5}
-    assert sandbox.stats()["by_action"]["crm.addOrUpdateTask"] == 7  # the invalid were not sent
+    assert summary["counts"] == {"created": 15, "invalid": 5}
+    assert sandbox.stats()["by_action"]["crm.addOrUpdateTask"] == 15  # the invalid were not sent
 
 
 def test_run_with_embedded_sandbox(tmp_path):

@@ -145,3 +145,28 @@ def test_every_command_s_help_shows_examples(command):
     outcome = CliRunner().invoke(main, [command, "--help"])
     assert outcome.exit_code == 0
     assert "Example" in outcome.output and "task-import" in outcome.output
+
+
+def test_a_config_file_holds_credentials_and_defaults_but_never_the_secret(sandbox, tmp_path):
+    source = tmp_path / "c.csv"
+    source.write_text("Legacy Id,name,endDatetime\nA1,Call,2026-12-01\n", encoding="utf-8")
+    config = tmp_path / "ivvy.toml"
+    config.write_text(
+        f'api_key = "{sandbox.config.key}"\nbase_url = "{sandbox.base_url}"\n'
+        f'[run]\nkey = "Legacy Id"\njson = true\nresults = "{tmp_path / "out.csv"}"\n',
+        encoding="utf-8",
+    )
+    env = {"IVVY_API_SECRET": sandbox.config.secret, "IVVY_API_KEY": None, "IVVY_BASE_URL": None}
+    outcome = CliRunner().invoke(main, ["--config", str(config), "run", str(source)], env=env)
+    assert outcome.exit_code == 0, outcome.output
+    assert '"counts": {"created": 1}' in outcome.stdout  # --json from the file
+    assert (tmp_path / "out.csv").exists()  # --results from the file
+    again = CliRunner().invoke(main, ["--config", str(config), "run", str(source)], env=env)
+    assert '"counts": {"unchanged": 1}' in again.stdout  # --key from the file
+
+    config.write_text('api_key = "k"\napi_secret = "s"\n', encoding="utf-8")
+    refused = CliRunner().invoke(main, ["--config", str(config), "run", str(source)], env=env)
+    assert refused.exit_code == 2 and "holds a secret" in refused.output
+    config.write_text("[run]\nspeed = 3\n", encoding="utf-8")
+    unknown = CliRunner().invoke(main, ["--config", str(config), "run", str(source)], env=env)
+    assert unknown.exit_code == 2 and "no option 'speed'" in unknown.output

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import csv
+import os
 import shlex
 import shutil
 import subprocess
@@ -72,7 +73,8 @@ def test_the_readme_mapping_file_example_loads(tmp_path):
     from importer.map import load_mapping_file, map_columns
 
     text = (ROOT / "README.md").read_text(encoding="utf-8")
-    example = text.split("```toml\n", 1)[1].split("```", 1)[0]
+    blocks = [b.split("```", 1)[0] for b in text.split("```toml\n")[1:]]
+    example = next(b for b in blocks if 'profile = "salesforce"' in b)
     path = tmp_path / "m.toml"
     path.write_text(example, encoding="utf-8")
     mapping_file = load_mapping_file(path)
@@ -81,3 +83,18 @@ def test_the_readme_mapping_file_example_loads(tmp_path):
                           mapping_file=mapping_file)  # fmt: skip
     assert mapping.columns == {"name": "Task Subject", "endDatetime": "When", "endTime": "Time"}
     assert mapping.options["timezone"] == "Australia/Sydney"
+
+
+def test_the_readme_config_example_loads(tmp_path, monkeypatch):
+    from importer.cli import load_config, main
+
+    text = (ROOT / "README.md").read_text(encoding="utf-8")
+    blocks = [b.split("```", 1)[0] for b in text.split("```toml\n")[1:]]
+    example = next(b for b in blocks if "api_key" in b)
+    path = tmp_path / "ivvy.toml"
+    path.write_text(example, encoding="utf-8")
+    environ = {k: v for k, v in os.environ.items() if k != "IVVY_API_KEY"}
+    monkeypatch.setattr(os, "environ", environ)  # what the file sets stays in this test
+    defaults = load_config(path, main)
+    assert defaults["run"]["key"] == "Legacy Id" and defaults["run"]["as_json"] is True
+    assert os.environ["IVVY_API_KEY"] == "your-api-key"
