@@ -9,6 +9,7 @@ import logging
 import os
 import secrets
 import signal
+import socket
 import sys
 import tempfile
 import tomllib
@@ -583,6 +584,88 @@ def ping(use_sandbox: bool) -> None:
         answer = asyncio.run(go())
     stamp = answer.get("timestamp") if isinstance(answer, dict) else None
     click.echo(f"OK: {credentials.target} accepted the key" + (f" ({stamp})" if stamp else ""))
+
+
+LOOPBACK = ("127.0.0.1", "localhost", "::1")
+
+
+@main.command("serve")
+@click.option(
+    "--host",
+    default="127.0.0.1",
+    show_default=True,
+    help="Where to listen; any address but loopback needs the printed token.",
+)
+@click.option(
+    "--port",
+    type=click.IntRange(0, 65535),
+    default=8765,
+    show_default=True,
+    help="The port (0: any free one).",
+)
+@click.option(
+    "--sandbox", "use_sandbox", is_flag=True, help="Import into a local sandbox instead of iVvy."
+)
+@click.option(
+    "--state",
+    type=click.Path(path_type=Path, dir_okay=False),
+    help="The journal (default: the target's, as for run).",
+)
+@click.option(
+    "--max-upload-mb",
+    type=click.IntRange(1, 2048),
+    default=50,
+    show_default=True,
+    help="The largest file the page takes.",
+)
+@user_errors
+def serve_command(
+    host: str, port: int, use_sandbox: bool, state: Path | None, max_upload_mb: int
+) -> None:
+    """Serve the import page: upload a sheet, map its columns, fix its rows, import them and
+    download the results, in the browser. Credentials come from the environment or --config,
+    as for run; nothing of the secret reaches the page.
+
+    \b
+    Examples:
+      task-import serve --sandbox
+      task-import serve --port 8765
+      task-import serve --host 0.0.0.0     # prints an address with an access token
+    """
+    import uvicorn
+
+    from .serve import Page, ServeConfig
+
+    with (
+        _target(use_sandbox) as credentials,
+        _state(state, use_sandbox) as journal,
+        tempfile.TemporaryDirectory(prefix="task-import-serve-") as scratch,
+    ):
+        uploads = (
+            Path(scratch) / "uploads"
+            if use_sandbox
+            else platformdirs.user_data_path("ivvy-task-importer", appauthor=False) / "uploads"
+        )
+        token = None if host in LOOPBACK else secrets.token_urlsafe(24)
+        label = "a local sandbox (nothing reaches iVvy)" if use_sandbox else credentials.target
+        page = Page(ServeConfig(credentials, uploads, journal, token, max_upload_mb << 20, label))
+        family = socket.AF_INET6 if ":" in host else socket.AF_INET
+        listener = socket.socket(family, socket.SOCK_STREAM, socket.IPPROTO_TCP)
+        listener.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
+        try:
+            listener.bind((host, port))
+        except OSError as exc:
+            raise UsageError(f"cannot listen on {host}:{port}: {exc.strerror}") from None
+        shown = f"[{host}]" if ":" in host else host
+        address = f"http://{shown}:{listener.getsockname()[1]}/"
+        click.echo(
+            f"The import page: {address}"
+            + (f"?token={token}" if token else "")
+            + f"\nSending to: {label}. Ctrl-C stops it.",
+            err=True,
+        )
+        config = uvicorn.Config(page.app, log_level="warning", lifespan="on")
+        uvicorn.Server(config).run(sockets=[listener])
 
 
 @main.command("sandbox")

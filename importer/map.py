@@ -199,12 +199,13 @@ def map_columns(
     sheet: str | None = None,
     profile: str | None = None,
     mapping_file: MappingFile | None = None,
+    require: bool = True,
 ) -> ColumnMapping:
     """The mapping for ``headers``.
 
     A sheet that cannot create tasks (no ``id`` column and no column for a field every create
-    needs) is refused with a :class:`SourceError` listing the headers seen; an unknown profile is
-    a :class:`UsageError`.
+    needs) is refused with a :class:`SourceError` listing the headers seen, unless ``require`` is
+    false (a page showing what is mapped so far); an unknown profile is a :class:`UsageError`.
     """
     chosen = profile or (mapping_file.profile if mapping_file else None)
     if chosen is not None and chosen not in PROFILES:
@@ -278,7 +279,7 @@ def map_columns(
     if END_TIME in columns and "endDatetime" not in columns:
         warnings.append(f"column {columns[END_TIME]!r} holds due times, but no column holds dates")
 
-    if "id" not in columns:
+    if "id" not in columns and require:
         missing = [f.name for f in TASK_FIELDS if f.required_on_create and f.name not in columns]
         if missing:
             raise SourceError(

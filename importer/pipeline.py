@@ -14,7 +14,7 @@ import pickle
 import tempfile
 import time
 from collections import Counter, deque
-from collections.abc import Callable, Iterable, Iterator
+from collections.abc import Callable, Iterable, Iterator, Mapping
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
 from datetime import time as clock_time
@@ -89,6 +89,8 @@ class RunOptions:
     only: frozenset[str] | None = None
     #: With ``--key``: a task deleted in iVvy since it was imported is created again.
     recreate_missing: bool = False
+    #: Cells corrected by a person (``serve``): (row number, column) → the value to read.
+    fixes: Mapping[tuple[int, str], Any] | None = None
 
 
 @dataclass
@@ -195,6 +197,10 @@ def prepare(
             "results sheet (it has no 'result' and 'task_id' columns at its end)"
         )
     headers = source.headers[: -len(earlier)] if earlier else source.headers
+    for (number, column), value in (options.fixes or {}).items():
+        if column not in source.headers:
+            raise UsageError(f"a correction names column {column!r}, which the source lacks")
+        source.patches.setdefault(number, {})[source.headers.index(column)] = value
     mapping = map_columns(
         headers,
         path=source.path,
@@ -534,6 +540,9 @@ def begin_run(
     do now."""
     source = prepared.source
     print_ = fingerprint(source.path, source.sheet)
+    if options.fixes:  # a corrected sheet is another source
+        fixes = sorted((n, c, str(v)) for (n, c), v in options.fixes.items())
+        print_ += ":fixed:" + digest_of({"fixes": fixes})
     latest = journal.latest(target, print_)
     notes: list[str] = []
     where = f"{source.path} into {target} (journal {journal.path})"

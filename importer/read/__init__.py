@@ -35,6 +35,7 @@ from ._workbook import (
     open_workbook,
     pick_sheet,
     sheet_rows,
+    sheets_with_data,
     uses_1904_dates,
 )
 
@@ -44,7 +45,16 @@ FAST_FROM = 4 << 20
 
 V = TypeVar("V", bound=Callable[[Batch], None])
 
-__all__ = ["Batch", "Source", "SourceError", "column_letter", "is_blank", "open_source"]
+__all__ = [
+    "WORKBOOK_SUFFIXES",
+    "Batch",
+    "Source",
+    "SourceError",
+    "column_letter",
+    "is_blank",
+    "list_sheets",
+    "open_source",
+]
 
 TEXT_SUFFIXES = frozenset({".csv", ".tsv", ".txt", ".tab", ""})
 WORKBOOK_SUFFIXES = frozenset({".xlsx", ".xlsm", ".xlsb", ".xls", ".ods"})
@@ -72,6 +82,9 @@ class Source:
     _sheet_rows: Callable[[], Iterator[list[Any]]] = field(default=lambda: iter(()), repr=False)
     #: Applied to every cell read (a results sheet read back gives its cells' own text).
     cell_filter: Callable[[Any], Any] | None = None
+    #: Corrections made by a person: row number → {column position: the value to read instead}.
+    #: The file itself is never changed.
+    patches: dict[int, dict[int, Any]] = field(default_factory=dict)
 
     @property
     def headers(self) -> list[str]:
@@ -87,9 +100,10 @@ class Source:
         """The data rows in batches: row numbers, and cells aligned to :attr:`headers`.
         SourceError for a row that cannot be read."""
         batches = self._batches(size)
-        if (change := self.cell_filter) is None:
+        change, patches = self.cell_filter, self.patches
+        if change is None and not patches:
             return batches
-        return (Batch(b.numbers, [[change(c) for c in r] for r in b.rows]) for b in batches)
+        return (_changed(b, change, patches) for b in batches)
 
     def _batches(self, size: int) -> Iterator[Batch]:
         if self.kind == "text" and self.fast:
@@ -226,3 +240,25 @@ def _check_first_rows(source: Source) -> None:
     """Fail early on the first rows (the common faults show there), before anything else runs."""
     for _ in islice(source.rows(), 20):
         pass
+
+
+def _changed(
+    batch: Batch, change: Callable[[Any], Any] | None, patches: dict[int, dict[int, Any]]
+) -> Batch:
+    rows: list[Any] = list(batch.rows)
+    if change is not None:
+        rows = [[change(c) for c in r] for r in rows]
+    if patches:
+        for index, number in enumerate(batch.numbers):
+            if (fixed := patches.get(number)) is not None:
+                row = list(rows[index])
+                for position, value in fixed.items():
+                    row[position] = value
+                rows[index] = row
+    return Batch(batch.numbers, rows)
+
+
+def list_sheets(path: Path) -> list[str]:
+    """The sheets of a workbook a person may choose from: visible, with data. SourceError for
+    a file that is not a readable workbook."""
+    return sheets_with_data(Path(path))

@@ -42,6 +42,16 @@ def sheet_list(workbook: calamine.CalamineWorkbook) -> list[tuple[str, bool]]:
     ]
 
 
+def sheets_with_data(path: Path) -> list[str]:
+    """The visible sheets of the workbook at ``path`` that hold data, in order."""
+    workbook = open_workbook(path)
+    return [
+        name
+        for name, visible in sheet_list(workbook)
+        if visible and _has_data(load_sheet(workbook, name, path))
+    ]
+
+
 def describe_sheets(sheets: list[tuple[str, bool]]) -> str:
     return ", ".join(repr(n) + ("" if visible else " (hidden)") for n, visible in sheets)
 

@@ -1,0 +1,590 @@
+"""The page: upload, map, check and fix, import with live progress, download the results.
+
+Every stage is the library's own (``prepare``, ``validate_source``, ``run_import``); the page
+only keeps what a person decided (the sheet, the column choices, the corrected cells) and hands
+it to them as a run's options: a mapping file written in the upload's folder, and corrections
+that the reader applies as it reads (the uploaded file is never changed).
+"""
+
+from __future__ import annotations
+
+import asyncio
+import csv
+import hmac
+import io
+import logging
+import secrets
+from collections.abc import AsyncIterator, Awaitable, Callable
+from contextlib import asynccontextmanager
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+import openpyxl
+from starlette.applications import Starlette
+from starlette.background import BackgroundTask
+from starlette.datastructures import UploadFile
+from starlette.requests import Request
+from starlette.responses import JSONResponse, RedirectResponse, Response
+from starlette.routing import Mount, Route
+from starlette.staticfiles import StaticFiles
+from starlette.templating import Jinja2Templates
+
+from ..client import Credentials, IvvyClient, IvvyError
+from ..errors import ImporterError
+from ..fields import describe_code
+from ..map import TARGETS, ColumnMapping, load_mapping_file, map_columns
+from ..pipeline import RunOptions, prepare, run_import, validate_source
+from ..profiles import PROFILES
+from ..read import WORKBOOK_SUFFIXES, list_sheets, open_source
+from ..results import RESULT_COLUMNS, earlier_columns, unneutralise
+from ._state import Progress, Upload, Uploads
+
+log = logging.getLogger("importer.serve")
+
+SUFFIXES = (".csv", ".tsv", ".txt", ".xlsx", ".xlsm", ".xlsb", ".xls", ".ods")
+#: Rows a check page shows at most (the downloads hold them all).
+SHOWN_ROWS = 500
+CSRF_COOKIE = "ivvy_csrf"
+TOKEN_COOKIE = "ivvy_token"
+HOW = {
+    "field name": "certain: the field's own name",
+    "alias": "sure: a name the importer knows",
+    "results sheet": "sure: the earlier results' task id",
+}
+
+
+@dataclass
+class ServeConfig:
+    """How the page runs: where it sends, where uploads and journals go, its limits."""
+
+    credentials: Credentials
+    uploads: Path
+    state: Path | None = None
+    #: Required on every request when the page is served beyond loopback.
+    token: str | None = None
+    max_upload: int = 50 << 20
+    #: Shown on the page: "a local sandbox" or the target.
+    target_label: str = ""
+
+
+class Page:
+    """The application and its state."""
+
+    def __init__(self, config: ServeConfig) -> None:
+        self.config = config
+        self.uploads = Uploads(config.uploads)
+        folder = Path(__file__).with_name("templates")
+        self.templates = Jinja2Templates(directory=str(folder))
+        self.templates.env.globals["targets"] = TARGETS
+        self.app = Starlette(
+            routes=[
+                Route("/", self.home),
+                Route("/upload", self.upload, methods=["POST"]),
+                Route("/u/{id}/sheet", self.sheet, methods=["GET", "POST"]),
+                Route("/u/{id}/map", self.mapping, methods=["GET", "POST"]),
+                Route("/u/{id}/mapping.toml", self.mapping_file),
+                Route("/u/{id}/check", self.check),
+                Route("/u/{id}/fix", self.fix, methods=["POST"]),
+                Route("/u/{id}/corrected", self.corrected),
+                Route("/u/{id}/import", self.import_page, methods=["GET", "POST"]),
+                Route("/u/{id}/progress", self.progress),
+                Route("/u/{id}/stop", self.stop, methods=["POST"]),
+                Route("/u/{id}/results.xlsx", self.results),
+                Route("/u/{id}/to-fix.xlsx", self.to_fix),
+                Mount("/static", StaticFiles(directory=str(Path(__file__).with_name("static")))),
+            ],
+            lifespan=self._lifespan,
+        )
+        self.app.add_middleware(_Guard, page=self)  # type: ignore[arg-type]
+
+    @asynccontextmanager
+    async def _lifespan(self, app: Starlette) -> AsyncIterator[None]:
+        yield
+        await self.shutdown()
+
+    # -- helpers ------------------------------------------------------------------------
+
+    def render(self, request: Request, name: str, status: int = 200, **context: Any) -> Response:
+        context.setdefault("target", self.config.target_label)
+        context["csrf"] = request.state.csrf
+        return self.templates.TemplateResponse(request, name, context, status_code=status)
+
+    def _upload(self, request: Request) -> Upload:
+        upload = self.uploads.get(request.path_params["id"])
+        if upload is None:
+            raise _NotFound
+        return upload
+
+    def options(self, upload: Upload, **more: Any) -> RunOptions:
+        mapping = upload.folder / "mapping.toml"
+        if upload.choices:
+            mapping.write_text(mapping_toml(upload.choices, upload.profile), encoding="utf-8")
+        return RunOptions(
+            sheet=upload.sheet,
+            profile=upload.profile if not upload.choices else None,
+            mapping=mapping if upload.choices else None,
+            fixes=dict(upload.fixes) or None,
+            state=self.config.state,
+            **more,
+        )
+
+    # -- routes -------------------------------------------------------------------------
+
+    async def home(self, request: Request) -> Response:
+        waiting = [u for u in self.uploads.by_id.values() if u.needs_resume]
+        return self.render(request, "upload.html", waiting=waiting,
+                           limit_mb=self.config.max_upload >> 20, suffixes=SUFFIXES)  # fmt: skip
+
+    async def upload(self, request: Request) -> Response:
+        length = request.headers.get("content-length")
+        if length is None:
+            return self._refuse(request, 411, "The upload did not say its size: try again.")
+        if int(length) > self.config.max_upload + 64 * 1024:
+            return self._too_big(request)
+        form = await request.form(max_files=1, max_fields=10)
+        _check_csrf(request, form.get("csrf"))
+        sent = form.get("file")
+        if not isinstance(sent, UploadFile) or not sent.filename:
+            return self._refuse(request, 400, "Choose a file to upload.")
+        if Path(sent.filename).suffix.lower() not in SUFFIXES:
+            return self._refuse(
+                request, 400, f"{sent.filename}: the importer reads {', '.join(SUFFIXES)} files."
+            )
+        upload = self.uploads.new(sent.filename)
+        size = 0
+        with upload.path.open("wb") as handle:
+            while chunk := await sent.read(1 << 20):
+                size += len(chunk)
+                if size > self.config.max_upload:
+                    handle.close()
+                    self.uploads.forget(upload)
+                    return self._too_big(request)
+                handle.write(chunk)
+        upload.save()
+        if upload.path.suffix.lower() in WORKBOOK_SUFFIXES:
+            try:
+                sheets = list_sheets(upload.path)
+            except ImporterError as exc:
+                message = _plain(exc, upload)
+                self.uploads.forget(upload)
+                return self._refuse(request, 400, message)
+            if len(sheets) > 1:
+                return RedirectResponse(f"/u/{upload.id}/sheet", status_code=303)
+        return RedirectResponse(f"/u/{upload.id}/map", status_code=303)
+
+    async def sheet(self, request: Request) -> Response:
+        upload = self._upload(request)
+        sheets = list_sheets(upload.path)
+        if request.method == "POST":
+            form = await request.form()
+            _check_csrf(request, form.get("csrf"))
+            chosen = str(form.get("sheet") or "")
+            if chosen not in sheets:
+                return self._refuse(request, 400, f"No sheet {chosen!r} in {upload.name}.")
+            upload.sheet, upload.choices = chosen, {}
+            upload.save()
+            return RedirectResponse(f"/u/{upload.id}/map", status_code=303)
+        return self.render(request, "sheet.html", upload=upload, sheets=sheets)
+
+    async def mapping(self, request: Request) -> Response:
+        upload = self._upload(request)
+        if request.method == "POST":
+            form = await request.form()
+            _check_csrf(request, form.get("csrf"))
+            profile = str(form.get("profile") or "") or None
+            if profile is not None and profile not in PROFILES:
+                return self._refuse(request, 400, f"No profile {profile!r}.")
+            if profile != upload.profile:
+                upload.profile, upload.choices = profile, {}  # a new profile decides anew
+            else:
+                choices = {}
+                for key, value in form.multi_items():
+                    if key.startswith("column:"):
+                        field = str(value)
+                        if field not in ("", *TARGETS):
+                            return self._refuse(request, 400, f"No field {field!r}.")
+                        choices[key.removeprefix("column:")] = field or None
+                upload.choices = choices
+            upload.save()
+            target = "check" if form.get("next") == "check" else "map"
+            return RedirectResponse(f"/u/{upload.id}/{target}", status_code=303)
+        options = self.options(upload)
+        try:
+            headers, mapping = await asyncio.to_thread(mapped_so_far, upload.path, options)
+        except ImporterError as exc:
+            return self.render(request, "mapping.html", upload=upload, error=_plain(exc, upload),
+                               rows=[], profiles=PROFILES, status=400)  # fmt: skip
+        rows = describe_mapping(headers, mapping, upload.choices)
+        error, warnings, count = None, list(mapping.warnings), None
+        try:
+            prepared = await asyncio.to_thread(prepare, upload.path, options)
+            warnings, count = prepared.warnings, prepared.rows
+        except ImporterError as exc:
+            # The columns are shown all the same, to choose what is missing.
+            error = _plain(exc, upload).replace(
+                "Rename a column, or give --mapping or --profile",
+                "Choose below which column holds it.",
+            )
+        return self.render(request, "mapping.html", upload=upload, rows=rows, error=error,
+                           profiles=PROFILES, warnings=warnings, count=count)  # fmt: skip
+
+    async def mapping_file(self, request: Request) -> Response:
+        upload = self._upload(request)
+        options = self.options(upload)
+        headers, mapping = await asyncio.to_thread(mapped_so_far, upload.path, options)
+        described = describe_mapping(headers, mapping, upload.choices)
+        text = mapping_toml({column: field for column, field, _ in described}, upload.profile)
+        name = f"{upload.stem}.mapping.toml"
+        return Response(text, media_type="application/toml", headers=_attachment(name))
+
+    async def check(self, request: Request) -> Response:
+        upload = self._upload(request)
+        errors_only = request.query_params.get("errors") == "1"
+        try:
+            async with IvvyClient(self.config.credentials) as client:
+                summary = await validate_source(
+                    upload.path, client, self.options(upload, results=upload.validation_path)
+                )
+        except (ImporterError, IvvyError) as exc:
+            return self.render(request, "check.html", upload=upload, error=_plain(exc, upload),
+                               status=400)  # fmt: skip
+        data_headers, rows = read_verdicts(upload.validation_path)
+        shown = [r for r in rows if not errors_only or r["result"] != "valid"][:SHOWN_ROWS]
+        codes = sorted(
+            ((code, n, describe_code(code)) for code, n in summary.codes.items()),
+            key=lambda item: -item[1],
+        )
+        return self.render(request, "check.html", upload=upload, error=None, summary=summary,
+                           headers=data_headers, rows=shown, codes=codes,
+                           errors_only=errors_only, total=len(rows),
+                           fixed={(n, c) for n, c in upload.fixes})  # fmt: skip
+
+    async def fix(self, request: Request) -> Response:
+        upload = self._upload(request)
+        form = await request.form()
+        _check_csrf(request, form.get("csrf"))
+        try:
+            number, column = int(str(form.get("row"))), str(form.get("column"))
+        except ValueError:
+            return self._refuse(request, 400, "Which row? (a row number was expected)")
+        upload.fixes[(number, column)] = str(form.get("value") or "")
+        upload.save()
+        back = "?errors=1" if form.get("errors_only") == "1" else ""
+        return RedirectResponse(f"/u/{upload.id}/check{back}#row-{number}", status_code=303)
+
+    async def corrected(self, request: Request) -> Response:
+        """The sheet with the corrections and the verdicts: the last check's results."""
+        upload = self._upload(request)
+        if not upload.validation_path.exists():
+            return RedirectResponse(f"/u/{upload.id}/check", status_code=303)
+        name = f"{upload.stem}.corrected{upload.validation_path.suffix}"
+        return Response(upload.validation_path.read_bytes(), headers=_attachment(name),
+                        media_type=_media(upload.validation_path))  # fmt: skip
+
+    async def import_page(self, request: Request) -> Response:
+        upload = self._upload(request)
+        if request.method == "POST":
+            form = await request.form()
+            _check_csrf(request, form.get("csrf"))
+            running = upload.progress is not None and not upload.progress.finished
+            if not running:
+                again = form.get("again") == "1"
+                self._start(upload, resume=upload.needs_resume and not again, new_run=again)
+            return RedirectResponse(f"/u/{upload.id}/import", status_code=303)
+        progress = upload.progress
+        return self.render(request, "import.html", upload=upload, progress=progress,
+                           summary=progress.summary if progress else None)  # fmt: skip
+
+    def _start(self, upload: Upload, *, resume: bool, new_run: bool) -> None:
+        progress = Progress()
+        upload.progress, upload.imported, upload.finished = progress, True, False
+        upload.save()
+
+        def started(total: int) -> None:
+            progress.total = total
+
+        def advanced(outcome: Any) -> None:
+            progress.done += 1
+            progress.failures += outcome.result in ("invalid", "failed")
+
+        async def go() -> None:
+            options = self.options(upload, results=upload.results_path, resume=resume,
+                                   new_run=new_run)  # fmt: skip
+            try:
+                async with IvvyClient(self.config.credentials) as client:
+                    summary = await run_import(upload.path, client, options, stop=progress.stop,
+                                               progress=advanced, started=started)  # fmt: skip
+                progress.summary = summary
+                upload.finished = not summary.interrupted
+                if upload.finished:
+                    upload.downloads["results"] = upload.results_path.read_bytes()
+                    upload.downloads["to-fix"] = rows_to_fix(upload.results_path)
+            except (ImporterError, IvvyError) as exc:
+                progress.error = _plain(exc, upload)
+            except Exception as exc:  # shown on the page, logged with its details
+                log.exception("import of %s failed", upload.name)
+                progress.error = f"unexpected error ({type(exc).__name__}); see the server's log"
+            finally:
+                progress.finished = True
+                upload.save()
+
+        progress.task = asyncio.get_running_loop().create_task(go())
+
+    async def progress(self, request: Request) -> Response:
+        upload = self._upload(request)
+        if upload.progress is None:
+            return JSONResponse({"finished": False, "started": False})
+        data = upload.progress.as_dict()
+        summary = upload.progress.summary
+        if summary is not None:
+            data["counts"] = dict(summary.counts)
+            data["interrupted"] = summary.interrupted
+        return JSONResponse(data)
+
+    async def stop(self, request: Request) -> Response:
+        upload = self._upload(request)
+        form = await request.form()
+        _check_csrf(request, form.get("csrf"))
+        if upload.progress is not None:
+            upload.progress.stop.set()
+        return RedirectResponse(f"/u/{upload.id}/import", status_code=303)
+
+    async def results(self, request: Request) -> Response:
+        """The results sheet; once it is downloaded the upload's folder goes (the sheet and the
+        rows to fix stay downloadable from memory until the server stops)."""
+        upload = self._upload(request)
+        data = upload.downloads.get("results")
+        if data is None:
+            return RedirectResponse(f"/u/{upload.id}/import", status_code=303)
+        return Response(data, media_type=_media(Path("x.xlsx")),
+                        headers=_attachment(f"{upload.stem}.results.xlsx"),
+                        background=BackgroundTask(upload.remove))  # fmt: skip
+
+    async def to_fix(self, request: Request) -> Response:
+        upload = self._upload(request)
+        data = upload.downloads.get("to-fix")
+        if data is None:
+            return RedirectResponse(f"/u/{upload.id}/import", status_code=303)
+        return Response(data, media_type=_media(Path("x.xlsx")),
+                        headers=_attachment(f"{upload.stem}.to-fix.xlsx"))  # fmt: skip
+
+    async def shutdown(self) -> None:
+        """Stop the runs going on (their journal says where; the page resumes them after a
+        restart), then remove every upload's folder but theirs."""
+        running = [u.progress for u in self.uploads.by_id.values()
+                   if u.progress is not None and u.progress.task is not None
+                   and not u.progress.finished]  # fmt: skip
+        for progress in running:
+            progress.stop.set()
+        tasks = [p.task for p in running if p.task is not None]
+        if tasks:
+            await asyncio.wait(tasks, timeout=10)
+        self.uploads.close()
+
+    # -- refusals -------------------------------------------------------------------------
+
+    def _refuse(self, request: Request, status: int, message: str) -> Response:
+        return self.render(request, "error.html", status=status, message=message)
+
+    def _too_big(self, request: Request) -> Response:
+        limit = self.config.max_upload >> 20
+        return self._refuse(
+            request,
+            413,
+            f"The file is larger than {limit} MB, the most this page takes. Import it with "
+            "the command line instead: task-import run FILE (it streams any size).",
+        )
+
+
+class _NotFound(Exception):
+    pass
+
+
+class _CsrfError(Exception):
+    pass
+
+
+def _check_csrf(request: Request, sent: Any) -> None:
+    cookie = request.cookies.get(CSRF_COOKIE, "")
+    if not cookie or not isinstance(sent, str) or not hmac.compare_digest(cookie, sent):
+        raise _CsrfError
+
+
+class _Guard:
+    """Every request: the access token (beyond loopback), the CSRF cookie, an Origin that is
+    this page's own on every POST; refusals as pages."""
+
+    def __init__(self, app: Callable[..., Awaitable[None]], page: Page) -> None:
+        self.app = app
+        self.page = page
+
+    async def __call__(self, scope: dict[str, Any], receive: Any, send: Any) -> None:
+        if scope["type"] != "http":
+            await self.app(scope, receive, send)
+            return
+        request = Request(scope, receive)
+        token = self.page.config.token
+        set_token = False
+        if token is not None and not hmac.compare_digest(
+            request.cookies.get(TOKEN_COOKIE, ""), token
+        ):
+            if hmac.compare_digest(request.query_params.get("token", ""), token):
+                set_token = True
+            else:
+                response = Response(
+                    "Open the address task-import serve printed (it carries the access token).",
+                    status_code=403,
+                    media_type="text/plain",
+                )
+                await response(scope, receive, send)
+                return
+        csrf = request.cookies.get(CSRF_COOKIE) or secrets.token_urlsafe(24)
+        scope.setdefault("state", {})["csrf"] = csrf
+        if request.method == "POST" and not _same_origin(request):
+            await Response("Refused: this form came from another site.", status_code=403)(
+                scope, receive, send
+            )
+            return
+
+        async def send_with_cookies(message: dict[str, Any]) -> None:
+            if message["type"] == "http.response.start":
+                headers = message.setdefault("headers", [])
+                cookies = [f"{CSRF_COOKIE}={csrf}; Path=/; SameSite=Strict; HttpOnly"]
+                if set_token:
+                    cookies.append(f"{TOKEN_COOKIE}={token}; Path=/; SameSite=Strict; HttpOnly")
+                headers += [(b"set-cookie", c.encode()) for c in cookies]
+                headers += [
+                    (b"x-content-type-options", b"nosniff"),
+                    (b"x-frame-options", b"DENY"),
+                    (b"content-security-policy",
+                     b"default-src 'self'; script-src 'self'; style-src 'self'; "
+                     b"img-src 'self' data:; form-action 'self'; frame-ancestors 'none'"),
+                    (b"referrer-policy", b"same-origin"),
+                ]  # fmt: skip
+            await send(message)
+
+        try:
+            await self.app(scope, receive, send_with_cookies)
+        except _NotFound:
+            await Response("No such upload (it may have been downloaded and removed).",
+                           status_code=404)(scope, receive, send_with_cookies)  # fmt: skip
+        except _CsrfError:
+            await Response(
+                "Refused: the form's token is missing or stale. Reload the page and try again.",
+                status_code=403,
+            )(scope, receive, send_with_cookies)
+
+
+def _same_origin(request: Request) -> bool:
+    origin = request.headers.get("origin")
+    if origin is None or origin == "null":
+        return origin is None
+    host = request.headers.get("host", "")
+    return origin.split("://", 1)[-1] == host
+
+
+def _attachment(name: str) -> dict[str, str]:
+    return {"Content-Disposition": f'attachment; filename="{name}"'}
+
+
+def _media(path: Path) -> str:
+    if path.suffix == ".csv":
+        return "text/csv; charset=utf-8"
+    return "application/vnd.openxmlformats-officedocument.spreadsheetml.sheet"
+
+
+def _plain(exc: Exception, upload: Upload | None = None) -> str:
+    """A message for the page: the upload's private folder left out of it."""
+    text = str(exc)
+    if upload is not None:
+        text = text.replace(str(upload.path), upload.name).replace(str(upload.folder), "")
+    return text
+
+
+def mapped_so_far(path: Path, options: RunOptions) -> tuple[list[str], ColumnMapping]:
+    """The source's own headers and what the mapper decides for them, even while a field every
+    create needs has no column yet."""
+    source = open_source(path, sheet=options.sheet)
+    earlier = earlier_columns(source.headers)
+    headers = source.headers[: -len(earlier)] if earlier else source.headers
+    mapping_file = load_mapping_file(options.mapping) if options.mapping else None
+    mapping = map_columns(headers, path=path, sheet=source.sheet, profile=options.profile,
+                          mapping_file=mapping_file, require=False)  # fmt: skip
+    return headers, mapping
+
+
+def describe_mapping(
+    headers: list[str], mapping: ColumnMapping, choices: dict[str, str | None]
+) -> list[tuple[str, str, str]]:
+    """Each source column: the field it feeds ("" for none) and how sure that is."""
+    field_of = {column: field for field, column in mapping.columns.items()}
+    rows = []
+    for header in headers:
+        field = field_of.get(header, "")
+        if header in choices:
+            how = "your choice" if choices[header] else "your choice: not imported"
+        elif field:
+            reason = mapping.how.get(field, "")
+            how = HOW.get(reason, f"sure: {reason}" if reason else "")
+        else:
+            how = "not imported (kept in the results)"
+        rows.append((header, field, how))
+    return rows
+
+
+def mapping_toml(columns: dict[str, str | None], profile: str | None) -> str:
+    """The mapping as the ``--mapping`` file that a nightly run can reuse."""
+    lines = ["# Made by task-import serve: give it to a run with --mapping"]
+    if profile:
+        lines.append(f'profile = "{profile}"')
+    lines += ["", "[columns]"]
+    for column, field in columns.items():
+        lines.append(f"{_quoted(column)} = {_quoted(field or 'ignore')}")
+    return "\n".join(lines) + "\n"
+
+
+def _quoted(text: str) -> str:
+    escaped = text.replace("\\", "\\\\").replace('"', '\\"')
+    escaped = "".join(c if c.isprintable() else f"\\u{ord(c):04x}" for c in escaped)
+    return f'"{escaped}"'
+
+
+def read_verdicts(path: Path) -> tuple[list[str], list[dict[str, Any]]]:
+    """A results sheet of ours: its source headers, and each row as a dict of those headers'
+    cells (as the person wrote them) and of our columns by their own names."""
+    if path.suffix == ".csv":
+        with path.open(encoding="utf-8-sig", newline="") as handle:
+            table: list[list[Any]] = list(csv.reader(handle))
+    else:
+        book = openpyxl.load_workbook(path, read_only=True)
+        table = [["" if v is None else v for v in row]
+                 for row in book["Results"].iter_rows(values_only=True)]  # fmt: skip
+        book.close()
+    count = len(RESULT_COLUMNS)
+    headers = [str(h) for h in table[0][:-count]]
+    rows = []
+    for cells in table[1:]:
+        row = {h: unneutralise(v) for h, v in zip(headers, cells, strict=False)}
+        row.update(zip(RESULT_COLUMNS, cells[-count:], strict=True))
+        rows.append(row)
+    return headers, rows
+
+
+def rows_to_fix(results: Path) -> bytes:
+    """The rows of a results sheet that need a person, as an XLSX results sheet of their own
+    (a source for ``run --only failed,invalid``)."""
+    book = openpyxl.load_workbook(results, read_only=True)
+    rows = list(book["Results"].iter_rows(values_only=True))
+    book.close()
+    header = list(rows[0])
+    result = len(header) - len(RESULT_COLUMNS) + RESULT_COLUMNS.index("result")
+    out = openpyxl.Workbook(write_only=True)
+    sheet = out.create_sheet("Results")
+    sheet.append(header)
+    for row in rows[1:]:
+        if row[result] in ("invalid", "failed", "skipped"):
+            sheet.append(list(row))
+    buffer = io.BytesIO()
+    out.save(buffer)
+    return buffer.getvalue()

@@ -1,0 +1,173 @@
+"""What the page remembers of each upload: in memory, and in its private folder (``upload.json``)
+so that a server restarted after a crash still knows an upload whose run must be resumed."""
+
+from __future__ import annotations
+
+import asyncio
+import json
+import os
+import secrets
+import shutil
+import time
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+from ..pipeline import RunSummary
+
+#: File names the uploaded file may not take in its folder.
+_OURS = {"upload.json", "mapping.toml"}
+
+
+@dataclass
+class Progress:
+    """A run going on (or done): what the page polls."""
+
+    total: int = 0
+    done: int = 0
+    failures: int = 0
+    began: float = field(default_factory=time.monotonic)
+    finished: bool = False
+    error: str | None = None
+    summary: RunSummary | None = None
+    stop: asyncio.Event = field(default_factory=asyncio.Event)
+    task: asyncio.Task[Any] | None = None
+
+    def as_dict(self) -> dict[str, Any]:
+        seconds = max(1e-6, time.monotonic() - self.began)
+        rate = self.done / seconds
+        left = (self.total - self.done) / rate if rate > 0 and self.total else None
+        return {
+            "total": self.total,
+            "done": self.done,
+            "failures": self.failures,
+            "rows_per_second": round(rate, 1),
+            "eta_seconds": round(left) if left is not None else None,
+            "finished": self.finished,
+            "error": self.error,
+        }
+
+
+@dataclass
+class Upload:
+    """One uploaded sheet and what the person decided about it."""
+
+    id: str
+    folder: Path
+    name: str
+    sheet: str | None = None
+    profile: str | None = None
+    #: Column → field chosen on the page (None: not imported).
+    choices: dict[str, str | None] = field(default_factory=dict)
+    #: (row number, column) → corrected value.
+    fixes: dict[tuple[int, str], str] = field(default_factory=dict)
+    #: An import was started; it finished (not stopped) — both kept across restarts.
+    imported: bool = False
+    finished: bool = False
+    progress: Progress | None = None
+    #: The results, kept once the folder is gone (it goes when they are downloaded).
+    downloads: dict[str, bytes] = field(default_factory=dict)
+
+    @property
+    def path(self) -> Path:
+        return self.folder / self.name
+
+    @property
+    def stem(self) -> str:
+        return Path(self.name).stem
+
+    @property
+    def results_path(self) -> Path:
+        return self.folder / f"{self.stem}.results.xlsx"
+
+    @property
+    def validation_path(self) -> Path:
+        suffix = ".csv" if self.path.suffix.lower() in (".csv", ".tsv", ".txt") else ".xlsx"
+        return self.folder / f"{self.stem}.validation{suffix}"
+
+    def save(self) -> None:
+        if not self.folder.exists():
+            return
+        data = {
+            "name": self.name,
+            "sheet": self.sheet,
+            "profile": self.profile,
+            "choices": self.choices,
+            "fixes": [[n, c, v] for (n, c), v in self.fixes.items()],
+            "imported": self.imported,
+            "finished": self.finished,
+        }
+        (self.folder / "upload.json").write_text(json.dumps(data), encoding="utf-8")
+
+    @property
+    def needs_resume(self) -> bool:
+        """Whether an import of it was started and stopped before its end."""
+        running = self.progress is not None and not self.progress.finished
+        return self.imported and not self.finished and not running
+
+    def remove(self) -> None:
+        shutil.rmtree(self.folder, ignore_errors=True)
+
+
+class Uploads:
+    """Every upload, each in a private folder under ``root``."""
+
+    def __init__(self, root: Path) -> None:
+        self.root = root
+        root.mkdir(parents=True, exist_ok=True)
+        os.chmod(root, 0o700)
+        self.by_id: dict[str, Upload] = {}
+        for folder in sorted(root.iterdir()):
+            upload = _load(folder)
+            if upload is not None:
+                self.by_id[upload.id] = upload
+
+    def new(self, filename: str) -> Upload:
+        ident = secrets.token_urlsafe(12)
+        folder = self.root / ident
+        folder.mkdir(mode=0o700)
+        name = safe_name(filename)
+        upload = Upload(id=ident, folder=folder, name=name)
+        self.by_id[ident] = upload
+        return upload
+
+    def get(self, ident: str) -> Upload | None:
+        return self.by_id.get(ident)
+
+    def forget(self, upload: Upload) -> None:
+        upload.remove()
+        self.by_id.pop(upload.id, None)
+
+    def close(self) -> None:
+        """At a clean stop: every folder goes, but those of a run that must be resumed."""
+        for upload in list(self.by_id.values()):
+            if not (upload.imported and not upload.finished):
+                upload.remove()
+
+
+def safe_name(filename: str) -> str:
+    """The uploaded file's name, as a plain file name of ours."""
+    name = Path(filename.replace("\\", "/")).name.strip() or "upload.csv"
+    name = "".join(c if c.isalnum() or c in "._- " else "_" for c in name).lstrip(".")
+    if name in _OURS or not name:
+        name = f"sheet_{name or 'upload.csv'}"
+    return name[:120]
+
+
+def _load(folder: Path) -> Upload | None:
+    try:
+        data = json.loads((folder / "upload.json").read_text(encoding="utf-8"))
+    except (OSError, ValueError):
+        shutil.rmtree(folder, ignore_errors=True)  # half made: nothing to keep
+        return None
+    return Upload(
+        id=folder.name,
+        folder=folder,
+        name=data["name"],
+        sheet=data.get("sheet"),
+        profile=data.get("profile"),
+        choices=data.get("choices") or {},
+        fixes={(int(n), c): v for n, c, v in data.get("fixes") or []},
+        imported=bool(data.get("imported")),
+        finished=bool(data.get("finished")),
+    )

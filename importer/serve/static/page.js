@@ -1,0 +1,45 @@
+// The page's little script: drag-and-drop onto the upload form, and the import's live progress.
+"use strict";
+
+document.addEventListener("DOMContentLoaded", () => {
+  const drop = document.getElementById("drop");
+  const input = document.getElementById("file");
+  if (drop && input) {
+    ["dragenter", "dragover"].forEach((name) =>
+      drop.addEventListener(name, (event) => { event.preventDefault(); drop.classList.add("over"); }));
+    ["dragleave", "drop"].forEach((name) =>
+      drop.addEventListener(name, () => drop.classList.remove("over")));
+    drop.addEventListener("drop", (event) => {
+      event.preventDefault();
+      if (event.dataTransfer && event.dataTransfer.files.length) {
+        input.files = event.dataTransfer.files;
+        document.getElementById("upload").submit();
+      }
+    });
+  }
+
+  const profile = document.getElementById("profile");
+  if (profile) {
+    profile.addEventListener("change", () => document.getElementById("profile-form").submit());
+  }
+
+  const box = document.getElementById("progress");
+  if (box) {
+    const show = (id, text) => { document.getElementById(id).textContent = text; };
+    const poll = async () => {
+      const answer = await fetch(box.dataset.url, { credentials: "same-origin" });
+      const state = await answer.json();
+      if (state.finished) { window.location.reload(); return; }
+      const bar = document.getElementById("bar");
+      bar.max = state.total || 1;
+      bar.value = state.done;
+      show("done", state.done);
+      show("total", state.total);
+      show("rate", state.rows_per_second);
+      show("failures", state.failures);
+      show("eta", state.eta_seconds === null ? "…" : `${state.eta_seconds} s`);
+      setTimeout(poll, 400);
+    };
+    setTimeout(poll, 200);
+  }
+});

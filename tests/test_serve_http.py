@@ -1,0 +1,193 @@
+"""The import page over HTTP (a real server on loopback): the access token beyond loopback,
+CSRF, the upload limit, cells shown as text, and nothing of the secret in any answer."""
+
+from __future__ import annotations
+
+import re
+
+import httpx
+import pytest
+
+from importer.serve._state import safe_name
+
+from .test_serve_browser import start_page
+
+SCRIPT = "<script>alert(1)</script>"
+
+
+@pytest.fixture
+def served(sandbox, tmp_path):
+    processes = []
+
+    def serve(*args: str) -> str:
+        process, address = start_page(sandbox, tmp_path, *args)
+        processes.append(process)
+        return address
+
+    yield serve
+    for process in processes:
+        process.terminate()
+        process.wait(timeout=20)
+
+
+def csrf_of(client: httpx.Client, address: str) -> str:
+    page = client.get(address)
+    return re.search(r'name="csrf" value="([^"]+)"', page.text).group(1)
+
+
+def upload(client: httpx.Client, address: str, text: str, name: str = "t.csv", csrf=None):
+    token = csrf if csrf is not None else csrf_of(client, address)
+    return client.post(
+        f"{address}upload",
+        data={"csrf": token},
+        files={"file": (name, text.encode("utf-8"), "text/csv")},
+    )
+
+
+def test_beyond_loopback_every_request_needs_the_printed_token(served):
+    address = served("--host", "127.0.0.2")  # loopback, but not the usual address
+    assert "?token=" in address
+    base = address.split("?token=")[0]
+    with httpx.Client() as client:
+        refused = client.get(base)
+        assert refused.status_code == 403 and "token" in refused.text
+        assert client.get(f"{base}?token=wrong").status_code == 403
+        assert client.get(f"{base}static/page.js").status_code == 403
+        admitted = client.get(address)
+        assert admitted.status_code == 200
+        assert "ivvy_token" in admitted.headers["set-cookie"]
+        assert client.get(base).status_code == 200  # the cookie carries it from now on
+    with httpx.Client() as other:
+        assert other.get(base).status_code == 403
+
+
+def test_on_loopback_no_token_is_asked(served):
+    address = served()
+    assert "token" not in address
+    assert httpx.get(address).status_code == 200
+
+
+def test_a_post_without_the_form_s_token_or_from_another_site_is_refused(served):
+    address = served()
+    with httpx.Client() as client:
+        missing = upload(client, address, "name,endDatetime\nA,2026-12-01\n", csrf="")
+        assert missing.status_code == 403 and "token" in missing.text
+        wrong = upload(client, address, "name,endDatetime\nA,2026-12-01\n", csrf="forged")
+        assert wrong.status_code == 403
+        token = csrf_of(client, address)
+        foreign = client.post(
+            f"{address}upload",
+            data={"csrf": token},
+            files={"file": ("t.csv", b"name\nA\n", "text/csv")},
+            headers={"Origin": "http://evil.example"},
+        )
+        assert foreign.status_code == 403 and "another site" in foreign.text
+        good = upload(client, address, "name,endDatetime\nA,2026-12-01\n")
+        assert good.status_code == 303 and "/map" in good.headers["location"]
+    # A browser elsewhere has no cookie: the token copied from a page is not enough.
+    with httpx.Client() as stranger:
+        stolen = upload(stranger, address, "name\nA\n", csrf=token)
+        assert stolen.status_code == 403
+
+
+def test_an_upload_over_the_limit_is_refused_with_a_clear_message(served):
+    address = served("--max-upload-mb", "1")
+    big = "name,endDatetime\n" + "A task with a long name,2026-12-01\n" * 40_000  # ~1.4 MB
+    with httpx.Client() as client:
+        answer = upload(client, address, big)
+    assert answer.status_code == 413
+    assert "larger than 1 MB" in answer.text and "task-import run" in answer.text
+
+
+def test_cells_are_shown_as_text(served, sandbox):
+    address = served()
+    text = (
+        "name,endDatetime,description\n"
+        f'"{SCRIPT}",2026-12-01,"=HYPERLINK(""http://x"",""y"")"\n'
+        "B,31/02/2026,<b>bold</b>\n"
+    )
+    with httpx.Client(follow_redirects=True) as client:
+        mapped = upload(client, address, text)
+        check = client.get(mapped.url.join("check"))
+    for page in (mapped.text, check.text):
+        assert SCRIPT not in page and "<b>bold</b>" not in page
+    assert "&lt;script&gt;alert(1)&lt;/script&gt;" in check.text
+    assert "=HYPERLINK(&#34;http://x&#34;,&#34;y&#34;)" in check.text
+    assert "default-src 'self'" in check.headers["content-security-policy"]
+
+
+def test_nothing_of_the_secret_reaches_any_page(served, sandbox):
+    address = served()
+    secret = sandbox.config.secret
+    seen = []
+    with httpx.Client(follow_redirects=True) as client:
+        seen.append(client.get(address))
+        mapped = upload(client, address, "name,endDatetime\nA,2026-12-01\nB,nope\n")
+        seen.append(mapped)
+        base = str(mapped.url).rsplit("/", 1)[0]
+        seen.append(client.get(f"{base}/mapping.toml"))
+        seen.append(client.get(f"{base}/check"))
+        seen.append(client.get(f"{base}/corrected"))
+        token = csrf_of(client, address)
+        seen.append(client.post(f"{base}/import", data={"csrf": token}))
+        for _ in range(100):
+            progress = client.get(f"{base}/progress")
+            seen.append(progress)
+            if progress.json().get("finished"):
+                break
+        seen.append(client.get(f"{base}/import"))
+        seen.append(client.get(f"{base}/results.xlsx"))
+        seen.append(client.get(f"{address}static/page.js"))
+    assert progress.json()["finished"]
+    assert seen[-2].status_code == 200 and seen[-2].content[:2] == b"PK"
+    for answer in seen:
+        assert secret not in answer.text and secret.encode() not in answer.content
+        assert all(secret not in value for value in answer.headers.values())
+
+
+def test_uploaded_file_names_stay_in_their_folder():
+    assert safe_name("../../etc/passwd") == "passwd"
+    assert safe_name("C:\\Users\\me\\tasks.xlsx") == "tasks.xlsx"
+    assert safe_name("upload.json") == "sheet_upload.json"
+    assert "/" not in safe_name("a/b/<script>.csv")
+
+
+def test_a_server_killed_mid_import_resumes_it_after_a_restart(make_sandbox, tmp_path):
+    import signal
+    import time
+
+    server = make_sandbox(latency_ms=20, drop_rate=0.02, random_seed=5)
+    rows = "".join(f"Task {n},2026-12-01 10:00\n" for n in range(400))
+    process, address = start_page(server, tmp_path)
+    with httpx.Client(follow_redirects=True) as client:
+        mapped = upload(client, address, "name,endDatetime\n" + rows)
+        base = str(mapped.url).rsplit("/", 1)[0]
+        client.post(f"{base}/import", data={"csrf": csrf_of(client, address)})
+        deadline = time.monotonic() + 60
+        while len(server.tasks()) < 50:
+            assert time.monotonic() < deadline
+            time.sleep(0.02)
+    process.send_signal(signal.SIGKILL)  # no clean stop: the journal and the upload stay
+    process.wait(timeout=10)
+
+    process, address = start_page(server, tmp_path)
+    try:
+        with httpx.Client(follow_redirects=True) as client:
+            home = client.get(address)
+            assert "stopped before their end" in home.text
+            link = re.search(r'href="(/u/[^"]+/import)"', home.text).group(1)
+            page = client.get(address.rstrip("/") + link)
+            assert "Resume the import" in page.text
+            client.post(page.url, data={"csrf": csrf_of(client, address)})
+            for _ in range(600):
+                state = client.get(str(page.url).replace("/import", "/progress")).json()
+                if state.get("finished"):
+                    break
+                time.sleep(0.1)
+            assert state["finished"] and not state.get("interrupted"), state
+            assert state["counts"] == {"created": 400}
+    finally:
+        process.terminate()
+        process.wait(timeout=20)
+    names = [t["name"] for t in server.tasks()]
+    assert len(names) == 400 and len(set(names)) == 400  # every row once
