@@ -145,8 +145,9 @@ def test_the_whole_flow_in_a_browser(sandbox, page_server, tmp_path):
     assert source.read_text(encoding="utf-8") == SHEET  # the uploaded file is never changed
 
 
-def test_a_progress_page_survives_a_closed_tab(sandbox, tmp_path):
-    """The import goes on without the page; opening it again shows where it is."""
+def test_a_dropped_file_imports_and_the_progress_survives_a_closed_tab(sandbox, tmp_path):
+    """A file dropped on the page is uploaded; the import goes on without the page, and opening
+    it again shows where it is."""
     from playwright.sync_api import expect, sync_playwright
 
     rows = "".join(f"Task {n},2026-12-01 10:00\n" for n in range(300))
@@ -158,8 +159,18 @@ def test_a_progress_page_survives_a_closed_tab(sandbox, tmp_path):
             browser = playwright.chromium.launch(executable_path=CHROMIUM, args=ARGS)
             page = browser.new_page()
             page.goto(address)
-            page.set_input_files("#file", str(source))
-            page.click("form#upload button[type=submit]")
+            # Dropped onto the page, as from a file manager.
+            dropped = page.evaluate_handle(
+                """(text) => {
+                    const transfer = new DataTransfer();
+                    transfer.items.add(new File([text], "many.csv", {type: "text/csv"}));
+                    return transfer;
+                }""",
+                source.read_text(encoding="utf-8"),
+            )
+            page.dispatch_event("#drop", "drop", {"dataTransfer": dropped})
+            expect(page.locator("h2")).to_have_text("Which column is which?")
+            expect(page.locator("header .file")).to_contain_text("many.csv")
             page.click("button[name=next][value=check]")
             page.click("#import")
             import_url = page.url

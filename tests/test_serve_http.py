@@ -191,3 +191,95 @@ def test_a_server_killed_mid_import_resumes_it_after_a_restart(make_sandbox, tmp
         process.wait(timeout=20)
     names = [t["name"] for t in server.tasks()]
     assert len(names) == 400 and len(set(names)) == 400  # every row once
+
+
+def test_a_workbook_with_several_sheets_asks_which(served, tmp_path):
+    import openpyxl
+
+    book = openpyxl.Workbook()
+    book.active.title = "Notes"
+    book.active.append(["nothing to import here"])
+    tasks = book.create_sheet("Tasks")
+    tasks.append(["name", "endDatetime"])
+    tasks.append(["Call", "2026-12-01 10:00"])
+    path = tmp_path / "two.xlsx"
+    book.save(path)
+    address = served()
+    with httpx.Client(follow_redirects=True) as client:
+        token = csrf_of(client, address)
+        asked = client.post(f"{address}upload", data={"csrf": token},
+                            files={"file": ("two.xlsx", path.read_bytes())})  # fmt: skip
+        assert str(asked.url).endswith("/sheet")
+        assert 'value="Notes"' in asked.text and 'value="Tasks"' in asked.text
+        mapped = client.post(asked.url, data={"csrf": token, "sheet": "Tasks"})
+        assert str(mapped.url).endswith("/map") and "1 rows to import" in mapped.text
+
+
+def test_an_unreadable_file_shows_the_reader_s_message(served):
+    address = served()
+    with httpx.Client(follow_redirects=True) as client:
+        page = upload(client, address, "name,endDatetime\nA,2026-12-01,extra\n", name="bad.csv")
+    assert "bad.csv, row 2, column &#39;C&#39;" in page.text
+    assert "uploads" not in page.text  # the private folder is not shown
+
+
+def test_the_mapping_download_and_the_corrected_sheet(served, tmp_path):
+    from importer.map import load_mapping_file, map_columns
+
+    address = served()
+    with httpx.Client(follow_redirects=True) as client:
+        mapped = upload(client, address, "Task,When,Colour\nA,2026-12-01,red\nB,nope,blue\n")
+        base = str(mapped.url).rsplit("/", 1)[0]
+        token = csrf_of(client, address)
+        choices = {"column:Task": "name", "column:When": "endDatetime", "column:Colour": ""}
+        client.post(f"{base}/map", data={"csrf": token, "profile": "", **choices})
+        toml = client.get(f"{base}/mapping.toml")
+        check = client.get(f"{base}/check")
+        assert "1 invalid" in check.text
+        client.post(f"{base}/fix", data={"csrf": token, "row": "3", "column": "When",
+                                          "value": "2026-12-02 09:00"})  # fmt: skip
+        corrected = client.get(f"{base}/corrected")
+    (tmp_path / "m.toml").write_bytes(toml.content)
+    mapping_file = load_mapping_file(tmp_path / "m.toml")
+    mapping = map_columns(["Task", "When", "Colour"], path="x.csv", mapping_file=mapping_file)
+    assert mapping.columns == {"name": "Task", "endDatetime": "When"}
+    lines = corrected.content.decode("utf-8-sig").splitlines()
+    assert lines[2].startswith("B,2026-12-02 09:00,blue,3,valid")  # the fix, and its verdict
+
+
+def test_the_upload_folder_goes_when_the_results_are_downloaded_and_at_stop(
+    sandbox, tmp_path, monkeypatch
+):
+    import os
+    import time
+    from pathlib import Path
+
+    from .test_serve_browser import start_page as start
+
+    uploads = Path(os.environ["XDG_DATA_HOME"]) / "ivvy-task-importer" / "uploads"
+    process, address = start(sandbox, tmp_path)
+    try:
+        with httpx.Client(follow_redirects=True) as client:
+            first = upload(client, address, "name,endDatetime\nA,2026-12-01\n")
+            base = str(first.url).rsplit("/", 1)[0]
+            folder = uploads / base.rsplit("/", 1)[1]
+            assert folder.is_dir() and oct(folder.stat().st_mode & 0o777) == "0o700"
+            client.post(f"{base}/import", data={"csrf": csrf_of(client, address)})
+            for _ in range(200):
+                if client.get(f"{base}/progress").json().get("finished"):
+                    break
+                time.sleep(0.05)
+            assert client.get(f"{base}/results.xlsx").status_code == 200
+            for _ in range(100):  # removed just after the answer went
+                if not folder.exists():
+                    break
+                time.sleep(0.02)
+            assert not folder.exists()
+            assert client.get(f"{base}/results.xlsx").content[:2] == b"PK"  # still served
+            second = upload(client, address, "name,endDatetime\nB,2026-12-01\n")
+            other = uploads / str(second.url).rsplit("/", 2)[1]
+            assert other.is_dir()
+    finally:
+        process.terminate()
+        process.wait(timeout=20)
+    assert not other.exists()  # a clean stop removes what was not imported
