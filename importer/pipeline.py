@@ -661,9 +661,11 @@ class Feed:
         if outcome.error_code == INTERRUPTED:
             return  # it stays in flight: the next run looks it up
         value = key_of(payload.row, self._key) if self._key is not None else None
+        if payload.warnings:
+            outcome = dataclasses.replace(outcome, warnings=payload.warnings + outcome.warnings)
         self._run.done(
             payload.row.number,
-            dataclasses.replace(outcome, warnings=payload.warnings + outcome.warnings),
+            outcome,
             sent_at=time.time(),
             key=(value, payload.params) if value else None,
         )

@@ -51,9 +51,17 @@ def _file_mode() -> int:
 _FILE_MODE = _file_mode()
 
 
+_FIRST = frozenset("=+-@\t\r\0'")
+
+
 def neutralise(value: Any) -> Any:
     """``value``, with text that a spreadsheet would run as a formula prefixed by ``'``."""
-    if isinstance(value, str) and _NEUTRALISED.match(value):
+    if (
+        isinstance(value, str)
+        and value
+        and value[0] in _FIRST  # most text starts otherwise: no pattern to match
+        and _NEUTRALISED.match(value)
+    ):
         return "'" + value
     return value
 
@@ -177,13 +185,17 @@ class CsvResults(ResultsWriter):
 
     def add(self, row: Row, outcome: Outcome) -> None:
         cells = [row.cells.get(h, "") for h in self.headers]
-        self._writer.writerow(
-            [neutralise(cell_text(v)) for v in (*cells, *outcome_cells(row, outcome))]
-        )
+        self._writer.writerow([_csv_cell(v) for v in (*cells, *outcome_cells(row, outcome))])
         self.rows += 1
 
     def close(self, summary: Sequence[tuple[str, Any]], codes: Mapping[str, int]) -> None:
         """A CSV has one sheet: the summary is the caller's to print."""
+
+
+def _csv_cell(value: Any) -> Any:
+    if value.__class__ is str:  # the common case, first
+        return neutralise(value)
+    return neutralise(cell_text(value))
 
 
 def _xlsx_text(text: str) -> str:

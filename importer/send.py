@@ -324,7 +324,8 @@ async def deliver_batch(
                           first_sent)  # fmt: skip
             pending = await look_up(pending)
         elif answer is not None:
-            results = await _batch_results(client, str(answer.get("asyncId")))
+            async_id = str(answer.get("asyncId"))
+            results = await _batch_results(client, async_id, pace, max_attempts)
             retry, again = [], []
             for i, result in zip(pending, results, strict=False):
                 response = result.get("response") or {}
@@ -382,20 +383,34 @@ async def _settle(reconciler: Reconciler, creates: list[Payload], first_sent: da
         await asyncio.sleep(0.25)
 
 
-async def _batch_results(client: IvvyClient, async_id: str) -> list[dict[str, Any]]:
+async def _batch_results(
+    client: IvvyClient, async_id: str, pace: Pace, max_attempts: int
+) -> list[dict[str, Any]]:
     """The batch's job results, in job order, once it has run. ``results`` is asked until it
     stops answering "not completed yet" (24114): asking ``progress`` first would only double the
-    requests, which count against the rate limit."""
+    requests, which count against the rate limit. Each question takes its turn in ``pace`` with
+    the batches sent, so that questions and batches together keep to the server's limit."""
     delay = 0.05
+    failures = 0
     while True:
-        try:
-            answer = await client.call("batch", "results", {"async": async_id})
-            return list(answer.get("results") or [])
-        except ApiError as exc:
-            if exc.specific_code != 24114:
-                raise
-        await asyncio.sleep(delay)
-        delay = min(1.0, delay * 1.5)
+        wait = delay
+        async with pace.slot() as slot:
+            try:
+                answer = await client.call("batch", "results", {"async": async_id}, retry=False)
+                return list(answer.get("results") or [])
+            except RateLimited as exc:
+                slot.rate_limited, slot.retry_after = True, exc.retry_after
+                wait = exc.retry_after if exc.retry_after is not None else backoff(1)
+            except (ServerError, TransportError) as exc:  # a read: safe to ask again
+                failures += 1
+                if failures >= max_attempts:
+                    raise exc from None
+                wait = backoff(failures)
+            except ApiError as exc:
+                if exc.specific_code != 24114:
+                    raise
+                delay = min(1.0, delay * 1.5)
+        await asyncio.sleep(wait)
 
 
 def _job_error(response: dict[str, Any]) -> ApiError:

@@ -10,6 +10,7 @@ none (no credentials) they are skipped.
 
 from __future__ import annotations
 
+import functools
 import re
 from collections.abc import Mapping
 from dataclasses import dataclass, field
@@ -145,6 +146,19 @@ def _whole(value: Any) -> int | None:
     return None
 
 
+@functools.lru_cache(maxsize=65536)
+def _is_timestamp(value: str) -> bool:
+    """Whether ``value`` is a real moment written as the API's timestamp (a file's due dates
+    repeat: each distinct one is parsed once)."""
+    if _TIMESTAMP.fullmatch(value) is None:
+        return False
+    try:
+        datetime.strptime(value[:19], TIMESTAMP_FORMAT)
+    except ValueError:
+        return False
+    return True
+
+
 def _type_problem(kind: str, value: Any, required: bool) -> str | None:
     """Why ``value`` is not a valid value of its kind (None when it is; "blank" when a text that
     creates need is blank)."""
@@ -160,14 +174,7 @@ def _type_problem(kind: str, value: Any, required: bool) -> str | None:
     if kind == "priority":
         return None if value in PRIORITIES else f"must be one of {', '.join(PRIORITIES)}"
     if kind == "timestamp":
-        match = _TIMESTAMP.fullmatch(value)
-        try:
-            if match is None:
-                raise ValueError
-            datetime.strptime(value[:19], TIMESTAMP_FORMAT)
-        except ValueError:
-            return "must be a timestamp YYYY-MM-DD HH:MM:SS (UTC)"
-        return None
+        return None if _is_timestamp(value) else "must be a timestamp YYYY-MM-DD HH:MM:SS (UTC)"
     if required and not value.strip():
         return "blank"
     return None

@@ -157,19 +157,25 @@ class IvvyClient:
         await self._http.aclose()
 
     async def call(
-        self, namespace: str, action: str, params: Mapping[str, Any] | None = None
+        self,
+        namespace: str,
+        action: str,
+        params: Mapping[str, Any] | None = None,
+        *,
+        retry: bool = True,
     ) -> Any:
         """POST ``params`` to ``{namespace}?action={action}`` and return the decoded answer.
 
         Calls that only read (``ping``, ``get…``, a batch's ``progress`` and ``results``) are
         retried through transient failures (429 after its ``Retry-After``, 5xx, a lost answer, a
         stale date), each attempt signed afresh; writes are sent once, since only the send stage
-        knows whether one may be repeated.
+        knows whether one may be repeated. ``retry=False`` sends a read once, too (for a caller
+        that paces and retries it itself).
 
         Raises an :class:`ApiError` subclass when iVvy answers an error and
         :class:`TransportError` when there is no usable answer.
         """
-        if not is_read(action):
+        if not retry or not is_read(action):
             return await self._call_once(namespace, action, params)
         async for attempt in stamina.retry_context(
             on=transient, attempts=self._read_attempts, timeout=120, wait_initial=0.05, wait_max=5
