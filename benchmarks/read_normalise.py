@@ -7,7 +7,9 @@ case's alone):
 - ``xlsx-bare``: python-calamine opens the workbook and walks every row;
 - ``xlsx-ours``: the importer's read → map → normalise over the same file (the pass that checks
   every row and decides the date order, then the pass that builds every payload);
-- ``csv-bare``: ``pandas.read_csv(dtype=str)``;
+- ``csv-bare``: ``pandas.read_csv(dtype=str)``, with pandas' Python-object strings (with pyarrow
+  installed pandas 3 makes them pyarrow strings, twice as slow here: the bare side gets the
+  faster);
 - ``csv-ours``: the importer's read → map → normalise over the CSV, likewise.
 
     python -m benchmarks.read_normalise [--rows-csv 1000000] [--rows-xlsx 100000] [--repeat 3]
@@ -75,6 +77,10 @@ def make_xlsx(path: Path, count: int) -> None:
 
 def case(name: str, path: Path) -> dict:
     """Run one case in this process: seconds, rows, and this process's peak memory."""
+    if name == "csv-bare":
+        # With pyarrow installed (the importer's first pass uses it), pandas 3 makes dtype=str
+        # pyarrow-backed strings, twice as slow here: the bare side gets pandas' faster path.
+        sys.modules["pyarrow"] = None  # type: ignore[assignment]
     import pandas
     import python_calamine
 

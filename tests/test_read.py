@@ -280,3 +280,98 @@ def test_batches_number_rows_like_the_record_reader(tmp_path, rows, terminator, 
         assert any("\n" in c or "\r" in c for _, cells in records for c in cells)
     else:
         assert fast == expected
+
+
+@settings(
+    max_examples=150, deadline=None, suppress_health_check=[HealthCheck.function_scoped_fixture]
+)
+@given(
+    rows=st.lists(
+        st.one_of(st.lists(cell_text, min_size=1, max_size=4), st.just([])), min_size=1,
+        max_size=12,
+    ),
+    terminator=st.sampled_from(["\n", "\r\n"]),
+    bom=st.booleans(),
+)  # fmt: skip
+def test_pyarrow_s_first_pass_reads_rows_like_the_record_reader_or_steps_aside(
+    tmp_path, rows, terminator, bom
+):
+    """The first pass of a big text file goes through pyarrow: it must give exactly the rows
+    and row numbers of the record reader, or raise NotFast (then pandas' or the record reader
+    reads the file)."""
+    import csv as csv_module
+    import io
+
+    from importer.read._text import arrow_batches, text_records
+
+    buffer = io.StringIO(newline="")
+    writer = csv_module.writer(buffer, lineterminator=terminator)
+    writer.writerow(["name", "due", "notes"])
+    for row in rows:
+        writer.writerow(row)
+    path = tmp_path / "p.csv"
+    path.write_bytes((b"\xef\xbb\xbf" if bom else b"") + buffer.getvalue().encode("utf-8"))
+    expected = [
+        (number, [*cells, "", "", ""][:3])
+        for number, cells in text_records(path, "utf-8-sig", ",")
+        if number > 1 and "".join(cells).strip()
+    ]
+    if not expected:
+        return
+    try:
+        source = open_source(path)
+    except SourceError:
+        return  # refused from its first rows (a long record), as other tests show
+    try:
+        got = [
+            (number, list(cells))
+            for batch in arrow_batches(path, source.encoding, ",", source.layout)
+            for number, cells in zip(batch.numbers, batch.rows, strict=True)
+        ]
+    except NotFast:
+        # Only for records that are not one line with three cells: a quoted line break, a
+        # short or long record, an empty line.
+        records = list(text_records(path, "utf-8-sig", ","))
+        assert any(
+            len(cells) != 3 or any("\n" in c or "\r" in c for c in cells)
+            for _, cells in records
+        )
+    else:
+        assert got == expected
+
+
+@pytest.mark.parametrize(
+    "case", ["plain", "line break in a cell", "empty line", "long row", "carriage returns"]
+)
+def test_the_first_pass_of_a_big_text_file_takes_the_fastest_reader_that_reads_it_right(
+    tmp_path, monkeypatch, case
+):
+    import importer.read as read_module
+
+    monkeypatch.setattr(read_module, "FAST_FROM", 0)  # every file counts as big
+    lines = ["name,due,notes"] + [f"Task {n},2026-12-{1 + n % 28:02d},x" for n in range(60)]
+    if case == "line break in a cell":
+        lines[30] = 'Task 29,2026-12-02,"two\nlines"'
+    elif case == "empty line":
+        lines.insert(40, "")
+    elif case == "long row":
+        lines[50] = "Task 49,2026-12-22,x,extra"
+    path = tmp_path / "big.csv"
+    end = "\r" if case == "carriage returns" else "\n"  # old Mac files
+    path.write_bytes((end.join(lines) + end).encode("utf-8"))
+    if case == "long row":
+        with pytest.raises(SourceError, match="row 51, column 'D'"):
+            open_source(path).scan()
+        return
+    source = open_source(path)
+    count, _ = source.scan()
+    assert count == 60
+    expected = [
+        (number, cells)
+        for number, cells in read_module.text_records(path, "utf-8", ",")
+        if number > 1 and "".join(cells).strip()
+    ]
+    got = [(n, list(c)) for b in source.batches() for n, c in zip(b.numbers, b.rows, strict=True)]
+    assert got == expected
+    # pyarrow (or pandas' reader) for a file of one-line records; the record reader else.
+    assert (source.arrow or source.fast) == (case != "line break in a cell")

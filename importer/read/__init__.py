@@ -22,6 +22,7 @@ from ..model import Row
 from ._table import Batch, Layout, column_letter, find_layout, is_blank, table_batches
 from ._text import (
     NotFast,
+    arrow_batches,
     detect_encoding,
     fast_batches,
     sniff_delimiter,
@@ -78,6 +79,9 @@ class Source:
     #: as the record reader does (then later passes use it).
     fast: bool = False
     _verified: bool = field(default=False, repr=False)
+    #: Whether a full pass found that pyarrow's reader reads this text exactly as the record
+    #: reader does (then later passes use it: it is the fastest).
+    arrow: bool = False
     #: A workbook sheet's rows from row 1 (text sources are re-read from the file instead).
     _sheet_rows: Callable[[], Iterator[list[Any]]] = field(default=lambda: iter(()), repr=False)
     #: Applied to every cell read (a results sheet read back gives its cells' own text).
@@ -99,13 +103,21 @@ class Source:
     def batches(self, size: int = 4096) -> Iterator[Batch]:
         """The data rows in batches: row numbers, and cells aligned to :attr:`headers`.
         SourceError for a row that cannot be read."""
-        batches = self._batches(size)
+        return self._changed(self._batches(size))
+
+    def _changed(self, batches: Iterator[Batch]) -> Iterator[Batch]:
+        """``batches`` with :attr:`cell_filter` and :attr:`patches` applied."""
         change, patches = self.cell_filter, self.patches
         if change is None and not patches:
             return batches
         return (_changed(b, change, patches) for b in batches)
 
     def _batches(self, size: int) -> Iterator[Batch]:
+        if self.kind == "text" and self.arrow:
+            return arrow_batches(
+                self.path, self.encoding or "utf-8", self.delimiter or ",", self.layout,
+                verified=True,
+            )
         if self.kind == "text" and self.fast:
             return fast_batches(
                 self.path,
@@ -138,16 +150,28 @@ class Source:
         exactly, the pass starts again with the record reader and a fresh visitor.
         """
 
-        def walk() -> tuple[int, V | None]:
+        def walk(batches: Iterator[Batch] | None = None) -> tuple[int, V | None]:
             count = 0
             seen = visitor() if visitor is not None else None
-            for batch in self.batches():
+            for batch in batches if batches is not None else self.batches():
                 count += len(batch.numbers)
                 if seen is not None:
                     seen(batch)
             return count, seen
 
         if self.kind == "text" and not self.fast and self.path.stat().st_size >= FAST_FROM:
+            # pyarrow first: when it reads every record as one whole line, pandas' reader (which
+            # the later passes use) reads the same records.
+            arrow = arrow_batches(
+                self.path, self.encoding or "utf-8", self.delimiter or ",", self.layout
+            )
+            try:
+                result = walk(self._changed(arrow))
+            except NotFast:
+                pass
+            else:
+                self.arrow = True
+                return result
             self.fast = True
             try:
                 result = walk()

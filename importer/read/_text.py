@@ -255,6 +255,113 @@ def fast_batches(
         raise NotFast(f"{line - first_line} records on {count_lines(path) - first_line} lines")
 
 
+#: Encodings pyarrow's CSV reader reads as they are (it transcodes others, more slowly).
+_ARROW_ENCODINGS = ("utf_8", "utf_8_sig", "ascii")
+
+
+def arrow_batches(
+    path: Path, encoding: str, delimiter: str, layout: Layout, *, verified: bool = False
+) -> Iterator[Batch]:
+    """The data rows as :func:`fast_batches` gives them, parsed by pyarrow's multithreaded CSV
+    reader: for the pass that checks every row before anything is sent, about twice as fast.
+
+    It raises :class:`NotFast` when pyarrow is not installed, the encoding is not UTF-8, a record
+    has a different number of cells than the header or spans lines, or the text does not parse:
+    then pandas' reader (or the record reader) reads the file instead. When it gets through,
+    every record is one line with one cell per header, so pandas' reader reads the same records.
+    Unless ``verified`` (an earlier pass got through), it also checks at the end that it read
+    as many records as the file has lines.
+    """
+    count = len(layout.positions)
+    if layout.positions != tuple(range(count)) or not count:
+        raise NotFast("columns without a header between the others")
+    if codecs.lookup(encoding).name.replace("-", "_") not in _ARROW_ENCODINGS:
+        raise NotFast(f"{encoding}: pyarrow reads UTF-8")
+    try:
+        import pyarrow
+        import pyarrow.csv as arrow_csv
+    except ImportError:
+        raise NotFast("pyarrow is not installed") from None
+
+    with path.open(encoding=encoding, newline="") as handle:
+        reader = csv.reader(handle, delimiter=delimiter, strict=True)
+        try:
+            _skip_header(reader, layout)
+        except csv.Error as exc:
+            raise NotFast(str(exc)) from None
+        first_line = line = reader.line_num
+    names = [str(i) for i in range(count)]
+    with path.open("rb") as raw:
+        head = b"".join(raw.readline() for _ in range(first_line))
+        if b"\r" in head.replace(b"\r\n", b""):
+            raise NotFast("lines that end with a lone carriage return")
+        try:
+            stream = arrow_csv.open_csv(
+                raw,
+                read_options=arrow_csv.ReadOptions(column_names=names, block_size=1 << 20),
+                parse_options=arrow_csv.ParseOptions(
+                    delimiter=delimiter, newlines_in_values=True, ignore_empty_lines=False
+                ),
+                convert_options=arrow_csv.ConvertOptions(
+                    column_types=dict.fromkeys(names, pyarrow.string()),
+                    strings_can_be_null=False,
+                    quoted_strings_can_be_null=False,
+                ),
+            )
+            for record_batch in stream:
+                if _breaks_lines(record_batch):
+                    raise NotFast("a record spans lines")
+                rows = record_batch.num_rows
+                numbers = list(range(line + 1, line + 1 + rows))
+                line += rows
+                batch = _drop_blank(numbers, _ArrowColumns(record_batch, count))
+                if batch.numbers:
+                    yield batch
+        except (pyarrow.ArrowInvalid, pyarrow.ArrowException, UnicodeError) as exc:
+            raise NotFast(str(exc)) from None
+    if not verified and line != count_lines(path):
+        raise NotFast(f"{line - first_line} records on {count_lines(path) - first_line} lines")
+
+
+def _breaks_lines(record_batch: Any) -> bool:
+    """Whether a cell holds a line break: then its record spans lines (each record is one line
+    otherwise, since empty lines are records too, here). The cells' bytes are searched where
+    they lie, all of a column at once."""
+    for column in record_batch.columns:
+        data = column.buffers()[2]  # a string column: validity, offsets, then the text
+        if data is None:
+            continue
+        text = data.to_pybytes()
+        if column.offset:  # a slice: only its own part counts
+            offsets = column.buffers()[1].to_pybytes()
+            first = int.from_bytes(offsets[4 * column.offset : 4 * column.offset + 4], "little")
+            last_at = 4 * (column.offset + len(column))
+            last = int.from_bytes(offsets[last_at : last_at + 4], "little")
+            text = text[first:last]
+        if b"\n" in text or b"\r" in text:
+            return True
+    return False
+
+
+class _ArrowColumns(Sequence[list[Any]]):
+    """A record batch's columns as lists, each made when first asked for."""
+
+    def __init__(self, batch: Any, count: int) -> None:
+        self._batch = batch
+        self._lists: list[list[Any] | None] = [None] * count
+
+    def __len__(self) -> int:
+        return len(self._lists)
+
+    def __getitem__(self, index: Any) -> Any:
+        if isinstance(index, slice):
+            return [self[i] for i in range(len(self._lists))[index]]
+        made = self._lists[index]
+        if made is None:
+            made = self._lists[index] = self._batch.column(index).to_pylist()
+        return made
+
+
 class _Columns(Sequence[list[Any]]):
     """A frame's columns as lists, each made when first asked for."""
 
@@ -281,7 +388,10 @@ def count_lines(path: Path) -> int:
     pending_cr = False
     with path.open("rb") as handle:
         while chunk := handle.read(1 << 20):
-            lines += chunk.count(b"\n") + chunk.count(b"\r") - chunk.count(b"\r\n")
+            if b"\r" in chunk:
+                lines += chunk.count(b"\n") + chunk.count(b"\r") - chunk.count(b"\r\n")
+            else:  # the common case: one count, not three
+                lines += chunk.count(b"\n")
             if pending_cr and chunk.startswith(b"\n"):
                 lines -= 1  # a \r\n split across two reads
             pending_cr = chunk.endswith(b"\r")
