@@ -149,11 +149,10 @@ class FirstPass:
         ]
 
     def __call__(self, batch: Batch) -> None:
-        columns = batch.columns
         if self._due is not None:
-            self.evidence.observe_column(batch.numbers, columns[self._due])
+            self.evidence.observe_column(batch.numbers, batch.column(self._due))
         for kind, position, seen in self._ids:
-            fresh = set(columns[position]) - seen
+            fresh = set(batch.column(position)) - seen
             seen.update(fresh)
             convert = to_id_or_email if kind in ("contact", "user") else to_integer
             for raw in fresh:

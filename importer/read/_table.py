@@ -6,6 +6,7 @@ from __future__ import annotations
 from collections.abc import Iterable, Iterator, Sequence
 from dataclasses import dataclass
 from itertools import islice
+from operator import itemgetter
 from pathlib import Path
 from typing import Any
 
@@ -154,6 +155,12 @@ class Batch:
         if self._columns is None:
             self._columns = list(zip(*self._rows, strict=True)) if self._rows else []
         return self._columns
+
+    def column(self, index: int) -> Sequence[Any]:
+        """One column, without making the others when the batch came by rows."""
+        if self._columns is not None or not self._rows:
+            return self.columns[index]
+        return list(map(itemgetter(index), self._rows))
 
 
 def batch_of(
