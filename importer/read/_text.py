@@ -9,7 +9,7 @@ import csv
 import io
 import re
 from collections import Counter
-from collections.abc import Iterator, Sequence
+from collections.abc import Callable, Iterator, Sequence
 from itertools import islice
 from pathlib import Path
 from typing import Any
@@ -246,7 +246,8 @@ def fast_batches(
             for frame in frames:
                 numbers = list(range(line + 1, line + 1 + len(frame)))
                 line += len(frame)
-                batch = _drop_blank(numbers, _Columns(frame, count))
+                columns = _Columns(lambda i, f=frame: f[i].tolist(), count)
+                batch = _drop_blank(numbers, columns)
                 if batch.numbers:
                     yield batch
         except (pandas.errors.ParserError, ValueError, UnicodeError) as exc:
@@ -314,7 +315,8 @@ def arrow_batches(
                 rows = record_batch.num_rows
                 numbers = list(range(line + 1, line + 1 + rows))
                 line += rows
-                batch = _drop_blank(numbers, _ArrowColumns(record_batch, count))
+                columns = _Columns(lambda i, b=record_batch: b.column(i).to_pylist(), count)
+                batch = _drop_blank(numbers, columns)
                 if batch.numbers:
                     yield batch
         except (pyarrow.ArrowInvalid, pyarrow.ArrowException, UnicodeError) as exc:
@@ -343,30 +345,11 @@ def _breaks_lines(record_batch: Any) -> bool:
     return False
 
 
-class _ArrowColumns(Sequence[list[Any]]):
-    """A record batch's columns as lists, each made when first asked for."""
-
-    def __init__(self, batch: Any, count: int) -> None:
-        self._batch = batch
-        self._lists: list[list[Any] | None] = [None] * count
-
-    def __len__(self) -> int:
-        return len(self._lists)
-
-    def __getitem__(self, index: Any) -> Any:
-        if isinstance(index, slice):
-            return [self[i] for i in range(len(self._lists))[index]]
-        made = self._lists[index]
-        if made is None:
-            made = self._lists[index] = self._batch.column(index).to_pylist()
-        return made
-
-
 class _Columns(Sequence[list[Any]]):
-    """A frame's columns as lists, each made when first asked for."""
+    """A parsed chunk's columns as lists, each made when first asked for (``make(index)``)."""
 
-    def __init__(self, frame: Any, count: int) -> None:
-        self._frame = frame
+    def __init__(self, make: Callable[[int], list[Any]], count: int) -> None:
+        self._make = make
         self._lists: list[list[Any] | None] = [None] * count
 
     def __len__(self) -> int:
@@ -377,7 +360,7 @@ class _Columns(Sequence[list[Any]]):
             return [self[i] for i in range(len(self._lists))[index]]
         made = self._lists[index]
         if made is None:
-            made = self._lists[index] = self._frame[index].tolist()
+            made = self._lists[index] = self._make(index)
         return made
 
 
