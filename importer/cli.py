@@ -16,6 +16,7 @@ import tomllib
 import traceback
 from collections.abc import Callable, Iterator
 from contextlib import contextmanager, suppress
+from datetime import UTC, datetime, timedelta
 from pathlib import Path
 from typing import Any
 
@@ -25,6 +26,7 @@ from tqdm import tqdm
 
 from .client import AuthError, Credentials, IvvyClient, IvvyError, TransportError
 from .errors import ImporterError, UsageError
+from .journal import Journal, default_journal_path, list_runs
 from .pipeline import RESULTS, RunOptions, parse_clock, run_import, validate_source
 from .profiles import PROFILES
 from .sandbox import DEFAULT_KEY, DEFAULT_SECRET, SandboxConfig, SandboxServer, load_seed, serve
@@ -520,6 +522,59 @@ def template(path: Path) -> None:
 
 
 @main.command()
+@click.option(
+    "--state",
+    type=click.Path(path_type=Path, dir_okay=False),
+    help="The journal (default: the target's).",
+)
+@click.option(
+    "--forget-older-than",
+    "days",
+    type=click.IntRange(min=0),
+    metavar="DAYS",
+    help="Delete the rows of runs that ended more than DAYS ago (the keys of --key stay).",
+)
+@click.option("--json", "as_json", is_flag=True, help="Print the runs as JSON.")
+@user_errors
+def runs(state: Path | None, days: int | None, as_json: bool) -> None:
+    """List the runs into this target that the journal holds (the numbers undo takes), or
+    prune old ones. The target is that of the credentials (environment or --config).
+
+    \b
+    Examples:
+      task-import runs
+      task-import runs --forget-older-than 90
+    """
+    target = Credentials.from_env().target
+    path = state or default_journal_path(target)
+    if days is not None:
+        with Journal(path) as journal:
+            before = datetime.now(UTC) - timedelta(days=days)
+            pruned, rows = journal.prune(target, before)
+        click.echo(f"pruned {pruned} runs ({rows} rows) that ended before {before:%Y-%m-%d}")
+        return
+    listed = list_runs(path, target)
+    if as_json:
+        click.echo(json.dumps([
+            {"run": r.id, "kind": r.kind, "status": r.status, "started": r.started,
+             "finished": r.finished, "source": r.source, "results": r.results,
+             "undoes": r.undoes, "counts": dict(c)}
+            for r, c in listed
+        ]))  # fmt: skip
+        return
+    if not listed:
+        click.echo(f"no runs into {target} in {path}")
+        return
+    for record, counts in listed:
+        parts = ", ".join(f"{n} {result}" for result, n in sorted(counts.items()))
+        what = f"undo of run {record.undoes}" if record.kind == "undo" else record.kind
+        click.echo(
+            f"run {record.id}: {what}, {record.status}, started {record.started}, "
+            f"{Path(record.source).name}: {parts or 'no rows'}"
+        )
+
+
+@main.command()
 @click.argument("run_id", metavar="[RUN]", type=int, required=False)
 @click.option(
     "--state",
@@ -540,7 +595,7 @@ def undo(
     Cancelled. iVvy has no task delete; updates cannot be undone and are listed.
 
     A stopped undo goes on where it stopped when given again. RUN is the run number that
-    `task-import run` printed (and that --json gives as "run").
+    `task-import run` printed (--json gives it as "run"; `task-import runs` lists them).
 
     \b
     Examples:

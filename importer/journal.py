@@ -237,6 +237,31 @@ class Journal:
             "UPDATE runs SET status = ?, finished = ? WHERE id = ?", (status, _now(), run_id)
         )
 
+    def prune(self, target: str, before: datetime) -> tuple[int, int]:
+        """The rows of the runs into ``target`` that ended before ``before`` are deleted (their
+        lines stay, marked ``pruned``; the keys of ``--key`` stay too, so nightly runs go on).
+        Returns how many runs and rows went."""
+        stamp = before.isoformat(timespec="seconds")
+        runs = [
+            run_id
+            for (run_id,) in self.db.execute(
+                "SELECT id FROM runs WHERE target = ? AND status IN ('finished', 'stopped') "
+                "AND finished IS NOT NULL AND finished <= ?",
+                (target, stamp),
+            )
+        ]
+        rows = 0
+        self.db.execute("BEGIN IMMEDIATE")
+        try:
+            for run_id in runs:
+                rows += self.db.execute("DELETE FROM rows WHERE run = ?", (run_id,)).rowcount
+                self.db.execute("UPDATE runs SET status = 'pruned' WHERE id = ?", (run_id,))
+        except BaseException:
+            self.db.execute("ROLLBACK")
+            raise
+        self.db.execute("COMMIT")
+        return len(runs), rows
+
     def row_counts(self, run_id: int) -> Counter[str]:
         """Rows of a run by result; rows in flight count as ``in_flight``."""
         counts: Counter[str] = Counter()
@@ -322,6 +347,33 @@ def lookup_keys(
         ):
             found[value] = (task_id, digest)
     return found
+
+
+def list_runs(path: Path, target: str) -> list[tuple[RunRecord, Counter[str]]]:
+    """The runs into ``target`` that the journal at ``path`` holds, the newest first, with their
+    rows by result; read without the lock (a run may be going on)."""
+    db = read_only_journal(path)
+    if db is None:
+        return []
+    try:
+        listed = []
+        for row in db.execute(
+            f"SELECT {Journal._RUN_COLUMNS} FROM runs WHERE target = ? ORDER BY id DESC",
+            (target,),
+        ).fetchall():
+            values = list(row)
+            values[5] = json.loads(values[5])
+            record = RunRecord(*values)
+            counts: Counter[str] = Counter()
+            for state, result, n in db.execute(
+                "SELECT state, result, COUNT(*) FROM rows WHERE run = ? GROUP BY state, result",
+                (record.id,),
+            ):
+                counts[result if state == "done" else state] += n
+            listed.append((record, counts))
+        return listed
+    finally:
+        db.close()
 
 
 def read_only_journal(path: Path) -> sqlite3.Connection | None:

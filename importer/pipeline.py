@@ -484,6 +484,7 @@ class RunSummary:
             f"{self.rows} rows in {self.seconds:.1f} s: {parts or 'nothing to do'}"
             + (f" (plan: {plan})" if plan else "")
             + f". Results: {self.results}"
+            + (f" (run {self.run_id})" if self.run_id is not None else "")
         )
 
 

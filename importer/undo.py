@@ -29,11 +29,16 @@ def _chosen(journal: Journal, target: str, run_id: int | None) -> RunRecord:
     if not imports:
         raise UsageError(f"nothing to undo: no import into {target} in the journal {journal.path}")
     if run_id is None:
-        return imports[0]
+        run_id = imports[0].id
     chosen = next((r for r in imports if r.id == run_id), None)
     if chosen is None:
         known = ", ".join(f"{r.id} ({Path(r.source).name}, {r.started})" for r in imports[:10])
         raise UsageError(f"no import run {run_id} into {target} in {journal.path}; runs: {known}")
+    if chosen.status == "pruned":
+        raise UsageError(
+            f"run {run_id}'s rows were pruned from the journal (task-import runs "
+            "--forget-older-than): which tasks it created is no longer known"
+        )
     return chosen
 
 

@@ -140,7 +140,9 @@ def test_the_night_pair_shows_key(sandbox, tmp_path):
     assert len(sandbox.tasks()) == 12
 
 
-@pytest.mark.parametrize("command", ["run", "validate", "template", "undo", "ping", "sandbox"])
+@pytest.mark.parametrize(
+    "command", ["run", "validate", "template", "undo", "runs", "ping", "sandbox", "serve"]
+)
 def test_every_command_s_help_shows_examples(command):
     outcome = CliRunner().invoke(main, [command, "--help"])
     assert outcome.exit_code == 0

@@ -247,3 +247,26 @@ def test_sigkill_three_times_then_resume_creates_every_row_once(make_sandbox, tm
     # The last kill left rows in flight: they were looked up, not sent blindly.
     assert any("in flight when an earlier run stopped" in w for w in summary["warnings"])
     assert server.stats()["drops"] > 0 and server.stats()["failures_injected"] > 0
+
+
+def test_runs_are_listed_and_old_ones_pruned_keeping_the_keys(make_sandbox, tmp_path):
+    server = make_sandbox()
+    rows = keyed_rows(3)
+    first = invoke(server, "run", write_rows(tmp_path / "n1.csv", rows), "--key", "Legacy Id")
+    assert "(run 1)" in first.output
+    listed = invoke(server, "runs")
+    assert listed.exit_code == 0, listed.output
+    assert "run 1: import, finished" in listed.output and "3 created" in listed.output
+    as_data = json.loads(invoke(server, "runs", "--json").stdout)
+    assert as_data[0]["run"] == 1 and as_data[0]["counts"] == {"created": 3}
+
+    pruned = invoke(server, "runs", "--forget-older-than", "0")
+    assert pruned.exit_code == 0 and "pruned 1 runs (3 rows)" in pruned.output
+    assert "pruned" in invoke(server, "runs").output
+    refused = invoke(server, "undo", "1")
+    assert refused.exit_code == 2 and "pruned" in refused.output
+    # The keys stayed: the next night still knows its tasks.
+    again = invoke(server, "run", write_rows(tmp_path / "n2.csv", rows), "--key", "Legacy Id",
+                   "--json")  # fmt: skip
+    assert as_json(again)["counts"] == {"unchanged": 3}
+    assert len(server.tasks()) == 3
