@@ -322,11 +322,12 @@ class Journal:
             (target, column, value, task_id, digest, run),
         )
 
-    def forget_tasks(self, target: str, task_ids: Iterable[int]) -> None:
-        """Legacy ids that led to these tasks lead nowhere now (an undo cancelled them)."""
-        self.db.executemany(
-            "DELETE FROM keys WHERE target = ? AND task_id = ?",
-            [(target, t) for t in task_ids],
+    def forget_cancelled(self, target: str, undo_run: int) -> None:
+        """Legacy ids that led to the tasks an undo cancelled lead nowhere now."""
+        self.db.execute(
+            "DELETE FROM keys WHERE target = ? AND task_id IN (SELECT task_id FROM rows "
+            "WHERE run = ? AND state = 'done' AND result = 'updated')",
+            (target, undo_run),
         )
 
 

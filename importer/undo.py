@@ -14,7 +14,14 @@ from pathlib import Path
 
 from .client import IvvyClient
 from .errors import UsageError
-from .journal import Journal, RunJournal, RunRecord, default_journal_path, is_done
+from .journal import (
+    Journal,
+    RunJournal,
+    RunRecord,
+    default_journal_path,
+    is_done,
+    read_only_journal,
+)
 from .model import Outcome, Payload, Row
 from .pipeline import Feed, RunSummary, settle_in_flight
 from .reconcile import Reconciler
@@ -88,28 +95,30 @@ async def undo_run(
             )
         run = RunJournal(journal, record)
         finished = run.done_numbers()
-        created = journal.db.execute(
-            "SELECT number, task_id FROM rows WHERE run = ? AND state = 'done' "
-            "AND result = 'created' AND task_id IS NOT NULL ORDER BY number",
-            (original.id,),
-        ).fetchall()
+        # The rows the import created, streamed through a second, reading connection (the
+        # journal's own writes go on beside it).
+        reader = read_only_journal(journal.path)
+        assert reader is not None  # the journal exists: it is open
+        try:
+            created = reader.execute(
+                "SELECT number, task_id FROM rows WHERE run = ? AND state = 'done' "
+                "AND result = 'created' AND task_id IS NOT NULL ORDER BY number",
+                (original.id,),
+            )
 
-        def rows() -> Iterator[tuple[Row, Payload | Outcome]]:
-            for number, task_id in created:
-                if not is_done(finished, number):
-                    row = Row(number, {})
-                    yield row, Payload(row, {"id": task_id, "status": CANCELLED})
+            def rows() -> Iterator[tuple[Row, Payload | Outcome]]:
+                for number, task_id in created:
+                    if not is_done(finished, number):
+                        row = Row(number, {})
+                        yield row, Payload(row, {"id": task_id, "status": CANCELLED})
 
-        feed = Feed(run, rows(), stop, key=None, target=target)
-        options = SendOptions(concurrency=concurrency)
-        await send_all(client, feed.payloads(), feed.record, options, reconciler, stop=stop)
-        feed.release()
-        cancelled = [
-            outcome.task_id
-            for _, outcome in run.outcomes()
-            if outcome is not None and outcome.result == "updated" and outcome.task_id
-        ]
-        journal.forget_tasks(target, cancelled)  # type: ignore[arg-type]
+            feed = Feed(run, rows(), stop, key=None, target=target)
+            options = SendOptions(concurrency=concurrency)
+            await send_all(client, feed.payloads(), feed.record, options, reconciler, stop=stop)
+            feed.release()
+        finally:
+            reader.close()
+        journal.forget_cancelled(target, record.id)
         summary = RunSummary(source=Path(original.source), results=results, target=target)
         summary.journal, summary.run_id = journal.path, record.id
         summary.undoes = original.id
@@ -122,15 +131,15 @@ async def undo_run(
 
 def _write(summary: RunSummary, journal: Journal, original: RunRecord, run: RunJournal) -> None:
     """The undo's results: each row the import created (cancelled, or why not) or updated (which
-    cannot be undone), in row order."""
-    touched = journal.db.execute(
-        "SELECT number, result, task_id FROM rows WHERE run = ? AND state = 'done' "
-        "AND result IN ('created', 'updated') ORDER BY number",
-        (original.id,),
-    ).fetchall()
-    undone = dict(run.outcomes())
+    cannot be undone), in row order; the import's rows and the undo's, merged as they stream."""
+    touched = _stream_touched(journal, original.id)
+    undone = run.outcomes()
+    pending = next(undone, None)
     with open_results(summary.results, []) as sheet:
         for number, result, task_id in touched:
+            while pending is not None and pending[0] < number:
+                pending = next(undone, None)
+            done = pending[1] if pending is not None and pending[0] == number else None
             row = Row(number, {})
             if result == "updated":
                 outcome = Outcome(
@@ -139,7 +148,7 @@ def _write(summary: RunSummary, journal: Journal, original: RunRecord, run: RunJ
                     message=f"run {original.id} updated this task: an update cannot be undone "
                     "(the values it replaced are not known)",
                 )
-            elif (done := undone.get(number)) is not None and done.result == "updated":
+            elif done is not None and done.result == "updated":
                 outcome = Outcome("updated", task_id=task_id, message="set to Cancelled")
             elif done is not None:
                 outcome = done
@@ -151,3 +160,18 @@ def _write(summary: RunSummary, journal: Journal, original: RunRecord, run: RunJ
                 summary.codes[str(outcome.error_code)] += 1
             sheet.add(row, outcome)
         sheet.close(summary.sheet_lines(), summary.codes)
+
+
+def _stream_touched(journal: Journal, run_id: int) -> Iterator[tuple[int, str, int]]:
+    """The rows run ``run_id`` created or updated, in row order, read on a connection of their
+    own (the undo's outcomes are read on the journal's meanwhile)."""
+    reader = read_only_journal(journal.path)
+    assert reader is not None
+    try:
+        yield from reader.execute(
+            "SELECT number, result, task_id FROM rows WHERE run = ? AND state = 'done' "
+            "AND result IN ('created', 'updated') ORDER BY number",
+            (run_id,),
+        )
+    finally:
+        reader.close()
