@@ -143,14 +143,19 @@ class Journal:
 
     def __init__(self, path: Path) -> None:
         self.path = Path(path)
-        self.path.parent.mkdir(parents=True, exist_ok=True)
         self._lock = FileLock(f"{self.path}.lock", timeout=0)
         try:
+            self.path.parent.mkdir(parents=True, exist_ok=True)
             self._lock.acquire()
-        except Timeout:
+        except Timeout:  # (an OSError too: first)
             raise UsageError(
                 f"another task-import run is using the journal {self.path}: wait for it to "
                 "finish (two runs into one target at once could both send the same rows)"
+            ) from None
+        except OSError as exc:
+            raise UsageError(
+                f"cannot use the journal {self.path} ({exc.strerror or exc}): give --state with "
+                "a file in a folder you can write"
             ) from None
         try:
             self.db = sqlite3.connect(self.path, isolation_level=None, check_same_thread=False)

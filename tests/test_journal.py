@@ -270,3 +270,13 @@ def test_runs_are_listed_and_old_ones_pruned_keeping_the_keys(make_sandbox, tmp_
                    "--json")  # fmt: skip
     assert as_json(again)["counts"] == {"unchanged": 3}
     assert len(server.tasks()) == 3
+
+
+def test_a_journal_that_cannot_be_written_is_a_clear_usage_error(sandbox, tmp_path):
+    blocker = tmp_path / "not-a-folder"
+    blocker.write_text("a file where the journal's folder should be")
+    source = write_rows(tmp_path / "j.csv", keyed_rows(2))
+    outcome = invoke(sandbox, "run", source, "--state", blocker / "journal.sqlite")
+    assert outcome.exit_code == 2
+    assert "cannot use the journal" in outcome.output and "--state" in outcome.output
+    assert sandbox.tasks() == []
