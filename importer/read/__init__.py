@@ -76,7 +76,7 @@ class Source:
     #: What a person should know about how the file was read (a guessed encoding…).
     notes: list[str] = field(default_factory=list)
     #: Whether a full pass (:meth:`scan`) found that pandas' C reader reads this text exactly
-    #: as the record reader does (then later passes use it).
+    #: as the record reader does (then later passes use it, trusted: ``_verified``).
     fast: bool = False
     _verified: bool = field(default=False, repr=False)
     #: Whether a full pass found that pyarrow's reader reads this text exactly as the record
@@ -115,8 +115,11 @@ class Source:
     def _batches(self, size: int) -> Iterator[Batch]:
         if self.kind == "text" and self.arrow:
             return arrow_batches(
-                self.path, self.encoding or "utf-8", self.delimiter or ",", self.layout,
-                verified=True,
+                self.path,
+                self.encoding or "utf-8",
+                self.delimiter or ",",
+                self.layout,
+                verified=self._verified,
             )
         if self.kind == "text" and self.fast:
             return fast_batches(
@@ -146,40 +149,32 @@ class Source:
         """One full pass, checking every row as :meth:`batches` does: the number of data rows,
         and the visitor (made by ``visitor()``) after it was given every batch.
 
-        For a text file the pass tries pandas' reader first; if that cannot read the file
-        exactly, the pass starts again with the record reader and a fresh visitor.
+        For a big text file the pass tries the fast readers first, pyarrow's then pandas': the
+        first that reads the file exactly as the record reader does is used by later passes too
+        (then trusted without its checks); when none can, the pass starts again with the record
+        reader. Each attempt gets a fresh visitor.
         """
 
-        def walk(batches: Iterator[Batch] | None = None) -> tuple[int, V | None]:
+        def walk() -> tuple[int, V | None]:
             count = 0
             seen = visitor() if visitor is not None else None
-            for batch in batches if batches is not None else self.batches():
+            for batch in self.batches():
                 count += len(batch.numbers)
                 if seen is not None:
                     seen(batch)
             return count, seen
 
-        if self.kind == "text" and not self.fast and self.path.stat().st_size >= FAST_FROM:
-            # pyarrow first: when it reads every record as one whole line, pandas' reader (which
-            # the later passes use) reads the same records.
-            arrow = arrow_batches(
-                self.path, self.encoding or "utf-8", self.delimiter or ",", self.layout
-            )
-            try:
-                result = walk(self._changed(arrow))
-            except NotFast:
-                pass
-            else:
-                self.arrow = True
-                return result
-            self.fast = True
-            try:
-                result = walk()
-            except NotFast:
-                self.fast = False
-            else:
-                self._verified = True
-                return result
+        big = self.path.stat().st_size >= FAST_FROM
+        if self.kind == "text" and not (self.fast or self.arrow) and big:
+            for reader in ("arrow", "fast"):
+                setattr(self, reader, True)
+                try:
+                    result = walk()
+                except NotFast:
+                    setattr(self, reader, False)
+                else:
+                    self._verified = True
+                    return result
         return walk()
 
 
