@@ -138,6 +138,29 @@ class InFlight:
     key: str | None
 
 
+_RUN_COLUMNS = (
+    "id, kind, target, source, fingerprint, options, started, finished, status, results, undoes"
+)
+_SET_KEY = "INSERT OR REPLACE INTO keys VALUES (?, ?, ?, ?, ?, ?)"
+
+
+def _record(row: Sequence[Any]) -> RunRecord:
+    """A ``runs`` line (its :data:`_RUN_COLUMNS`) as a record."""
+    values = list(row)
+    values[5] = json.loads(values[5])
+    return RunRecord(*values)
+
+
+def _row_counts(db: sqlite3.Connection, run_id: int) -> Counter[str]:
+    counts: Counter[str] = Counter()
+    for state, result, n in db.execute(
+        "SELECT state, result, COUNT(*) FROM rows WHERE run = ? GROUP BY state, result",
+        (run_id,),
+    ):
+        counts[result if state == "done" else state] += n
+    return counts
+
+
 class Journal:
     """A journal file, held by this process alone while open (``UsageError`` otherwise)."""
 
@@ -178,37 +201,28 @@ class Journal:
 
     # -- runs ---------------------------------------------------------------------------
 
-    def _record(self, row: Sequence[Any]) -> RunRecord:
-        values = list(row)
-        values[5] = json.loads(values[5])
-        return RunRecord(*values)
-
-    _RUN_COLUMNS = (
-        "id, kind, target, source, fingerprint, options, started, finished, status, results, undoes"
-    )
-
     def run(self, run_id: int) -> RunRecord | None:
         found = self.db.execute(
-            f"SELECT {self._RUN_COLUMNS} FROM runs WHERE id = ?", (run_id,)
+            f"SELECT {_RUN_COLUMNS} FROM runs WHERE id = ?", (run_id,)
         ).fetchone()
-        return self._record(found) if found else None
+        return _record(found) if found else None
 
     def latest(self, target: str, print_: str, kind: str = "import") -> RunRecord | None:
         """The last run of this kind of the source with fingerprint ``print_`` into ``target``."""
         found = self.db.execute(
-            f"SELECT {self._RUN_COLUMNS} FROM runs WHERE target = ? AND fingerprint = ? "
+            f"SELECT {_RUN_COLUMNS} FROM runs WHERE target = ? AND fingerprint = ? "
             "AND kind = ? ORDER BY id DESC LIMIT 1",
             (target, print_, kind),
         ).fetchone()
-        return self._record(found) if found else None
+        return _record(found) if found else None
 
     def runs(self, target: str | None = None) -> list[RunRecord]:
         """Every run (of ``target``), the newest first."""
-        query = f"SELECT {self._RUN_COLUMNS} FROM runs"
+        query = f"SELECT {_RUN_COLUMNS} FROM runs"
         args: tuple[Any, ...] = ()
         if target is not None:
             query, args = query + " WHERE target = ?", (target,)
-        return [self._record(r) for r in self.db.execute(query + " ORDER BY id DESC", args)]
+        return [_record(r) for r in self.db.execute(query + " ORDER BY id DESC", args)]
 
     def start(
         self,
@@ -269,13 +283,7 @@ class Journal:
 
     def row_counts(self, run_id: int) -> Counter[str]:
         """Rows of a run by result; rows in flight count as ``in_flight``."""
-        counts: Counter[str] = Counter()
-        for state, result, n in self.db.execute(
-            "SELECT state, result, COUNT(*) FROM rows WHERE run = ? GROUP BY state, result",
-            (run_id,),
-        ):
-            counts[result if state == "done" else state] += n
-        return counts
+        return _row_counts(self.db, run_id)
 
     # -- rows ---------------------------------------------------------------------------
 
@@ -322,10 +330,7 @@ class Journal:
     def set_key(
         self, target: str, column: str, value: str, task_id: int, digest: str, run: int
     ) -> None:
-        self.db.execute(
-            "INSERT OR REPLACE INTO keys VALUES (?, ?, ?, ?, ?, ?)",
-            (target, column, value, task_id, digest, run),
-        )
+        self.db.execute(_SET_KEY, (target, column, value, task_id, digest, run))
 
     def forget_cancelled(self, target: str, undo_run: int) -> None:
         """Legacy ids that led to the tasks an undo cancelled lead nowhere now."""
@@ -362,22 +367,13 @@ def list_runs(path: Path, target: str) -> list[tuple[RunRecord, Counter[str]]]:
     if db is None:
         return []
     try:
-        listed = []
-        for row in db.execute(
-            f"SELECT {Journal._RUN_COLUMNS} FROM runs WHERE target = ? ORDER BY id DESC",
-            (target,),
-        ).fetchall():
-            values = list(row)
-            values[5] = json.loads(values[5])
-            record = RunRecord(*values)
-            counts: Counter[str] = Counter()
-            for state, result, n in db.execute(
-                "SELECT state, result, COUNT(*) FROM rows WHERE run = ? GROUP BY state, result",
-                (record.id,),
-            ):
-                counts[result if state == "done" else state] += n
-            listed.append((record, counts))
-        return listed
+        records = [
+            _record(row)
+            for row in db.execute(
+                f"SELECT {_RUN_COLUMNS} FROM runs WHERE target = ? ORDER BY id DESC", (target,)
+            ).fetchall()
+        ]
+        return [(record, _row_counts(db, record.id)) for record in records]
     finally:
         db.close()
 
@@ -478,9 +474,8 @@ class RunJournal:
         )
         if key is not None and self.key_column and outcome.task_id is not None:
             value, params = key
-            sql = "INSERT OR REPLACE INTO keys VALUES (?, ?, ?, ?, ?, ?)"
             row = (self.record.target, self.key_column, value, outcome.task_id)
-            self._pending.append((sql, (*row, digest_of(params), self.id)))
+            self._pending.append((_SET_KEY, (*row, digest_of(params), self.id)))
         self._done_waiting += 1
         if self._on_done is not None:
             self._on_done(outcome)
@@ -537,24 +532,6 @@ class RunJournal:
             (self.id,),
         ):
             yield number, (_outcome_of(values) if state == "done" else None)
-
-    def counts(self) -> Counter[str]:
-        self.flush()
-        return self.journal.row_counts(self.id)
-
-    def codes(self) -> Counter[str]:
-        """Rows with an error code, by code."""
-        self.flush()
-        return Counter(
-            {
-                str(code): n
-                for code, n in self.journal.db.execute(
-                    "SELECT error_code, COUNT(*) FROM rows WHERE run = ? AND state = 'done' "
-                    "AND error_code IS NOT NULL GROUP BY error_code",
-                    (self.id,),
-                )
-            }
-        )
 
 
 def is_done(bits: bytearray, number: int) -> bool:
