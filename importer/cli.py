@@ -115,6 +115,20 @@ def source_options(command: Callable[..., Any]) -> Callable[..., Any]:
     return command
 
 
+def state_option(help: str) -> Callable[[Callable[..., Any]], Callable[..., Any]]:
+    """``--state PATH``: the journal file, for the commands that use one."""
+    return click.option(
+        "--state", type=click.Path(path_type=Path, dir_okay=False), help=help
+    )
+
+
+def only_option(help: str) -> Callable[[Callable[..., Any]], Callable[..., Any]]:
+    """``--only RESULTS``: the earlier results to pick from a results sheet."""
+    return click.option(
+        "--only", metavar="RESULTS", callback=lambda ctx, param, value: _only(value), help=help
+    )
+
+
 def output_options(command: Callable[..., Any]) -> Callable[..., Any]:
     """--json and --quiet, for the commands that end with a summary."""
     command = click.option("--quiet", is_flag=True, help="Print nothing but errors.")(command)
@@ -228,11 +242,9 @@ def load_config(path: Path, group: click.Group) -> dict[str, dict[str, Any]]:
     help="Where to write the results, .xlsx or .csv (default: beside the source, "
     "NAME.results.xlsx for a workbook, NAME.results.csv for a text file).",
 )
-@click.option(
-    "--state",
-    type=click.Path(path_type=Path, dir_okay=False),
-    help="The journal file (default: one per target in the user's data folder; with --sandbox, "
-    "a temporary one).",
+@state_option(
+    "The journal file (default: one per target in the user's data folder; with --sandbox, "
+    "a temporary one)."
 )
 @click.option("--resume", is_flag=True, help="Go on with this source's stopped run.")
 @click.option(
@@ -240,12 +252,9 @@ def load_config(path: Path, group: click.Group) -> dict[str, dict[str, Any]]:
     is_flag=True,
     help="Import a source already imported into this target again, as new tasks.",
 )
-@click.option(
-    "--only",
-    metavar="RESULTS",
-    callback=lambda ctx, param, value: _only(value),
-    help="For a results sheet given as SOURCE: send again only the rows with these earlier "
-    "results (e.g. failed,invalid); rows with a task_id are updated.",
+@only_option(
+    "For a results sheet given as SOURCE: send again only the rows with these earlier "
+    "results (e.g. failed,invalid); rows with a task_id are updated."
 )
 @click.option(
     "--recreate-missing",
@@ -385,17 +394,8 @@ def _report(summary: Any, *, as_json: bool, quiet: bool) -> None:
     help="Where to write the verdicts, .xlsx or .csv (default: beside the source, "
     "NAME.validation.xlsx for a workbook, NAME.validation.csv for a text file).",
 )
-@click.option(
-    "--state",
-    type=click.Path(path_type=Path, dir_okay=False),
-    help="The journal that --key plans from (default: the target's).",
-)
-@click.option(
-    "--only",
-    metavar="RESULTS",
-    callback=lambda ctx, param, value: _only(value),
-    help="For a results sheet given as SOURCE: check only the rows with these earlier results.",
-)
+@state_option("The journal that --key plans from (default: the target's).")
+@only_option("For a results sheet given as SOURCE: check only the rows with these earlier results.")
 @source_options
 @output_options
 @user_errors
@@ -522,11 +522,7 @@ def template(path: Path) -> None:
 
 
 @main.command()
-@click.option(
-    "--state",
-    type=click.Path(path_type=Path, dir_okay=False),
-    help="The journal (default: the target's).",
-)
+@state_option("The journal (default: the target's).")
 @click.option(
     "--forget-older-than",
     "days",
@@ -576,11 +572,7 @@ def runs(state: Path | None, days: int | None, as_json: bool) -> None:
 
 @main.command()
 @click.argument("run_id", metavar="[RUN]", type=int, required=False)
-@click.option(
-    "--state",
-    type=click.Path(path_type=Path, dir_okay=False),
-    help="The journal (default: the target's).",
-)
+@state_option("The journal (default: the target's).")
 @click.option(
     "--results",
     type=click.Path(path_type=Path, dir_okay=False),
@@ -661,11 +653,7 @@ LOOPBACK = ("127.0.0.1", "localhost", "::1")
 @click.option(
     "--sandbox", "use_sandbox", is_flag=True, help="Import into a local sandbox instead of iVvy."
 )
-@click.option(
-    "--state",
-    type=click.Path(path_type=Path, dir_okay=False),
-    help="The journal (default: the target's, as for run).",
-)
+@state_option("The journal (default: the target's, as for run).")
 @click.option(
     "--max-upload-mb",
     type=click.IntRange(1, 2048),
