@@ -318,7 +318,7 @@ def checked_rows(
             if isinstance(normalised, Payload):
                 checked = validate(normalised, directory, default_venue=default_venue)
             if key is not None:
-                value = str(row.cells.get(key) or "").strip()
+                value = key_of(row, key)  # as the journal keys it: 1234.0 is 1234
                 if value and value in first_of_key:
                     first = first_of_key[value]
                     checked = Outcome(
@@ -635,17 +635,18 @@ class Feed:
             yield self._unsent.popleft()
 
     def _admit(self, group: list[tuple[Row, Payload | Outcome]]) -> None:
+        key = self._key
+        values = [key_of(row, key) if key is not None else "" for row, _ in group]
         known: dict[str, tuple[int, str]] = {}
-        if self._key is not None:
-            values = (key_of(r, self._key) for r, c in group if isinstance(c, Payload))
-            known = self._run.journal.keys(self._target, self._key, filter(None, values))
+        if key is not None:
+            sent = (v for v, (_, c) in zip(values, group, strict=True) if isinstance(c, Payload))
+            known = self._run.journal.keys(self._target, key, filter(None, sent))
         now = time.time()
-        for row, checked in group:
+        for (row, checked), value in zip(group, values, strict=True):
             if isinstance(checked, Outcome):
                 self._run.done(row.number, checked)
                 continue
             payload = checked
-            value = key_of(row, self._key) if self._key is not None else None
             if value and value in known and payload.params.get("id") is None:
                 task_id, digest = known[value]
                 if digest == digest_of(payload.params):
