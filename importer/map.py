@@ -110,6 +110,13 @@ def default_priority_words() -> dict[str, str | None]:
     return words
 
 
+def toml_string(text: str) -> str:
+    """``text`` as a TOML basic string, for the mapping files this project writes."""
+    escaped = text.replace("\\", "\\\\").replace('"', '\\"')
+    escaped = "".join(c if c.isprintable() else f"\\u{ord(c):04x}" for c in escaped)
+    return f'"{escaped}"'
+
+
 def load_mapping_file(path: str | Path) -> MappingFile:
     """Read and check a mapping file; UsageError naming the file and the entry at fault."""
     path = Path(path)

@@ -174,16 +174,13 @@ def _option(options: RunOptions, mapping: ColumnMapping, name: str) -> Any:
     return given if given is not None else mapping.options.get(name)
 
 
-def prepare(
-    source_path: str | Path, options: RunOptions = RunOptions(), *, venue_zone: str | None = None
-) -> Prepared:
-    """Open and map the source, then pass over every row once.
-
-    Raises :class:`~importer.errors.SourceError` when any row cannot be read and
-    :class:`~importer.errors.UsageError` for a bad option or mapping file: either way before
-    anything is sent. ``venue_zone`` is the zone of ``--venue-id``, looked up by the caller when
-    ``--timezone venue`` is asked for.
-    """
+def open_mapped(
+    source_path: str | Path, options: RunOptions, *, require: bool = True
+) -> tuple[Source, dict[str, str] | None, ColumnMapping]:
+    """The source opened (corrections applied as it is read, a results sheet's cells given
+    back as written), whether it is a results sheet (our columns by name), and its mapping.
+    ``require=False`` maps even while a field every create needs has no column (a page showing
+    what is mapped so far)."""
     mapping_file = load_mapping_file(options.mapping) if options.mapping else None
     sheet = options.sheet or (mapping_file.options.get("sheet") if mapping_file else None)
     source = open_source(source_path, sheet=sheet, encoding=options.encoding)
@@ -206,6 +203,7 @@ def prepare(
         sheet=source.sheet,
         profile=options.profile,
         mapping_file=mapping_file,
+        require=require,
     )
     if earlier is not None and "id" not in mapping.columns:
         # Rows that became tasks are updated: the earlier results' task_id is their id.
@@ -214,6 +212,20 @@ def prepare(
             columns={**mapping.columns, "id": earlier["task_id"]},
             how={**mapping.how, "id": "results sheet"},
         )
+    return source, earlier, mapping
+
+
+def prepare(
+    source_path: str | Path, options: RunOptions = RunOptions(), *, venue_zone: str | None = None
+) -> Prepared:
+    """Open and map the source, then pass over every row once.
+
+    Raises :class:`~importer.errors.SourceError` when any row cannot be read and
+    :class:`~importer.errors.UsageError` for a bad option or mapping file: either way before
+    anything is sent. ``venue_zone`` is the zone of ``--venue-id``, looked up by the caller when
+    ``--timezone venue`` is asked for.
+    """
+    source, earlier, mapping = open_mapped(source_path, options)
     if options.key is not None and options.key not in source.headers:
         raise UsageError(
             f"--key {options.key!r}: no such column; the columns are: "

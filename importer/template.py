@@ -202,7 +202,8 @@ def _instructions(sheet: object) -> None:
 def mapping_example(name: str) -> str:
     """A ``--mapping`` file for the export of CRM ``name``: its profile, written out so that a
     person sees what it decides and where to change it."""
-    from .profiles import PROFILES  # the profiles import the mapper; the template does not
+    from .map import toml_string
+    from .profiles import PROFILES
 
     profile = PROFILES[name]
     lines = [
@@ -214,7 +215,7 @@ def mapping_example(name: str) -> str:
         "",
         "[columns]  # source column = iVvy field (or \"ignore\")",
     ]
-    lines += [f"{_toml(column)} = {_toml(field)}" for column, field in profile.columns.items()]
+    lines += [f"{toml_string(column)} = {toml_string(f)}" for column, f in profile.columns.items()]
     lines += [
         "# The export's own ids are not iVvy ids: add a column of iVvy ids to set a parent, e.g.",
         '# "iVvy Contact ID" = "contactId"',
@@ -222,13 +223,13 @@ def mapping_example(name: str) -> str:
         "[status]  # the export's words = an iVvy status (0-4 or its label)",
     ]
     lines += [
-        f"{_toml(word)} = {_toml(STATUSES[code]) if code is not None else 'ignore'}"
+        f"{toml_string(word)} = {toml_string(STATUSES[code] if code is not None else 'ignore')}"
         for word, code in profile.status.items()
     ]
     if profile.priority:
         lines += ["", "[priority]  # the export's words = low, medium or high"]
         lines += [
-            f"{_toml(word)} = {_toml(value) if value else _toml('')}"
+            f"{toml_string(word)} = {toml_string(value or '')}"
             for word, value in profile.priority.items()
         ]
     lines += [
@@ -240,10 +241,6 @@ def mapping_example(name: str) -> str:
         '# default_time = "09:00"',
     ]
     return "\n".join(lines) + "\n"
-
-
-def _toml(text: str) -> str:
-    return '"' + text.replace("\\", "\\\\").replace('"', '\\"') + '"'
 
 
 def write_all(folder: Path) -> list[Path]:

@@ -33,11 +33,11 @@ from starlette.templating import Jinja2Templates
 from ..client import Credentials, IvvyClient, IvvyError
 from ..errors import ImporterError
 from ..fields import describe_code
-from ..map import TARGETS, ColumnMapping, load_mapping_file, map_columns
-from ..pipeline import RunOptions, prepare, run_import, validate_source
+from ..map import TARGETS, ColumnMapping, toml_string
+from ..pipeline import RunOptions, open_mapped, prepare, run_import, validate_source
 from ..profiles import PROFILES
-from ..read import WORKBOOK_SUFFIXES, list_sheets, open_source
-from ..results import RESULT_COLUMNS, earlier_columns, unneutralise
+from ..read import WORKBOOK_SUFFIXES, list_sheets
+from ..results import RESULT_COLUMNS, unneutralise
 from ._state import Progress, Upload, Uploads
 
 log = logging.getLogger("importer.serve")
@@ -505,13 +505,8 @@ def _plain(exc: Exception, upload: Upload | None = None) -> str:
 def mapped_so_far(path: Path, options: RunOptions) -> tuple[list[str], ColumnMapping]:
     """The source's own headers and what the mapper decides for them, even while a field every
     create needs has no column yet."""
-    source = open_source(path, sheet=options.sheet)
-    earlier = earlier_columns(source.headers)
-    headers = source.headers[: -len(earlier)] if earlier else source.headers
-    mapping_file = load_mapping_file(options.mapping) if options.mapping else None
-    mapping = map_columns(headers, path=path, sheet=source.sheet, profile=options.profile,
-                          mapping_file=mapping_file, require=False)  # fmt: skip
-    return headers, mapping
+    source, earlier, mapping = open_mapped(path, options, require=False)
+    return (source.headers[: -len(earlier)] if earlier else source.headers), mapping
 
 
 def describe_mapping(
@@ -540,14 +535,8 @@ def mapping_toml(columns: dict[str, str | None], profile: str | None) -> str:
         lines.append(f'profile = "{profile}"')
     lines += ["", "[columns]"]
     for column, field in columns.items():
-        lines.append(f"{_quoted(column)} = {_quoted(field or 'ignore')}")
+        lines.append(f"{toml_string(column)} = {toml_string(field or 'ignore')}")
     return "\n".join(lines) + "\n"
-
-
-def _quoted(text: str) -> str:
-    escaped = text.replace("\\", "\\\\").replace('"', '\\"')
-    escaped = "".join(c if c.isprintable() else f"\\u{ord(c):04x}" for c in escaped)
-    return f'"{escaped}"'
 
 
 def read_verdicts(path: Path) -> tuple[list[str], list[dict[str, Any]]]:
