@@ -546,10 +546,7 @@ def read_verdicts(path: Path) -> tuple[list[str], list[dict[str, Any]]]:
         with path.open(encoding="utf-8-sig", newline="") as handle:
             table: list[list[Any]] = list(csv.reader(handle))
     else:
-        book = openpyxl.load_workbook(path, read_only=True)
-        table = [["" if v is None else v for v in row]
-                 for row in book["Results"].iter_rows(values_only=True)]  # fmt: skip
-        book.close()
+        table = [["" if v is None else v for v in row] for row in _results_sheet(path)]
     count = len(RESULT_COLUMNS)
     headers = [str(h) for h in table[0][:-count]]
     rows = []
@@ -560,12 +557,19 @@ def read_verdicts(path: Path) -> tuple[list[str], list[dict[str, Any]]]:
     return headers, rows
 
 
+def _results_sheet(path: Path) -> list[tuple[Any, ...]]:
+    """The rows of an XLSX results sheet's Results sheet, its header first."""
+    book = openpyxl.load_workbook(path, read_only=True)
+    try:
+        return list(book["Results"].iter_rows(values_only=True))
+    finally:
+        book.close()
+
+
 def rows_to_fix(results: Path) -> bytes:
     """The rows of a results sheet that need a person, as an XLSX results sheet of their own
     (a source for ``run --only failed,invalid``)."""
-    book = openpyxl.load_workbook(results, read_only=True)
-    rows = list(book["Results"].iter_rows(values_only=True))
-    book.close()
+    rows = _results_sheet(results)
     header = list(rows[0])
     result = len(header) - len(RESULT_COLUMNS) + RESULT_COLUMNS.index("result")
     out = openpyxl.Workbook(write_only=True)
