@@ -130,7 +130,6 @@ async def deliver(
     """Send one payload, retrying only what is safe to retry; its outcome. With
     ``recreate_missing``, an update of a task that no longer exists becomes a create."""
     reconciler = reconciler or Reconciler(client)
-    creating = not payload.is_update
     first_sent: datetime | None = None
     last: Exception | None = None
     notes: tuple[str, ...] = ()
@@ -148,24 +147,29 @@ async def deliver(
                 last = exc
             else:
                 reconciler.own(task_id)
-                result = "updated" if payload.is_update else "created"
-                return Outcome(result, task_id=task_id, warnings=notes)
+                return _done(payload, task_id, notes)
         if isinstance(last, RateLimited):
             wait = last.retry_after if last.retry_after is not None else wait
         elif isinstance(last, ServerError | TransportError):
             written = not isinstance(last, TransportError) or last.maybe_processed
-            if creating and written:
+            if not payload.is_update and written:
                 found = await reconciler.find(payload.params, first_sent)
                 if found is not None:
                     return found_outcome(found)
         elif isinstance(last, ApiError) and _recreate(payload, last, recreate_missing):
             notes = (_gone(payload),)
-            payload, creating = _as_create(payload), True
+            payload = _as_create(payload)
             continue
         elif isinstance(last, ApiError) and last.specific_code != _STALE:
             return _failed(payload, last)  # a refusal with a reason: final
         await asyncio.sleep(wait)
     return _gave_up(last, max_attempts)
+
+
+def _done(payload: Payload, task_id: int, warnings: tuple[str, ...]) -> Outcome:
+    """The outcome of a row iVvy accepted."""
+    return Outcome("updated" if payload.is_update else "created", task_id=task_id,
+                   warnings=warnings)  # fmt: skip
 
 
 MISSING_TASK = 24392
@@ -332,12 +336,7 @@ async def deliver_batch(
                 if response.get("success") and "id" in response:
                     task_id = int(response["id"])
                     reconciler.own(task_id)
-                    result_name = "updated" if group[i].is_update else "created"
-                    outcomes[i] = Outcome(
-                        result_name,  # type: ignore[arg-type]
-                        task_id=task_id,
-                        warnings=notes.get(i, ()),
-                    )
+                    outcomes[i] = _done(group[i], task_id, notes.get(i, ()))
                 elif int(response.get("errorCode") or 500) >= 500:
                     retry.append(i)  # a server error: it may have been done
                 elif _recreate(group[i], error := _job_error(response), recreate_missing):
