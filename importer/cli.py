@@ -18,7 +18,7 @@ from collections.abc import Callable, Iterator
 from contextlib import contextmanager, suppress
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
-from typing import Any
+from typing import Any, Literal, get_args, get_origin, get_type_hints
 
 import click
 import platformdirs
@@ -29,7 +29,18 @@ from .errors import ImporterError, UsageError
 from .journal import Journal, default_journal_path, list_runs
 from .pipeline import RESULTS, RunOptions, parse_clock, run_import, validate_source
 from .profiles import PROFILES
-from .sandbox import DEFAULT_KEY, DEFAULT_SECRET, SandboxConfig, SandboxServer, load_seed, serve
+from .reconcile import SETTLE
+from .sandbox import (
+    DEFAULT_KEY,
+    DEFAULT_SECRET,
+    KNOBS,
+    SandboxConfig,
+    SandboxServer,
+    SeedError,
+    load_seed,
+    serve,
+)
+from .send import DEFAULT_CALLBACK
 from .template import write_template
 from .undo import undo_run
 
@@ -280,6 +291,30 @@ def load_config(path: Path, group: click.Group) -> dict[str, dict[str, Any]]:
     type=click.FloatRange(min=0.1),
     help="A ceiling in requests per second (default: as fast as iVvy allows, found by probing).",
 )
+@click.option(
+    "--settle-s",
+    "settle",
+    type=click.FloatRange(min=0.0),
+    default=SETTLE,
+    show_default=True,
+    help="How long a create whose answer was lost waits before it is looked up: the bound on "
+    "late writes and lagging list reads.",
+)
+@click.option(
+    "--callback-url",
+    default=DEFAULT_CALLBACK,
+    show_default=True,
+    help="Batch mode: the callbackUrl sent with each batch (the importer polls for results; "
+    "the default never resolves).",
+)
+@click.option(
+    "--batch-wait",
+    type=click.FloatRange(min=1.0),
+    default=300.0,
+    show_default=True,
+    help="Batch mode: seconds a batch may take to complete; its rows are then settled by the "
+    "next run, never sent again blind.",
+)
 @source_options
 @click.option(
     "--all-or-nothing",
@@ -301,6 +336,9 @@ def run(
     new_run: bool,
     only: frozenset[str] | None,
     recreate_missing: bool,
+    settle: float,
+    callback_url: str,
+    batch_wait: float,
     as_json: bool,
     quiet: bool,
     **source_args: Any,
@@ -313,8 +351,8 @@ def run(
 
     \b
     Exit codes: 0 every row done; 1 some rows invalid or failed (see the results);
-    2 bad invocation or unreadable source; 3 iVvy unreachable or credentials refused;
-    130 interrupted.
+    2 bad invocation or unreadable source; 3 iVvy unreachable or credentials refused (or the
+    session ended mid-run: 462/463); 130 interrupted.
 
     \b
     Examples:
@@ -338,6 +376,9 @@ def run(
             new_run=new_run,
             only=only,
             recreate_missing=recreate_missing,
+            settle=settle,
+            callback_url=callback_url,
+            batch_wait=batch_wait,
             **source_args,
         )
         show = not (quiet or as_json) and sys.stderr.isatty()
@@ -711,6 +752,30 @@ def serve_command(
         uvicorn.Server(config).run(sockets=[listener])
 
 
+def _knob_options(command: Callable[..., Any]) -> Callable[..., Any]:
+    """One option per knob of :class:`SandboxConfig`, from its type, default and help."""
+    hints = get_type_hints(SandboxConfig)
+    for knob in reversed(KNOBS):
+        name = "--" + knob.name.replace("_", "-")
+        default = knob.default
+        hint = hints[knob.name]
+        choices = get_args(hint) if get_origin(hint) is Literal else None
+        kwargs: dict[str, Any] = {"default": default, "show_default": True,
+                                  "help": knob.metadata["help"]}  # fmt: skip
+        if choices:
+            kwargs["type"] = click.Choice(choices)
+        elif isinstance(default, bool):
+            name = f"{name}/--no-{name[2:]}"
+        elif knob.name.endswith("_rate") or knob.name == "other_identical_share":
+            kwargs["type"] = click.FloatRange(0, 1)
+        elif isinstance(default, int) or knob.name == "random_seed":
+            kwargs["type"] = int
+        else:
+            kwargs["type"] = float
+        command = click.option(name, knob.name, **kwargs)(command)
+    return command
+
+
 @main.command("sandbox")
 @click.option("--host", default="127.0.0.1", show_default=True)
 @click.option("--port", type=int, default=8800, show_default=True)
@@ -719,47 +784,15 @@ def serve_command(
 @click.option(
     "--seed",
     type=click.Path(exists=True, dir_okay=False, path_type=Path),
-    help="JSON file of venues, users, contacts, companies, leads, opportunities.",
+    help="JSON file of venues, users, contacts, companies, leads, opportunities, tasks.",
 )
-@click.option("--rate-limit", type=float, default=0.0, help="Requests/s per key; 429 beyond.")
-@click.option("--latency-ms", type=float, default=0.0, help="Delay before each answer.")
-@click.option(
-    "--fail-rate",
-    type=click.FloatRange(0, 1),
-    default=0.0,
-    help="Share of calls answered 500 (nothing done).",
-)
-@click.option(
-    "--drop-rate",
-    type=click.FloatRange(0, 1),
-    default=0.0,
-    help="Share of writes carried out, then dropped without an answer.",
-)
-@click.option("--ignore-filters", is_flag=True, help="Lists ignore 'filter'.")
-@click.option(
-    "--retry-after",
-    type=click.Choice(["seconds", "date", "none"]),
-    default="seconds",
-    show_default=True,
-    help="How a 429 says when to retry.",
-)
-@click.option("--random-seed", type=int, help="Make injected failures repeatable.")
+@_knob_options
 @user_errors
 def sandbox_command(
-    host: str,
-    port: int,
-    key: str,
-    secret: str,
-    seed: Path | None,
-    rate_limit: float,
-    latency_ms: float,
-    fail_rate: float,
-    drop_rate: float,
-    ignore_filters: bool,
-    retry_after: str,
-    random_seed: int | None,
+    host: str, port: int, key: str, secret: str, seed: Path | None, **knobs: Any
 ) -> None:
-    """Serve a local iVvy-compatible API (for rehearsals and tests).
+    """Serve a local iVvy-compatible API (for rehearsals and tests), harder than iVvy where the
+    reference is silent: each fault is an option below.
 
     \b
     Example:
@@ -767,19 +800,13 @@ def sandbox_command(
       IVVY_BASE_URL=http://127.0.0.1:8800 IVVY_API_KEY=sandbox-key \\
         IVVY_API_SECRET=sandbox-secret task-import run tasks.csv
     """
-    extra: dict[str, Any] = {"seed": load_seed(seed)} if seed else {}
-    config = SandboxConfig(
-        key=key,
-        secret=secret,
-        rate_limit=rate_limit,
-        latency_ms=latency_ms,
-        fail_rate=fail_rate,
-        drop_rate=drop_rate,
-        ignore_filters=ignore_filters,
-        retry_after=retry_after,  # type: ignore[arg-type]
-        random_seed=random_seed,
-        **extra,
-    )
+    extra: dict[str, Any] = {}
+    if seed:
+        try:
+            extra["seed"] = load_seed(seed)
+        except SeedError as exc:
+            raise UsageError(str(exc)) from None
+    config = SandboxConfig(key=key, secret=secret, **knobs, **extra)
     shown_secret = secret if secret == DEFAULT_SECRET else "<the --secret you chose>"
     click.echo(
         f"iVvy sandbox on http://{host}:{port} (key {key!r}). Point the importer at it with:\n"

@@ -172,6 +172,10 @@ class Directory:
             return "opportunity"
         return "lead" if lead_id in self._leads else None
 
+    def opportunity_venue(self, lead_id: int) -> int | None:
+        venue = self._opportunities.get(lead_id)
+        return int(venue) if venue not in (None, "") else None
+
     def has(self, kind: str, ident: int) -> bool:
         return ident in self._known[kind]
 

@@ -9,6 +9,8 @@ another), holding:
   committed *before* the row is sent (with what is sent, so a later run can look it up) and
   ``done`` with its outcome after, so a run killed at any instant leaves every sent row either
   done or in flight, and rows in flight are reconciled, never blindly sent again;
+- ``batches``: in batch mode, the ``asyncId`` iVvy gave each row's batch, written as soon as it
+  is known, so a run killed while a batch runs has the next run ask the batch API what it did;
 - ``keys``: for ``--key``, the task each legacy id became in a target, with a digest of what was
   sent, so a nightly re-run updates or leaves alone instead of creating again.
 
@@ -67,6 +69,12 @@ CREATE TABLE IF NOT EXISTS rows (
     PRIMARY KEY (run, number)
 ) WITHOUT ROWID;
 CREATE INDEX IF NOT EXISTS rows_in_flight ON rows (state) WHERE state = 'in_flight';
+CREATE TABLE IF NOT EXISTS batches (
+    run INTEGER NOT NULL,
+    number INTEGER NOT NULL,
+    async_id TEXT NOT NULL,
+    PRIMARY KEY (run, number)
+) WITHOUT ROWID;
 CREATE TABLE IF NOT EXISTS keys (
     target TEXT NOT NULL,
     key_column TEXT NOT NULL,
@@ -299,6 +307,18 @@ class Journal:
             for run, number, params, sent, key in rows
         ]
 
+    def batches_of(self, rows: Iterable[InFlight]) -> dict[str, list[InFlight]]:
+        """The rows among ``rows`` that went in a batch iVvy queued, by its ``asyncId``."""
+        wanted = {(r.run, r.number): r for r in rows}
+        found: dict[str, list[InFlight]] = {}
+        for run in {r.run for r in wanted.values()}:
+            for number, async_id in self.db.execute(
+                "SELECT number, async_id FROM batches WHERE run = ?", (run,)
+            ):
+                if (run, number) in wanted:
+                    found.setdefault(async_id, []).append(wanted[(run, number)])
+        return found
+
     def tasks_sent_since(self, moment: datetime) -> set[int]:
         """Task ids that rows sent since ``moment`` created or updated (rows own them)."""
         return {
@@ -312,6 +332,7 @@ class Journal:
 
     def settle(self, row: InFlight, outcome: Outcome | None) -> None:
         """A row in flight, reconciled: done with ``outcome``, or (``None``) pending again."""
+        self.db.execute("DELETE FROM batches WHERE run = ? AND number = ?", (row.run, row.number))
         if outcome is None:
             self.db.execute("DELETE FROM rows WHERE run = ? AND number = ?", (row.run, row.number))
         else:
@@ -504,6 +525,27 @@ class RunJournal:
             raise
         db.execute("COMMIT")
 
+    def unsettled(self, number: int, outcome: Outcome) -> None:
+        """Row ``number`` stays in flight (it may be in iVvy; the next run settles it), with
+        ``outcome`` saying so in the results meanwhile."""
+        self._pending.append(
+            (
+                "UPDATE rows SET result = ?, task_id = ?, error_code = ?, field = ?, message = ?, "
+                "warnings = ? WHERE run = ? AND number = ? AND state = 'in_flight'",
+                (*_outcome_values(outcome), self.id, number),
+            )
+        )
+
+    def batch_sent(self, numbers: Iterable[int], async_id: str) -> None:
+        """Rows ``numbers`` went in batch ``async_id``: written at once (before anything else is
+        done with the batch), so a kill from now on leaves the next run its id to ask about."""
+        self._pending.extend(
+            ("INSERT OR REPLACE INTO batches (run, number, async_id) VALUES (?, ?, ?)",
+             (self.id, n, async_id))
+            for n in numbers
+        )  # fmt: skip
+        self.flush()
+
     def forget(self, numbers: Iterable[int]) -> None:
         """These rows are pending again (written in flight, never sent)."""
         for number in numbers:
@@ -512,13 +554,14 @@ class RunJournal:
             )
 
     def done_numbers(self) -> bytearray:
-        """A bitmap of the rows this run has finished (one bit per row number)."""
+        """A bitmap of the rows this run has finished, or that are still in flight after the
+        rows in flight were settled (one bit per row number): none of them is to be sent."""
         top = self.journal.db.execute(
             "SELECT MAX(number) FROM rows WHERE run = ?", (self.id,)
         ).fetchone()[0]
         bits = bytearray(((top or 0) >> 3) + 1)
         for (number,) in self.journal.db.execute(
-            "SELECT number FROM rows WHERE run = ? AND state = 'done'", (self.id,)
+            "SELECT number FROM rows WHERE run = ?", (self.id,)
         ):
             bits[number >> 3] |= 1 << (number & 7)
         return bits
@@ -531,7 +574,9 @@ class RunJournal:
             "FROM rows WHERE run = ? ORDER BY number",
             (self.id,),
         ):
-            yield number, (_outcome_of(values) if state == "done" else None)
+            # A row in flight may carry what it is waiting for (see ``unsettled``).
+            known = state == "done" or values[0] is not None
+            yield number, (_outcome_of(values) if known else None)
 
 
 def is_done(bits: bytearray, number: int) -> bool:

@@ -16,16 +16,17 @@ import time
 from collections import Counter, deque
 from collections.abc import Callable, Iterable, Iterator, Mapping
 from dataclasses import dataclass, field
-from datetime import UTC, datetime
+from datetime import UTC, datetime, timedelta
 from datetime import time as clock_time
 from pathlib import Path
 from typing import Any, get_args
 
-from .client import IvvyClient
+from .client import ApiError, IvvyClient
 from .dates import DateEvidence, DateOrder, DateRules, zone_named
 from .directory import Directory, Needed
 from .errors import UsageError
 from .journal import (
+    InFlight,
     Journal,
     RunJournal,
     RunRecord,
@@ -40,7 +41,7 @@ from .map import ColumnMapping, load_mapping_file, map_columns
 from .model import SUCCESSFUL, Outcome, Payload, Result, Row
 from .normalise import CellError, Normaliser, to_id_or_email, to_integer
 from .read import Batch, Source, is_blank, open_source
-from .reconcile import CLOCK_SLACK, Reconciler
+from .reconcile import SETTLE, SLACK, Reconciler
 from .results import (
     check_results_path,
     default_results_path,
@@ -49,7 +50,16 @@ from .results import (
     unneutralise,
     whole,
 )
-from .send import INTERRUPTED, SendOptions, found_outcome, send_all, send_batches
+from .send import (
+    DEFAULT_CALLBACK,
+    INTERRUPTED,
+    KEEP_IN_FLIGHT,
+    SendOptions,
+    batch_pending,
+    job_key,
+    send_all,
+    send_batches,
+)
 from .validate import Email, validate
 
 VENUE_ZONE = "venue"
@@ -91,6 +101,11 @@ class RunOptions:
     recreate_missing: bool = False
     #: Cells corrected by a person (``serve``): (row number, column) → the value to read.
     fixes: Mapping[tuple[int, str], Any] | None = None
+    #: Batch mode: the callbackUrl sent with each batch, and how long a batch may take.
+    callback_url: str = DEFAULT_CALLBACK
+    batch_wait: float = 300.0
+    #: How long a lost create waits before it is looked up (late writes, lagging reads).
+    settle: float = SETTLE
 
 
 @dataclass
@@ -365,7 +380,7 @@ async def prepare_online(
     if client is None:
         return prepare(source_path, options), None
     prepared = None if wants_venue_zone else prepare(source_path, options)
-    await client.ping()
+    await client.measure_clock()
     if prepared is None:
         zone = await venue_timezone(client, options.venue_id)  # type: ignore[arg-type]
         prepared = prepare(source_path, options, venue_zone=zone)
@@ -425,6 +440,8 @@ class RunSummary:
     send_seconds: float = 0.0
     #: Whether the run was stopped (Ctrl-C, SIGTERM) before it went through every row.
     interrupted: bool = False
+    #: Why iVvy ended the session mid-run (462 Session Expired, 463 Key Revoked), if it did.
+    session_ended: str | None = None
     #: The journal file and this run's number in it (``None`` for ``validate``).
     journal: Path | None = None
     run_id: int | None = None
@@ -440,7 +457,9 @@ class RunSummary:
     @property
     def exit_code(self) -> int:
         """0 when every row is created, updated or unchanged; 1 when any needs a person; 130
-        when the run was stopped."""
+        when the run was stopped; 3 when iVvy ended the session (expired, key revoked)."""
+        if self.session_ended:
+            return 3
         if self.interrupted:
             return 130
         return 0 if set(self.counts) <= SUCCESSFUL else 1
@@ -464,6 +483,7 @@ class RunSummary:
             "rate_limited": self.rate_limited,
             "reconciled": self.reconciled,
             "interrupted": self.interrupted,
+            "session_ended": self.session_ended,
             "exit_code": self.exit_code,
         }
 
@@ -511,30 +531,82 @@ async def venue_timezone(client: IvvyClient, venue_id: int) -> str:
     raise UsageError(f"venue {venue_id} does not exist in iVvy: check --venue-id")
 
 
-async def settle_in_flight(journal: Journal, target: str, reconciler: Reconciler) -> int:
+async def settle_in_flight(
+    journal: Journal, target: str, reconciler: Reconciler, client: IvvyClient
+) -> int:
     """Rows of earlier runs into ``target`` that were in flight when their run was stopped or
-    killed: a create is looked up (found: done, with the task it made; not found: pending
-    again), an update is pending again (sending it again sets the same values). The number of
-    rows looked at."""
+    killed. Rows of a batch iVvy queued are settled by asking the batch API for its results
+    first; a create with no answer is looked up (:meth:`Reconciler.settle`: found, done with the
+    task it made; not there, pending again; ambiguous, failed so); an update is pending again
+    (sending it again sets the same values). A row that cannot be settled yet (its batch has not
+    completed, no look-up could be made) stays in flight and is not sent. The number of rows
+    looked at."""
     rows = journal.in_flight(target)
     if not rows:
         return 0
-    since = min(r.sent_at for r in rows) - CLOCK_SLACK
-    for task_id in journal.tasks_sent_since(since):
-        reconciler.own(task_id)
+    since = min(r.sent_at for r in rows) - timedelta(seconds=SLACK)
+    reconciler.own_all(journal.tasks_sent_since(since))
+    batches = journal.batches_of(rows)
+    settled: dict[tuple[int, int], Outcome | None] = {}
+    for async_id, members in batches.items():
+        settled.update(await _ask_batch(client, reconciler, async_id, members))
+    unknown = [r for r in rows if (r.run, r.number) not in settled and r.params.get("id") is None]
+    # Explained by each other: a task like any of them in a look-up is not another writer's.
+    looked = await reconciler.settle_many([(r.params, r.sent_at) for r in unknown])
+    settled.update({(r.run, r.number): o for r, o in zip(unknown, looked, strict=True)})
     key_columns: dict[int, str | None] = {}
     for row in rows:
-        found = None
-        if row.params.get("id") is None:
-            found = await reconciler.find(row.params, row.sent_at)
-        journal.settle(row, None if found is None else found_outcome(found))
-        if found is not None and row.key:
+        outcome = settled.get((row.run, row.number))
+        if outcome is not None and outcome.error_code in KEEP_IN_FLIGHT:
+            continue  # not settled yet: stays in flight, and is not sent
+        journal.settle(row, outcome)
+        if outcome is not None and outcome.task_id is not None and row.key:
             if row.run not in key_columns:
                 record = journal.run(row.run)
                 key_columns[row.run] = record.options.get("key") if record else None
             if column := key_columns[row.run]:
-                journal.set_key(target, column, row.key, found, digest_of(row.params), row.run)
+                journal.set_key(
+                    target, column, row.key, outcome.task_id, digest_of(row.params), row.run
+                )
     return len(rows)
+
+
+async def _ask_batch(
+    client: IvvyClient, reconciler: Reconciler, async_id: str, members: list[InFlight]
+) -> dict[tuple[int, int], Outcome | None]:
+    """What iVvy's batch API says of a batch an earlier run sent: each member row's outcome
+    from its result (matched by its request); members not answered (left out, a server error)
+    are not in the answer, for a look-up; a batch not completed keeps its rows in flight."""
+    try:
+        answer = await client.call("batch", "results", {"async": async_id})
+    except ApiError as exc:
+        if exc.specific_code == 24114:
+            pending = batch_pending(f"batch {async_id} has still not completed")
+            return {(m.run, m.number): pending for m in members}
+        return {}  # unknown or expired (results are kept two days): look the rows up
+    waiting: dict[str, list[InFlight]] = {}
+    for member in members:
+        waiting.setdefault(job_key(member.params), []).append(member)
+    settled: dict[tuple[int, int], Outcome | None] = {}
+    for result in answer.get("results") or [] if isinstance(answer, dict) else []:
+        request = result.get("request") if isinstance(result, dict) else None
+        found = waiting.get(job_key(request)) if isinstance(request, dict) else None
+        if not found:
+            continue
+        member = found.pop(0)
+        response = result.get("response") or {}
+        if response.get("success") is True and "id" in response:
+            task_id = int(response["id"])
+            reconciler.own(task_id)
+            result_name = "updated" if member.params.get("id") is not None else "created"
+            settled[(member.run, member.number)] = Outcome(result_name, task_id=task_id)
+        elif 400 <= int(response.get("errorCode") or 500) < 500:
+            settled[(member.run, member.number)] = Outcome(
+                "failed",
+                error_code=response.get("specificCode") or response.get("errorCode"),
+                message=str(response.get("message") or ""),
+            )
+    return settled
 
 
 _PAYLOAD_OPTIONS = (
@@ -561,7 +633,8 @@ def begin_run(
     if options.resume:
         if latest is None:
             raise UsageError(f"nothing to resume: no run of {where}; run it without --resume")
-        if latest.status == "finished":
+        counts = journal.row_counts(latest.id)
+        if latest.status == "finished" and sum(counts.values()) >= prepared.rows:
             raise UsageError(
                 f"nothing to resume: run {latest.id} of {where} finished on {latest.finished}; "
                 f"its results are in {latest.results}. To send its failed rows again: "
@@ -671,8 +744,15 @@ class Feed:
         self._run.flush()
 
     def record(self, payload: Payload, outcome: Outcome) -> None:
-        if outcome.error_code == INTERRUPTED:
-            return  # it stays in flight: the next run looks it up
+        if outcome.error_code in KEEP_IN_FLIGHT:
+            # It stays in flight: the next run settles it before sending anything of it.
+            self._run.unsettled(payload.row.number, outcome)
+            return
+        if outcome.result == "skipped":
+            # Not sent (iVvy ended the session first): pending again, for --resume.
+            self._run.forget([payload.row.number])
+            return
+        value = key_of(payload.row, self._key) if self._key is not None else None
         value = key_of(payload.row, self._key) if self._key is not None else None
         if payload.warnings:
             outcome = dataclasses.replace(outcome, warnings=payload.warnings + outcome.warnings)
@@ -682,6 +762,10 @@ class Feed:
             sent_at=time.time(),
             key=(value, payload.params) if value else None,
         )
+
+    def batch_sent(self, async_id: str, payloads: list[Payload]) -> None:
+        """iVvy queued these rows as batch ``async_id``: into the journal at once."""
+        self._run.batch_sent((p.row.number for p in payloads), async_id)
 
     def release(self) -> None:
         """Rows written in flight but never handed to the send stage (the run was stopped) are
@@ -716,11 +800,12 @@ async def run_import(
     target = client.credentials.target
     with Journal(options.state or default_journal_path(target)) as journal:
         summary.journal = journal.path
-        reconciler = Reconciler(client)
-        if looked := await settle_in_flight(journal, target, reconciler):
+        reconciler = Reconciler(client, settle=options.settle)
+        if looked := await settle_in_flight(journal, target, reconciler, client):
             summary.warnings.append(
                 f"{looked} rows were in flight when an earlier run stopped: {reconciler.found} "
-                "were found in iVvy and kept, the others will be sent"
+                f"were found in iVvy and kept, {reconciler.ambiguous} could not be told apart "
+                "from another writer's tasks (failed, AMBIGUOUS), the others will be sent"
             )
         record, resuming, notes = begin_run(journal, prepared, options, target, results_path)
         summary.warnings += notes
@@ -749,13 +834,38 @@ async def run_import(
                 concurrency=options.concurrency,
                 rate=options.rate,
                 recreate_missing=options.recreate_missing,
+                settle=options.settle,
+                callback_url=options.callback_url,
+                batch_wait=options.batch_wait,
             )
             began = time.monotonic()
-            deliver = send_batches if options.via == "batch" else send_all
-            await deliver(client, feed.payloads(), feed.record, sending, reconciler, stop=stop)
+            if options.via == "batch":
+                stats = await send_batches(
+                    client, feed.payloads(), feed.record, sending, reconciler, stop=stop,
+                    on_batch=feed.batch_sent,
+                )  # fmt: skip
+            else:
+                stats = await send_all(
+                    client, feed.payloads(), feed.record, sending, reconciler, stop=stop
+                )
             feed.release()
             summary.send_seconds = time.monotonic() - began
-        summary.rate_limited = reconciler.rate_limited
+            summary.rate_limited = stats.rate_limited
+            if stats.session_ended is not None:
+                summary.session_ended = stats.session_ended.full_message
+                summary.warnings.append(
+                    f"iVvy ended the session ({stats.session_ended.full_message}): the run "
+                    "stopped at once; the rows not sent are skipped. Check the API key, then "
+                    "--resume"
+                )
+        if reconciler.others_writing:
+            summary.warnings.append(
+                f"someone else made {reconciler.others_writing} tasks in the account during "
+                "this run: creates whose answers were lost and that had a task like them were "
+                "left failed (AMBIGUOUS) for you to check, not taken"
+            )
+        if client.clock_note:
+            summary.warnings.append(client.clock_note)
         summary.reconciled = reconciler.found
         summary.interrupted = stop.is_set()
         _finish(summary, _merged(prepared.source.rows(), run.outcomes()), prepared, results_path,

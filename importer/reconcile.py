@@ -1,42 +1,95 @@
-"""Reconcile: find the task a create made when its answer was lost.
+"""Reconcile: find the task a create made when its answer was lost, and never a task it did not
+make.
 
-A create whose answer never came (the connection dropped, a timeout, a 5xx) may have been written.
-Before it is sent again, the task is looked up: ``getTaskList`` filtered by name (a filter the
-server may ignore: every record is matched here), matched on the name, the due date and every other
-field the row sent, created since the row was first sent (with room for the clocks' difference),
-and not already the task of another row of this run. Rows that such a look-up could confuse (same
-name, due date and parent) are never in flight at the same time (:class:`SameTaskLock`), so at most
-one task can match.
+A create whose answer never came (the connection dropped, a timeout, a 5xx) may have been written,
+now or (a late write) a little later. It is not sent again until a look-up that can be trusted
+says it is not there; and a look-up never takes a task that existed before the row was sent, nor
+one that another writer made. Where it cannot tell, the row ends ``failed`` with ``AMBIGUOUS`` and
+the candidate task ids: a person decides, nothing is sent twice.
+
+Why the rule is safe (what it assumes is said as such):
+
+1. **Time, on iVvy's clock.** A task the row made was created between the row's first send and
+   its last lost answer plus ``settle`` (the time a late write may take to land). Candidates are
+   tasks whose ``createdDate`` falls in that window, read on iVvy's clock: the client measures the
+   offset between the clocks (``IvvyClient.clock_offset``), and the window has ``SLACK`` seconds
+   on each side for the whole seconds of iVvy's timestamps. Tasks made before the row was sent
+   (an account seeded with tasks identical to the sheet, an earlier import) are outside it.
+2. **Content, as iVvy rewrote it.** iVvy stores text as HTML (``<p>…</p>``, entities): names and
+   descriptions are compared as plain text on both sides (:func:`plain`).
+3. **Ownership.** Ids answered to this run (and, at the start of a run, ids the journal holds) are
+   never candidates; a task is taken by at most one row.
+4. **Other writers.** Content and time cannot tell our lost task from an identical one another
+   writer made in the same window. So every look-up lists *all* tasks created since the window
+   opened, and any task in it that this run cannot explain (not answered to it, not like a row of
+   it in flight or lost) shows that someone else is writing to the account. From then on a lost
+   create with any candidate is ``AMBIGUOUS``; without a candidate it is sent again. Without such
+   signs, candidates are given to the lost rows like them (oldest first); more candidates than
+   rows is ``AMBIGUOUS`` too. (A writer that only ever made exact copies of our rows, and nothing
+   else, would not be seen: the residual case.)
+5. **Lagging reads and late writes.** A look-up waits ``settle`` seconds after the last lost
+   answer (the documented bound on late writes and read lag), and is trusted only if every task
+   this run was answered since the window opened shows in it: a missing one means the list lags,
+   and the look-up is made again later.
+
+Rows alike (same name, due date and parent) are never in flight together (:class:`SameTaskLock`),
+so in a run at most one row can claim a candidate.
 """
 
 from __future__ import annotations
 
 import asyncio
-from collections.abc import AsyncIterator, Mapping
-from contextlib import asynccontextmanager
+import html
+import re
+import time
+from collections import deque
+from collections.abc import AsyncIterator, Iterable, Iterator, Mapping
+from contextlib import asynccontextmanager, contextmanager
+from dataclasses import dataclass, field
 from datetime import UTC, datetime, timedelta
 from typing import Any
 
-from .client import IvvyClient
+from .client import IvvyClient, IvvyError
 from .fields import TIMESTAMP_FORMAT
+from .model import Outcome
 
-#: How far iVvy's clock may be from ours (it refuses requests further off than this).
-CLOCK_SLACK = timedelta(minutes=5)
-_COMPARED = (
-    "leadId",
-    "companyId",
-    "venueId",
-    "assignedUserId",
-    "priority",
-    "status",
-    "description",
-)
+#: How long after a lost answer a late write may still land, and how far list reads may lag.
+SETTLE = 8.0
+#: Room on iVvy's clock on either side of a window: whole-second timestamps, a measured offset.
+SLACK = 2.0
+#: Look-ups at most this often (each lists every task created in its window).
+LOOKUP_EVERY = 1.0
+#: Failed look-ups in a row before the lost rows waiting are given up (left for the next run).
+LOOKUP_TRIES = 8
+#: A task answered to this run that a list has not shown for this long is taken as deleted, not
+#: as a sign of lag; a lost row that no trusted look-up could settle for this long is given up.
+LAG_LIMIT = 60.0
+
+AMBIGUOUS = "AMBIGUOUS"
+UNSETTLED = "UNSETTLED"
+_COMPARED = ("leadId", "companyId", "venueId", "assignedUserId", "priority", "status")
+_TAG = re.compile(r"<[^>]*>")
+_BREAK = re.compile(r"<br\s*/?>|</p>\s*<p[^>]*>", re.IGNORECASE)
+_SPACE = re.compile(r"\s+")
+
+
+def plain(text: Any) -> str:
+    """Text as a person reads it, whether iVvy rewrote it as HTML or not: tags dropped (a line
+    break between paragraphs kept as a space), entities decoded, white space folded."""
+    if text is None:
+        return ""
+    value = str(text)
+    if "<" in value:
+        value = _TAG.sub("", _BREAK.sub(" ", value))
+    if "&" in value:
+        value = html.unescape(value)
+    return _SPACE.sub(" ", value).strip()
 
 
 def signature(params: Mapping[str, Any]) -> tuple[Any, ...]:
     """What a look-up matches on first: two creates with the same one could be confused."""
     return (
-        params.get("name"),
+        plain(params.get("name")),
         params.get("endDatetime"),
         params.get("leadId"),
         params.get("contactId"),
@@ -51,94 +104,302 @@ def _moment(text: Any) -> datetime | None:
         return None
 
 
+def _same_id(have: Any, want: Any) -> bool:
+    try:
+        return int(have) == int(want)
+    except (TypeError, ValueError):
+        return have == want
+
+
 def matches(task: Mapping[str, Any], params: Mapping[str, Any]) -> bool:
     """Whether ``task`` (as getTaskList lists it) is what creating ``params`` would store."""
-    if task.get("name") != params.get("name"):
+    if plain(task.get("name")) != plain(params.get("name")):
         return False
     if str(task.get("endDatetime") or "").removesuffix(" UTC") != params.get("endDatetime"):
         return False
     for name in _COMPARED:
-        if name in params and task.get(name) != params[name]:
+        if name in params and not _same_id(task.get(name), params[name]):
             return False
+    if "description" in params and plain(task.get("description")) != plain(params["description"]):
+        return False
     if "contactId" in params:
         contact = params["contactId"]
         # With a company too, iVvy files the task under the company, the contact beside it.
-        if task.get("contactId") != contact and task.get("companyContactId") != contact:
+        if not (
+            _same_id(task.get("contactId"), contact)
+            or _same_id(task.get("companyContactId"), contact)
+        ):
             return False
     return True
 
 
-class Reconciler:
-    """Looks up lost creates; remembers which tasks rows of this run already own."""
+def found_outcome(task_id: int) -> Outcome:
+    """The outcome of a create whose answer was lost and whose task a look-up found."""
+    note = "iVvy's answer was lost; the task it made was found and kept"
+    return Outcome("created", task_id=task_id, warnings=(note,))
 
-    def __init__(self, client: IvvyClient) -> None:
+
+def ambiguous_outcome(candidates: Iterable[int]) -> Outcome:
+    ids = ", ".join(str(i) for i in sorted(candidates))
+    return Outcome(
+        "failed",
+        error_code=AMBIGUOUS,
+        message=f"iVvy's answer was lost, and task(s) {ids} look like what this row made, but "
+        "another writer was making tasks in the account meanwhile, so the look-up cannot tell "
+        "whose they are. The row was not sent again: check those tasks in iVvy",
+    )
+
+
+def unsettled_outcome(why: str) -> Outcome:
+    return Outcome(
+        "failed",
+        error_code=UNSETTLED,
+        message=f"iVvy's answer was lost and the look-up could not be made ({why}): it may or "
+        "may not be in iVvy; the next run into this account looks it up before sending it",
+    )
+
+
+@dataclass(eq=False)
+class _Lost:
+    """A create whose answer was lost, waiting for a look-up to say what became of it."""
+
+    params: Mapping[str, Any]
+    first_sent: float  # our clock, epoch seconds
+    ended: float  # our clock: when its last answer was lost
+    done: asyncio.Future[Outcome | None] = field(repr=False)
+
+    @property
+    def due(self) -> float:
+        return self.ended
+
+
+class Reconciler:
+    """Looks up lost creates (in bulk, a look-up a second at most); remembers which tasks this
+    run owns, which rows are in flight, and whether anyone else writes to the account."""
+
+    def __init__(self, client: IvvyClient, *, settle: float = SETTLE) -> None:
         self._client = client
+        self.settle_s = settle
         self._owned: set[int] = set()
-        #: Look-ups made, and tasks found by them, for the summary and the tests.
+        #: Tasks answered to this run over the last LAG_LIMIT seconds: (when, our clock; id).
+        self._answered: deque[tuple[float, int]] = deque()
+        self._sending: dict[int, Mapping[str, Any]] = {}
+        self._lost: list[_Lost] = []
+        #: Rows that may have made a task we could not place (ambiguous, or left unsettled).
+        self._explained: list[Mapping[str, Any]] = []
+        self._foreign: set[int] = set()
+        self._worker: asyncio.Task[None] | None = None
+        #: Look-ups made, lost creates found, and those left ambiguous, for the summary.
         self.lookups = 0
         self.found = 0
-        #: 429s met while sending (set by the send stage).
-        self.rate_limited = 0
+        self.ambiguous = 0
+
+    @property
+    def others_writing(self) -> int:
+        """How many tasks this run saw that someone else made meanwhile."""
+        return len(self._foreign)
 
     def own(self, task_id: int) -> None:
         """Note that a row of this run created or updated ``task_id``."""
-        self._owned.add(task_id)
+        if task_id not in self._owned:
+            self._owned.add(task_id)
+            now = time.time()
+            self._answered.append((now, task_id))
+            while self._answered[0][0] < now - LAG_LIMIT:
+                self._answered.popleft()
 
-    async def find(self, params: Mapping[str, Any], first_sent: datetime) -> int | None:
-        """The id of the task a create of ``params`` made at or after ``first_sent``, if any,
-        now owned by that row.
+    def own_all(self, task_ids: Iterable[int]) -> None:
+        """Tasks rows of earlier runs made (from the journal): never candidates."""
+        self._owned.update(task_ids)
 
-        The look-up itself is a read, retried by the client through transient failures.
-        """
-        ident = await self.peek(params, first_sent)
-        if ident is not None:
-            self.own(ident)
-            self.found += 1
-        return ident
+    @contextmanager
+    def sending(self, params: Mapping[str, Any]) -> Iterator[None]:
+        """While a row is in flight: a task like it in a look-up is explained by it."""
+        token = id(params)
+        self._sending[token] = params
+        try:
+            yield
+        finally:
+            self._sending.pop(token, None)
 
-    async def task_count(self) -> int | None:
-        """How many tasks the account has (one small read), to see whether a batch still runs."""
-        page = await self._client.call("crm", "getTaskList", {"perPage": 1, "start": 0})
-        total = (page.get("meta") or {}).get("totalResults") if isinstance(page, dict) else None
-        return total if isinstance(total, int) else None
+    async def settle(
+        self, params: Mapping[str, Any], first_sent: datetime, ended: datetime | None = None
+    ) -> Outcome | None:
+        """What became of a create of ``params`` first sent at ``first_sent`` whose last answer
+        was lost at ``ended`` (now when None): ``created`` with the task a trusted look-up found,
+        ``failed`` (``AMBIGUOUS``, or ``UNSETTLED`` when no look-up could be made), or None: not
+        in iVvy, to be sent again."""
+        lost = _Lost(
+            params=params,
+            first_sent=first_sent.timestamp(),
+            ended=(ended or datetime.now(UTC)).timestamp(),
+            done=asyncio.get_running_loop().create_future(),
+        )
+        self._lost.append(lost)
+        if self._worker is None or self._worker.done():
+            self._worker = asyncio.ensure_future(self._work())
+        try:
+            return await asyncio.shield(lost.done)
+        finally:
+            if lost in self._lost:
+                self._lost.remove(lost)
 
-    async def peek(self, params: Mapping[str, Any], first_sent: datetime) -> int | None:
-        """Like :meth:`find`, without taking the task: whether it is there yet."""
-        self.lookups += 1
-        since = first_sent - CLOCK_SLACK
-        found = []
-        async for task in self._client.iter_collection(
-            "crm", "getTaskList", filter={"name": params.get("name")}
-        ):
-            ident = int(task["id"])
-            created = _moment(task.get("createdDate"))
-            if ident in self._owned or (created is not None and created < since):
+    async def settle_many(
+        self, rows: list[tuple[Mapping[str, Any], datetime]]
+    ) -> list[Outcome | None]:
+        """Rows left in flight by a run that was stopped or killed (their answers may have been
+        lost at any moment until now): each as :meth:`settle` says."""
+        return list(await asyncio.gather(*(self.settle(p, sent) for p, sent in rows)))
+
+    async def _work(self) -> None:
+        failures = 0
+        while any(not lost.done.done() for lost in self._lost):
+            now = time.time()
+            for lost in self._lost:
+                if now > lost.ended + self.settle_s + LAG_LIMIT:
+                    self._explained.append(lost.params)
+                    _resolve(lost, unsettled_outcome("the account's task list kept lagging"))
+            due = [
+                lost
+                for lost in self._lost
+                if now >= lost.ended + self.settle_s and not lost.done.done()
+            ]
+            if not due:
+                waiting = [lost.ended for lost in self._lost if not lost.done.done()]
+                wait = min(waiting, default=now) + self.settle_s - now
+                await asyncio.sleep(max(0.05, wait))
                 continue
-            if matches(task, params):
-                found.append(ident)
-        if not found:
-            return None
-        # Rows alike are never in flight together (SameTaskLock), so more than one match means
-        # someone else made the same task meanwhile: the newest is the one this row made.
-        return max(found)
+            # Rows that fall due within the next look-up's interval wait for it together.
+            try:
+                await self._look_up(due)
+                failures = 0
+            except IvvyError as exc:
+                failures += 1
+                if failures >= LOOKUP_TRIES:
+                    for lost in due:
+                        self._explained.append(lost.params)
+                        _resolve(lost, unsettled_outcome(str(exc)))
+            await asyncio.sleep(LOOKUP_EVERY)
+
+    async def _look_up(self, due: list[_Lost]) -> None:
+        """One look-up for every lost create now due: every task created since the earliest
+        of them was first sent."""
+        self.lookups += 1
+        offset = timedelta(seconds=self._client.clock_offset)
+        opened = min(lost.first_sent for lost in due)
+        since = datetime.fromtimestamp(opened, UTC) + offset - timedelta(seconds=SLACK)
+        began = time.time()
+        listed: list[tuple[datetime, Mapping[str, Any]]] = []
+        async for task in self._client.iter_collection(
+            "crm",
+            "getTaskList",
+            filter={"createdDate__GREATERTHAN": since.strftime(TIMESTAMP_FORMAT)},
+        ):
+            created = _moment(task.get("createdDate"))
+            # A filter the server ignores lists older tasks too: each is checked here.
+            if created is not None and created >= since:
+                listed.append((created, task))
+        seen = {int(task["id"]) for _, task in listed}
+        # The list shows every write up to ``horizon`` (our clock): the first task answered to
+        # this run since the window opened that it does not show marks how far it lags.
+        horizon = began
+        recent = began - LAG_LIMIT
+        for answered_at, ident in self._answered:
+            if answered_at < max(opened + SLACK, recent) or answered_at >= began:
+                continue
+            if ident not in seen:
+                horizon = answered_at
+                break
+        waiting = self._explained_params()
+        for _, task in listed:
+            ident = int(task["id"])
+            if ident in self._owned or ident in self._foreign:
+                continue
+            if not any(matches(task, params) for params in waiting):
+                self._foreign.add(ident)
+        claimed: set[int] = set()
+        groups: dict[tuple[Any, ...], list[_Lost]] = {}
+        for lost in sorted(due, key=lambda item: item.first_sent):
+            if lost.ended + self.settle_s > horizon:
+                continue  # the list lags behind this row's window: look again later
+            groups.setdefault(_params_key(lost.params), []).append(lost)
+        for rows in groups.values():
+            first = rows[0]
+            start = datetime.fromtimestamp(min(r.first_sent for r in rows), UTC) + offset
+            end = datetime.fromtimestamp(max(r.ended for r in rows), UTC) + offset
+            low = start - timedelta(seconds=SLACK)
+            high = end + timedelta(seconds=self.settle_s + SLACK)
+            candidates = sorted(
+                int(task["id"])
+                for created, task in listed
+                if low <= created <= high
+                and int(task["id"]) not in self._owned
+                and int(task["id"]) not in claimed
+                and matches(task, first.params)
+            )
+            if not candidates:
+                for lost in rows:
+                    _resolve(lost, None)
+            elif self._foreign or len(candidates) > len(rows):
+                self.ambiguous += len(rows)
+                claimed.update(candidates)
+                for lost in rows:
+                    self._explained.append(lost.params)
+                    _resolve(lost, ambiguous_outcome(candidates))
+            else:
+                for lost, ident in zip(rows, candidates, strict=False):
+                    self.own(ident)
+                    self.found += 1
+                    claimed.add(ident)
+                    _resolve(lost, found_outcome(ident))
+                for lost in rows[len(candidates) :]:
+                    _resolve(lost, None)
+
+    def _explained_params(self) -> list[Mapping[str, Any]]:
+        return [*(lost.params for lost in self._lost), *self._sending.values(), *self._explained]
+
+
+def _params_key(params: Mapping[str, Any]) -> tuple[Any, ...]:
+    return tuple(sorted((k, str(v)) for k, v in params.items()))
+
+
+def _resolve(lost: _Lost, outcome: Outcome | None) -> None:
+    if not lost.done.done():
+        lost.done.set_result(outcome)
 
 
 class SameTaskLock:
-    """One lock per task signature, held while a create is in flight, kept only while used."""
+    """One lock per task signature, held while a create is in flight or lost (until a look-up
+    settles it), kept only while used."""
 
     def __init__(self) -> None:
         self._locks: dict[tuple[Any, ...], tuple[asyncio.Lock, int]] = {}
 
-    @asynccontextmanager
-    async def hold(self, key: tuple[Any, ...]) -> AsyncIterator[None]:
+    async def acquire(self, key: tuple[Any, ...]) -> None:
         lock, users = self._locks.get(key, (asyncio.Lock(), 0))
         self._locks[key] = (lock, users + 1)
         try:
-            async with lock:
-                yield
+            await lock.acquire()
+        except BaseException:
+            self._drop(key)
+            raise
+
+    def release(self, key: tuple[Any, ...]) -> None:
+        lock, _ = self._locks[key]
+        lock.release()
+        self._drop(key)
+
+    def _drop(self, key: tuple[Any, ...]) -> None:
+        lock, users = self._locks[key]
+        if users == 1:
+            del self._locks[key]
+        else:
+            self._locks[key] = (lock, users - 1)
+
+    @asynccontextmanager
+    async def hold(self, key: tuple[Any, ...]) -> AsyncIterator[None]:
+        await self.acquire(key)
+        try:
+            yield
         finally:
-            lock, users = self._locks[key]
-            if users == 1:
-                del self._locks[key]
-            else:
-                self._locks[key] = (lock, users - 1)
+            self.release(key)

@@ -10,20 +10,25 @@ same values again and are simply retried. API refusals with a specific code are 
 from __future__ import annotations
 
 import asyncio
+import json
 import random
 import re
 import time
-from collections.abc import Callable, Iterable, Iterator
+from collections.abc import Callable, Iterable, Iterator, Mapping
 from dataclasses import dataclass
 from datetime import UTC, datetime
 from itertools import islice
 from typing import Any
 
-from .client import ApiError, IvvyClient, RateLimited, ServerError, TransportError
+from .client import ApiError, AuthError, IvvyClient, RateLimited, ServerError, TransportError
 from .fields import FIELDS_BY_NAME
 from .model import Outcome, Payload
 from .pace import Pace
-from .reconcile import Reconciler, SameTaskLock, signature
+from .reconcile import SETTLE, UNSETTLED, Reconciler, SameTaskLock, signature
+
+#: Where the importer says ``callbackUrl`` is: ``.invalid`` never resolves (RFC 2606), so iVvy's
+#: POST goes nowhere; the importer polls ``batch?action=results`` instead.
+DEFAULT_CALLBACK = "https://batch-done.ivvy-task-importer.invalid/"
 
 #: The parameter each "does not exist" code is about.
 _CODE_FIELD = {24389: "leadId", 24390: "contactId", 24391: "companyId", 24392: "id"}
@@ -44,6 +49,15 @@ class SendOptions:
     grace: float = 5.0
     #: An update of a task deleted in iVvy since (24392) creates it again instead of failing.
     recreate_missing: bool = False
+    #: How long a lost create waits before it is looked up: the bound on late writes and
+    #: lagging list reads (:mod:`importer.reconcile`).
+    settle: float = SETTLE
+    #: Batch mode: the ``callbackUrl`` sent with each batch (iVvy POSTs to it when the batch has
+    #: run; the importer polls instead, so the default is an address that never resolves).
+    callback_url: str = DEFAULT_CALLBACK
+    #: Batch mode: how long a batch may take to complete before its rows are given up for this
+    #: run (reported, left in the journal for the next run to settle through the batch API).
+    batch_wait: float = 300.0
 
 
 def backoff(attempt: int) -> float:
@@ -52,6 +66,25 @@ def backoff(attempt: int) -> float:
 
 
 INTERRUPTED = "INTERRUPTED"
+#: Outcomes whose row stays in flight in the journal: it may be in iVvy, and the next run
+#: settles it (looks it up, or asks the batch API) before anything of it is sent again.
+KEEP_IN_FLIGHT = frozenset({INTERRUPTED, UNSETTLED, "BATCH_PENDING"})
+
+
+class SessionEnded(Exception):
+    """iVvy ended the session (462 Session Expired, 463 Key Revoked): the run stops at once."""
+
+    def __init__(self, error: ApiError) -> None:
+        self.error = error
+        super().__init__(str(error))
+
+
+@dataclass
+class SendStats:
+    """What the send stage met, for the summary."""
+
+    rate_limited: int = 0
+    session_ended: ApiError | None = None
 
 
 async def send_all(
@@ -61,52 +94,87 @@ async def send_all(
     options: SendOptions = SendOptions(),
     reconciler: Reconciler | None = None,
     stop: asyncio.Event | None = None,
-) -> Reconciler:
+) -> SendStats:
     """Deliver every payload; ``on_outcome`` is called once per payload as its outcome is known.
 
-    Payloads are pulled lazily, so only ``concurrency`` of them are held at a time. When ``stop``
-    is set, no new row is taken; rows in flight get ``options.grace`` seconds to finish, and a row
-    still in flight then is ``failed`` with ``INTERRUPTED`` (it may or may not be in iVvy: never
-    reported as done). Returns the reconciler, which counts the look-ups made for lost answers.
+    Payloads are pulled lazily, so only ``concurrency`` of them are held at a time (and the
+    creates whose answers were lost, while a look-up settles them, without holding a worker).
+    When ``stop`` is set, no new row is taken; rows in flight get ``options.grace`` seconds to
+    finish, and a row still in flight then is ``failed`` with ``INTERRUPTED`` (it may or may not
+    be in iVvy: never reported as done). When iVvy ends the session (462/463) the run stops at
+    once: rows not sent are left unsent (``skipped``), and the stats say why.
     """
     pace = Pace(ceiling=options.rate, concurrency=options.concurrency)
     source: Iterator[Payload] = iter(payloads)
-    reconciler = reconciler or Reconciler(client)
+    reconciler = reconciler or Reconciler(client, settle=options.settle)
     alike = SameTaskLock()
     stop = stop or asyncio.Event()
+    stats = SendStats()
+    parked: set[asyncio.Future[None]] = set()
+
+    def ended(exc: SessionEnded) -> None:
+        stats.session_ended = stats.session_ended or exc.error
+        stop.set()
+
+    async def finish(state: _Row, key: tuple[Any, ...]) -> None:
+        """A lost create, settled off the worker: looked up, then sent again if not found."""
+        try:
+            outcome = await _go_on(client, state, pace, options, reconciler)
+        except SessionEnded as exc:
+            ended(exc)
+            on_outcome(state.payload, _not_sent(exc.error))
+        except asyncio.CancelledError:
+            on_outcome(state.payload, _interrupted())
+        else:
+            on_outcome(state.payload, outcome)
+        finally:
+            alike.release(key)
 
     async def worker() -> None:
         for payload in source:
             if stop.is_set():
                 return
+            key = signature(payload.params)
+            await alike.acquire(key)
+            state = _Row(payload)
             try:
-                async with alike.hold(signature(payload.params)):
-                    outcome = await deliver(
-                        client,
-                        payload,
-                        pace,
-                        options.max_attempts,
-                        reconciler,
-                        recreate_missing=options.recreate_missing,
-                    )
+                outcome = await _attempts(client, state, pace, options, reconciler, park=True)
+            except _Parked:
+                task = asyncio.ensure_future(finish(state, key))
+                parked.add(task)
+                task.add_done_callback(parked.discard)
+                continue
+            except SessionEnded as exc:
+                alike.release(key)
+                ended(exc)
+                on_outcome(payload, _not_sent(exc.error))
+                return
             except asyncio.CancelledError:
                 # The stop's grace is over and this row is still in flight.
+                alike.release(key)
                 on_outcome(payload, _interrupted())
                 return
+            alike.release(key)
             on_outcome(payload, outcome)
 
     workers = [asyncio.ensure_future(worker()) for _ in range(max(1, options.concurrency))]
     stopping = asyncio.ensure_future(stop.wait())
     await asyncio.wait([stopping, asyncio.gather(*workers)], return_when=asyncio.FIRST_COMPLETED)
+    if not stop.is_set() and parked:
+        # Every row was taken; the lost creates still waiting for their look-up finish now.
+        await asyncio.wait([stopping, asyncio.gather(*parked)], return_when=asyncio.FIRST_COMPLETED)
     if stop.is_set():
         # No new row is taken; the rows in flight get the grace to finish, then are reported.
-        _, late = await asyncio.wait(workers, timeout=options.grace)
-        for task in late:
-            task.cancel()
-    await asyncio.gather(*workers, return_exceptions=True)
+        grace = 0.0 if stats.session_ended else options.grace
+        busy = [*workers, *parked]
+        if busy:
+            _, late = await asyncio.wait(busy, timeout=grace) if grace else (None, busy)
+            for task in late:
+                task.cancel()
+    await asyncio.gather(*workers, *parked, return_exceptions=True)
     stopping.cancel()
-    reconciler.rate_limited = pace.rate_limited
-    return reconciler
+    stats.rate_limited = pace.rate_limited
+    return stats
 
 
 def _interrupted() -> Outcome:
@@ -116,6 +184,30 @@ def _interrupted() -> Outcome:
         message="interrupted while this row was being sent: it may or may not be in iVvy; "
         "check before importing it again",
     )
+
+
+def _not_sent(error: ApiError) -> Outcome:
+    return Outcome(
+        "skipped",
+        error_code=error.code,
+        message=f"not sent: iVvy ended the session ({error.full_message}); nothing of this row "
+        "was saved",
+    )
+
+
+class _Parked(Exception):
+    """A create's answer was lost: it is to be settled off the worker."""
+
+
+@dataclass
+class _Row:
+    """One row on its way: what is sent now, and what its attempts so far have met."""
+
+    payload: Payload
+    attempt: int = 0
+    first_sent: datetime | None = None
+    last: Exception | None = None
+    notes: tuple[str, ...] = ()
 
 
 async def deliver(
@@ -128,42 +220,82 @@ async def deliver(
     recreate_missing: bool = False,
 ) -> Outcome:
     """Send one payload, retrying only what is safe to retry; its outcome. With
-    ``recreate_missing``, an update of a task that no longer exists becomes a create."""
+    ``recreate_missing``, an update of a task that no longer exists becomes a create.
+    A lost create is settled in place (:meth:`Reconciler.settle`) before anything else."""
+    options = SendOptions(max_attempts=max_attempts, recreate_missing=recreate_missing)
     reconciler = reconciler or Reconciler(client)
-    first_sent: datetime | None = None
-    last: Exception | None = None
-    notes: tuple[str, ...] = ()
-    for attempt in range(1, max_attempts + 1):
-        wait = backoff(attempt)
-        first_sent = first_sent or datetime.now(UTC)
+    return await _attempts(client, _Row(payload), pace, options, reconciler, park=False)
+
+
+async def _go_on(
+    client: IvvyClient, state: _Row, pace: Pace, options: SendOptions, reconciler: Reconciler
+) -> Outcome:
+    """A parked row: the look-up of its lost create, then (not found) its attempts go on."""
+    assert state.first_sent is not None
+    found = await reconciler.settle(state.payload.params, state.first_sent)
+    if found is not None:
+        return found
+    await asyncio.sleep(backoff(state.attempt))
+    return await _attempts(client, state, pace, options, reconciler, park=False)
+
+
+async def _attempts(
+    client: IvvyClient,
+    state: _Row,
+    pace: Pace,
+    options: SendOptions,
+    reconciler: Reconciler,
+    *,
+    park: bool,
+) -> Outcome:
+    """The row's attempts from where it is; with ``park``, a lost create raises
+    :class:`_Parked` instead of waiting here for its look-up."""
+    while state.attempt < options.max_attempts:
+        state.attempt += 1
+        wait = backoff(state.attempt)
+        payload = state.payload
+        state.first_sent = state.first_sent or datetime.now(UTC)
+        last: Exception | None = None
         async with pace.slot() as slot:
             try:
-                task_id = await client.add_or_update_task(payload.params)
+                with reconciler.sending(payload.params):
+                    task_id = await client.add_or_update_task(payload.params)
             except RateLimited as exc:  # refused before anything was done
-                slot.rate_limited = True
-                slot.retry_after = exc.retry_after
+                if not exc.busy:  # 24299 is a race on iVvy's side, not a rate
+                    slot.rate_limited = True
+                    slot.retry_after = exc.retry_after
                 last = exc
-            except (ServerError, TransportError, ApiError) as exc:
+            except AuthError as exc:
+                if exc.ends_session:
+                    raise SessionEnded(exc) from None
+                last = exc
+            except ServerError as exc:
+                slot.rate_limited = exc.overloaded  # a 503 says to slow down too
+                last = exc
+            except (TransportError, ApiError) as exc:
                 last = exc
             else:
                 reconciler.own(task_id)
-                return _done(payload, task_id, notes)
+                return _done(payload, task_id, state.notes)
+        state.last = last
         if isinstance(last, RateLimited):
             wait = last.retry_after if last.retry_after is not None else wait
         elif isinstance(last, ServerError | TransportError):
             written = not isinstance(last, TransportError) or last.maybe_processed
             if not payload.is_update and written:
-                found = await reconciler.find(payload.params, first_sent)
+                if park:
+                    raise _Parked
+                found = await reconciler.settle(payload.params, state.first_sent)
                 if found is not None:
-                    return found_outcome(found)
-        elif isinstance(last, ApiError) and _recreate(payload, last, recreate_missing):
-            notes = (_gone(payload),)
-            payload = _as_create(payload)
+                    return found
+        elif isinstance(last, ApiError) and _recreate(payload, last, options.recreate_missing):
+            state.notes = (_gone(payload),)
+            state.payload = _as_create(payload)
             continue
         elif isinstance(last, ApiError) and last.specific_code != _STALE:
             return _failed(payload, last)  # a refusal with a reason: final
         await asyncio.sleep(wait)
-    return _gave_up(last, max_attempts)
+    return _gave_up(state.last, options.max_attempts)
 
 
 def _done(payload: Payload, task_id: int, warnings: tuple[str, ...]) -> Outcome:
@@ -227,12 +359,6 @@ def _gave_up(last: Exception | None, attempts: int) -> Outcome:
     )
 
 
-def found_outcome(task_id: int) -> Outcome:
-    """The outcome of a create whose answer was lost and whose task a look-up found."""
-    note = "iVvy's answer was lost; the task it made was found and kept"
-    return Outcome("created", task_id=task_id, warnings=(note,))
-
-
 def _job(payload: Payload) -> dict[str, Any]:
     return {"namespace": "crm", "action": "addOrUpdateTask", "params": dict(payload.params)}
 
@@ -244,45 +370,67 @@ async def send_batches(
     options: SendOptions = SendOptions(),
     reconciler: Reconciler | None = None,
     stop: asyncio.Event | None = None,
-) -> Reconciler:
+    on_batch: Callable[[str, list[Payload]], None] | None = None,
+) -> SendStats:
     """Deliver every payload through ``batch?action=run``, up to 200 a request, a few batches in
-    flight; each job's answer goes back to its row. A batch whose ``run`` answer was lost, or a
-    job answered with a server error, may have run: its creates are looked up before anything of
-    it is sent again. ``stop`` stops taking rows (a batch already sent is waited for)."""
+    flight, each with ``options.callback_url``. ``on_batch(async_id, rows)`` hears of each batch
+    iVvy queued, before anything else is done with it (the journal keeps the id, so a run killed
+    while the batch runs can ask the batch API). Each result goes back to its job's row by the
+    ``request`` it carries, never by position. A job answered with a server error, or left out of
+    the results, may have run: its create is looked up before it is sent again. A batch whose
+    ``run`` answer was lost, or that does not complete within ``options.batch_wait``, is never sent
+    again in this run: its rows end ``BATCH_PENDING`` (unless a look-up finds their tasks), left
+    in flight for the next run to settle. ``stop`` stops taking rows."""
     pace = Pace(ceiling=options.rate, concurrency=BATCHES_IN_FLIGHT)
     source: Iterator[Payload] = iter(payloads)
-    reconciler = reconciler or Reconciler(client)
+    reconciler = reconciler or Reconciler(client, settle=options.settle)
     stop = stop or asyncio.Event()
+    stats = SendStats()
 
     async def worker() -> None:
         while not stop.is_set():
             group = list(islice(source, BATCH_SIZE))
             if not group:
                 return
-            outcomes = await deliver_batch(
-                client,
-                group,
-                pace,
-                options.max_attempts,
-                reconciler,
-                recreate_missing=options.recreate_missing,
-            )
+            try:
+                outcomes = await deliver_batch(
+                    client, group, pace, options, reconciler, on_batch=on_batch
+                )
+            except SessionEnded as exc:
+                stats.session_ended = stats.session_ended or exc.error
+                stop.set()
+                outcomes = [_not_sent(exc.error)] * len(group)
             for payload, outcome in zip(group, outcomes, strict=True):
                 on_outcome(payload, outcome)
 
     await asyncio.gather(*(worker() for _ in range(BATCHES_IN_FLIGHT)))
-    reconciler.rate_limited = pace.rate_limited
-    return reconciler
+    stats.rate_limited = pace.rate_limited
+    return stats
+
+
+def job_key(params: Mapping[str, Any]) -> str:
+    """What identifies a job's ``request`` in the results: its parameters, canonically."""
+    return json.dumps(params, sort_keys=True, separators=(",", ":"), default=str)
+
+
+def batch_pending(why: str) -> Outcome:
+    return Outcome(
+        "failed",
+        error_code="BATCH_PENDING",
+        message=f"{why}: its rows may still be carried out by iVvy, so they are not sent again "
+        "now; run the same source again with --resume to settle them (it asks the batch API, or "
+        "looks them up) and send only those not in iVvy",
+    )
 
 
 async def deliver_batch(
     client: IvvyClient,
     group: list[Payload],
     pace: Pace,
-    max_attempts: int,
+    options: SendOptions,
     reconciler: Reconciler,
     *,
-    recreate_missing: bool = False,
+    on_batch: Callable[[str, list[Payload]], None] | None = None,
 ) -> list[Outcome]:
     """One batch of rows, sent and retried as safely as single rows are; an outcome per row.
     A row whose update became a create (``recreate_missing``) is replaced in ``group``."""
@@ -293,27 +441,40 @@ async def deliver_batch(
     last: Exception | None = None
 
     async def look_up(indexes: list[int]) -> list[int]:
-        """Creates among ``indexes`` that a look-up finds are done; the others come back."""
+        """Creates among ``indexes`` a look-up settles are done; the others come back."""
         still = []
+        settled = await asyncio.gather(
+            *(
+                reconciler.settle(group[i].params, first_sent)
+                for i in indexes
+                if not group[i].is_update
+            )
+        )
+        found = iter(settled)
         for i in indexes:
-            found = None
-            if not group[i].is_update:
-                found = await reconciler.find(group[i].params, first_sent)
-            if found is None:
+            outcome = None if group[i].is_update else next(found)
+            if outcome is None:
                 still.append(i)
             else:
-                outcomes[i] = found_outcome(found)
+                outcomes[i] = outcome
         return still
 
-    for attempt in range(1, max_attempts + 1):
+    for attempt in range(1, options.max_attempts + 1):
         wait = backoff(attempt)
         answer = None
         async with pace.slot() as slot:
             try:
                 jobs = [_job(group[i]) for i in pending]
-                answer = await client.call("batch", "run", {"jobs": jobs})
+                body = {"jobs": jobs, "callbackUrl": options.callback_url}
+                answer = await client.call("batch", "run", body)
             except RateLimited as exc:
-                slot.rate_limited, slot.retry_after, last = True, exc.retry_after, exc
+                if not exc.busy:
+                    slot.rate_limited, slot.retry_after = True, exc.retry_after
+                last = exc
+            except AuthError as exc:
+                if exc.ends_session:
+                    raise SessionEnded(exc) from None
+                last = exc
             except (ServerError, TransportError) as exc:
                 last = exc
             except ApiError as exc:  # the batch itself refused: every row of it fails so
@@ -322,24 +483,56 @@ async def deliver_batch(
                 pending = []
         if answer is None and isinstance(last, RateLimited):
             wait = last.retry_after if last.retry_after is not None else wait
+        elif answer is None and isinstance(last, AuthError):
+            for i in pending:
+                outcomes[i] = _failed(group[i], last)
+            pending = []
         elif answer is None and pending:
-            # The batch may have been queued: let it run out before looking its rows up.
-            await _settle(reconciler, [group[i] for i in pending if not group[i].is_update],
-                          first_sent)  # fmt: skip
-            pending = await look_up(pending)
+            written = not isinstance(last, TransportError) or last.maybe_processed
+            if written:
+                # iVvy may have queued the batch: look its creates up, and send none of it again.
+                for i in await look_up(pending):
+                    outcomes[i] = batch_pending(f"the answer to the batch was lost ({last})")
+                pending = []
         elif answer is not None:
             async_id = str(answer.get("asyncId"))
-            results = await _batch_results(client, async_id, pace, max_attempts)
+            if on_batch is not None:
+                on_batch(async_id, [group[i] for i in pending])
+            try:
+                results = await _batch_results(client, async_id, pace, options)
+            except _BatchLate:
+                for i in pending:
+                    outcomes[i] = batch_pending(
+                        f"batch {async_id} did not complete within {options.batch_wait:.0f} s"
+                    )
+                pending = []
+                break
+            by_request: dict[str, list[int]] = {}
+            for i in pending:
+                by_request.setdefault(job_key(group[i].params), []).append(i)
+            answered: dict[int, dict[str, Any]] = {}
+            for result in results:
+                request = result.get("request") if isinstance(result, dict) else None
+                waiting = by_request.get(job_key(request)) if isinstance(request, dict) else None
+                if waiting:
+                    answered[waiting.pop(0)] = result.get("response") or {}
             retry, again = [], []
-            for i, result in zip(pending, results, strict=False):
-                response = result.get("response") or {}
-                if response.get("success") and "id" in response:
+            for i in pending:
+                response = answered.get(i)
+                if response is None:
+                    retry.append(i)  # left out of the results: it may have run
+                elif response.get("success") is True and "id" in response:
                     task_id = int(response["id"])
                     reconciler.own(task_id)
                     outcomes[i] = _done(group[i], task_id, notes.get(i, ()))
+                elif response.get("success") is False and "errorCode" not in response:
+                    message = str(response.get("message") or "iVvy answered success: false")
+                    outcomes[i] = Outcome("failed", error_code="NOT_SAVED", message=message)
                 elif int(response.get("errorCode") or 500) >= 500:
                     retry.append(i)  # a server error: it may have been done
-                elif _recreate(group[i], error := _job_error(response), recreate_missing):
+                elif int(response.get("errorCode") or 0) == 429:
+                    again.append(i)  # refused before anything was done
+                elif _recreate(group[i], error := _job_error(response), options.recreate_missing):
                     notes[i] = (_gone(group[i]),)
                     group[i] = _as_create(group[i])
                     again.append(i)
@@ -347,68 +540,56 @@ async def deliver_batch(
                     outcomes[i] = _failed(group[i], error)
             pending = again + (await look_up(retry) if retry else [])
             if again and len(pending) == len(again):
-                continue  # nothing to wait for: the new creates go at once
+                continue  # nothing to wait for: the rows go again at once
         if not pending:
             break
         await asyncio.sleep(wait)
     for i in pending:
-        outcomes[i] = _gave_up(last, max_attempts)
+        outcomes[i] = _gave_up(last, options.max_attempts)
     return [o for o in outcomes if o is not None]
 
 
-#: How long a batch whose ``run`` answer was lost may take to show it ran, and how long the
-#: account's task count must stay still before it is taken as done (or never queued).
-BATCH_SETTLE = 60.0
-BATCH_NO_SIGN = 2.0
-
-
-async def _settle(reconciler: Reconciler, creates: list[Payload], first_sent: datetime) -> None:
-    """Wait until a batch whose answer was lost has run: its last create exists, or the
-    account's task count has stopped moving for a while (the batch ran, with failures, or was
-    never queued)."""
-    if not creates:
-        return
-    last = creates[-1].params
-    began = still_since = time.monotonic()
-    count = None
-    while time.monotonic() - began < BATCH_SETTLE:
-        if await reconciler.peek(last, first_sent) is not None:
-            return
-        now_count = await reconciler.task_count()
-        if now_count != count:
-            count, still_since = now_count, time.monotonic()
-        elif time.monotonic() - still_since > BATCH_NO_SIGN:
-            return
-        await asyncio.sleep(0.25)
+class _BatchLate(Exception):
+    """A batch did not complete in the time allowed."""
 
 
 async def _batch_results(
-    client: IvvyClient, async_id: str, pace: Pace, max_attempts: int
+    client: IvvyClient, async_id: str, pace: Pace, options: SendOptions
 ) -> list[dict[str, Any]]:
-    """The batch's job results, in job order, once it has run. ``results`` is asked until it
-    stops answering "not completed yet" (24114): asking ``progress`` first would only double the
-    requests, which count against the rate limit. Each question takes its turn in ``pace`` with
-    the batches sent, so that questions and batches together keep to the server's limit."""
+    """The batch's job results (in whatever order iVvy gives them), once it has run;
+    :class:`_BatchLate` after ``options.batch_wait`` seconds of "not completed yet" (24114).
+    ``results`` is asked until it stops answering 24114: asking ``progress`` first would only
+    double the requests, which count against the rate limit. Each question takes its turn in
+    ``pace`` with the batches sent, so that questions and batches together keep to the limit."""
     delay = 0.05
     failures = 0
+    deadline = time.monotonic() + options.batch_wait
     while True:
         wait = delay
         async with pace.slot() as slot:
             try:
                 answer = await client.call("batch", "results", {"async": async_id}, retry=False)
-                return list(answer.get("results") or [])
+                results = answer.get("results") if isinstance(answer, dict) else None
+                return [r for r in results or [] if isinstance(r, dict)]
             except RateLimited as exc:
-                slot.rate_limited, slot.retry_after = True, exc.retry_after
+                if not exc.busy:
+                    slot.rate_limited, slot.retry_after = True, exc.retry_after
                 wait = exc.retry_after if exc.retry_after is not None else backoff(1)
+            except AuthError as exc:
+                if exc.ends_session:
+                    raise SessionEnded(exc) from None
+                raise
             except (ServerError, TransportError) as exc:  # a read: safe to ask again
                 failures += 1
-                if failures >= max_attempts:
-                    raise exc from None
+                if failures >= options.max_attempts:
+                    raise _BatchLate from exc
                 wait = backoff(failures)
             except ApiError as exc:
                 if exc.specific_code != 24114:
-                    raise
+                    raise _BatchLate from exc  # 24115 (no such batch) and the like: unknown
                 delay = min(1.0, delay * 1.5)
+        if time.monotonic() + wait > deadline:
+            raise _BatchLate
         await asyncio.sleep(wait)
 
 

@@ -69,10 +69,10 @@ async def undo_run(
     clock = time.monotonic()
     stop = stop or asyncio.Event()
     target = client.credentials.target
-    await client.ping()
+    await client.measure_clock()
     with Journal(state or default_journal_path(target)) as journal:
         reconciler = Reconciler(client)
-        await settle_in_flight(journal, target, reconciler)
+        await settle_in_flight(journal, target, reconciler, client)
         original = _chosen(journal, target, run_id)
         mark = f"undo:{original.id}"
         earlier = journal.latest(target, mark, kind="undo")
@@ -114,7 +114,9 @@ async def undo_run(
 
             feed = Feed(run, rows(), stop, key=None, target=target)
             options = SendOptions(concurrency=concurrency)
-            await send_all(client, feed.payloads(), feed.record, options, reconciler, stop=stop)
+            stats = await send_all(
+                client, feed.payloads(), feed.record, options, reconciler, stop=stop
+            )
             feed.release()
         finally:
             reader.close()
@@ -123,6 +125,8 @@ async def undo_run(
         summary.journal, summary.run_id = journal.path, record.id
         summary.undoes = original.id
         summary.interrupted = stop.is_set()
+        if stats.session_ended is not None:
+            summary.session_ended = stats.session_ended.full_message
         summary.seconds = time.monotonic() - clock
         _write(summary, journal, original, run)
         journal.end(record.id, "stopped" if summary.interrupted else "finished")

@@ -32,6 +32,7 @@ class Directory(Protocol):
 
     def task(self, task_id: int) -> Mapping[str, Any] | None: ...
     def lead_kind(self, lead_id: int) -> str | None: ...  # "lead", "opportunity" or None
+    def opportunity_venue(self, lead_id: int) -> int | None: ...
     def has(self, kind: str, ident: int) -> bool: ...  # contact, company, venue, user
     def user_by_email(self, email: str) -> list[int]: ...
     def contact_by_email(self, email: str) -> list[int]: ...
@@ -124,6 +125,13 @@ def check_params(
         elif venue is None:
             return refuse(MISSING, "venueId", "an opportunity's task needs a venueId "
                           "(give the column, or --venue-id)")  # fmt: skip
+    if kind == "opportunity" and directory is not None:
+        own = directory.opportunity_venue(params["leadId"])
+        venue = params.get("venueId", existing.get("venueId") if existing else None)
+        if own is not None and venue is not None and int(venue) != own:
+            # iVvy refuses it as an invalid leadId: an opportunity belongs to its own venue.
+            return refuse(24395, "leadId", f"opportunity {params['leadId']} belongs to venue "
+                          f"{own}, not venue {venue}")  # fmt: skip
     if "contactId" in params and "companyId" in params:
         result.warnings.append(
             "contact and company: iVvy adds the contact to the company and files the task under "

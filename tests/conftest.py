@@ -66,3 +66,13 @@ def raises(server: SandboxServer, namespace: str, action: str, params: Any = Non
     with pytest.raises(Exception) as info:
         call(server, namespace, action, params)
     return info.value
+
+
+def sent(server: SandboxServer, action: str = "addOrUpdateTask") -> list[dict[str, Any]]:
+    """The bodies of the ``action`` requests the sandbox received and answered 200, in order:
+    what the importer sent, exactly (the tasks it holds show iVvy's rewriting of text)."""
+    return [
+        r["body"]
+        for r in server.get(f"/_sandbox/requests?action={action}")
+        if r["status"] == 200 and isinstance(r["body"], dict)
+    ]

@@ -11,6 +11,7 @@ from click.testing import CliRunner
 
 from importer.cli import main
 
+from .conftest import sent
 from .test_cli_run import env_for, read_results, write_csv
 
 
@@ -19,7 +20,8 @@ def run(sandbox, *args):
 
 
 def by_name(sandbox):
-    return {t["name"]: t for t in sandbox.tasks()}
+    """What was sent for each task name (the sandbox shows stored text as iVvy does: HTML)."""
+    return {params["name"]: params for params in sent(sandbox)}
 
 
 def test_xlsx_with_a_title_row_native_dates_and_a_chosen_sheet(sandbox, tmp_path):
@@ -139,4 +141,5 @@ def test_a_cp1252_semicolon_file_imports_right(sandbox, tmp_path):
     outcome = CliRunner().invoke(main, ["run", str(path)], env=env_for(sandbox))
     assert outcome.exit_code == 0, outcome.output
     assert "read as cp1252" in outcome.stderr
-    assert [t["name"] for t in sandbox.tasks()] == ["“Café” call"]
+    assert [p["name"] for p in sent(sandbox)] == ["“Café” call"]
+    assert len(sandbox.tasks()) == 1

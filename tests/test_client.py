@@ -147,7 +147,7 @@ def test_reads_are_retried_through_failures_and_writes_are_not(make_sandbox):
             return pings, writes
 
     pings, writes = asyncio.run(go())
-    assert all(p["success"] for p in pings)  # every read got through
+    assert all("ack" in p for p in pings)  # every read got through
     assert "500" in writes  # a write that failed was not sent again by the client
     stats = server.stats()
     assert stats["by_action"]["crm.addOrUpdateTask"] == 10

@@ -14,6 +14,7 @@ from hypothesis import strategies as st
 from importer.cli import main
 from importer.results import neutralise, unneutralise
 
+from .conftest import sent
 from .test_cli_run import env_for, read_results, write_csv
 
 DANGEROUS = ["=1+2", "+1", "-1", "@SUM(A1)", "\tx", "\rx", "'=x", "''+y"]
@@ -60,7 +61,7 @@ def test_xlsx_results_have_numbers_text_a_summary_and_errors(sandbox, tmp_path):
     assert formula[0].value == "'=1+2" and formula[0].data_type == "s"
     assert formula[3].value == "'-5"
     assert all(c.data_type != "f" for r in rows for c in r)  # no formula anywhere
-    assert {t["name"] for t in sandbox.tasks()} == {"Call", "=1+2"}  # sent as written
+    assert {p["name"] for p in sent(sandbox)} == {"Call", "=1+2"}  # sent as written
 
     summary = dict(book["Summary"].iter_rows(min_row=2, values_only=True))
     assert summary["rows created"] == 2 and summary["rows invalid"] == 2
@@ -87,7 +88,8 @@ def test_every_dangerous_start_is_neutralised(sandbox, tmp_path, suffix):
         del written[5]
     assert written == ["'" + text for text in DANGEROUS if suffix == ".csv" or text != "\rx"]
     # Sent as written (names are trimmed of spaces around them, as every text field is).
-    assert sorted(t["name"] for t in sandbox.tasks()) == sorted(t.strip() for t in DANGEROUS)
+    assert sorted(p["name"] for p in sent(sandbox)) == sorted(t.strip() for t in DANGEROUS)
+    assert len(sandbox.tasks()) == len(DANGEROUS)
 
 
 def test_a_results_sheet_fixed_by_hand_is_sent_again_with_only(sandbox, tmp_path):

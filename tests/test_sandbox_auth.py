@@ -28,7 +28,7 @@ def post(sandbox, **kw):
 def test_request_signed_with_plain_application_json_is_accepted(sandbox):
     answer = post(sandbox, content_type="application/json")
     assert answer.status_code == 200, answer.text
-    assert answer.json()["success"] is True
+    assert "ack" in answer.json()
 
 
 def test_request_signed_with_charset_content_type_is_accepted(sandbox):
@@ -36,7 +36,7 @@ def test_request_signed_with_charset_content_type_is_accepted(sandbox):
 
 
 def test_our_client_is_accepted(sandbox):
-    assert call(sandbox, "test", "ping")["success"] is True
+    assert "ack" in call(sandbox, "test", "ping")
 
 
 def test_x_api_version_is_not_required_but_allowed(sandbox):

@@ -29,7 +29,7 @@ def test_create_answers_success_and_the_new_id(sandbox):
     answer = add(sandbox, name="Call", endDatetime=DUE, contactId=12)
     assert answer == {"success": True, "id": 1}
     task = stored(sandbox, 1)
-    assert (task["name"], task["endDatetime"], task["contactId"]) == ("Call", DUE, 12)
+    assert (task["name"], task["endDatetime"], task["contactId"]) == ("Call", f"{DUE} UTC", 12)
 
 
 def test_create_then_update_changes_only_what_is_given(sandbox):
@@ -92,15 +92,30 @@ def test_a_parameter_of_the_wrong_type_or_outside_its_set_is_23016(sandbox, para
     assert exc.additional_messages
 
 
-def test_whole_number_strings_are_accepted_as_integers(sandbox):
-    task_id = add(sandbox, name="Call", endDatetime=DUE, contactId="12", status="1")["id"]
-    task = stored(sandbox, task_id)
+def test_integers_sent_as_strings_are_refused_by_default(sandbox):
+    exc = refused(sandbox, name="Call", endDatetime=DUE, contactId="12")
+    assert (exc.specific_code, exc.message) == (23016, "'contactId' does not validate")
+    assert refused(sandbox, name="Call", endDatetime=DUE, status="1").specific_code == 23016
+    assert sandbox.tasks() == []
+
+
+def test_whole_number_strings_are_accepted_as_integers_when_lenient(make_sandbox):
+    lenient = make_sandbox(strict_types=False)
+    task_id = add(lenient, name="Call", endDatetime=DUE, contactId="12", status="1")["id"]
+    task = stored(lenient, task_id)
     assert (task["contactId"], task["status"]) == (12, 1)
+
+
+def test_a_parameter_the_reference_does_not_name_is_refused(sandbox, make_sandbox):
+    exc = refused(sandbox, name="Call", endDatetime=DUE, progress=50)
+    assert (exc.specific_code, exc.message) == (23016, "'progress' does not validate")
+    lenient = make_sandbox(strict_types=False)
+    assert add(lenient, name="Call", endDatetime=DUE, progress=50)["success"] is True
 
 
 def test_end_datetime_with_utc_suffix_is_accepted(sandbox):
     task_id = add(sandbox, name="Call", endDatetime=f"{DUE} UTC")["id"]
-    assert stored(sandbox, task_id)["endDatetime"] == DUE
+    assert stored(sandbox, task_id)["endDatetime"] == f"{DUE} UTC"
 
 
 def test_unknown_lead_is_24389(sandbox):
@@ -138,7 +153,7 @@ def test_contact_and_company_files_the_task_under_the_company(sandbox):
     task = stored(sandbox, task_id)
     assert (task["companyId"], task["companyContactId"], task["contactId"]) == (7, 150, None)
     contact = call(sandbox, "contact", "getContact", {"id": 150})
-    assert contact["companyId"] == 7
+    assert (contact["id"], contact["companyId"]) == ("150", "7")  # as the reference shows ids
 
 
 def test_lead_needs_no_venue(sandbox):
@@ -169,12 +184,32 @@ def test_unknown_venue_is_24395_naming_the_field(sandbox):
     assert any("venueId" in m for m in exc.additional_messages)
 
 
-def test_strings_are_stored_exactly_as_received(sandbox):
-    name = '=HYPERLINK("http://x","y")'
-    description = "  <b>line 1</b>\r\nline 2 — ünïcode  "
+def test_text_reads_back_as_iVvy_shows_it_html(sandbox):
+    name = 'Call "Tom" & Jerry <x>'
+    description = "line 1 & <b>2</b>\nline 3 — ünïcode"
     task_id = add(sandbox, name=name, endDatetime=DUE, description=description)["id"]
     task = stored(sandbox, task_id)
+    assert task["name"] == "Call &quot;Tom&quot; &amp; Jerry &lt;x&gt;"
+    assert task["description"] == "<p>line 1 &amp; &lt;b&gt;2&lt;/b&gt;<br />line 3 — ünïcode</p> "
+    listed = call(sandbox, "crm", "getTaskList")["results"][0]
+    assert (listed["name"], listed["description"]) == (task["name"], task["description"])
+
+
+def test_strings_are_stored_exactly_as_received_when_verbatim(make_sandbox):
+    verbatim = make_sandbox(text="verbatim")
+    name = '=HYPERLINK("http://x","y")'
+    description = "  <b>line 1</b>\r\nline 2 — ünïcode  "
+    task_id = add(verbatim, name=name, endDatetime=DUE, description=description)["id"]
+    task = stored(verbatim, task_id)
     assert (task["name"], task["description"]) == (name, description)
+
+
+def test_an_opportunity_with_another_venue_is_refused_24395(sandbox):
+    # Opportunity 31 belongs to venue 2 in the default seed.
+    exc = refused(sandbox, name="C", endDatetime=DUE, leadId=31, venueId=1)
+    assert exc.specific_code == 24395
+    assert exc.additional_messages == ("leadId: *Invalid item selected*",)
+    assert add(sandbox, name="C", endDatetime=DUE, leadId=31, venueId=2)["success"] is True
 
 
 def test_a_body_that_is_not_an_object_is_refused(sandbox):

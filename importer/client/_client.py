@@ -3,9 +3,10 @@
 from __future__ import annotations
 
 import json
+import logging
 import math
 from collections.abc import AsyncIterator, Callable, Mapping
-from datetime import UTC, datetime
+from datetime import UTC, datetime, timedelta
 from email.utils import parsedate_to_datetime
 from typing import Any
 
@@ -17,12 +18,14 @@ from ._config import Credentials
 from ._exceptions import (
     ApiError,
     AuthError,
+    NotSaved,
     RateLimited,
     ServerError,
     TransportError,
 )
 
 _AUTH_CODES = frozenset({401, 462, 463})
+logger = logging.getLogger("importer.client")
 
 
 def parse_retry_after(value: str | None, now: datetime | None = None) -> float | None:
@@ -123,6 +126,11 @@ class IvvyClient:
         self._credentials = credentials
         self._read_attempts = read_attempts
         self._clock = clock or (lambda: datetime.now(UTC))
+        #: iVvy's clock minus ours, in seconds, as measured (:meth:`measure_clock`, or a stale
+        #: answer's ``Date``); requests are signed with our time plus this.
+        self.clock_offset = 0.0
+        #: What a person should know about the clocks, said once (None when they agree).
+        self.clock_note: str | None = None
         self._urls: dict[str, httpx.URL] = {}
         self._http = httpx.AsyncClient(
             base_url=credentials.base_url,
@@ -184,12 +192,61 @@ class IvvyClient:
                 return await self._call_once(namespace, action, params)
         raise AssertionError("unreachable: stamina re-raises the last failure")
 
+    def server_now(self) -> datetime:
+        """iVvy's time now, as far as it was measured."""
+        return self._clock() + timedelta(seconds=self.clock_offset)
+
+    def _learn_offset(self, server_time: datetime, sent: datetime, received: datetime) -> bool:
+        """Take iVvy's clock from ``server_time`` (read between ``sent`` and ``received``, our
+        clock) when it is far enough from ours to matter; whether the offset changed."""
+        offset = (server_time - (sent + (received - sent) / 2)).total_seconds()
+        if abs(offset - self.clock_offset) < CLOCK_TOLERANCE:
+            return False
+        self.clock_offset = offset if abs(offset) >= CLOCK_TOLERANCE else 0.0
+        if self.clock_offset:
+            self.clock_note = (
+                f"this computer's clock is {abs(offset):.0f} s "
+                f"{'behind' if offset > 0 else 'ahead of'} iVvy's: requests are signed with "
+                "iVvy's time (set the clock right to silence this)"
+            )
+            logger.warning(self.clock_note)
+        return True
+
+    async def measure_clock(self) -> Any:
+        """``ping``, and iVvy's clock measured from its answer (its timestamp, else its
+        ``Date``); the answer."""
+        sent = self._clock()
+        answer = await self.ping()
+        received = self._clock()
+        stamp = answer.get("ack") or answer.get("timestamp") if isinstance(answer, dict) else None
+        server_time = _ivvy_time(stamp)
+        if server_time is not None:
+            self._learn_offset(server_time, sent, received)
+        return answer
+
     async def _call_once(
+        self, namespace: str, action: str, params: Mapping[str, Any] | None
+    ) -> Any:
+        try:
+            return await self._send_once(namespace, action, params)
+        except _Stale as stale:
+            # Our clock is far from iVvy's: take iVvy's from the refusal and sign again, once.
+            if not stale.learned:
+                raise stale.error from None
+            try:
+                return await self._send_once(namespace, action, params)
+            except _Stale as again:
+                raise again.error from None
+
+    async def _send_once(
         self, namespace: str, action: str, params: Mapping[str, Any] | None
     ) -> Any:
         request_uri = f"/api/{signing.API_VERSION}/{namespace}?action={action}"
         body = encode_body(params)
-        headers = signed_headers(self._credentials, request_uri, body, self._clock())
+        sent = self._clock()
+        headers = signed_headers(
+            self._credentials, request_uri, body, sent + timedelta(seconds=self.clock_offset)
+        )
         name = f"{namespace}.{action}"
         url = self._urls.get(request_uri)
         if url is None:  # parsed once: httpx would parse and join it on every request
@@ -215,7 +272,14 @@ class IvvyClient:
                 maybe_processed=True,
                 action=name,
             ) from None
-        return _decode(response, name)
+        try:
+            return _decode(response, name)
+        except AuthError as exc:
+            server_time = _http_time(response.headers.get("Date"))
+            if exc.specific_code == _STALE and server_time is not None:
+                learned = self._learn_offset(server_time, sent, self._clock())
+                raise _Stale(exc, learned) from None
+            raise
 
     async def ping(self) -> Any:
         """``test?action=ping``: proves the key, the secret and the clock are accepted."""
@@ -279,6 +343,37 @@ class IvvyClient:
                 return
 
 
+#: Clocks closer than this are taken to agree (iVvy's timestamps have whole seconds).
+CLOCK_TOLERANCE = 30.0
+
+
+class _Stale(Exception):
+    """A request refused as stale, and whether iVvy's clock was learned from the refusal."""
+
+    def __init__(self, error: AuthError, learned: bool) -> None:
+        self.error = error
+        self.learned = learned
+
+
+def _ivvy_time(text: Any) -> datetime | None:
+    try:
+        return datetime.strptime(str(text).strip()[:19], signing.IVVY_DATE_FORMAT).replace(
+            tzinfo=UTC
+        )
+    except ValueError:
+        return None
+
+
+def _http_time(value: str | None) -> datetime | None:
+    if not value:
+        return None
+    try:
+        when = parsedate_to_datetime(value)
+    except (TypeError, ValueError, IndexError):
+        return None
+    return when if when.tzinfo else when.replace(tzinfo=UTC)
+
+
 def _decode(response: httpx.Response, action: str) -> Any:
     try:
         data = response.json() if response.content else None
@@ -294,13 +389,23 @@ def _decode(response: httpx.Response, action: str) -> Any:
                 maybe_processed=True,
                 action=action,
             )
+        if isinstance(data, dict) and data.get("success") is False:
+            # A refusal, never a created task (the .NET SDK's result then carries a message).
+            message = str(data.get("message") or "iVvy answered success: false")
+            raise NotSaved(
+                error_code=response.status_code,
+                message=message,
+                http_status=response.status_code,
+                action=action,
+            )
         return data
     raise _api_error(response, data, action)
 
 
 def _api_error(response: httpx.Response, data: Any, action: str) -> ApiError:
     """The typed exception for an error answer, from its JSON body when it has one."""
-    if isinstance(data, dict) and "errorCode" in data:
+    from_gateway = not (isinstance(data, dict) and "errorCode" in data)
+    if not from_gateway:
         error_code = _as_int(data.get("errorCode")) or response.status_code
         specific = _as_int(data.get("specificCode"))
         message = str(data.get("message") or "")
@@ -319,14 +424,20 @@ def _api_error(response: httpx.Response, data: Any, action: str) -> ApiError:
         "http_status": response.status_code,
         "action": action,
     }
+    retry_after = parse_retry_after(response.headers.get("Retry-After"))
     codes = {response.status_code, error_code}
     if 429 in codes:
-        retry_after = parse_retry_after(response.headers.get("Retry-After"))
         return RateLimited(retry_after=retry_after, **kwargs)
+    if from_gateway and response.status_code == 403:
+        # A 403 without iVvy's error body comes from a gateway in front of it refusing the
+        # request (overload, a firewall's rate rule): iVvy never saw it. Slow down and retry.
+        return RateLimited(retry_after=retry_after, from_gateway=True, **kwargs)
     if codes & _AUTH_CODES:
         return AuthError(**kwargs)
     if max(codes) >= 500:
-        return ServerError(**kwargs)
+        # 503 says "overloaded": a reason to slow down, and (since it may come after the write)
+        # a create it answers is looked up like any other server error.
+        return ServerError(overloaded=response.status_code == 503, **kwargs)
     return ApiError(**kwargs)
 
 

@@ -4,8 +4,12 @@
      ├── ApiError             iVvy answered with an error: errorCode, specificCode, message,
      │    │                   additional_messages and the HTTP status
      │    ├── AuthError       401, 462, 463: key, secret, signature or clock refused
-     │    ├── RateLimited     429: slow down; retry_after in seconds when the server said
-     │    └── ServerError     5xx: the server failed (the write may or may not have happened)
+     │    │                   (``ends_session``: 462 Session Expired, 463 Key Revoked)
+     │    ├── NotSaved        ``{"success": false}``: refused, nothing saved
+     │    ├── RateLimited     429 (or a gateway's bare 403): slow down; retry_after in seconds
+     │    │                   when the server said; ``busy`` for 24299, a race, not a rate
+     │    └── ServerError     5xx: the server failed (the write may or may not have happened);
+     │                        ``overloaded`` for 503
      └── TransportError       no usable answer: connection refused, timeout, connection dropped,
                               a body that is not JSON; ``maybe_processed`` tells whether the
                               request may have reached the server (then a write may have happened)
@@ -67,17 +71,48 @@ class ApiError(IvvyError):
 class AuthError(ApiError):
     """The key, the signature or the request's date was refused (401, 462, 463)."""
 
+    @property
+    def ends_session(self) -> bool:
+        """462 Session Expired or 463 Key Revoked: nothing more will pass; stop, do not retry."""
+        return self.error_code in (462, 463) or self.http_status in (462, 463)
+
+
+class NotSaved(ApiError):
+    """iVvy answered ``{"success": false}``: a refusal with its message, nothing saved."""
+
+    @property
+    def code(self) -> str:  # type: ignore[override]
+        return "NOT_SAVED"
+
+
+#: The 429 specific code that means "busy, try again" (a race), not "too fast".
+BUSY = 24299
+
 
 class RateLimited(ApiError):
-    """429 Too Many Requests. ``retry_after``: the wait in seconds the server asked for, if any."""
+    """429 Too Many Requests (or a gateway's bare 403). ``retry_after``: the wait in seconds
+    the server asked for, if any."""
 
-    def __init__(self, *, retry_after: float | None = None, **kwargs) -> None:
+    def __init__(
+        self, *, retry_after: float | None = None, from_gateway: bool = False, **kwargs
+    ) -> None:
         self.retry_after = retry_after
+        self.from_gateway = from_gateway
         super().__init__(**kwargs)
+
+    @property
+    def busy(self) -> bool:
+        """24299: a race on iVvy's side, to retry like any transient failure: not a rate."""
+        return self.specific_code == BUSY
 
 
 class ServerError(ApiError):
-    """A 5xx answer: the server failed. For a write, whether it happened is unknown."""
+    """A 5xx answer: the server failed. For a write, whether it happened is unknown.
+    ``overloaded``: a 503, which also says to slow down."""
+
+    def __init__(self, *, overloaded: bool = False, **kwargs) -> None:
+        self.overloaded = overloaded
+        super().__init__(**kwargs)
 
 
 class TransportError(IvvyError):

@@ -15,7 +15,7 @@ from datetime import UTC, datetime
 from email.utils import parsedate_to_datetime
 
 from .. import signing
-from ..fields import STALE_AFTER_SECONDS
+from . import _reference as ref
 from ._refusal import Refusal
 
 
@@ -69,8 +69,8 @@ def verify(received: Received, secrets: Mapping[str, str], now: datetime) -> str
         raise unauthorized("Missing IVVY-Date (or Date) header")
     if sent_at is None:
         raise unauthorized("Unreadable request date")
-    if abs((now - sent_at).total_seconds()) > STALE_AFTER_SECONDS:
-        raise unauthorized("Request is stale", 23005)
+    if abs((now - sent_at).total_seconds()) > ref.STALE_SECONDS:
+        raise unauthorized("Request is stale", ref.STALE)
 
     to_sign = signing.string_to_sign(
         method=received.method,
@@ -87,7 +87,9 @@ def verify(received: Received, secrets: Mapping[str, str], now: datetime) -> str
 
 def _parse_ivvy_date(value: str) -> datetime | None:
     try:
-        return datetime.strptime(value.strip(), signing.IVVY_DATE_FORMAT).replace(tzinfo=UTC)
+        # The iVvy timestamp's " UTC" suffix is optional (the .NET SDK sends it).
+        text = value.strip().removesuffix(" UTC").removesuffix("UTC").strip()
+        return datetime.strptime(text, ref.TIMESTAMP).replace(tzinfo=UTC)
     except ValueError:
         return None
 

@@ -12,7 +12,10 @@ import json
 from pathlib import Path
 from typing import Any
 
-from ..errors import UsageError
+
+class SeedError(ValueError):
+    """A seed file that cannot be used; the message says why."""
+
 
 SEED_KINDS = ("venues", "users", "contacts", "companies", "leads", "opportunities", "tasks")
 
@@ -124,15 +127,15 @@ def load_seed(path: str | Path) -> dict[str, list[dict[str, Any]]]:
     try:
         data = json.loads(Path(path).read_text(encoding="utf-8"))
     except (OSError, ValueError) as exc:
-        raise UsageError(f"cannot read the sandbox seed {path}: {exc}") from None
+        raise SeedError(f"cannot read the sandbox seed {path}: {exc}") from None
     if not isinstance(data, dict):
-        raise UsageError(f"sandbox seed {path}: expected a JSON object of lists")
+        raise SeedError(f"sandbox seed {path}: expected a JSON object of lists")
     seed: dict[str, list[dict[str, Any]]] = {}
     for kind in SEED_KINDS:
         records = data.get(kind, [])
         if not isinstance(records, list) or not all(
             isinstance(r, dict) and isinstance(r.get("id"), int) for r in records
         ):
-            raise UsageError(f"sandbox seed {path}: {kind!r} must be a list of objects with an id")
+            raise SeedError(f"sandbox seed {path}: {kind!r} must be a list of objects with an id")
         seed[kind] = records
     return seed

@@ -24,6 +24,7 @@ def _uvicorn_config(app: SandboxApp, host: str, port: int, log_level: str) -> uv
         access_log=False,
         lifespan="off",
         timeout_keep_alive=30,
+        date_header=False,  # the sandbox sends its own clock's (it may be skewed)
     )
 
 
