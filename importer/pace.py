@@ -1,16 +1,25 @@
-"""Pace: how fast requests go, found by probing, since no server says its limit.
+"""Pace: how fast requests go, found by probing, since no server says its limit (and the
+limit may be of any kind: a per-second window, a bucket with a burst, a quota per minute).
 
 Until the first 429 the importer probes as TCP avoids congestion: twenty-four requests in flight,
 one more every round trip while answers come as fast as the fastest (fewer when they slow: more
-connections on loopback only queue), up to ``--concurrency``. The first 429 says the limit is
-near: nothing more is sent before its ``Retry-After``, and from then on one rate holds for every
-worker, starting at 99% of what the server accepted over the last second (the limit, as
-measured), growing by 0.5% a second up to 99.5% of that limit (past it only after 30 s without
-a 429: limits change), and lowered the same way by each later 429. Requests are
-spaced ``1 / rate`` apart (a leaky bucket the workers share), never faster than ``--rate``, and
-the number in flight follows the measured latency times the rate (enough to keep the rate, no
-more: on loopback more connections are slower, not faster).
-After the first, only the request that met a 429 waits its ``Retry-After``; the others go on.
+connections on loopback only queue), up to ``--concurrency``.
+
+Each 429 *episode* (a 429 for a request sent after the last decrease: the ones already in flight
+then say nothing new) measures the limit two ways, and believes the lower: what the server
+accepted over the last second, and what it accepted since the previous episode, per second. The
+first is right for a per-second window; the second sees through a bucket's burst and a quota's
+period. One rate then holds for every worker, at 99% of that limit, growing by 0.5% a second up
+to 99.5% of it (past it only after 30 s without a 429: limits change). Requests are spaced
+``1 / rate`` apart (a leaky bucket the workers share), never faster than ``--rate``, and the
+number in flight follows the measured latency times the rate.
+
+``Retry-After`` is honoured for everyone: an episode with one pauses every worker until then,
+and the first request after the pause goes alone. An episode in which the server accepted
+nothing since the last (a quota used up, a bucket empty for long) leaves the rate as it is: every
+worker waits (its ``Retry-After``, else 0.1 s doubling to 0.5 s) and one request at a time probes
+until the server accepts again. A 429 that means "busy" (24299) is not a rate and slows nothing;
+a gateway's 503 or bare 403 slows it when they cluster.
 """
 
 from __future__ import annotations
@@ -36,6 +45,11 @@ BACK_TO = 0.99
 #: Growth stops at this share of the limit last measured, for this long after a 429.
 HOLD_AT = 0.995
 HOLD_FOR = 30.0
+#: Gateway answers (503, a bare 403) over a second, as a share of the answers, that slow it.
+OVERLOAD_SHARE = 0.2
+#: While the server accepts nothing: the first wait, and the longest, between single probes.
+BLOCK_FIRST = 0.1
+BLOCK_MOST = 0.5
 
 
 @dataclass
@@ -45,6 +59,8 @@ class Slot:
     sent_at: float
     rate_limited: bool = False
     retry_after: float | None = None
+    #: A gateway's 503 or bare 403: a sign of overload, heeded when such answers cluster.
+    overloaded: bool = False
 
 
 class Pace:
@@ -64,6 +80,15 @@ class Pace:
         self._next_at = 0.0
         self._lowered_at = 0.0
         self._answered: deque[float] = deque()
+        self._overloads: deque[float] = deque()
+        #: Answers accepted in all, and when and at what count the last episode was.
+        self._accepted = 0
+        self._mark = (time.monotonic(), 0)
+        #: Nothing accepted since the last episode: one request at a time, after a pause.
+        self.blocked = False
+        self._block = BLOCK_FIRST
+        #: When the last pause ended, and the count accepted then.
+        self._resumed: tuple[float, int] | None = None
         #: What the server accepted over the second before its last 429.
         self.known_limit = float("inf")
         self._turn = asyncio.Condition()
@@ -72,6 +97,8 @@ class Pace:
     def window(self) -> int:
         """How many requests may be in flight: while probing, the probe's; then enough for the
         rate at the measured latency."""
+        if self.blocked:
+            return 1
         if self.probing:
             return max(1, min(self.cap, int(self.probe_window)))
         return max(1, min(self.cap, math.ceil(self.rate * self.latency * 1.5) + 1))
@@ -102,14 +129,23 @@ class Pace:
         took = now - slot.sent_at
         self.latency = 0.8 * self.latency + 0.2 * took
         self.fastest = min(self.fastest, took)
+        if slot.overloaded:
+            # A gateway's 503/403 now and then is noise; many within a second mean overload:
+            # then it slows the pace like a 429.
+            self._overloads.append(now)
+            while self._overloads and now - self._overloads[0] > 1.0:
+                self._overloads.popleft()
+            answers = sum(1 for t in self._answered if now - t <= 1.0)
+            if len(self._overloads) > max(2, OVERLOAD_SHARE * answers):
+                slot.rate_limited = True
         if slot.rate_limited:
             self.rate_limited += 1
-            if self.probing and slot.retry_after:
-                # The probe ran ahead of the limit: nothing more passes before the server said.
-                self._next_at = max(self._next_at, now + slot.retry_after)
             if slot.sent_at >= self._lowered_at:  # not a 429 from before the last decrease
-                self._lower(now)
+                self._episode(now, slot.retry_after)
             return
+        self._accepted += 1
+        if self.blocked:
+            self._unblocked(now)
         self._answered.append(now)
         while self._answered and now - self._answered[0] > 1.0:
             self._answered.popleft()
@@ -127,12 +163,46 @@ class Pace:
         if self.ceiling:
             self.rate = min(self.rate, self.ceiling) if self.rate else self.ceiling
 
-    def _lower(self, now: float) -> None:
-        # What the server accepted in the last second is its limit per second, as measured
-        # (in a run younger than a second, all it accepted before refusing).
-        accepted = sum(1 for t in self._answered if now - t <= 1.0)
-        self.known_limit = max(1.0, float(accepted))
-        measured = max(1.0, accepted * BACK_TO)
+    def _episode(self, now: float, retry_after: float | None) -> None:
+        """A 429 that says something new: lower the rate to the limit measured, or (nothing
+        accepted since the last) wait and probe; either way honour ``Retry-After``."""
+        since, count = self._mark
+        accepted = self._accepted - count
+        if accepted == 0 and not self.probing:
+            # Nothing passes now (a quota used up): keep the rate, wait, probe alone.
+            wait = retry_after if retry_after is not None else self._block
+            self._block = min(BLOCK_MOST, self._block * 2)
+        else:
+            self._lower(now, accepted / max(now - since, 1e-3))
+            self._mark = (now, self._accepted)
+            wait = retry_after or 0.0
+        if wait:
+            # Nothing more is sent before the server said (or before the pause is over).
+            self._next_at = max(self._next_at, now + wait)
+            self.blocked = True
+        self._lowered_at = now
+
+    def _unblocked(self, now: float) -> None:
+        """The first answer accepted after a pause. From one pause's end to the next, a quota
+        accepts exactly its count: what passed between them, per second, is its rate."""
+        self.blocked = False
+        self._block = BLOCK_FIRST
+        if self._resumed is not None:
+            since, count = self._resumed
+            if now - since >= 1.0:
+                cycle = (self._accepted - 1 - count) / (now - since)
+                if cycle * BACK_TO < self.rate:
+                    self.known_limit = max(1.0, cycle)
+                    self.rate = max(1.0, cycle * BACK_TO)
+        self._resumed = (now, self._accepted - 1)
+        # The next episode measures from here: a pause is not time the limit was open.
+        self._mark = self._resumed
+
+    def _lower(self, now: float, over_episode: float) -> None:
+        # What the server accepted in the last second, and per second since the last episode:
+        # the lower is the limit, as measured (a burst or a quota's period inflates the first).
+        last_second = sum(1 for t in self._answered if now - t <= 1.0)
+        self.known_limit = max(1.0, float(min(last_second, over_episode)))
+        measured = max(1.0, self.known_limit * BACK_TO)
         self.rate = measured if self.probing else min(self.rate, measured)
         self.probing = False
-        self._lowered_at = now

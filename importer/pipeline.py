@@ -533,17 +533,17 @@ async def venue_timezone(client: IvvyClient, venue_id: int) -> str:
 
 async def settle_in_flight(
     journal: Journal, target: str, reconciler: Reconciler, client: IvvyClient
-) -> int:
+) -> set[int]:
     """Rows of earlier runs into ``target`` that were in flight when their run was stopped or
     killed. Rows of a batch iVvy queued are settled by asking the batch API for its results
     first; a create with no answer is looked up (:meth:`Reconciler.settle`: found, done with the
     task it made; not there, pending again; ambiguous, failed so); an update is pending again
     (sending it again sets the same values). A row that cannot be settled yet (its batch has not
-    completed, no look-up could be made) stays in flight and is not sent. The number of rows
-    looked at."""
+    completed, no look-up could be made) stays in flight and is not sent. The runs whose rows
+    were looked at."""
     rows = journal.in_flight(target)
     if not rows:
-        return 0
+        return set()
     since = min(r.sent_at for r in rows) - timedelta(seconds=SLACK)
     reconciler.own_all(journal.tasks_sent_since(since))
     batches = journal.batches_of(rows)
@@ -568,7 +568,7 @@ async def settle_in_flight(
                 journal.set_key(
                     target, column, row.key, outcome.task_id, digest_of(row.params), row.run
                 )
-    return len(rows)
+    return {row.run for row in rows}
 
 
 async def _ask_batch(
@@ -616,7 +616,13 @@ _PAYLOAD_OPTIONS = (
 
 
 def begin_run(
-    journal: Journal, prepared: Prepared, options: RunOptions, target: str, results: Path
+    journal: Journal,
+    prepared: Prepared,
+    options: RunOptions,
+    target: str,
+    results: Path,
+    *,
+    settled: set[int] = frozenset(),  # type: ignore[assignment]
 ) -> tuple[RunRecord, bool, list[str]]:
     """This run's record in the journal: a new one, or (``--resume``) the stopped run of this
     source; whether it resumes; what a person should know. UsageError when the source was run
@@ -634,7 +640,14 @@ def begin_run(
         if latest is None:
             raise UsageError(f"nothing to resume: no run of {where}; run it without --resume")
         counts = journal.row_counts(latest.id)
-        if latest.status == "finished" and sum(counts.values()) >= prepared.rows:
+        # A finished run goes on while rows of it were unsettled: just settled (its results
+        # are to be written again), still in flight, or pending again (to be sent).
+        if (
+            latest.status == "finished"
+            and latest.id not in settled
+            and not counts["in_flight"]
+            and (sum(counts.values()) >= prepared.rows)
+        ):
             raise UsageError(
                 f"nothing to resume: run {latest.id} of {where} finished on {latest.finished}; "
                 f"its results are in {latest.results}. To send its failed rows again: "
@@ -801,13 +814,17 @@ async def run_import(
     with Journal(options.state or default_journal_path(target)) as journal:
         summary.journal = journal.path
         reconciler = Reconciler(client, settle=options.settle)
-        if looked := await settle_in_flight(journal, target, reconciler, client):
+        touched = await settle_in_flight(journal, target, reconciler, client)
+        if touched:
             summary.warnings.append(
-                f"{looked} rows were in flight when an earlier run stopped: {reconciler.found} "
-                f"were found in iVvy and kept, {reconciler.ambiguous} could not be told apart "
-                "from another writer's tasks (failed, AMBIGUOUS), the others will be sent"
+                "rows were in flight when an earlier run stopped, and were settled first: "
+                f"{reconciler.found} were found in iVvy by a look-up and kept, "
+                f"{reconciler.ambiguous} could not be told apart from another writer's tasks "
+                "(failed, AMBIGUOUS); those not in iVvy will be sent"
             )
-        record, resuming, notes = begin_run(journal, prepared, options, target, results_path)
+        record, resuming, notes = begin_run(
+            journal, prepared, options, target, results_path, settled=touched
+        )
         summary.warnings += notes
         summary.run_id = record.id
         run = RunJournal(journal, record, key_column=options.key, on_done=progress)

@@ -15,8 +15,8 @@ Why the rule is safe (what it assumes is said as such):
    offset between the clocks (``IvvyClient.clock_offset``), and the window has ``SLACK`` seconds
    on each side for the whole seconds of iVvy's timestamps. Tasks made before the row was sent
    (an account seeded with tasks identical to the sheet, an earlier import) are outside it.
-2. **Content, as iVvy rewrote it.** iVvy stores text as HTML (``<p>…</p>``, entities): names and
-   descriptions are compared as plain text on both sides (:func:`plain`).
+2. **Content, as iVvy rewrote it.** iVvy stores text as HTML (``<p>…</p>``, entities): a stored
+   name or description matches what was sent when it reads the same as text (:func:`same_text`).
 3. **Ownership.** Ids answered to this run (and, at the start of a run, ids the journal holds) are
    never candidates; a task is taken by at most one row.
 4. **Other writers.** Content and time cannot tell our lost task from an identical one another
@@ -68,14 +68,19 @@ LAG_LIMIT = 60.0
 AMBIGUOUS = "AMBIGUOUS"
 UNSETTLED = "UNSETTLED"
 _COMPARED = ("leadId", "companyId", "venueId", "assignedUserId", "priority", "status")
-_TAG = re.compile(r"<[^>]*>")
+_TAG = re.compile(r"</?[A-Za-z][^>]*>")
 _BREAK = re.compile(r"<br\s*/?>|</p>\s*<p[^>]*>", re.IGNORECASE)
 _SPACE = re.compile(r"\s+")
 
 
+def folded(text: Any) -> str:
+    """Text with its white space folded (runs to one space, none at either end)."""
+    return "" if text is None else _SPACE.sub(" ", str(text)).strip()
+
+
 def plain(text: Any) -> str:
-    """Text as a person reads it, whether iVvy rewrote it as HTML or not: tags dropped (a line
-    break between paragraphs kept as a space), entities decoded, white space folded."""
+    """Stored text as a person reads it when iVvy rewrote it as HTML: tags dropped (a line
+    break or a new paragraph kept as a space), entities decoded, white space folded."""
     if text is None:
         return ""
     value = str(text)
@@ -83,13 +88,20 @@ def plain(text: Any) -> str:
         value = _TAG.sub("", _BREAK.sub(" ", value))
     if "&" in value:
         value = html.unescape(value)
-    return _SPACE.sub(" ", value).strip()
+    return folded(value)
+
+
+def same_text(stored: Any, sent: Any) -> bool:
+    """Whether text iVvy holds is the text that was sent: as sent (white space aside), or as
+    its HTML rendering reads. Sent text is never read as HTML (``<2>`` in a name is text)."""
+    want = folded(sent)
+    return folded(stored) == want or plain(stored) == want
 
 
 def signature(params: Mapping[str, Any]) -> tuple[Any, ...]:
     """What a look-up matches on first: two creates with the same one could be confused."""
     return (
-        plain(params.get("name")),
+        folded(params.get("name")),
         params.get("endDatetime"),
         params.get("leadId"),
         params.get("contactId"),
@@ -113,14 +125,14 @@ def _same_id(have: Any, want: Any) -> bool:
 
 def matches(task: Mapping[str, Any], params: Mapping[str, Any]) -> bool:
     """Whether ``task`` (as getTaskList lists it) is what creating ``params`` would store."""
-    if plain(task.get("name")) != plain(params.get("name")):
+    if not same_text(task.get("name"), params.get("name")):
         return False
     if str(task.get("endDatetime") or "").removesuffix(" UTC") != params.get("endDatetime"):
         return False
     for name in _COMPARED:
         if name in params and not _same_id(task.get(name), params[name]):
             return False
-    if "description" in params and plain(task.get("description")) != plain(params["description"]):
+    if "description" in params and not same_text(task.get("description"), params["description"]):
         return False
     if "contactId" in params:
         contact = params["contactId"]

@@ -165,10 +165,10 @@ async def send_all(
         await asyncio.wait([stopping, asyncio.gather(*parked)], return_when=asyncio.FIRST_COMPLETED)
     if stop.is_set():
         # No new row is taken; the rows in flight get the grace to finish, then are reported.
-        grace = 0.0 if stats.session_ended else options.grace
+        # (After an ended session too: their answers come at once, and say so.)
         busy = [*workers, *parked]
         if busy:
-            _, late = await asyncio.wait(busy, timeout=grace) if grace else (None, busy)
+            _, late = await asyncio.wait(busy, timeout=options.grace)
             for task in late:
                 task.cancel()
     await asyncio.gather(*workers, *parked, return_exceptions=True)
@@ -261,7 +261,9 @@ async def _attempts(
                 with reconciler.sending(payload.params):
                     task_id = await client.add_or_update_task(payload.params)
             except RateLimited as exc:  # refused before anything was done
-                if not exc.busy:  # 24299 is a race on iVvy's side, not a rate
+                if exc.from_gateway:
+                    slot.overloaded = True
+                elif not exc.busy:  # 24299 is a race on iVvy's side, not a rate
                     slot.rate_limited = True
                     slot.retry_after = exc.retry_after
                 last = exc
@@ -270,7 +272,7 @@ async def _attempts(
                     raise SessionEnded(exc) from None
                 last = exc
             except ServerError as exc:
-                slot.rate_limited = exc.overloaded  # a 503 says to slow down too
+                slot.overloaded = exc.overloaded  # a 503 may say to slow down too
                 last = exc
             except (TransportError, ApiError) as exc:
                 last = exc

@@ -104,7 +104,8 @@ def test_nightly_re_run_updates_changed_rows_creates_new_ones_and_leaves_the_res
 def test_a_task_deleted_in_ivvy_fails_with_24392_unless_recreate_missing(make_sandbox, tmp_path):
     server = make_sandbox()
     rows = keyed_rows(3)
-    assert invoke(server, "run", write_rows(tmp_path / "a.csv", rows), "--key", "Legacy Id")
+    first = invoke(server, "run", write_rows(tmp_path / "a.csv", rows), "--key", "Legacy Id")
+    assert first.exit_code == 0, first.output
     gone = int(read_results(tmp_path / "a.results.csv")[1]["task_id"])
     httpx.delete(f"{server.base_url}/_sandbox/tasks/{gone}").raise_for_status()
     rows[1]["Status"] = "Done"
@@ -126,11 +127,13 @@ def test_a_task_deleted_in_ivvy_fails_with_24392_unless_recreate_missing(make_sa
 def test_only_failed_sends_the_failed_rows_of_a_results_sheet_again(make_sandbox, tmp_path):
     server = make_sandbox()
     rows = keyed_rows(3)
-    invoke(server, "run", write_rows(tmp_path / "a.csv", rows), "--key", "Legacy Id")
+    initial = invoke(server, "run", write_rows(tmp_path / "a.csv", rows), "--key", "Legacy Id")
+    assert initial.exit_code == 0, initial.output
     gone = int(read_results(tmp_path / "a.results.csv")[2]["task_id"])
     httpx.delete(f"{server.base_url}/_sandbox/tasks/{gone}").raise_for_status()
     rows[2]["Status"] = "Done"
-    assert invoke(server, "run", write_rows(tmp_path / "b.csv", rows), "--key", "Legacy Id")
+    first = invoke(server, "run", write_rows(tmp_path / "b.csv", rows), "--key", "Legacy Id")
+    assert first.exit_code == 1, first.output  # the row whose task was deleted failed
     assert [r["result"] for r in read_results(tmp_path / "b.results.csv")] == [
         "unchanged", "unchanged", "failed"
     ]  # fmt: skip
@@ -218,7 +221,7 @@ def test_sigkill_three_times_then_resume_creates_every_row_once(make_sandbox, tm
                         for n in range(total)])  # fmt: skip
     state = tmp_path / "state.sqlite"
     command = [sys.executable, "-m", "importer.cli", "run", str(source), "--state", str(state),
-               "--rate", "150", "--concurrency", "8"]  # fmt: skip
+               "--rate", "150", "--concurrency", "8", "--settle-s", "1"]  # fmt: skip
     env = {**os.environ, **env_for(server)}
     deadline = time.monotonic() + 120
     for kill in range(3):

@@ -5,6 +5,7 @@ from __future__ import annotations
 import asyncio
 import re
 import time
+from collections import Counter
 
 import httpx
 import pytest
@@ -34,15 +35,17 @@ def test_beyond_the_rate_limit_answers_429_with_retry_after(make_sandbox, style,
     assert all(0 <= a.retry_after <= 2 for a in limited)
     stats = server.stats()
     assert stats["rate_limited"] == 15 and stats["by_status"]["429"] == 15
-    # Once more within the same second, by hand, to see the header as sent.
-    raw = raw_post(
-        server.base_url,
-        "/api/1.0/test?action=ping",
-        b"",
-        key=server.config.key,
-        secret=server.config.secret,
+    # By hand, to see the header as sent: a quota used up stays used up for its period.
+    used_up = make_sandbox(
+        rate_limit=1 / 60, limit_kind="quota", quota_period_s=60, retry_after=style
     )
-    if raw.status_code == 429:
+    statuses = [
+        raw_post(used_up.base_url, "/api/1.0/test?action=ping", b"", key=used_up.config.key,
+                 secret=used_up.config.secret)
+        for _ in range(3)
+    ]  # fmt: skip
+    assert [r.status_code for r in statuses] == [200, 429, 429]
+    for raw in statuses[1:]:
         assert re.fullmatch(pattern, raw.headers["Retry-After"])
         assert raw.json()["errorCode"] == 429
 
@@ -140,3 +143,100 @@ def test_seed_file_replaces_the_default(make_sandbox, tmp_path):
     page = call(server, "contact", "getContactList")
     assert [c["id"] for c in page["results"]] == ["7"]
     assert call(server, "venue", "getVenueList")["results"] == []
+
+
+@pytest.mark.parametrize(
+    ("knobs", "passed"),
+    [
+        ({"limit_kind": "window", "rate_limit": 5}, 5),
+        ({"limit_kind": "bucket", "rate_limit": 5, "burst": 12}, 12),
+        ({"limit_kind": "quota", "rate_limit": 5, "quota_period_s": 2}, 10),
+    ],
+)
+def test_each_kind_of_limit_lets_its_share_through_a_burst(make_sandbox, knobs, passed):
+    server = make_sandbox(**knobs)
+    answers = asyncio.run(burst(server, 30))
+    assert sum(isinstance(a, dict) for a in answers) == passed
+    assert all(isinstance(a, RateLimited) for a in answers if not isinstance(a, dict))
+
+
+def test_requests_are_kept_with_their_bodies_and_statuses(sandbox):
+    call(sandbox, "crm", "addOrUpdateTask", {"name": "Kept", "endDatetime": DUE, "status": 1})
+    raises(sandbox, "crm", "addOrUpdateTask", {"name": "No date"})
+    kept = sandbox.get("/_sandbox/requests?action=addOrUpdateTask")
+    assert [(r["body"], r["status"]) for r in kept] == [
+        ({"name": "Kept", "endDatetime": DUE, "status": 1}, 200),
+        ({"name": "No date"}, 400),
+    ]
+    assert sandbox.get(f"/_sandbox/requests?since={kept[0]['seq']}") == kept[1:]
+
+
+@pytest.mark.parametrize("code", [462, 463])
+def test_a_session_ends_after_so_many_requests(make_sandbox, code):
+    from importer.client import AuthError
+
+    server = make_sandbox(session_end_after=2, session_end_code=code)
+    call(server, "test", "ping")
+    call(server, "test", "ping")
+    exc = raises(server, "test", "ping")
+    assert isinstance(exc, AuthError) and exc.ends_session and exc.error_code == code
+
+
+def test_gateway_answers_are_not_json_and_do_nothing(make_sandbox):
+    server = make_sandbox(gateway_rate=1.0, random_seed=2)
+    exc = raises(server, "crm", "addOrUpdateTask", {"name": "x", "endDatetime": DUE})
+    assert exc.http_status in (403, 503) and exc.specific_code is None
+    assert isinstance(exc, RateLimited if exc.http_status == 403 else ServerError)
+    assert server.tasks() == []
+
+
+def test_a_late_write_lands_after_its_answer_was_lost(make_sandbox):
+    server = make_sandbox(late_write_rate=1.0, late_write_max_s=0.3)
+    exc = raises(server, "crm", "addOrUpdateTask", {"name": "Late", "endDatetime": DUE})
+    assert isinstance(exc, TransportError) and exc.maybe_processed
+    deadline = time.monotonic() + 5
+    while not server.tasks():
+        assert time.monotonic() < deadline
+        time.sleep(0.05)
+    assert [t["name"] for t in server.tasks()] == ["Late"]
+
+
+def test_list_reads_lag_behind_writes(make_sandbox):
+    server = make_sandbox(read_lag_s=0.5)
+    call(server, "crm", "addOrUpdateTask", {"name": "Lagging", "endDatetime": DUE})
+    assert call(server, "crm", "getTaskList")["results"] == []  # not yet
+    assert len(server.tasks()) == 1  # but it is there
+    time.sleep(0.6)
+    assert [t["name"] for t in call(server, "crm", "getTaskList")["results"]] == ["Lagging"]
+
+
+def test_a_skewed_clock_refuses_our_time_and_shows_its_own_in_date_and_ping(make_sandbox):
+    from datetime import UTC, datetime
+    from email.utils import parsedate_to_datetime
+
+    server = make_sandbox(clock_skew_s=900)
+    raw = raw_post(server.base_url, "/api/1.0/test?action=ping", b"", key=server.config.key,
+                   secret=server.config.secret)  # fmt: skip
+    assert raw.status_code == 401 and raw.json()["specificCode"] == 23005
+    served = parsedate_to_datetime(raw.headers["Date"])
+    assert 880 < (served - datetime.now(UTC)).total_seconds() < 920
+
+    async def measured():
+        async with IvvyClient(server.credentials) as client:
+            answer = await client.measure_clock()
+            return answer, client.clock_offset, client.clock_note
+
+    answer, offset, note = asyncio.run(measured())  # our client learns it and signs with it
+    assert "ack" in answer and 880 < offset < 920 and "behind" in note
+
+
+def test_other_writers_make_tasks_while_the_importer_is_busy(make_sandbox):
+    server = make_sandbox(other_writers=2, other_writer_every_ms=10, other_identical_share=1.0)
+    call(server, "crm", "addOrUpdateTask", {"name": "Mine", "endDatetime": DUE})
+    deadline = time.monotonic() + 5
+    while len(server.tasks()) < 6:
+        assert time.monotonic() < deadline
+        time.sleep(0.02)
+    creators = Counter(t["_sandbox"]["creator"] for t in server.tasks())
+    assert creators["client"] == 1 and creators["other-writer-1"] + creators["other-writer-2"] >= 5
+    assert {t["name"] for t in server.tasks()} == {"Mine"}  # copies of what the importer sent

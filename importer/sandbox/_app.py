@@ -172,6 +172,7 @@ class Sandbox:
         )
         self.batches = Batches(self._run_job, knobs, self.random)
         self.handlers = {**self.store.handlers(), **self.batches.handlers()}
+        self.started = time.monotonic()
         self._writers: list[asyncio.Task[None]] = []
         self._late: set[asyncio.TimerHandle] = set()
         self._fresh()
@@ -218,9 +219,6 @@ class Sandbox:
             raise Refusal(400, "The request body must be a JSON object", ref.DOES_NOT_VALIDATE)
         self.store.origin = origin
         self.store.request = request
-        if origin == "client" and action == "addOrUpdateTask" and params.get("id") is None:
-            self.recent_creates.append(copy.deepcopy(params))
-            del self.recent_creates[:-50]
         return handler(params)
 
     def _chance(self, share: float) -> bool:
@@ -263,6 +261,8 @@ class Sandbox:
         entry: dict[str, Any] = {
             "seq": self.stats.requests,
             "at": self.clock().strftime(ref.TIMESTAMP),
+            # Seconds since the sandbox started, finer than ``at`` (for tests of pacing).
+            "t": round(time.monotonic() - self.started, 4),
             "namespace": namespace,
             "action": action,
             "body": parsed,
@@ -270,6 +270,10 @@ class Sandbox:
         }
         if parsed is None and body.strip():
             entry["raw"] = body.decode("utf-8", "replace")
+        if action == "addOrUpdateTask" and isinstance(parsed, dict) and parsed.get("id") is None:
+            # What other writers copy: every create asked for, whether or not it lands.
+            self.recent_creates.append(parsed)
+            del self.recent_creates[:-50]
         if len(self.requests) < self.config.keep_requests:
             self.requests.append(entry)
         return entry
@@ -282,6 +286,8 @@ class Sandbox:
         entry = self._log(namespace, action, body)
         response = await self._api(request, namespace, action, body, entry)
         entry["status"] = entry["status"] or response.status_code
+        if response.status_code == 429:
+            entry["retry_after"] = response.headers.get("retry-after")
         return response
 
     async def _api(

@@ -77,5 +77,5 @@ def make_limit(kind: str, rate: float, burst: int, period: float) -> Limit | Non
     if kind == "bucket":
         return TokenBucket(rate, burst or max(1, math.ceil(2 * rate)))
     if kind == "quota":
-        return Quota(rate, period)
+        return Quota(rate * period, period)
     return SlidingWindow(rate)
