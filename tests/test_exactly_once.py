@@ -136,9 +136,7 @@ def test_lost_answers_of_every_kind_make_each_task_once(make_sandbox, tmp_path):
 
 
 def test_late_writes_and_lagging_reads_are_waited_for_not_sent_twice(make_sandbox, tmp_path):
-    server = make_sandbox(
-        late_write_rate=0.05, late_write_max_s=1.5, read_lag_s=0.5, random_seed=4
-    )
+    server = make_sandbox(late_write_rate=0.05, late_write_max_s=1.5, read_lag_s=0.5, random_seed=4)
     rows = rows_of(1000)
     source = write(tmp_path / "late.csv", rows)
     outcome = run(server, source, "--settle-s", "3")
@@ -251,9 +249,7 @@ def test_gateway_answers_and_busy_429s_are_waited_out(make_sandbox, tmp_path):
     assert faults["gateway"] > 20 and faults["busy"] > 20
 
 
-def test_batches_answered_out_of_order_and_short_give_each_row_its_own_task(
-    make_sandbox, tmp_path
-):
+def test_batches_answered_out_of_order_and_short_give_each_row_its_own_task(make_sandbox, tmp_path):
     server = make_sandbox(batch_short_rate=0.5, fail_rate=0.03, random_seed=5)
     rows = rows_of(1000)
     source = write(tmp_path / "batch.csv", rows)
