@@ -13,7 +13,8 @@ Each scenario starts its own sandbox process on a free loopback port and stops i
 3. ``open``: no limit, no latency: the importer's send stage against a bare httpx loop.
 4. ``batch`` (``--batch``): 20,000 rows through ``--via batch`` at the window limit.
 
-    python -m benchmarks.throughput [--rows 3000] [--only limits,latency,open,batch] [--json]
+    python -m benchmarks.throughput [--rows 3000] [--only limits,latency,open,batch]
+        [--limits window,bucket_none,...] [--json]
 """
 
 from __future__ import annotations
@@ -135,9 +136,13 @@ def timed_process(argv: list[str], env: dict[str, str]) -> float:
     return seconds
 
 
-def limits(rows: int, source: Path, folder: Path, figures: dict[str, float]) -> None:
+def limits(
+    rows: int, source: Path, folder: Path, figures: dict[str, float], cases: set[str]
+) -> None:
     for kind, knobs in LIMITS.items():
         for retry_after in ("seconds", "none"):
+            if cases and f"{kind}_{retry_after}" not in cases and kind not in cases:
+                continue
             args = ("--rate-limit", str(LIMIT), "--latency-ms", "50", *knobs,
                     "--retry-after", retry_after)  # fmt: skip
             with Sandbox(*args) as sandbox:
@@ -175,6 +180,9 @@ def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--rows", type=int, default=3000)
     parser.add_argument("--only", default="limits,latency,open")
+    parser.add_argument(
+        "--limits", default="", help="only these limit cases, e.g. quota or quota_none"
+    )
     parser.add_argument("--json", action="store_true")
     args = parser.parse_args()
     rows = min(args.rows, 20_000)
@@ -184,7 +192,8 @@ def main() -> None:
         folder = Path(tmp)
         source = write_rows(folder, rows)
         if "limits" in wanted:
-            limits(rows, source, folder, figures)
+            cases = set(filter(None, args.limits.split(",")))
+            limits(rows, source, folder, figures, cases)
         if "latency" in wanted:
             latency(rows, source, folder, figures)
         if "open" in wanted:

@@ -119,6 +119,12 @@ IMPORTER_CODES: dict[str, str] = {
     "UNRESOLVED": "an e-mail that matches no user or contact (or more than one) in iVvy",
     "INTERRUPTED": "the run stopped while this row was being sent: --resume finds out whether it "
     "reached iVvy",
+    "AMBIGUOUS": "iVvy's answer was lost and tasks like the row's were made while someone else "
+    "was creating tasks too: check the tasks named in the message; the row was not sent again",
+    "BATCH_PENDING": "the row's batch may still be carried out by iVvy: run the source again with "
+    "--resume to settle it (nothing is sent twice)",
+    "UNSETTLED": "iVvy's answer was lost and no look-up could be made: --resume looks it up first",
+    "NOT_SAVED": "iVvy answered success: false (see the message): nothing was saved",
     "RETRIES_EXHAUSTED": "iVvy could not be reached for this row after every retry: run again "
     "with --resume, or re-send it from the results sheet with --only failed",
 }

@@ -87,8 +87,9 @@ class Pace:
         #: Nothing accepted since the last episode: one request at a time, after a pause.
         self.blocked = False
         self._block = BLOCK_FIRST
-        #: When the last pause ended, and the count accepted then.
-        self._resumed: tuple[float, int] | None = None
+        #: When the last pause ended (at first: when the pace began), and the count accepted
+        #: then: a quota's period began no later than the first request.
+        self._resumed: tuple[float, int] | None = (time.monotonic(), 0)
         #: What the server accepted over the second before its last 429.
         self.known_limit = float("inf")
         self._turn = asyncio.Condition()
@@ -192,7 +193,8 @@ class Pace:
             if now - since >= 1.0:
                 cycle = (self._accepted - 1 - count) / (now - since)
                 if cycle * BACK_TO < self.rate:
-                    self.known_limit = max(1.0, cycle)
+                    # A pause may end a little after the period did: the cycle measured is a
+                    # floor of the rate, from which the rate grows (no hold below it).
                     self.rate = max(1.0, cycle * BACK_TO)
         self._resumed = (now, self._accepted - 1)
         # The next episode measures from here: a pause is not time the limit was open.

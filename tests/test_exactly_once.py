@@ -306,3 +306,39 @@ def _summary(outcome) -> dict[str, Any]:
     import json
 
     return json.loads(outcome.stdout.strip().splitlines()[-1])
+
+
+def test_a_killed_batch_run_is_settled_by_the_batch_api_before_any_look_up(make_sandbox, tmp_path):
+    import os
+    import signal
+    import subprocess
+    import sys
+    import time
+
+    server = make_sandbox(batch_queue_s=3.0)
+    rows = rows_of(300)
+    source = write(tmp_path / "killed.csv", rows)
+    state = tmp_path / "state.sqlite"
+    command = [sys.executable, "-m", "importer.cli", "run", str(source), "--via", "batch",
+               "--state", str(state), "--settle-s", "0.5"]  # fmt: skip
+    env = {**os.environ, **env_for(server)}
+    process = subprocess.Popen(command, env=env, stdout=subprocess.PIPE, stderr=subprocess.PIPE)
+    deadline = time.monotonic() + 30
+    while len(server.get("/_sandbox/batches")) < 2:  # both batches queued, neither run yet
+        assert process.poll() is None, process.communicate()[1].decode()
+        assert time.monotonic() < deadline
+        time.sleep(0.02)
+    time.sleep(0.5)  # the answers' asyncIds reach the journal
+    process.send_signal(signal.SIGKILL)
+    process.wait(timeout=10)
+    assert server.tasks() == []  # killed while its batches wait in the queue
+    seen = len(server.get("/_sandbox/requests"))
+    time.sleep(3.5)  # the queue runs them meanwhile
+    done = subprocess.run([*command, "--resume", "--json"], env=env, capture_output=True,
+                          text=True, timeout=120)  # fmt: skip
+    assert done.returncode == 0, done.stderr
+    found = truth(server, source, rows)
+    assert len(found["made"]) == 300
+    later = [r["action"] for r in server.get(f"/_sandbox/requests?since={seen}")]
+    # The batch API was asked; no look-up and nothing sent again.
+    assert "results" in later and "getTaskList" not in later and "run" not in later
