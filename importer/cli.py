@@ -665,13 +665,17 @@ def ping(use_sandbox: bool) -> None:
     """
     with _target(use_sandbox) as credentials:
 
-        async def go() -> Any:
+        async def go() -> tuple[Any, str | None]:
             async with IvvyClient(credentials) as client:
-                return await client.ping()
+                return await client.measure_clock(), client.clock_note
 
-        answer = asyncio.run(go())
-    stamp = answer.get("timestamp") if isinstance(answer, dict) else None
+        answer, clock_note = asyncio.run(go())
+    stamp = None
+    if isinstance(answer, dict):
+        stamp = answer.get("ack") or answer.get("timestamp")
     click.echo(f"OK: {credentials.target} accepted the key" + (f" ({stamp})" if stamp else ""))
+    if clock_note:
+        click.echo(f"note: {clock_note}", err=True)
 
 
 LOOPBACK = ("127.0.0.1", "localhost", "::1")

@@ -50,6 +50,8 @@ OVERLOAD_SHARE = 0.2
 #: While the server accepts nothing: the first wait, and the longest, between single probes.
 BLOCK_FIRST = 0.1
 BLOCK_MOST = 0.5
+#: A pause at least this long is a quota's, not a per-second window's.
+LONG_PAUSE = 2.0
 
 
 @dataclass
@@ -87,6 +89,7 @@ class Pace:
         #: Nothing accepted since the last episode: one request at a time, after a pause.
         self.blocked = False
         self._block = BLOCK_FIRST
+        self._blocked_at = 0.0
         #: When the last pause ended (at first: when the pace began), and the count accepted
         #: then: a quota's period began no later than the first request.
         self._resumed: tuple[float, int] | None = (time.monotonic(), 0)
@@ -180,6 +183,8 @@ class Pace:
         if wait:
             # Nothing more is sent before the server said (or before the pause is over).
             self._next_at = max(self._next_at, now + wait)
+            if not self.blocked:
+                self._blocked_at = now
             self.blocked = True
         self._lowered_at = now
 
@@ -188,7 +193,9 @@ class Pace:
         accepts exactly its count: what passed between them, per second, is its rate."""
         self.blocked = False
         self._block = BLOCK_FIRST
-        if self._resumed is not None:
+        paused = now - self._blocked_at
+        if self._resumed is not None and paused >= LONG_PAUSE:
+            # Only a long pause (longer than a per-second window makes) marks a quota's period.
             since, count = self._resumed
             if now - since >= 1.0:
                 cycle = (self._accepted - 1 - count) / (now - since)

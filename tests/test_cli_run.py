@@ -159,6 +159,14 @@ def test_ping_ok_and_refused(sandbox):
     assert bad.exit_code == 3
 
 
+def test_ping_shows_the_servers_time_and_says_when_the_clocks_disagree(make_sandbox):
+    server = make_sandbox(clock_skew_s=-1200)  # iVvy's clock 20 minutes behind ours
+    outcome = CliRunner().invoke(main, ["ping"], env=env_for(server))
+    assert outcome.exit_code == 0, outcome.output
+    assert outcome.stdout.startswith("OK:") and " UTC" not in outcome.stdout.split("(")[0]
+    assert "ahead of iVvy's" in outcome.stderr
+
+
 def test_ping_embedded_sandbox():
     outcome = CliRunner().invoke(main, ["ping", "--sandbox"])
     assert outcome.exit_code == 0, outcome.output

@@ -214,3 +214,18 @@ def test_the_send_stage_honours_retry_after_end_to_end(make_sandbox):
         # Allow what was already in flight when the 429 came back (loopback: well within 0.5 s).
         early = [r for r in log if refusal["t"] + 0.5 < r["t"] < until - 0.05]
         assert not early, (refusal, early[:3])
+
+
+def test_gateway_answers_slow_the_pace_only_when_they_cluster(clock):
+    async def scenario(overloads: int):
+        pace = Pace(concurrency=8)
+        for _ in range(40):
+            await answer(pace, clock, took=0.01)
+        for _ in range(overloads):
+            await answer(pace, clock, took=0.01, overloaded=True)
+        return pace
+
+    scattered = asyncio.run(scenario(2))  # a 503 now and then is noise
+    assert scattered.probing and scattered.rate_limited == 0
+    clustered = asyncio.run(scenario(12))  # many within a second: overload
+    assert not clustered.probing and clustered.rate_limited > 0
