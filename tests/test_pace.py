@@ -229,3 +229,32 @@ def test_gateway_answers_slow_the_pace_only_when_they_cluster(clock):
     assert scattered.probing and scattered.rate_limited == 0
     clustered = asyncio.run(scenario(12))  # many within a second: overload
     assert not clustered.probing and clustered.rate_limited > 0
+
+
+@pytest.mark.parametrize(
+    "knobs",
+    [
+        {"limit_kind": "window", "rate_limit": 30, "retry_after": "date"},
+        {"limit_kind": "bucket", "rate_limit": 30, "burst": 40, "retry_after": "none"},
+        {"limit_kind": "quota", "rate_limit": 30, "quota_period_s": 2, "retry_after": "date"},
+    ],
+)
+def test_every_kind_of_limit_and_retry_after_is_gone_through_once(make_sandbox, knobs):
+    from importer.client import IvvyClient
+    from importer.model import Payload, Row
+    from importer.send import SendOptions, send_all
+
+    server = make_sandbox(latency_ms=5, **knobs)
+    items = [Payload(Row(n, {}), {"name": f"T{n}", "endDatetime": "2026-12-01 09:00:00"})
+             for n in range(2, 152)]  # fmt: skip
+    outcomes = {}
+
+    async def go():
+        async with IvvyClient(server.credentials) as client:
+            return await send_all(client, items, lambda p, o: outcomes.__setitem__(p.row.number, o),
+                                  SendOptions(concurrency=8, settle=0.5))  # fmt: skip
+
+    stats = asyncio.run(go())
+    assert {o.result for o in outcomes.values()} == {"created"} and len(outcomes) == 150
+    assert sorted(t["name"] for t in server.tasks()) == sorted(f"T{n}" for n in range(2, 152))
+    assert stats.rate_limited == server.stats()["rate_limited"] > 0
