@@ -56,7 +56,10 @@ from .send import (
     KEEP_IN_FLIGHT,
     SendOptions,
     batch_pending,
-    job_key,
+    job_error,
+    job_verdict,
+    match_results,
+    not_saved,
     send_all,
     send_batches,
 )
@@ -584,28 +587,25 @@ async def _ask_batch(
             pending = batch_pending(f"batch {async_id} has still not completed")
             return {(m.run, m.number): pending for m in members}
         return {}  # unknown or expired (results are kept two days): look the rows up
-    waiting: dict[str, list[InFlight]] = {}
-    for member in members:
-        waiting.setdefault(job_key(member.params), []).append(member)
+    results = answer.get("results") if isinstance(answer, dict) else None
+    answered = match_results(results or [], ((n, m.params) for n, m in enumerate(members)))
     settled: dict[tuple[int, int], Outcome | None] = {}
-    for result in answer.get("results") or [] if isinstance(answer, dict) else []:
-        request = result.get("request") if isinstance(result, dict) else None
-        found = waiting.get(job_key(request)) if isinstance(request, dict) else None
-        if not found:
-            continue
-        member = found.pop(0)
-        response = result.get("response") or {}
-        if response.get("success") is True and "id" in response:
+    for index, response in answered.items():
+        member = members[index]
+        verdict = job_verdict(response)
+        if verdict == "done":
             task_id = int(response["id"])
             reconciler.own(task_id)
             result_name = "updated" if member.params.get("id") is not None else "created"
             settled[(member.run, member.number)] = Outcome(result_name, task_id=task_id)
-        elif 400 <= int(response.get("errorCode") or 500) < 500:
+        elif verdict == "not_saved":
+            settled[(member.run, member.number)] = not_saved(response)
+        elif verdict == "refused":
+            error = job_error(response)
             settled[(member.run, member.number)] = Outcome(
-                "failed",
-                error_code=response.get("specificCode") or response.get("errorCode"),
-                message=str(response.get("message") or ""),
+                "failed", error_code=error.code, message=error.full_message
             )
+        # unknown (it may have run) or not run (429): looked up, then sent if not there
     return settled
 
 

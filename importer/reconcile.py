@@ -43,8 +43,8 @@ import html
 import re
 import time
 from collections import deque
-from collections.abc import AsyncIterator, Iterable, Iterator, Mapping
-from contextlib import asynccontextmanager, contextmanager
+from collections.abc import Iterable, Iterator, Mapping
+from contextlib import contextmanager
 from dataclasses import dataclass, field
 from datetime import UTC, datetime, timedelta
 from typing import Any
@@ -179,10 +179,6 @@ class _Lost:
     first_sent: float  # our clock, epoch seconds
     ended: float  # our clock: when its last answer was lost
     done: asyncio.Future[Outcome | None] = field(repr=False)
-
-    @property
-    def due(self) -> float:
-        return self.ended
 
 
 class Reconciler:
@@ -407,11 +403,3 @@ class SameTaskLock:
             del self._locks[key]
         else:
             self._locks[key] = (lock, users - 1)
-
-    @asynccontextmanager
-    async def hold(self, key: tuple[Any, ...]) -> AsyncIterator[None]:
-        await self.acquire(key)
-        try:
-            yield
-        finally:
-            self.release(key)

@@ -415,6 +415,45 @@ def job_key(params: Mapping[str, Any]) -> str:
     return json.dumps(params, sort_keys=True, separators=(",", ":"), default=str)
 
 
+def match_results(
+    results: Iterable[Mapping[str, Any]], jobs: Iterable[tuple[Any, Mapping[str, Any]]]
+) -> dict[Any, dict[str, Any]]:
+    """Each batch result's ``response``, given to the job (``(its handle, its params)``) whose
+    params its ``request`` carries, never by position; jobs left out of the results are absent
+    (alike jobs take alike results in turn)."""
+    by_request: dict[str, list[Any]] = {}
+    for handle, params in jobs:
+        by_request.setdefault(job_key(params), []).append(handle)
+    answered: dict[Any, dict[str, Any]] = {}
+    for result in results:
+        request = result.get("request") if isinstance(result, dict) else None
+        waiting = by_request.get(job_key(request)) if isinstance(request, dict) else None
+        if waiting:
+            answered[waiting.pop(0)] = result.get("response") or {}
+    return answered
+
+
+def job_verdict(response: Mapping[str, Any] | None) -> str:
+    """What one job's response says: ``done`` (with its ``id``), ``not_saved`` (``success:
+    false``), ``unknown`` (no answer, or a server error: it may have run), ``not_run`` (429:
+    refused before anything was done) or ``refused`` (an error with a reason)."""
+    if response is None:
+        return "unknown"
+    if response.get("success") is True and "id" in response:
+        return "done"
+    if response.get("success") is False and "errorCode" not in response:
+        return "not_saved"
+    code = int(response.get("errorCode") or 500)
+    if code >= 500:
+        return "unknown"
+    return "not_run" if code == 429 else "refused"
+
+
+def not_saved(response: Mapping[str, Any]) -> Outcome:
+    message = str(response.get("message") or "iVvy answered success: false")
+    return Outcome("failed", error_code="NOT_SAVED", message=message)
+
+
 def batch_pending(why: str) -> Outcome:
     return Outcome(
         "failed",
@@ -509,32 +548,22 @@ async def deliver_batch(
                     )
                 pending = []
                 break
-            by_request: dict[str, list[int]] = {}
-            for i in pending:
-                by_request.setdefault(job_key(group[i].params), []).append(i)
-            answered: dict[int, dict[str, Any]] = {}
-            for result in results:
-                request = result.get("request") if isinstance(result, dict) else None
-                waiting = by_request.get(job_key(request)) if isinstance(request, dict) else None
-                if waiting:
-                    answered[waiting.pop(0)] = result.get("response") or {}
+            answered = match_results(results, ((i, group[i].params) for i in pending))
             retry, again = [], []
             for i in pending:
                 response = answered.get(i)
-                if response is None:
-                    retry.append(i)  # left out of the results: it may have run
-                elif response.get("success") is True and "id" in response:
+                verdict = job_verdict(response)
+                if verdict == "unknown" or response is None:
+                    retry.append(i)  # left out, or a server error: it may have run
+                elif verdict == "done":
                     task_id = int(response["id"])
                     reconciler.own(task_id)
                     outcomes[i] = _done(group[i], task_id, notes.get(i, ()))
-                elif response.get("success") is False and "errorCode" not in response:
-                    message = str(response.get("message") or "iVvy answered success: false")
-                    outcomes[i] = Outcome("failed", error_code="NOT_SAVED", message=message)
-                elif int(response.get("errorCode") or 500) >= 500:
-                    retry.append(i)  # a server error: it may have been done
-                elif int(response.get("errorCode") or 0) == 429:
+                elif verdict == "not_saved":
+                    outcomes[i] = not_saved(response)
+                elif verdict == "not_run":
                     again.append(i)  # refused before anything was done
-                elif _recreate(group[i], error := _job_error(response), options.recreate_missing):
+                elif _recreate(group[i], error := job_error(response), options.recreate_missing):
                     notes[i] = (_gone(group[i]),)
                     group[i] = _as_create(group[i])
                     again.append(i)
@@ -595,7 +624,7 @@ async def _batch_results(
         await asyncio.sleep(wait)
 
 
-def _job_error(response: dict[str, Any]) -> ApiError:
+def job_error(response: Mapping[str, Any]) -> ApiError:
     extra = response.get("additionalMessages") or []
     return ApiError(
         error_code=int(response.get("errorCode") or 400),
