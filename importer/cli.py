@@ -128,9 +128,7 @@ def source_options(command: Callable[..., Any]) -> Callable[..., Any]:
 
 def state_option(help: str) -> Callable[[Callable[..., Any]], Callable[..., Any]]:
     """``--state PATH``: the journal file, for the commands that use one."""
-    return click.option(
-        "--state", type=click.Path(path_type=Path, dir_okay=False), help=help
-    )
+    return click.option("--state", type=click.Path(path_type=Path, dir_okay=False), help=help)
 
 
 def only_option(help: str) -> Callable[[Callable[..., Any]], Callable[..., Any]]:
@@ -261,7 +259,14 @@ def load_config(path: Path, group: click.Group) -> dict[str, dict[str, Any]]:
 @click.option(
     "--new-run",
     is_flag=True,
-    help="Import a source already imported into this target again, as new tasks.",
+    help="Go through a source already imported into this target again: rows that have a "
+    "task are left unchanged, or updated where they changed; never created twice.",
+)
+@click.option(
+    "--update-existing",
+    is_flag=True,
+    default=None,
+    help="Rows may update iVvy tasks this tool did not make (the source's task ids are meant).",
 )
 @only_option(
     "For a results sheet given as SOURCE: send again only the rows with these earlier "
@@ -339,6 +344,7 @@ def run(
     settle: float,
     callback_url: str,
     batch_wait: float,
+    update_existing: bool | None,
     as_json: bool,
     quiet: bool,
     **source_args: Any,
@@ -379,6 +385,7 @@ def run(
             settle=settle,
             callback_url=callback_url,
             batch_wait=batch_wait,
+            update_existing=update_existing or None,
             **source_args,
         )
         show = not (quiet or as_json) and sys.stderr.isatty()
@@ -422,6 +429,8 @@ def _report(summary: Any, *, as_json: bool, quiet: bool) -> None:
         for warning in summary.warnings:
             click.echo(f"warning: {warning}", err=True)
         click.echo(summary.describe())
+    if getattr(summary, "refusal", None):
+        click.echo(f"task-import: a run would be refused: {summary.refusal}", err=True)
     sys.exit(summary.exit_code)
 
 
@@ -435,8 +444,15 @@ def _report(summary: Any, *, as_json: bool, quiet: bool) -> None:
     help="Where to write the verdicts, .xlsx or .csv (default: beside the source, "
     "NAME.validation.xlsx for a workbook, NAME.validation.csv for a text file).",
 )
-@state_option("The journal that --key plans from (default: the target's).")
+@state_option("The journal the plan is read from (default: the target's).")
 @only_option("For a results sheet given as SOURCE: check only the rows with these earlier results.")
+@click.option(
+    "--update-existing",
+    is_flag=True,
+    default=None,
+    help="Plan as a run given --update-existing would (rows may update tasks this tool did "
+    "not make).",
+)
 @source_options
 @output_options
 @user_errors
@@ -447,6 +463,7 @@ def validate_command(
     results: Path | None,
     state: Path | None,
     only: frozenset[str] | None,
+    update_existing: bool | None,
     as_json: bool,
     quiet: bool,
     **source_args: Any,
@@ -455,12 +472,14 @@ def validate_command(
 
     Online checks (that ids, users and venues exist; e-mails resolved) run when credentials
     are set (IVVY_API_KEY, IVVY_API_SECRET) or with --sandbox; otherwise only the offline ones.
-    Writes the results sheet with `valid` or `invalid` per row. With --key, each valid row's
-    message says what a run would do with it (create, update, unchanged), from the journal.
+    Writes the results sheet with `valid` or `invalid` per row, each valid row's message saying
+    what a run would do with it (create, update a task this tool made, update a task it did not
+    make, unchanged), from the journal; the plan's counts are printed. Exit 2 when the run would
+    be refused (rows updating tasks this tool did not make, without --update-existing).
 
     \b
-    Exit codes: 0 every row valid; 1 some rows invalid; 2 unreadable source or bad options;
-    3 iVvy unreachable or credentials refused.
+    Exit codes: 0 every row valid; 1 some rows invalid; 2 unreadable source or bad options, or
+    the run would be refused; 3 iVvy unreachable or credentials refused.
 
     \b
     Examples:
@@ -468,7 +487,10 @@ def validate_command(
       task-import validate tasks.xlsx --sheet Tasks --offline
       task-import validate export.csv --key "Legacy Id"
     """
-    options = RunOptions(results=results, state=state, only=only, **source_args)
+    options = RunOptions(
+        results=results, state=state, only=only, update_existing=update_existing or None,
+        **source_args,
+    )  # fmt: skip
     online = not offline and (use_sandbox or bool(os.environ.get("IVVY_API_KEY")))
     if not online:
         target = None
@@ -619,19 +641,33 @@ def runs(state: Path | None, days: int | None, as_json: bool) -> None:
     type=click.Path(path_type=Path, dir_okay=False),
     help="Where to write what was undone (default: NAME.undo-RUN.csv beside the run's results).",
 )
+@click.option(
+    "--plan",
+    "plan_only",
+    is_flag=True,
+    help="List what the undo would do (cancel, put back, leave) and send nothing.",
+)
 @output_options
 @user_errors
 def undo(
-    run_id: int | None, state: Path | None, results: Path | None, as_json: bool, quiet: bool
+    run_id: int | None,
+    state: Path | None,
+    results: Path | None,
+    plan_only: bool,
+    as_json: bool,
+    quiet: bool,
 ) -> None:
     """Undo import RUN (default: the latest into this target): set every task it created to
-    Cancelled. iVvy has no task delete; updates cannot be undone and are listed.
+    Cancelled (iVvy has no task delete), and put back the values of every task it updated
+    (read from iVvy before the update). A task changed in iVvy since the run wrote it is left
+    as it is, and listed.
 
     A stopped undo goes on where it stopped when given again. RUN is the run number that
     `task-import run` printed (--json gives it as "run"; `task-import runs` lists them).
 
     \b
     Examples:
+      task-import undo --plan
       task-import undo
       task-import undo 12 --json
     """
@@ -639,15 +675,18 @@ def undo(
 
     async def go() -> Any:
         async with IvvyClient(credentials) as client:
-            return await undo_run(client, run_id, state=state, results=results)
+            return await undo_run(client, run_id, state=state, results=results, plan_only=plan_only)
 
     summary = asyncio.run(go())
     if not as_json and not quiet:
-        kept = summary.counts.get("skipped", 0)
+        plan = summary.plan
+        left = summary.counts.get("skipped", 0)
+        what = "would undo" if plan_only else "undid"
         click.echo(
-            f"undid run {(summary.run_id and run_id) or ''}".rstrip()
-            + f": {summary.counts.get('updated', 0)} tasks set to Cancelled"
-            + (f", {kept} updates cannot be undone (listed in the results)" if kept else ""),
+            f"{what} run {summary.undoes}: {plan.get('cancel', 0)} tasks "
+            f"{'to set' if plan_only else 'set'} to Cancelled, {plan.get('restore', 0)} "
+            f"{'to put' if plan_only else 'put'} back as they were"
+            + (f", {left} left as they are (why: in the results)" if left else ""),
             err=True,
         )
     _report(summary, as_json=as_json, quiet=quiet)

@@ -12,7 +12,17 @@ another), holding:
 - ``batches``: in batch mode, the ``asyncId`` iVvy gave each row's batch, written as soon as it
   is known, so a run killed while a batch runs has the next run ask the batch API what it did;
 - ``keys``: for ``--key``, the task each legacy id became in a target, with a digest of what was
-  sent, so a nightly re-run updates or leaves alone instead of creating again.
+  sent, so a nightly re-run updates or leaves alone instead of creating again;
+- ``lineage``: for rows without a key, the task each row of a source became in a target, by the
+  source's *origin* (the fingerprint of the file first imported: a results sheet of ours read
+  back carries its run's reference, so its rows are the rows of that file) and the row's number
+  there. Every path (``--resume``, a results sheet with or without ``--only``, ``--new-run``, the
+  page) asks it before creating a row: a row that has a task is updated or unchanged, never
+  created again.
+
+The tasks the journal knows in a target (``lineage``, ``keys``, and every row's outcome) are the
+tasks this tool made or was told to update: any other id in a source is of unknown origin, and a
+run refuses to update it unless told so (``--update-existing``).
 
 Outcomes are written in groups (a few hundred, or every quarter second) to keep the journal's cost
 small; a kill loses at most those, and their rows are then still ``in_flight``: reconciled.
@@ -23,6 +33,7 @@ from __future__ import annotations
 
 import hashlib
 import json
+import secrets
 import sqlite3
 import time
 from collections import Counter
@@ -50,7 +61,9 @@ CREATE TABLE IF NOT EXISTS runs (
     finished TEXT,
     status TEXT NOT NULL,
     results TEXT,
-    undoes INTEGER
+    undoes INTEGER,
+    origin TEXT,
+    ref TEXT
 );
 CREATE INDEX IF NOT EXISTS runs_by_source ON runs (target, fingerprint, kind);
 CREATE TABLE IF NOT EXISTS rows (
@@ -66,6 +79,9 @@ CREATE TABLE IF NOT EXISTS rows (
     sent_at REAL,
     params TEXT,
     key TEXT,
+    line INTEGER,
+    origin TEXT,
+    before TEXT,
     PRIMARY KEY (run, number)
 ) WITHOUT ROWID;
 CREATE INDEX IF NOT EXISTS rows_in_flight ON rows (state) WHERE state = 'in_flight';
@@ -84,7 +100,23 @@ CREATE TABLE IF NOT EXISTS keys (
     run INTEGER NOT NULL,
     PRIMARY KEY (target, key_column, key_value)
 ) WITHOUT ROWID;
+CREATE TABLE IF NOT EXISTS lineage (
+    target TEXT NOT NULL,
+    origin TEXT NOT NULL,
+    number INTEGER NOT NULL,
+    task_id INTEGER NOT NULL,
+    digest TEXT NOT NULL,
+    run INTEGER NOT NULL,
+    PRIMARY KEY (target, origin, number)
+) WITHOUT ROWID;
+CREATE INDEX IF NOT EXISTS lineage_by_task ON lineage (target, task_id);
 """
+
+#: Columns later versions added to a journal's tables (an older journal gains them when opened).
+_ADDED = {
+    "runs": ("origin TEXT", "ref TEXT"),
+    "rows": ("line INTEGER", "origin TEXT", "before TEXT"),
+}
 
 #: Outcomes held before they are written, and the longest they wait.
 FLUSH_ROWS = 500
@@ -133,6 +165,14 @@ class RunRecord:
     status: str
     results: str | None
     undoes: int | None
+    #: The fingerprint of the file this run's rows come from (for a results sheet read back:
+    #: the file first imported), and the reference its results sheets carry.
+    origin: str | None = None
+    ref: str | None = None
+
+    @property
+    def lineage(self) -> str:
+        return self.origin or self.fingerprint
 
 
 @dataclass(frozen=True)
@@ -144,11 +184,16 @@ class InFlight:
     params: dict[str, Any]
     sent_at: datetime
     key: str | None
+    #: The row's origin and number there (see ``lineage``).
+    origin: str = ""
+    line: int = 0
 
 
 _RUN_COLUMNS = (
-    "id, kind, target, source, fingerprint, options, started, finished, status, results, undoes"
+    "id, kind, target, source, fingerprint, options, started, finished, status, results, undoes, "
+    "origin, ref"
 )
+_SET_LINEAGE = "INSERT OR REPLACE INTO lineage VALUES (?, ?, ?, ?, ?, ?)"
 _SET_KEY = "INSERT OR REPLACE INTO keys VALUES (?, ?, ?, ?, ?, ?)"
 
 
@@ -170,11 +215,19 @@ def _row_counts(db: sqlite3.Connection, run_id: int) -> Counter[str]:
 
 
 class Journal:
-    """A journal file, held by this process alone while open (``UsageError`` otherwise)."""
+    """A journal file, held by this process alone while open (``UsageError`` otherwise). Its
+    folder is made when ``make_folder`` (the default journals' folder), else it must exist."""
 
-    def __init__(self, path: Path) -> None:
+    def __init__(self, path: Path, *, make_folder: bool = True) -> None:
         self.path = Path(path)
         self._lock = FileLock(f"{self.path}.lock", timeout=0)
+        folder = self.path.parent
+        if not make_folder and not folder.is_dir():
+            why = "is not a folder" if folder.exists() else "does not exist (it is not created)"
+            raise UsageError(
+                f"cannot use the journal {self.path}: {folder} {why}; give --state with a file "
+                "in a folder you can write"
+            )
         try:
             self.path.parent.mkdir(parents=True, exist_ok=True)
             self._lock.acquire()
@@ -193,6 +246,12 @@ class Journal:
             self.db.execute("PRAGMA journal_mode=WAL")
             self.db.execute("PRAGMA synchronous=NORMAL")
             self.db.executescript(_SCHEMA)
+            for table, columns in _ADDED.items():
+                have = {row[1] for row in self.db.execute(f"PRAGMA table_info({table})")}
+                for column in columns:
+                    if column.split()[0] not in have:
+                        self.db.execute(f"ALTER TABLE {table} ADD COLUMN {column}")
+            self.db.execute("CREATE INDEX IF NOT EXISTS runs_by_ref ON runs (ref)")
         except sqlite3.DatabaseError as exc:
             self._lock.release()
             raise UsageError(f"the journal {self.path} cannot be used: {exc}") from None
@@ -242,12 +301,13 @@ class Journal:
         options: Mapping[str, Any],
         results: str | None = None,
         undoes: int | None = None,
+        origin: str | None = None,
     ) -> RunRecord:
         cursor = self.db.execute(
             "INSERT INTO runs (kind, target, source, fingerprint, options, started, status, "
-            "results, undoes) VALUES (?, ?, ?, ?, ?, ?, 'running', ?, ?)",
+            "results, undoes, origin, ref) VALUES (?, ?, ?, ?, ?, ?, 'running', ?, ?, ?, ?)",
             (kind, target, source, print_, json.dumps(options, default=str), _now(), results,
-             undoes),
+             undoes, origin or print_, secrets.token_hex(6)),
         )  # fmt: skip
         return self.run(int(cursor.lastrowid or 0))  # type: ignore[return-value]
 
@@ -298,13 +358,22 @@ class Journal:
     def in_flight(self, target: str) -> list[InFlight]:
         """Rows of any run into ``target`` that were in flight when their run stopped."""
         rows = self.db.execute(
-            "SELECT rows.run, number, params, sent_at, key FROM rows JOIN runs ON runs.id = "
-            "rows.run WHERE state = 'in_flight' AND runs.target = ? ORDER BY rows.run, number",
+            "SELECT rows.run, number, params, sent_at, key, COALESCE(rows.origin, runs.origin, "
+            "runs.fingerprint), COALESCE(line, number) FROM rows JOIN runs ON runs.id = rows.run "
+            "WHERE state = 'in_flight' AND runs.target = ? ORDER BY rows.run, number",
             (target,),
         ).fetchall()
         return [
-            InFlight(run, number, json.loads(params), datetime.fromtimestamp(sent, UTC), key)
-            for run, number, params, sent, key in rows
+            InFlight(
+                run,
+                number,
+                json.loads(params),
+                datetime.fromtimestamp(sent, UTC),
+                key,
+                origin,
+                line,
+            )
+            for run, number, params, sent, key, origin, line in rows
         ]
 
     def batches_of(self, rows: Iterable[InFlight]) -> dict[str, list[InFlight]]:
@@ -330,55 +399,148 @@ class Journal:
             )
         }
 
-    def settle(self, row: InFlight, outcome: Outcome | None) -> None:
-        """A row in flight, reconciled: done with ``outcome``, or (``None``) pending again."""
+    def settle(self, target: str, row: InFlight, outcome: Outcome | None) -> None:
+        """A row in flight, reconciled: done with ``outcome`` (a task found is the row's task
+        from now on), or (``None``) pending again."""
         self.db.execute("DELETE FROM batches WHERE run = ? AND number = ?", (row.run, row.number))
         if outcome is None:
             self.db.execute("DELETE FROM rows WHERE run = ? AND number = ?", (row.run, row.number))
-        else:
+            return
+        # What an update sent stays (undo compares it with the task as it is then).
+        self.db.execute(
+            "UPDATE rows SET state = 'done', result = ?, task_id = ?, error_code = ?, "
+            "field = ?, message = ?, warnings = ?, params = CASE WHEN ? = 'updated' THEN params "
+            "END WHERE run = ? AND number = ?",
+            (*_outcome_values(outcome), outcome.result, row.run, row.number),
+        )
+        if outcome.task_id is not None and not row.key and row.origin:
             self.db.execute(
-                "UPDATE rows SET state = 'done', result = ?, task_id = ?, error_code = ?, "
-                "field = ?, message = ?, warnings = ?, params = NULL WHERE run = ? AND number = ?",
-                (*_outcome_values(outcome), row.run, row.number),
+                _SET_LINEAGE,
+                (target, row.origin, row.line, outcome.task_id, digest_of(row.params), row.run),
             )
 
     # -- keys ---------------------------------------------------------------------------
 
-    def keys(self, target: str, column: str, values: Iterable[str]) -> dict[str, tuple[int, str]]:
-        """``value → (task id, digest)`` for the legacy ids among ``values`` already imported."""
-        return lookup_keys(self.db, target, column, values)
+    def known(self, target: str) -> Known:
+        """What this journal knows of ``target``'s tasks."""
+        return Known(self.db, target)
 
     def set_key(
         self, target: str, column: str, value: str, task_id: int, digest: str, run: int
     ) -> None:
         self.db.execute(_SET_KEY, (target, column, value, task_id, digest, run))
 
-    def forget_cancelled(self, target: str, undo_run: int) -> None:
-        """Legacy ids that led to the tasks an undo cancelled lead nowhere now."""
-        self.db.execute(
-            "DELETE FROM keys WHERE target = ? AND task_id IN (SELECT task_id FROM rows "
-            "WHERE run = ? AND state = 'done' AND result = 'updated')",
-            (target, undo_run),
+    def forget_undone(self, target: str, undo_run: int, original: int) -> None:
+        """After undo ``undo_run`` of import ``original``: legacy ids and rows whose task it
+        cancelled lead nowhere now (running the source again creates them anew); those whose
+        task it restored lead to it still, as changed (running the source again updates it)."""
+        done = (
+            "SELECT u.task_id FROM rows u JOIN rows o ON o.run = ? AND o.number = u.number "
+            "WHERE u.run = ? AND u.state = 'done' AND u.result = 'updated' AND o.result = ?"
+        )
+        for table in ("keys", "lineage"):
+            self.db.execute(
+                f"DELETE FROM {table} WHERE target = ? AND task_id IN ({done})",
+                (target, original, undo_run, "created"),
+            )
+            self.db.execute(
+                f"UPDATE {table} SET digest = '' WHERE target = ? AND task_id IN ({done})",
+                (target, original, undo_run, "updated"),
+            )
+
+
+def _chunked(
+    db: sqlite3.Connection, query: str, args: tuple[Any, ...], values: Sequence[Any]
+) -> dict[Any, Any]:
+    """``query`` (one ``IN ({})``) over ``values`` 500 at a time: first column → the rest (a
+    tuple, or the one value when there is one)."""
+    found: dict[Any, Any] = {}
+    for start in range(0, len(values), 500):
+        part = values[start : start + 500]
+        sql = query.format(",".join("?" * len(part)))
+        for first, *rest in db.execute(sql, (*args, *part)):
+            found[first] = tuple(rest) if len(rest) > 1 else (rest[0] if rest else None)
+    return found
+
+
+class Known:
+    """What a journal knows of one target's tasks, on a connection of its own or the journal's
+    (``validate`` reads without the lock, a run with it). A ``None`` journal knows nothing."""
+
+    def __init__(self, db: sqlite3.Connection | None, target: str) -> None:
+        self._db = db
+        self.target = target
+
+    def _ask(self, query: str, args: tuple[Any, ...], values: Iterable[Any]) -> dict[Any, Any]:
+        return {} if self._db is None else _chunked(self._db, query, args, list(values))
+
+    def keys(self, column: str, values: Iterable[str]) -> dict[str, tuple[int, str]]:
+        """``value → (task id, digest)`` for the legacy ids among ``values`` already imported."""
+        return self._ask(
+            "SELECT key_value, task_id, digest FROM keys WHERE target = ? AND key_column = ? "
+            "AND key_value IN ({})",
+            (self.target, column),
+            values,
         )
 
+    def lineage(self, origin: str, numbers: Iterable[int]) -> dict[int, tuple[int, str]]:
+        """``row number → (task id, digest)`` for the rows of ``origin`` among ``numbers`` that
+        became tasks."""
+        return self._ask(
+            "SELECT number, task_id, digest FROM lineage WHERE target = ? AND origin = ? AND "
+            "number IN ({})",
+            (self.target, origin),
+            numbers,
+        )
 
-def lookup_keys(
-    db: sqlite3.Connection | None, target: str, column: str, values: Iterable[str]
-) -> dict[str, tuple[int, str]]:
-    """``value → (task id, digest)`` for the legacy ids among ``values`` that the journal
-    ``db`` knows in ``target`` (a ``None`` journal knows none)."""
-    wanted = list(values)
-    found: dict[str, tuple[int, str]] = {}
-    for start in range(0, len(wanted) if db is not None else 0, 500):
-        part = wanted[start : start + 500]
-        marks = ",".join("?" * len(part))
-        for value, task_id, digest in db.execute(  # type: ignore[union-attr]
-            "SELECT key_value, task_id, digest FROM keys WHERE target = ? AND key_column = ? "
-            f"AND key_value IN ({marks})",
-            (target, column, *part),
+    def digests(self, task_ids: Iterable[int]) -> dict[int, str]:
+        """``task id → digest`` of what this tool last sent to each of ``task_ids`` it knows by
+        a row's lineage or a legacy id."""
+        wanted = list(task_ids)
+        found: dict[int, str] = {}
+        for table in ("keys", "lineage"):
+            query = f"SELECT task_id, digest FROM {table} WHERE target = ? AND task_id IN ({{}})"
+            found.update(self._ask(query, (self.target,), wanted))
+        return found
+
+    def tasks(self, task_ids: Iterable[int]) -> set[int]:
+        """Those of ``task_ids`` that this tool made in the target, or was told to update: the
+        tasks of its rows' outcomes, lineage and legacy ids."""
+        wanted = set(task_ids)
+        known: set[int] = set()
+        for query in (
+            "SELECT DISTINCT task_id FROM lineage WHERE target = ? AND task_id IN ({})",
+            "SELECT DISTINCT task_id FROM keys WHERE target = ? AND task_id IN ({})",
+            "SELECT DISTINCT task_id FROM rows JOIN runs ON runs.id = rows.run WHERE "
+            "runs.target = ? AND runs.kind = 'import' AND rows.task_id IN ({})",
         ):
-            found[value] = (task_id, digest)
-    return found
+            known.update(self._ask(query, (self.target,), sorted(wanted - known)))
+        return known
+
+    def latest_import(self, print_: str) -> tuple[RunRecord, Counter[str]] | None:
+        """The last import of the source with fingerprint ``print_`` into this target that
+        made or changed tasks, with its rows by result."""
+        if self._db is None:
+            return None
+        for found in self._db.execute(
+            f"SELECT {_RUN_COLUMNS} FROM runs WHERE target = ? AND fingerprint = ? AND "
+            "kind = 'import' ORDER BY id DESC",
+            (self.target, print_),
+        ).fetchall():
+            record = _record(found)
+            counts = _row_counts(self._db, record.id)
+            if counts["created"] or counts["updated"]:
+                return record, counts
+        return None
+
+    def run_by_ref(self, ref: str) -> RunRecord | None:
+        """The import run into this target whose results sheets carry reference ``ref``."""
+        if self._db is None or not ref:
+            return None
+        found = self._db.execute(
+            f"SELECT {_RUN_COLUMNS} FROM runs WHERE ref = ? AND target = ?", (ref, self.target)
+        ).fetchone()
+        return _record(found) if found else None
 
 
 def list_runs(path: Path, target: str) -> list[tuple[RunRecord, Counter[str]]]:
@@ -464,17 +626,40 @@ class RunJournal:
         return self.record.id
 
     def in_flight(
-        self, number: int, params: Mapping[str, Any], sent_at: float, key: str | None = None
+        self,
+        number: int,
+        params: Mapping[str, Any],
+        sent_at: float,
+        key: str | None = None,
+        *,
+        origin: str | None = None,
+        line: int | None = None,
+        before: Mapping[str, Any] | None = None,
     ) -> None:
         """Row ``number`` is about to be sent with ``params``: written at the next
-        :meth:`flush`, which the caller makes before sending it."""
+        :meth:`flush`, which the caller makes before sending it. ``origin`` and ``line``: where
+        the row comes from (when not this run's source and ``number``); ``before``: for an
+        update, the task as iVvy held it (what an undo restores)."""
         self._pending.append(
             (
-                "INSERT OR REPLACE INTO rows (run, number, state, sent_at, params, key) "
-                "VALUES (?, ?, 'in_flight', ?, ?, ?)",
-                (self.id, number, sent_at, json.dumps(dict(params), default=str), key),
+                "INSERT OR REPLACE INTO rows (run, number, state, sent_at, params, key, origin, "
+                "line, before) VALUES (?, ?, 'in_flight', ?, ?, ?, ?, ?, ?)",
+                (
+                    self.id,
+                    number,
+                    sent_at,
+                    json.dumps(dict(params), default=str),
+                    key,
+                    self._own(origin),
+                    None if line == number else line,
+                    None if before is None else json.dumps(dict(before), default=str),
+                ),
             )
         )
+
+    def _own(self, origin: str | None) -> str | None:
+        """``origin`` as a row stores it: ``None`` for this run's own."""
+        return None if origin in (None, self.record.lineage) else origin
 
     def done(
         self,
@@ -482,21 +667,50 @@ class RunJournal:
         outcome: Outcome,
         *,
         sent_at: float | None = None,
-        key: tuple[str, Mapping[str, Any]] | None = None,
+        params: Mapping[str, Any] | None = None,
+        key: str | None = None,
+        origin: str | None = None,
+        line: int | None = None,
     ) -> None:
-        """Row ``number``'s outcome; with ``key`` (its legacy id and what it sent), the id now
-        leads to the outcome's task."""
+        """Row ``number``'s outcome. With what it sent (``params``) and a task: its legacy id
+        (``key``), else its place in its origin (``origin``, ``line``: by default this run's
+        source and ``number``), leads to the task from now on."""
+        kept = (
+            json.dumps(dict(params), default=str)
+            if params and outcome.result == "updated"
+            else None
+        )
         self._pending.append(
             (
-                "INSERT OR REPLACE INTO rows (run, number, state, result, task_id, error_code, "
-                "field, message, warnings, sent_at) VALUES (?, ?, 'done', ?, ?, ?, ?, ?, ?, ?)",
-                (self.id, number, *_outcome_values(outcome), sent_at),
+                "INSERT INTO rows (run, number, state, result, task_id, error_code, field, "
+                "message, warnings, sent_at, params, origin, line) VALUES (?, ?, 'done', ?, ?, "
+                "?, ?, ?, ?, ?, ?, ?, ?) ON CONFLICT (run, number) DO UPDATE SET state = 'done', "
+                "result = excluded.result, task_id = excluded.task_id, error_code = "
+                "excluded.error_code, field = excluded.field, message = excluded.message, "
+                "warnings = excluded.warnings, sent_at = COALESCE(excluded.sent_at, sent_at), "
+                "params = excluded.params, origin = COALESCE(excluded.origin, origin), "
+                "line = COALESCE(excluded.line, line)",
+                (
+                    self.id,
+                    number,
+                    *_outcome_values(outcome),
+                    sent_at,
+                    kept,
+                    self._own(origin),
+                    None if line == number else line,
+                ),
             )
         )
-        if key is not None and self.key_column and outcome.task_id is not None:
-            value, params = key
-            row = (self.record.target, self.key_column, value, outcome.task_id)
-            self._pending.append((_SET_KEY, (*row, digest_of(params), self.id)))
+        if params is not None and outcome.task_id is not None and self.record.kind == "import":
+            digest = digest_of(params)
+            if key and self.key_column:
+                row = (self.record.target, self.key_column, key, outcome.task_id, digest, self.id)
+                self._pending.append((_SET_KEY, row))
+            elif not key:
+                at = number if line is None else line
+                where = origin or self.record.lineage
+                row = (self.record.target, where, at, outcome.task_id, digest, self.id)
+                self._pending.append((_SET_LINEAGE, row))
         self._done_waiting += 1
         if self._on_done is not None:
             self._on_done(outcome)

@@ -255,11 +255,14 @@ def map_columns(
             if header is not None:
                 assign(target, header, f"profile {prof.name}")
     for header in headers:
-        if canon(header) in _TARGET_BY_CANON:
-            assign(_TARGET_BY_CANON[canon(header)], header, "field name")
+        target = _TARGET_BY_CANON.get(canon(header))
+        # Another CRM's export: its ids are its own, never iVvy's task ids (only a mapping file
+        # can say otherwise).
+        if target is not None and not (prof is not None and target == "id"):
+            assign(target, header, "field name")
     for header in headers:
         target = _KNOWN.get(canon(header))
-        if target is not None:
+        if target is not None and not (prof is not None and target == "id"):
             assign(target, header, "alias")
 
     for column, target in absent:  # an alternative for a field another column feeds is fine

@@ -21,20 +21,20 @@ from datetime import time as clock_time
 from pathlib import Path
 from typing import Any, get_args
 
-from .client import ApiError, IvvyClient
+from .client import ApiError, IvvyClient, IvvyError
 from .dates import DateEvidence, DateOrder, DateRules, zone_named
 from .directory import Directory, Needed
 from .errors import UsageError
 from .journal import (
     InFlight,
     Journal,
+    Known,
     RunJournal,
     RunRecord,
     default_journal_path,
     digest_of,
     fingerprint,
     is_done,
-    lookup_keys,
     read_only_journal,
 )
 from .map import ColumnMapping, load_mapping_file, map_columns
@@ -55,6 +55,7 @@ from .send import (
     INTERRUPTED,
     KEEP_IN_FLIGHT,
     SendOptions,
+    SendStats,
     batch_pending,
     job_error,
     job_verdict,
@@ -109,6 +110,10 @@ class RunOptions:
     batch_wait: float = 300.0
     #: How long a lost create waits before it is looked up (late writes, lagging reads).
     settle: float = SETTLE
+    #: Whether rows may update tasks this tool did not make (ids of unknown origin): ``None``
+    #: when a mapping file that names the id column says so, ``False`` never (the page asks
+    #: instead), ``True`` (``--update-existing``) always.
+    update_existing: bool | None = None
 
 
 @dataclass
@@ -124,6 +129,21 @@ class Prepared:
     needed: Needed = field(default_factory=Needed)
     #: For a results sheet read back as a source: our column name → its header.
     earlier: dict[str, str] | None = None
+    #: The rows that give each task id (the id column's), and the run references a results
+    #: sheet's rows carry.
+    task_rows: Counter[tuple[str, int]] = field(default_factory=Counter)
+    refs: set[str] = field(default_factory=set)
+
+    @property
+    def id_column(self) -> str | None:
+        """The column read as task ids, if any."""
+        return self.mapping.columns.get("id")
+
+    def may_update_theirs(self, options: RunOptions) -> bool:
+        """Whether the user said in words that rows may update tasks this tool did not make."""
+        if options.update_existing is not None:
+            return options.update_existing
+        return self.mapping.how.get("id", "").startswith("mapping file")
 
     @property
     def data_headers(self) -> list[str]:
@@ -155,7 +175,9 @@ class FirstPass:
     """What the first pass learns: the due column's date order, and the distinct ids and
     e-mails each id column refers to (each distinct cell converted once)."""
 
-    def __init__(self, headers: list[str], mapping: ColumnMapping) -> None:
+    def __init__(
+        self, headers: list[str], mapping: ColumnMapping, ref_column: str | None = None
+    ) -> None:
         self.evidence = DateEvidence()
         self.needed = Needed()
         due = mapping.columns.get("endDatetime")
@@ -165,8 +187,33 @@ class FirstPass:
             for name, column in mapping.columns.items()
             if name in ID_KINDS and column in headers
         ]
+        task = mapping.columns.get("id")
+        self._task = headers.index(task) if task in headers else None
+        self._ref = headers.index(ref_column) if ref_column in headers else None
+        #: (run reference, task id cell) → rows.
+        self._task_cells: Counter[tuple[str, Any]] = Counter()
+        self.refs: set[str] = set()
+
+    def task_rows(self) -> Counter[tuple[str, int]]:
+        """How many rows give each task id, by the run reference they carry ("" for none)."""
+        rows: Counter[tuple[str, int]] = Counter()
+        for (ref, raw), n in self._task_cells.items():
+            try:
+                value = to_integer(raw) if not is_blank(raw) else None
+            except CellError:
+                continue
+            if isinstance(value, int):
+                rows[(ref, value)] += n
+        return rows
 
     def __call__(self, batch: Batch) -> None:
+        refs: list[str] | None = None
+        if self._ref is not None:
+            refs = ["" if is_blank(v) else str(v).strip() for v in batch.column(self._ref)]
+            self.refs.update(filter(None, refs))
+        if self._task is not None:
+            cells = batch.column(self._task)
+            self._task_cells.update(zip(refs or [""] * len(cells), cells, strict=True))
         if self._due is not None:
             self.evidence.observe_column(batch.numbers, batch.column(self._due))
         for kind, position, seen in self._ids:
@@ -223,12 +270,29 @@ def open_mapped(
         mapping_file=mapping_file,
         require=require,
     )
-    if earlier is not None and "id" not in mapping.columns:
+    notes: list[str] = []
+    own = mapping.columns.get("id")
+    if options.key is not None and own == options.key:
+        # The key is the export's own id for its rows: never an iVvy task id as well.
+        notes.append(
+            f"column {own!r} is the --key (this export's own ids): it is not read as iVvy task ids"
+        )
+        own = None
+    if earlier is not None:
         # Rows that became tasks are updated: the earlier results' task_id is their id.
+        if own is not None:
+            notes.append(
+                f"column {own!r} is not read as task ids: a results sheet's task ids are in its "
+                f"{earlier['task_id']!r} column"
+            )
+        own = earlier["task_id"]
+    if own != mapping.columns.get("id"):
+        columns = {f: c for f, c in mapping.columns.items() if f != "id"}
+        how = {f: h for f, h in mapping.how.items() if f != "id"}
+        if own is not None:
+            columns["id"], how["id"] = own, "results sheet"
         mapping = dataclasses.replace(
-            mapping,
-            columns={**mapping.columns, "id": earlier["task_id"]},
-            how={**mapping.how, "id": "results sheet"},
+            mapping, columns=columns, how=how, warnings=(*mapping.warnings, *notes)
         )
     return source, earlier, mapping
 
@@ -253,8 +317,9 @@ def prepare(
     key_column = f"column {options.key!r} is not imported"
     warnings = [*source.notes, *(w for w in mapping.warnings if not w.startswith(key_column))]
 
-    count, seen = source.scan(lambda: FirstPass(source.headers, mapping))
-    first = seen or FirstPass(source.headers, mapping)
+    ref_column = earlier.get("run_ref") if earlier else None
+    count, seen = source.scan(lambda: FirstPass(source.headers, mapping, ref_column))
+    first = seen or FirstPass(source.headers, mapping, ref_column)
     evidence = first.evidence
     due_column = mapping.columns.get("endDatetime")
     if options.venue_id is not None:
@@ -276,6 +341,8 @@ def prepare(
         warnings=warnings,
         needed=first.needed,
         earlier=earlier,
+        task_rows=first.task_rows(),
+        refs=first.refs,
     )
 
 
@@ -448,8 +515,12 @@ class RunSummary:
     #: The journal file and this run's number in it (``None`` for ``validate``).
     journal: Path | None = None
     run_id: int | None = None
-    #: ``validate --key``: rows that would be created, updated or left unchanged.
+    #: ``validate``: what a run would do with the rows (create, update…: see :data:`CREATE`).
     plan: Counter[str] = field(default_factory=Counter)
+    #: ``validate``: why a run of this source would be refused (exit 2), if it would be; and
+    #: when this very file was imported into the target before, what that run did.
+    refusal: str | None = None
+    previous: str | None = None
     #: For an undo, the import run it undoes.
     undoes: int | None = None
 
@@ -460,7 +531,10 @@ class RunSummary:
     @property
     def exit_code(self) -> int:
         """0 when every row is created, updated or unchanged; 1 when any needs a person; 130
-        when the run was stopped; 3 when iVvy ended the session (expired, key revoked)."""
+        when the run was stopped; 3 when iVvy ended the session (expired, key revoked); 2 when
+        ``validate`` found that the run would be refused."""
+        if self.refusal:
+            return 2
         if self.session_ended:
             return 3
         if self.interrupted:
@@ -479,6 +553,8 @@ class RunSummary:
             "counts": dict(self.counts),
             "error_codes": {str(code): n for code, n in self.codes.items()},
             "plan": dict(self.plan) if self.plan else None,
+            "refusal": self.refusal,
+            "previous": self.previous,
             "started": self.started.isoformat(timespec="seconds"),
             "seconds": round(self.seconds, 3),
             "rows_per_second": round(self.rows / self.seconds, 1) if self.seconds else None,
@@ -509,6 +585,8 @@ class RunSummary:
             ("interrupted", "yes" if self.interrupted else "no"),
         ]
         lines += [(f"plan: {verb}", n) for verb, n in sorted(self.plan.items())]
+        if self.refusal:
+            lines.append(("a run would be refused", self.refusal))
         lines += [("warning", w) for w in self.warnings]
         return lines
 
@@ -562,7 +640,7 @@ async def settle_in_flight(
         outcome = settled.get((row.run, row.number))
         if outcome is not None and outcome.error_code in KEEP_IN_FLIGHT:
             continue  # not settled yet: stays in flight, and is not sent
-        journal.settle(row, outcome)
+        journal.settle(target, row, outcome)
         if outcome is not None and outcome.task_id is not None and row.key:
             if row.run not in key_columns:
                 record = journal.run(row.run)
@@ -629,10 +707,9 @@ def begin_run(
     into this target before and neither ``--resume``, ``--key`` nor ``--new-run`` says what to
     do now."""
     source = prepared.source
+    # The file's fingerprint, whatever cells a person corrected: corrections do not make it
+    # another source (its rows are the same rows).
     print_ = fingerprint(source.path, source.sheet)
-    if options.fixes:  # a corrected sheet is another source
-        fixes = sorted((n, c, str(v)) for (n, c), v in options.fixes.items())
-        print_ += ":fixed:" + digest_of({"fixes": fixes})
     latest = journal.latest(target, print_)
     notes: list[str] = []
     where = f"{source.path} into {target} (journal {journal.path})"
@@ -661,7 +738,8 @@ def begin_run(
             raise UsageError(
                 f"run {latest.id} of {where} stopped after {done} of {prepared.rows} rows: give "
                 "--resume to go on where it stopped (rows it may have sent are looked up, not "
-                "sent twice), or --new-run to begin again and send every row again"
+                "sent twice), or --new-run to begin a new run through every row (rows that "
+                "already have a task are updated or left unchanged, never created again)"
             )
         if latest.status != "finished":
             notes.append(
@@ -672,13 +750,15 @@ def begin_run(
             summary = ", ".join(f"{n} {r}" for r, n in sorted(counts.items()))
             raise UsageError(
                 f"{source.path} was already imported into {target} on {latest.finished} (run "
-                f"{latest.id}: {summary}; results: {latest.results}). Running it again would "
-                "create its tasks again: give --key COLUMN (a column that identifies each row) "
-                "to update them instead, send the failed rows again with: task-import run "
-                f"{latest.results} --only failed,invalid — or give --new-run to create them all "
-                "again"
+                f"{latest.id}: {summary}; results: {latest.results}). To send its failed rows "
+                f"again: task-import run {latest.results} --only failed,invalid. To go through "
+                "every row again, give --new-run: rows that already have a task are left "
+                "unchanged, or updated where they changed, never created again (for nightly "
+                "exports, --key COLUMN matches rows by a column that identifies each one)"
             )
-    kept = {name: getattr(options, name) for name in _PAYLOAD_OPTIONS}
+    kept: dict[str, Any] = {name: getattr(options, name) for name in _PAYLOAD_OPTIONS}
+    if options.fixes:
+        kept["fixes"] = len(options.fixes)
     record = journal.start(
         kind="import",
         target=target,
@@ -690,11 +770,191 @@ def begin_run(
     return record, False, notes
 
 
+#: An update not sent because the task's current values could not be read first.
+UNREAD = "UNREAD"
+#: What a run does with a row, as ``validate`` and the plan show it.
+CREATE, UPDATE, UPDATE_THEIRS, UNCHANGED, INVALID = (
+    "create", "update", "update (a task this tool did not make)", "unchanged", "invalid"
+)  # fmt: skip
+#: Task fields read before an update (what an undo restores).
+SNAPSHOT_FIELDS = (
+    "name", "description", "status", "priority", "endDatetime", "assignedUserId", "contactId",
+    "companyId", "leadId", "venueId", "modifiedDate",
+)  # fmt: skip
+
+
+def snapshot(task: Mapping[str, Any]) -> dict[str, Any]:
+    """The fields of a task as iVvy lists it that an undo restores (and ``modifiedDate``)."""
+    return {name: task.get(name) for name in SNAPSHOT_FIELDS if name in task}
+
+
+class _Spool:
+    """Decisions held in a temporary file until they are replayed (memory stays bounded), with
+    the tasks they update."""
+
+    def __init__(self) -> None:
+        self._file: Any = None
+        self.count = 0
+        self.tasks: set[int] = set()
+
+    def put(self, decision: Decision) -> None:
+        if self._file is None:
+            self._file = tempfile.TemporaryFile()  # noqa: SIM115 (closed by the replay)
+        pickle.dump(decision, self._file, protocol=pickle.HIGHEST_PROTOCOL)
+        self.count += 1
+        if isinstance(decision.checked, Payload) and decision.checked.is_update:
+            self.tasks.add(int(decision.checked.params["id"]))
+
+    def __bool__(self) -> bool:
+        return self.count > 0
+
+    def replay(self) -> Iterator[Decision]:
+        if self._file is None:
+            return
+        handle, self._file, self.count = self._file, None, 0
+        handle.seek(0)
+        with handle:
+            while True:
+                try:
+                    yield pickle.load(handle)
+                except EOFError:
+                    return
+
+
+class Lineage:
+    """Where each row comes from: the file first imported (its fingerprint, the *origin*) and
+    the row's number there, and the reference of the run whose results sheets say so. A row of
+    a results sheet of ours carries its run's reference and its number (``run_ref``, ``row``):
+    read back into the same target, it is that row of that file; any other row is a row of
+    this run's own source."""
+
+    def __init__(self, known: Known, prepared: Prepared, origin: str, ref: str) -> None:
+        self._known = known
+        self._own = (origin, ref)
+        earlier = prepared.earlier or {}
+        self._ref_column = earlier.get("run_ref")
+        self._line_column = earlier.get("row")
+        self._origins: dict[str, str | None] = {}
+
+    def of(self, row: Row) -> tuple[str, int, str]:
+        """``(origin, number there, reference)`` of ``row``."""
+        if self._ref_column is not None:
+            ref = str(row.cells.get(self._ref_column) or "").strip()
+            line = whole(row.cells.get(self._line_column))
+            if isinstance(line, str) and line.strip().isdigit():
+                line = int(line)
+            if ref and isinstance(line, int) and line > 0:
+                if ref not in self._origins:
+                    record = self._known.run_by_ref(ref)
+                    self._origins[ref] = record.lineage if record else None
+                if (origin := self._origins[ref]) is not None:
+                    return origin, line, ref
+        return self._own[0], row.number, self._own[1]
+
+    def cells(self, row: Row) -> tuple[int, str]:
+        """What the results sheet says of ``row``'s place: its number there and the reference,
+        as the row says them when it carries them (known here or not), else its own."""
+        origin, line, ref = self.of(row)
+        if origin == self._own[0] and self._ref_column is not None:
+            given = str(row.cells.get(self._ref_column) or "").strip()
+            number = whole(row.cells.get(self._line_column))
+            if isinstance(number, str) and number.strip().isdigit():
+                number = int(number)
+            if given and isinstance(number, int) and number > 0:
+                return number, given
+        return line, ref
+
+
+@dataclass
+class Decision:
+    """What is to be done with one row: ``verb`` (see :data:`CREATE`…), the payload to send
+    (with the task's id for an update) or the outcome it ends with, and its place."""
+
+    verb: str
+    row: Row
+    checked: Payload | Outcome
+    origin: str
+    line: int
+    key: str | None = None
+    task_id: int | None = None
+    #: What the row sends (for a row left unchanged: what it would send).
+    params: Mapping[str, Any] | None = None
+
+
+class Planner:
+    """Decides, from what the journal knows, what each row becomes: a row whose legacy id
+    (``--key``) or whose place (:class:`Lineage`) already has a task is that task's update, or
+    unchanged when it would send what was sent last; a row whose source gives a task id updates
+    that task (a task this tool did not make is told apart); any other row is created."""
+
+    def __init__(self, known: Known, lineage: Lineage, key: str | None) -> None:
+        self.known = known
+        self.lineage = lineage
+        self.key = key
+
+    def decide(self, group: list[tuple[Row, Payload | Outcome]]) -> list[Decision]:
+        places = [self.lineage.of(row) for row, _ in group]
+        values = [key_of(row, self.key) if self.key is not None else "" for row, _ in group]
+        sending = [isinstance(c, Payload) for _, c in group]
+        keyed = self.known.keys(
+            self.key or "", {v for v, s in zip(values, sending, strict=True) if v and s}
+        )
+        wanted: dict[str, set[int]] = {}
+        for (origin, line, _), value, s in zip(places, values, sending, strict=True):
+            if s and not value:
+                wanted.setdefault(origin, set()).add(line)
+        placed = {origin: self.known.lineage(origin, lines) for origin, lines in wanted.items()}
+        given = {int(c.params["id"]) for _, c in group if isinstance(c, Payload) and c.is_update}
+        ours = self.known.tasks(given) if given else set()
+        digests = self.known.digests(given) if given else {}
+        decisions = []
+        for (row, checked), (origin, line, _), value in zip(group, places, values, strict=True):
+            if isinstance(checked, Outcome):
+                decisions.append(Decision(INVALID, row, checked, origin, line))
+                continue
+            params = checked.params
+            task, digest = None, None
+            if checked.is_update:
+                task = int(params["id"])
+                digest = digests.get(task)
+                here = placed.get(origin, {}).get(line)
+                if here is not None and here[0] == task:
+                    digest = here[1]
+            elif value:
+                task, digest = keyed.get(value, (None, None))
+            else:
+                task, digest = placed.get(origin, {}).get(line, (None, None))
+            decision = Decision(CREATE, row, checked, origin, line, value or None, task, params)
+            if task is None:
+                pass
+            elif digest == digest_of(params):
+                unchanged = Outcome("unchanged", task_id=task, warnings=checked.warnings)
+                decision.verb, decision.checked = UNCHANGED, unchanged
+            else:
+                decision.verb = UPDATE if not checked.is_update or task in ours else UPDATE_THEIRS
+                if not checked.is_update:
+                    decision.checked = checked._replace(params={**params, "id": task})
+            decisions.append(decision)
+        return decisions
+
+
+def message_of(decision: Decision) -> str:
+    """The plan for one row, as ``validate`` writes it in the row's message."""
+    task = decision.task_id
+    return {
+        CREATE: "plan: create",
+        UPDATE: f"plan: update task {task}",
+        UPDATE_THEIRS: f"plan: update task {task}, which this tool did not make",
+        UNCHANGED: f"plan: unchanged (task {task})",
+    }.get(decision.verb, "")
+
+
 class Feed:
     """The rows, on their way to the send stage through the journal: each group of rows is
-    written ``in_flight`` (with what it sends) before any of it is sent; each outcome is
-    recorded as it comes. With ``--key``, a row already imported and unchanged is not sent, and
-    a changed one becomes an update of its task."""
+    decided (:class:`Planner`), then written ``in_flight`` (with what it sends) before any of it
+    is sent; each outcome is recorded as it comes. An update is sent with the task's values as
+    they were (``before_of``, for an undo): an update whose task was not read yet is put aside
+    (:attr:`later`) for :meth:`read_befores`, which reads them all at once."""
 
     GROUP = 64
 
@@ -703,16 +963,22 @@ class Feed:
         run: RunJournal,
         rows: Iterator[tuple[Row, Payload | Outcome]],
         stop: asyncio.Event,
+        decide: Callable[[list[tuple[Row, Payload | Outcome]]], list[Decision]],
         *,
-        key: str | None,
-        target: str,
+        before_of: Callable[[int], Mapping[str, Any] | None] | None = None,
+        keep_befores: bool = True,
     ) -> None:
         self._run = run
         self._rows = rows
         self._stop = stop
-        self._key = key
-        self._target = target
+        self._decide = decide
+        self._before_of = before_of
+        self._keep_befores = keep_befores
         self._unsent: deque[Payload] = deque()
+        self._places: dict[int, Decision] = {}
+        #: Updates put aside until their tasks are read (a spool on disk, not in memory).
+        self.later = _Spool()
+        self._befores: dict[int, Mapping[str, Any]] = {}
 
     def payloads(self) -> Iterator[Payload]:
         group: list[tuple[Row, Payload | Outcome]] = []
@@ -721,60 +987,99 @@ class Feed:
                 return
             group.append((row, checked))
             if len(group) >= self.GROUP:
-                self._admit(group)
+                self._admit(self._decide(group))
                 group = []
                 yield from self._drain()
         if not self._stop.is_set():
-            self._admit(group)
+            self._admit(self._decide(group))
             yield from self._drain()
+
+    def later_payloads(self) -> Iterator[Payload]:
+        """The updates put aside, now that :meth:`read_befores` read their tasks."""
+        group: list[Decision] = []
+        for decision in self.later.replay():
+            if self._stop.is_set():
+                return
+            group.append(decision)
+            if len(group) >= self.GROUP:
+                self._admit(group, deferring=False)
+                group = []
+                yield from self._drain()
+        if not self._stop.is_set():
+            self._admit(group, deferring=False)
+            yield from self._drain()
+
+    async def read_befores(self, client: IvvyClient) -> None:
+        """Read the tasks of the updates put aside, in one pass over ``getTaskList``."""
+        wanted = set(self.later.tasks)
+        async for task in client.iter_collection("crm", "getTaskList"):
+            ident = int(task.get("id") or 0)
+            if ident in wanted:
+                self._befores[ident] = snapshot(task)
+                wanted.discard(ident)
+                if not wanted:
+                    break
+        for ident in wanted:  # not listed (deleted, or not visible to this key)
+            self._befores[ident] = {}
+
+    def fail_later(self, message: str) -> None:
+        """The updates put aside end failed (``UNREAD``): not sent."""
+        for decision in self.later.replay():
+            failed = Outcome("failed", error_code=UNREAD, message=message)
+            self._run.done(decision.row.number, failed)
+        self._run.flush()
 
     def _drain(self) -> Iterator[Payload]:
         while self._unsent and not self._stop.is_set():
             yield self._unsent.popleft()
 
-    def _admit(self, group: list[tuple[Row, Payload | Outcome]]) -> None:
-        key = self._key
-        values = [key_of(row, key) if key is not None else "" for row, _ in group]
-        known: dict[str, tuple[int, str]] = {}
-        if key is not None:
-            sent = (v for v, (_, c) in zip(values, group, strict=True) if isinstance(c, Payload))
-            known = self._run.journal.keys(self._target, key, filter(None, sent))
+    def _before(self, task: int) -> Mapping[str, Any] | None:
+        if task in self._befores:
+            return self._befores[task]
+        found = self._before_of(task) if self._before_of is not None else None
+        return snapshot(found) if found is not None else None
+
+    def _admit(self, decisions: list[Decision], *, deferring: bool = True) -> None:
         now = time.time()
-        for (row, checked), value in zip(group, values, strict=True):
+        for decision in decisions:
+            checked = decision.checked
+            place = {"origin": decision.origin, "line": decision.line}
+            number = decision.row.number
             if isinstance(checked, Outcome):
-                self._run.done(row.number, checked)
+                self._run.done(number, checked, key=decision.key, params=decision.params, **place)
                 continue
-            payload = checked
-            if value and value in known and payload.params.get("id") is None:
-                task_id, digest = known[value]
-                if digest == digest_of(payload.params):
-                    unchanged = Outcome("unchanged", task_id=task_id, warnings=payload.warnings)
-                    self._run.done(row.number, unchanged)
+            before = None
+            if checked.is_update and self._keep_befores:
+                before = self._before(int(checked.params["id"]))
+                if before is None and deferring:
+                    self.later.put(decision)
                     continue
-                payload = payload._replace(params={**payload.params, "id": task_id})
-            self._run.in_flight(row.number, payload.params, now, key=value or None)
-            self._unsent.append(payload)
+            self._run.in_flight(
+                number, checked.params, now, key=decision.key, before=before, **place
+            )
+            self._places[number] = decision
+            self._unsent.append(checked)
         self._run.flush()
 
     def record(self, payload: Payload, outcome: Outcome) -> None:
+        number = payload.row.number
         if outcome.error_code in KEEP_IN_FLIGHT:
             # It stays in flight: the next run settles it before sending anything of it.
-            self._run.unsettled(payload.row.number, outcome)
+            self._run.unsettled(number, outcome)
+            self._places.pop(number, None)
             return
+        decision = self._places.pop(number, None)
         if outcome.result == "skipped":
             # Not sent (iVvy ended the session first): pending again, for --resume.
-            self._run.forget([payload.row.number])
+            self._run.forget([number])
             return
-        value = key_of(payload.row, self._key) if self._key is not None else None
-        value = key_of(payload.row, self._key) if self._key is not None else None
         if payload.warnings:
             outcome = dataclasses.replace(outcome, warnings=payload.warnings + outcome.warnings)
+        place = {"origin": decision.origin, "line": decision.line} if decision else {}
         self._run.done(
-            payload.row.number,
-            outcome,
-            sent_at=time.time(),
-            key=(value, payload.params) if value else None,
-        )
+            number, outcome, sent_at=time.time(), params=payload.params,
+            key=decision.key if decision else None, **place,
+        )  # fmt: skip
 
     def batch_sent(self, async_id: str, payloads: list[Payload]) -> None:
         """iVvy queued these rows as batch ``async_id``: into the journal at once."""
@@ -800,19 +1105,25 @@ async def run_import(
     """Import every row of ``source_path`` through ``client``; the run's summary.
 
     Raises :class:`~importer.errors.ImporterError` before sending anything when the source,
-    the mapping, an option or the journal is unusable, and :class:`~importer.client.IvvyError`
-    when iVvy cannot be reached or refuses the credentials before any row is sent. Setting
-    ``stop`` stops the run (:func:`~importer.send.send_all` says how); rows it never sent are
-    ``skipped`` and stay pending in the journal for ``--resume``. ``started(rows)`` is called
-    once the rows left to do are counted, ``progress(outcome)`` once per row.
+    the mapping, an option or the journal is unusable, or when rows would update tasks this
+    tool did not make and the user did not say so (:func:`refuse_their_tasks`), and
+    :class:`~importer.client.IvvyError` when iVvy cannot be reached or refuses the credentials
+    before any row is sent. Setting ``stop`` stops the run (:func:`~importer.send.send_all`
+    says how); rows it never sent are ``skipped`` and stay pending in the journal for
+    ``--resume``. ``started(rows)`` is called once the rows left to do are counted,
+    ``progress(outcome)`` once per row.
     """
     clock = time.monotonic()
     stop = stop or asyncio.Event()
     prepared, directory = await prepare_online(source_path, client, options)
     summary, results_path = _summary(prepared, options, client)
     target = client.credentials.target
-    with Journal(options.state or default_journal_path(target)) as journal:
+    state = options.state or default_journal_path(target)
+    with Journal(state, make_folder=options.state is None) as journal:
         summary.journal = journal.path
+        known = journal.known(target)
+        refuse_their_tasks(prepared, known, options, target)
+        options = _with_key(prepared, known, options, summary.warnings)
         reconciler = Reconciler(client, settle=options.settle)
         touched = await settle_in_flight(journal, target, reconciler, client)
         if touched:
@@ -827,6 +1138,7 @@ async def run_import(
         )
         summary.warnings += notes
         summary.run_id = record.id
+        lineage = Lineage(known, prepared, record.lineage, record.ref or "")
         run = RunJournal(journal, record, key_column=options.key, on_done=progress)
         finished = run.done_numbers() if resuming else bytearray()
         if started is not None:
@@ -846,35 +1158,10 @@ async def run_import(
                     checked = Outcome("skipped", message=note, warnings=checked.warnings)
                 run.done(row.number, checked)
         else:
-            feed = Feed(run, rows, stop, key=options.key, target=target)
-            sending = SendOptions(
-                concurrency=options.concurrency,
-                rate=options.rate,
-                recreate_missing=options.recreate_missing,
-                settle=options.settle,
-                callback_url=options.callback_url,
-                batch_wait=options.batch_wait,
-            )
-            began = time.monotonic()
-            if options.via == "batch":
-                stats = await send_batches(
-                    client, feed.payloads(), feed.record, sending, reconciler, stop=stop,
-                    on_batch=feed.batch_sent,
-                )  # fmt: skip
-            else:
-                stats = await send_all(
-                    client, feed.payloads(), feed.record, sending, reconciler, stop=stop
-                )
-            feed.release()
-            summary.send_seconds = time.monotonic() - began
-            summary.rate_limited = stats.rate_limited
-            if stats.session_ended is not None:
-                summary.session_ended = stats.session_ended.full_message
-                summary.warnings.append(
-                    f"iVvy ended the session ({stats.session_ended.full_message}): the run "
-                    "stopped at once; the rows not sent are skipped. Check the API key, then "
-                    "--resume"
-                )
+            planner = Planner(known, lineage, options.key)
+            before_of = directory.task if directory is not None else None
+            feed = Feed(run, rows, stop, planner.decide, before_of=before_of)
+            await _send(client, feed, options, reconciler, stop, summary)
         if reconciler.others_writing:
             summary.warnings.append(
                 f"someone else made {reconciler.others_writing} tasks in the account during "
@@ -885,10 +1172,136 @@ async def run_import(
             summary.warnings.append(client.clock_note)
         summary.reconciled = reconciler.found
         summary.interrupted = stop.is_set()
-        _finish(summary, _merged(prepared.source.rows(), run.outcomes()), prepared, results_path,
-                clock)  # fmt: skip
+        merged = _merged(prepared.source.rows(), run.outcomes())
+        _finish(summary, merged, prepared, results_path, clock, lineage.cells)
         journal.end(record.id, "stopped" if summary.interrupted else "finished")
     return summary
+
+
+async def _send(
+    client: IvvyClient,
+    feed: Feed,
+    options: RunOptions,
+    reconciler: Reconciler,
+    stop: asyncio.Event,
+    summary: RunSummary,
+) -> None:
+    """The send stage over the feed's rows; then, when updates were put aside until their
+    tasks were read, those (the tasks read in one pass first)."""
+    sending = SendOptions(
+        concurrency=options.concurrency,
+        rate=options.rate,
+        recreate_missing=options.recreate_missing,
+        settle=options.settle,
+        callback_url=options.callback_url,
+        batch_wait=options.batch_wait,
+    )
+
+    async def send(payloads: Iterator[Payload]) -> SendStats:
+        if options.via == "batch":
+            return await send_batches(
+                client, payloads, feed.record, sending, reconciler, stop=stop,
+                on_batch=feed.batch_sent,
+            )  # fmt: skip
+        return await send_all(client, payloads, feed.record, sending, reconciler, stop=stop)
+
+    began = time.monotonic()
+    stats = [await send(feed.payloads())]
+    if feed.later and not stop.is_set() and stats[0].session_ended is None:
+        try:
+            await feed.read_befores(client)
+        except IvvyError as exc:
+            feed.fail_later(
+                f"not updated: the task's current values could not be read ({exc}), and an "
+                "update is only made when undo can put them back; run again to send it"
+            )
+        else:
+            stats.append(await send(feed.later_payloads()))
+    feed.release()
+    summary.send_seconds = time.monotonic() - began
+    summary.rate_limited = sum(s.rate_limited for s in stats)
+    ended = next((s.session_ended for s in stats if s.session_ended is not None), None)
+    if ended is not None:
+        summary.session_ended = ended.full_message
+        summary.warnings.append(
+            f"iVvy ended the session ({ended.full_message}): the run stopped at once; the rows "
+            "not sent are skipped. Check the API key, then --resume"
+        )
+
+
+def refuse_their_tasks(prepared: Prepared, known: Known, options: RunOptions, target: str) -> None:
+    """UsageError when rows give task ids of unknown origin (:func:`unknown_ids`) and the user
+    did not say they may update those tasks."""
+    unknown = unknown_ids(prepared, known)
+    if unknown.rows and not prepared.may_update_theirs(options):
+        raise UsageError(unknown.refusal(prepared.id_column, target))
+
+
+@dataclass(frozen=True)
+class UnknownIds:
+    """Rows whose task id does not come from this tool: how many, how many of those name a
+    task this tool made all the same (from other rows), and a few of the ids."""
+
+    rows: int
+    ours: int
+    sample: tuple[int, ...]
+    results_sheet: bool
+
+    def refusal(self, column: str | None, target: str) -> str:
+        ids = ", ".join(map(str, self.sample)) + ("…" if self.rows > len(self.sample) else "")
+        why = (
+            "ids this tool did not write for this target in its results"
+            if self.results_sheet
+            else "ids of unknown origin: this source is not a results sheet this tool wrote"
+        )
+        return (
+            f"column {column!r} gives {self.rows} rows a task id ({ids}), {why}. A run would "
+            f"overwrite those tasks in {target} ({self.ours} of them made by this tool from "
+            f"other rows, {self.rows - self.ours} not made by it). If the column holds another "
+            f'system\'s ids, give --key {column!r} (or map it to "ignore" in a --mapping '
+            "file); to update those iVvy tasks on purpose, give --update-existing (or map the "
+            'column to "id" in a --mapping file). Nothing was sent'
+        )
+
+
+def unknown_ids(prepared: Prepared, known: Known) -> UnknownIds:
+    """The rows whose task id does not come from this tool: any in a column of the source's own
+    (a legacy id, a hand-typed one); in a results sheet of ours, those of a run into another
+    target (their reference unknown here) or naming a task this journal does not know."""
+    if not prepared.task_rows:
+        return UnknownIds(0, 0, (), prepared.earlier is not None)
+    ours = known.tasks({task for _, task in prepared.task_rows})
+    trusted: dict[str, bool] = {}
+    unknown: Counter[int] = Counter()
+    for (ref, task), n in prepared.task_rows.items():
+        if prepared.earlier is not None:
+            if ref not in trusted:
+                trusted[ref] = not ref or known.run_by_ref(ref) is not None
+            if trusted[ref] and task in ours:
+                continue
+        unknown[task] += n
+    made = sum(n for task, n in unknown.items() if task in ours)
+    sample = tuple(sorted(unknown)[:5])
+    return UnknownIds(sum(unknown.values()), made, sample, prepared.earlier is not None)
+
+
+def _with_key(
+    prepared: Prepared, known: Known, options: RunOptions, warnings: list[str]
+) -> RunOptions:
+    """``options``, with the key of the run whose results sheet this is when none is given:
+    its rows are matched by that column as they were then."""
+    if options.key is not None or not prepared.refs:
+        return options
+    columns = set()
+    for ref in prepared.refs:
+        record = known.run_by_ref(ref)
+        if record is not None:
+            columns.add(record.options.get("key"))
+    column = columns.pop() if len(columns) == 1 else None
+    if column is None or column not in prepared.data_headers:
+        return options
+    warnings.append(f"rows are matched by column {column!r}, the --key of the run they came from")
+    return dataclasses.replace(options, key=column)
 
 
 def _spooled(
@@ -943,8 +1356,10 @@ def _summary(
 ) -> tuple[RunSummary, Path]:
     """A run's summary as it begins, and where its results go (``NAME.{kind}.xlsx|csv`` by
     default)."""
-    results = options.results or default_results_path(prepared.source.path, kind)
-    check_results_path(results)
+    results = options.results or default_results_path(
+        prepared.source.path, kind, numbered=prepared.earlier is not None
+    )
+    check_results_path(results, prepared.source.path)
     target = client.credentials.target if client else "offline (no credentials)"
     summary = RunSummary(
         source=prepared.source.path,
@@ -961,8 +1376,10 @@ def _finish(
     prepared: Prepared,
     results: Path,
     clock: float,
+    place: Callable[[Row], tuple[int, str]] | None = None,
 ) -> RunSummary:
-    """Write the results (every row, in source order) and complete the summary."""
+    """Write the results (every row, in source order, with its ``place``: see
+    :meth:`Lineage.cells`) and complete the summary."""
     counts: Counter[str] = Counter()
     codes: Counter[str] = Counter()
     with open_results(results, prepared.data_headers) as sheet:
@@ -970,7 +1387,7 @@ def _finish(
             counts[outcome.result] += 1
             if outcome.error_code is not None:
                 codes[str(outcome.error_code)] += 1
-            sheet.add(row, outcome)
+            sheet.add(row, outcome, place(row) if place is not None else None)
         summary.counts, summary.codes = counts, codes
         summary.seconds = time.monotonic() - clock
         sheet.close(summary.sheet_lines(), codes)
@@ -985,9 +1402,11 @@ async def validate_source(
     target: str | None = None,
 ) -> RunSummary:
     """Every check of a run, online ones when a ``client`` is given, and nothing sent to
-    addOrUpdateTask: a results sheet whose ``result`` is ``valid`` or ``invalid``. With
-    ``--key``, each valid row's message says what a run into the target (``client``'s, else
-    ``target``) would do with it: create, update or leave it unchanged."""
+    addOrUpdateTask: a results sheet whose ``result`` is ``valid`` or ``invalid``, and the plan
+    (what a run into the target, ``client``'s else ``target``, would do with each row: create,
+    update a task this tool made, update one it did not make, leave unchanged), from the
+    journal. Rows that would update tasks this tool did not make, unless the user said they
+    may, make the summary a refusal (exit 2), as the run would be."""
     clock = time.monotonic()
     prepared, directory = await prepare_online(source_path, client, options)
     summary, results_path = _summary(prepared, options, client, "validation")
@@ -997,54 +1416,69 @@ async def validate_source(
             "and IVVY_API_SECRET, or give --sandbox)"
         )
     target = client.credentials.target if client is not None else target
-    plan = None
-    if options.key is not None and target is not None:
-        plan = KeyPlan(options.state or default_journal_path(target), target, options.key)
-    elif options.key is not None:
-        summary.warnings.append("no target (no credentials): the plan per row is not shown")
-
-    def verdicts() -> Iterator[tuple[Row, Outcome]]:
+    db = read_only_journal(options.state or default_journal_path(target)) if target else None
+    if target is None:
+        summary.warnings.append(
+            "no target (no credentials): the plan counts every row without a task id as a "
+            "create, and every task id as a task this tool did not make"
+        )
+    try:
+        known = Known(db, target or "")
+        options = _with_key(prepared, known, options, summary.warnings)
+        unknown = unknown_ids(prepared, known)
+        if unknown.rows and not prepared.may_update_theirs(options):
+            summary.refusal = unknown.refusal(prepared.id_column, target or "the target")
+        origin = fingerprint(prepared.source.path, prepared.source.sheet)
+        if (latest := known.latest_import(origin)) is not None:
+            record, counts = latest
+            done = ", ".join(f"{n} {r}" for r, n in sorted(counts.items()))
+            summary.previous = (
+                f"this file was imported into {target} on {record.finished or record.started} "
+                f"(run {record.id}: {done}): a run now leaves its rows unchanged, or updates "
+                "those that changed; it creates none of them again"
+            )
+            summary.warnings.append(summary.previous)
+        lineage = Lineage(known, prepared, origin, "")
+        planner = Planner(known, lineage, options.key)
         checked_all = checked_rows(
             prepared, directory, default_venue=options.venue_id, key=options.key,
             only=options.only,
         )  # fmt: skip
-        for row, checked in checked_all:
-            if isinstance(checked, Payload):
-                verb, message = plan(row, checked) if plan else ("", "")
-                if verb:
-                    summary.plan[verb] += 1
-                checked = Outcome("valid", message=message, warnings=checked.warnings)
-            yield row, checked
-
-    try:
-        return _finish(summary, verdicts(), prepared, results_path, clock)
+        verdicts = _planned(planner, checked_all, summary.plan)
+        return _finish(summary, verdicts, prepared, results_path, clock, lineage.cells)
     finally:
-        if plan is not None:
-            plan.close()
+        if db is not None:
+            db.close()
 
 
-class KeyPlan:
-    """What a run would do with each keyed row: read from the journal, which is not locked
-    (a run may be writing it)."""
+#: The plan's name for rows of a results sheet that ``--only`` did not pick.
+KEPT = "kept (not picked by --only)"
 
-    def __init__(self, path: Path, target: str, column: str) -> None:
-        self._target = target
-        self._column = column
-        self._db = read_only_journal(path)
 
-    def __call__(self, row: Row, payload: Payload) -> tuple[str, str]:
-        task = payload.params.get("id")
-        value = key_of(row, self._column)
-        known = lookup_keys(self._db, self._target, self._column, [value]) if value else {}
-        if task is not None:
-            return "update", f"plan: update task {task}"
-        if value not in known:
-            return "create", "plan: create"
-        task_id, digest = known[value]
-        if digest == digest_of(payload.params):
-            return "unchanged", f"plan: unchanged (task {task_id})"
-        return "update", f"plan: update task {task_id}"
+def _planned(
+    planner: Planner, checked: Iterator[tuple[Row, Payload | Outcome]], plan: Counter[str]
+) -> Iterator[tuple[Row, Outcome]]:
+    """Each row's verdict for ``validate``: valid (its message the plan), or why not; the plan
+    counted in ``plan``."""
+    group: list[tuple[Row, Payload | Outcome]] = []
 
-    def close(self) -> None:
-        if self._db is not None:
-            self._db.close()
+    def verdicts() -> Iterator[tuple[Row, Outcome]]:
+        for decision in planner.decide(group):
+            checked = decision.checked
+            if decision.verb == INVALID:
+                assert isinstance(checked, Outcome)
+                plan[INVALID if checked.result == "invalid" else KEPT] += 1
+                yield decision.row, checked
+                continue
+            plan[decision.verb] += 1
+            yield (
+                decision.row,
+                Outcome("valid", message=message_of(decision), warnings=checked.warnings),
+            )
+
+    for item in checked:
+        group.append(item)
+        if len(group) >= Feed.GROUP:
+            yield from verdicts()
+            group = []
+    yield from verdicts()

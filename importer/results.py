@@ -30,7 +30,14 @@ from .errors import UsageError
 from .fields import describe_code
 from .model import Outcome, Row
 
-RESULT_COLUMNS = ("row", "result", "task_id", "error_code", "field", "message", "warnings")
+RESULT_COLUMNS = (
+    "row", "result", "task_id", "error_code", "field", "message", "warnings", "run_ref"
+)  # fmt: skip
+#: Results sheets of earlier versions end with these (no ``run_ref``).
+_OLDER_COLUMNS = RESULT_COLUMNS[:-1]
+#: Source suffixes, for the results' names.
+_TEXT_SUFFIXES = (".csv", ".tsv", ".txt", "")
+_SOURCE_SUFFIXES = (*_TEXT_SUFFIXES[:-1], ".xlsx", ".xlsm", ".xlsb", ".xls", ".ods")
 #: Text starting with these is read as a formula (or as a DDE payload) by spreadsheets (OWASP).
 _FORMULA_STARTS = ("=", "+", "-", "@", "\t", "\r", "\0")
 #: Text that :func:`neutralise` prefixes: a formula start, after any quotes already there (so
@@ -91,22 +98,67 @@ def whole(value: Any) -> Any:
     return value
 
 
-def default_results_path(source: Path, kind: str = "results") -> Path:
+def default_results_path(source: Path, kind: str = "results", *, numbered: bool = False) -> Path:
     """``NAME.results.xlsx`` beside a workbook, ``NAME.results.csv`` beside a text file
-    (``validate`` writes ``NAME.validation…``)."""
-    suffix = ".csv" if source.suffix.lower() in (".csv", ".tsv", ".txt", "") else ".xlsx"
-    stem = source.stem.removesuffix(".results").removesuffix(".validation")
-    return source.with_name(f"{stem}.{kind}{suffix}")
+    (``validate`` writes ``NAME.validation…``). Where another source of the same name sits
+    beside it (``X.xls`` and ``X.xlsx``), its extension joins the name: ``X.xls.results.xlsx``.
+    ``numbered`` (a results sheet read back, whose own name or an earlier round's this would
+    be): the first free ``NAME.results.N.xlsx`` from 2."""
+    suffix = ".csv" if source.suffix.lower() in _TEXT_SUFFIXES else ".xlsx"
+    stem = re.sub(r"\.(results|validation)(\.\d+)?$", "", source.stem)
+    siblings = [
+        source.with_name(stem + other)
+        for other in _SOURCE_SUFFIXES
+        if other != source.suffix.lower() and (suffix == ".csv") == (other in _TEXT_SUFFIXES)
+    ]
+    if any(s.exists() for s in siblings):
+        stem = f"{stem}{source.suffix.lower()}"
+    plain = source.with_name(f"{stem}.{kind}{suffix}")
+    if not numbered and not _same_file(plain, source):
+        return plain
+    number = 2
+    while (path := source.with_name(f"{stem}.{kind}.{number}{suffix}")).exists() or _same_file(
+        path, source
+    ):
+        number += 1
+    return path
 
 
-def check_results_path(path: Path) -> None:
-    """UsageError unless the results can be written as ``path`` says (checked before a run)."""
+def _same_file(a: Path, b: Path) -> bool:
+    try:
+        return a.resolve() == b.resolve() or (a.exists() and b.exists() and a.samefile(b))
+    except OSError:
+        return False
+
+
+def check_results_path(path: Path, source: Path | None = None) -> None:
+    """UsageError unless the results can be written as ``path`` says (checked before a run):
+    a .xlsx or .csv file, not the source, in a folder that exists and can be written."""
     if path.suffix.lower() not in FORMATS:
         raise UsageError(
             f"--results {path}: the results are written as .xlsx or .csv, not {path.suffix!r}"
         )
     if path.is_dir():
         raise UsageError(f"--results {path} is a folder: give a file name ending .xlsx or .csv")
+    if source is not None and _same_file(path, source):
+        raise UsageError(
+            f"--results {path} is the source itself: the results would overwrite it; give "
+            "another file name"
+        )
+    folder = path.parent
+    if not folder.is_dir():
+        raise UsageError(
+            f"--results {path}: the folder {folder} does not exist (it is not created: check "
+            "the path, or create the folder first)"
+        )
+    try:
+        fd, probe = tempfile.mkstemp(dir=folder, prefix=f".{path.name}.", suffix=".probe")
+    except OSError as exc:
+        raise UsageError(
+            f"--results {path}: cannot write in {folder} ({exc.strerror or exc}); nothing was sent"
+        ) from None
+    os.close(fd)
+    os.unlink(probe)
 
 
 def result_headers(source_headers: Sequence[str]) -> list[str]:
@@ -119,31 +171,37 @@ def result_headers(source_headers: Sequence[str]) -> list[str]:
 
 def earlier_columns(headers: Sequence[str]) -> dict[str, str] | None:
     """For a results sheet read as a source: our column name → its header; ``None`` for any
-    other source. Ours are the last seven, each possibly ``import_``-prefixed."""
-    if len(headers) < len(RESULT_COLUMNS):
-        return None
-    tail = headers[-len(RESULT_COLUMNS) :]
-    if all(h in (c, f"import_{c}") for h, c in zip(tail, RESULT_COLUMNS, strict=True)):
-        return dict(zip(RESULT_COLUMNS, tail, strict=True))
+    other source. Ours are the last eight (seven in earlier versions, without ``run_ref``),
+    each possibly ``import_``-prefixed."""
+    for ours in (RESULT_COLUMNS, _OLDER_COLUMNS):
+        if len(headers) < len(ours):
+            continue
+        tail = headers[-len(ours) :]
+        if all(h in (c, f"import_{c}") for h, c in zip(tail, ours, strict=True)):
+            return dict(zip(ours, tail, strict=True))
     return None
 
 
-def outcome_cells(row: Row, outcome: Outcome) -> list[Any]:
+def outcome_cells(row: Row, outcome: Outcome, origin: tuple[int, str] | None = None) -> list[Any]:
+    """Our cells for a row: ``origin`` is its number in the file first imported and the
+    reference of the run that imported it (default: its own number, no reference)."""
+    line, ref = origin or (row.number, "")
     return [
-        row.number,
+        line,
         outcome.result,
         outcome.task_id,
         outcome.error_code,
         outcome.field,
         outcome.message,
         "; ".join(outcome.warnings),
+        ref,
     ]
 
 
 @contextmanager
 def _atomic_path(path: Path) -> Iterator[Path]:
-    """A temporary path beside ``path``, renamed to it when the block ends well, else removed."""
-    path.parent.mkdir(parents=True, exist_ok=True)
+    """A temporary path beside ``path``, renamed to it when the block ends well, else removed
+    (the folder must exist: it is not created)."""
     fd, temporary = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.", suffix=".tmp")
     os.close(fd)
     os.chmod(temporary, _FILE_MODE)  # as any file the user makes, not mkstemp's owner-only
@@ -170,7 +228,7 @@ class ResultsWriter:
         self.headers = list(source_headers)
         self.rows = 0
 
-    def add(self, row: Row, outcome: Outcome) -> None:
+    def add(self, row: Row, outcome: Outcome, origin: tuple[int, str] | None = None) -> None:
         raise NotImplementedError
 
     def close(self, summary: Sequence[tuple[str, Any]], codes: Mapping[str, int]) -> None:
@@ -183,9 +241,10 @@ class CsvResults(ResultsWriter):
         self._writer = csv.writer(handle)
         self._writer.writerow([neutralise(h) for h in result_headers(source_headers)])
 
-    def add(self, row: Row, outcome: Outcome) -> None:
+    def add(self, row: Row, outcome: Outcome, origin: tuple[int, str] | None = None) -> None:
         cells = [row.cells.get(h, "") for h in self.headers]
-        self._writer.writerow([_csv_cell(v) for v in (*cells, *outcome_cells(row, outcome))])
+        ours = outcome_cells(row, outcome, origin)
+        self._writer.writerow([_csv_cell(v) for v in (*cells, *ours)])
         self.rows += 1
 
     def close(self, summary: Sequence[tuple[str, Any]], codes: Mapping[str, int]) -> None:
@@ -232,9 +291,10 @@ class XlsxResults(ResultsWriter):
             cells.append(cell)
         return cells
 
-    def add(self, row: Row, outcome: Outcome) -> None:
+    def add(self, row: Row, outcome: Outcome, origin: tuple[int, str] | None = None) -> None:
         cells = [row.cells.get(h) for h in self.headers]
-        self._sheet.append([_xlsx_value(v) for v in (*cells, *outcome_cells(row, outcome))])
+        ours = outcome_cells(row, outcome, origin)
+        self._sheet.append([_xlsx_value(v) for v in (*cells, *ours)])
         self.rows += 1
 
     def close(self, summary: Sequence[tuple[str, Any]], codes: Mapping[str, int]) -> None:

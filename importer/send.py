@@ -325,12 +325,13 @@ def _as_create(payload: Payload) -> Payload:
 
 
 def _failed(payload: Payload, exc: ApiError, message: str | None = None) -> Outcome:
-    return Outcome(
-        "failed",
-        error_code=exc.code,
-        field=_field_of(payload, exc),
-        message=message or exc.full_message,
-    )
+    text = message or exc.full_message
+    if payload.is_update and exc.specific_code == MISSING_TASK:
+        text += (
+            f" (task {payload.params['id']} was deleted in iVvy: give --recreate-missing to "
+            "create it again)"
+        )
+    return Outcome("failed", error_code=exc.code, field=_field_of(payload, exc), message=text)
 
 
 def _field_of(payload: Payload, exc: ApiError) -> str | None:

@@ -213,7 +213,7 @@ def mapping_example(name: str) -> str:
         "# The profile below already decides everything listed; the lines are here to be changed.",
         f'profile = "{name}"',
         "",
-        "[columns]  # source column = iVvy field (or \"ignore\")",
+        '[columns]  # source column = iVvy field (or "ignore")',
     ]
     lines += [f"{toml_string(column)} = {toml_string(f)}" for column, f in profile.columns.items()]
     lines += [

@@ -1,16 +1,25 @@
 """Undo an import: the API has no task delete, so every task the run created is set to Cancelled
-(status 3). Updates cannot be undone (the values they replaced are not known): they are listed.
+(status 3), and every task it updated gets back the values it had before (read from iVvy and
+journalled before the update was sent).
 
-An undo is journalled like a run (each row in flight before it is sent, done after), so a stopped
-undo goes on where it stopped when it is run again.
+A task changed in iVvy since the run wrote it is left as it is, and the undo says so: undo puts
+back only what the run changed, never a person's later work. An undo is journalled like a run
+(each row in flight before it is sent, done after), so a stopped undo goes on where it stopped
+when it is run again; ``plan_only`` lists what it would do and sends nothing.
 """
 
 from __future__ import annotations
 
 import asyncio
+import html
+import json
+import re
 import time
-from collections.abc import Iterator
+from collections.abc import Iterator, Mapping
+from dataclasses import dataclass
+from datetime import UTC, datetime
 from pathlib import Path
+from typing import Any
 
 from .client import IvvyClient
 from .errors import UsageError
@@ -23,9 +32,9 @@ from .journal import (
     read_only_journal,
 )
 from .model import Outcome, Payload, Row
-from .pipeline import Feed, RunSummary, settle_in_flight
-from .reconcile import Reconciler
-from .results import open_results
+from .pipeline import INVALID, UPDATE, Decision, Feed, RunSummary, settle_in_flight
+from .reconcile import Reconciler, same_text
+from .results import check_results_path, open_results
 from .send import SendOptions, send_all
 
 CANCELLED = 3
@@ -49,10 +58,31 @@ def _chosen(journal: Journal, target: str, run_id: int | None) -> RunRecord:
     return chosen
 
 
-def undo_results_path(original: RunRecord) -> Path:
+def undo_results_path(original: RunRecord, *, plan: bool = False) -> Path:
     base = Path(original.results or original.source)
     stem = base.name.split(".")[0]
-    return base.with_name(f"{stem}.undo-{original.id}.csv")
+    return base.with_name(f"{stem}.undo-{original.id}{'.plan' if plan else ''}.csv")
+
+
+@dataclass(frozen=True)
+class Touched:
+    """A row the import created or updated: its task, and for an update what it sent, the
+    task's values before, and when."""
+
+    number: int
+    result: str
+    task_id: int
+    sent: dict[str, Any] | None = None
+    before: dict[str, Any] | None = None
+    sent_at: float | None = None
+
+
+#: The slack allowed between the time the import wrote a task and the ``modifiedDate`` iVvy
+#: gave it (seconds, on iVvy's clock): a later one means someone changed the task since.
+EDIT_SLACK = 2.0
+_IDS = ("assignedUserId", "contactId", "companyId", "leadId", "venueId")
+_BREAKS = re.compile(r"<br\s*/?>|</p>\s*<p[^>]*>", re.IGNORECASE)
+_TAGS = re.compile(r"</?[A-Za-z][^>]*>")
 
 
 async def undo_run(
@@ -63,14 +93,17 @@ async def undo_run(
     results: Path | None = None,
     concurrency: int = 8,
     stop: asyncio.Event | None = None,
+    plan_only: bool = False,
 ) -> RunSummary:
-    """Cancel every task import run ``run_id`` (default: the latest into this target) created;
-    the summary, with a results sheet of every row it created or updated."""
+    """Undo import run ``run_id`` (default: the latest into this target): cancel every task it
+    created, put back the values of every task it updated (unless changed in iVvy since); the
+    summary, with a results sheet of every row it created or updated. ``plan_only``: what it
+    would do, in the summary's plan and a sheet; nothing is sent."""
     clock = time.monotonic()
     stop = stop or asyncio.Event()
     target = client.credentials.target
     await client.measure_clock()
-    with Journal(state or default_journal_path(target)) as journal:
+    with Journal(state or default_journal_path(target), make_folder=state is None) as journal:
         reconciler = Reconciler(client)
         await settle_in_flight(journal, target, reconciler, client)
         original = _chosen(journal, target, run_id)
@@ -80,7 +113,16 @@ async def undo_run(
             raise UsageError(
                 f"run {original.id} was already undone on {earlier.finished}; see {earlier.results}"
             )
-        results = results or undo_results_path(original)
+        results = results or undo_results_path(original, plan=plan_only)
+        check_results_path(results)
+        current = await _current(client, _updated_tasks(journal, original.id))
+        actions = _Actions(original, current, client.clock_offset)
+        summary = RunSummary(source=Path(original.source), results=results, target=target)
+        summary.journal, summary.undoes = journal.path, original.id
+        if plan_only:
+            _write_plan(summary, journal, original, actions)
+            summary.seconds = time.monotonic() - clock
+            return summary
         if earlier is not None:
             record = journal.reopen(earlier.id, str(results))
         else:
@@ -95,87 +137,288 @@ async def undo_run(
             )
         run = RunJournal(journal, record)
         finished = run.done_numbers()
-        # The rows the import created, streamed through a second, reading connection (the
-        # journal's own writes go on beside it).
-        reader = read_only_journal(journal.path)
-        assert reader is not None  # the journal exists: it is open
+        touched = _stream_touched(journal, original.id)
         try:
-            created = reader.execute(
-                "SELECT number, task_id FROM rows WHERE run = ? AND state = 'done' "
-                "AND result = 'created' AND task_id IS NOT NULL ORDER BY number",
-                (original.id,),
-            )
 
             def rows() -> Iterator[tuple[Row, Payload | Outcome]]:
-                for number, task_id in created:
-                    if not is_done(finished, number):
-                        row = Row(number, {})
-                        yield row, Payload(row, {"id": task_id, "status": CANCELLED})
+                for row in touched:
+                    if not is_done(finished, row.number):
+                        yield Row(row.number, {}), actions.of(row)
 
-            feed = Feed(run, rows(), stop, key=None, target=target)
+            feed = Feed(run, rows(), stop, _as_given, keep_befores=False)
             options = SendOptions(concurrency=concurrency)
             stats = await send_all(
                 client, feed.payloads(), feed.record, options, reconciler, stop=stop
             )
             feed.release()
         finally:
-            reader.close()
-        journal.forget_cancelled(target, record.id)
-        summary = RunSummary(source=Path(original.source), results=results, target=target)
-        summary.journal, summary.run_id = journal.path, record.id
-        summary.undoes = original.id
+            touched.close()
+        journal.forget_undone(target, record.id, original.id)
+        summary.run_id = record.id
         summary.interrupted = stop.is_set()
         if stats.session_ended is not None:
             summary.session_ended = stats.session_ended.full_message
         summary.seconds = time.monotonic() - clock
-        _write(summary, journal, original, run)
+        _write(summary, journal, original, run, actions)
         journal.end(record.id, "stopped" if summary.interrupted else "finished")
     return summary
 
 
-def _write(summary: RunSummary, journal: Journal, original: RunRecord, run: RunJournal) -> None:
-    """The undo's results: each row the import created (cancelled, or why not) or updated (which
-    cannot be undone), in row order; the import's rows and the undo's, merged as they stream."""
-    touched = _stream_touched(journal, original.id)
-    undone = run.outcomes()
-    pending = next(undone, None)
-    with open_results(summary.results, []) as sheet:
-        for number, result, task_id in touched:
-            while pending is not None and pending[0] < number:
-                pending = next(undone, None)
-            done = pending[1] if pending is not None and pending[0] == number else None
-            row = Row(number, {})
-            if result == "updated":
-                outcome = Outcome(
-                    "skipped",
-                    task_id=task_id,
-                    message=f"run {original.id} updated this task: an update cannot be undone "
-                    "(the values it replaced are not known)",
-                )
-            elif done is not None and done.result == "updated":
-                outcome = Outcome("updated", task_id=task_id, message="set to Cancelled")
-            elif done is not None:
-                outcome = done
+def _as_given(group: list[tuple[Row, Payload | Outcome]]) -> list[Decision]:
+    """An undo's rows are sent as they are: each an update of a task the import made."""
+    return [
+        Decision(UPDATE if isinstance(c, Payload) else INVALID, row, c, "", row.number)
+        for row, c in group
+    ]
+
+
+class _Actions:
+    """What the undo does with each row the import touched: cancel a task it created, put
+    back a task it updated (``current``: the updated tasks as iVvy holds them now), or leave
+    a task changed since (an ``Outcome``)."""
+
+    def __init__(
+        self, original: RunRecord, current: Mapping[int, Mapping[str, Any]], offset: float
+    ) -> None:
+        self._original = original
+        self._current = current
+        self._offset = offset
+
+    def of(self, row: Touched) -> Payload | Outcome:
+        number = Row(row.number, {})
+        if row.result == "created":
+            return Payload(number, {"id": row.task_id, "status": CANCELLED})
+        run = self._original.id
+        if row.before is None or row.sent is None:
+            message = (
+                f"run {run} updated this task and the values it replaced were not read (a run "
+                "of an earlier version): it cannot be put back"
+            )
+            return _left(row, message)
+        now = self._current.get(row.task_id)
+        if now is None:
+            return _left(row, "this task is no longer in iVvy: nothing to put back")
+        changed = changed_fields(now, row.sent)
+        if changed:
+            return _left(row, f"changed in iVvy since run {run} updated it ({', '.join(changed)} "
+                         "differ from what the run set): left as it is")  # fmt: skip
+        modified = _stamp(now.get("modifiedDate"))
+        if modified is not None and row.sent_at is not None:
+            written = row.sent_at + self._offset + EDIT_SLACK
+            if modified.timestamp() > written:
+                return _left(row, f"changed in iVvy on {now.get('modifiedDate')}, after run "
+                             f"{run} updated it: left as it is")  # fmt: skip
+        params, lost = restore_params(row.task_id, row.before, row.sent)
+        if len(params) <= 1:
+            return _left(row, f"run {run}'s changes cannot be put back ({', '.join(lost)})")
+        return Payload(number, params, warnings=tuple(
+            f"{name}: the value before run {run} was empty and iVvy cannot clear it"
+            for name in lost
+        ))  # fmt: skip
+
+
+def _left(row: Touched, message: str) -> Outcome:
+    return Outcome("skipped", task_id=row.task_id, message=message)
+
+
+def restore_params(
+    task_id: int, before: Mapping[str, Any], sent: Mapping[str, Any]
+) -> tuple[dict[str, Any], list[str]]:
+    """The update that puts back what ``sent`` changed, from ``before`` (the task as iVvy
+    listed it then), and the fields it cannot put back (an id that was empty)."""
+    params: dict[str, Any] = {"id": task_id}
+    lost: list[str] = []
+    for name in changed_fields(before, sent):
+        old = before.get(name)
+        if name == "name":
+            params[name] = html.unescape(str(old or ""))
+        elif name == "description":
+            params[name] = text_of(old)
+        elif name == "endDatetime":
+            if old:
+                params[name] = str(old).removesuffix(" UTC")
             else:
-                outcome = Outcome("skipped", task_id=task_id, message="not cancelled yet: the "
-                                  "undo was stopped; run it again to go on")  # fmt: skip
-            summary.counts[outcome.result] += 1
-            if outcome.error_code is not None:
-                summary.codes[str(outcome.error_code)] += 1
-            sheet.add(row, outcome)
+                lost.append(name)
+        elif name in _IDS or name == "status":
+            number = _integer(old, zero=name == "status")
+            if number is None and name == "contactId":
+                number = _integer(before.get("companyContactId"))
+            if number is None:
+                lost.append(name)
+            else:
+                params[name] = number
+        elif old not in (None, ""):
+            params[name] = old
+        else:
+            lost.append(name)
+    return params, lost
+
+
+def changed_fields(now: Mapping[str, Any], sent: Mapping[str, Any]) -> list[str]:
+    """The fields among those ``sent`` whose value iVvy holds now is not what was sent."""
+    changed = []
+    for name, value in sent.items():
+        if name == "id":
+            continue
+        held = now.get(name)
+        if name in ("name", "description"):
+            same = same_text(held, value)
+        elif name == "endDatetime":
+            same = str(held or "").removesuffix(" UTC") == str(value)
+        elif name in _IDS or name == "status":
+            same = _integer(held, zero=True) == _integer(value, zero=True)
+            if not same and name == "contactId":
+                same = _integer(now.get("companyContactId")) == _integer(value)
+        else:
+            same = str(held or "").strip().lower() == str(value).strip().lower()
+        if not same:
+            changed.append(name)
+    return changed
+
+
+def text_of(stored: Any) -> str:
+    """A description iVvy holds as HTML, as the text to send back: paragraphs and line breaks
+    as new lines, tags dropped, entities decoded."""
+    if stored is None:
+        return ""
+    value = str(stored)
+    if "<" in value:
+        value = _TAGS.sub("", _BREAKS.sub("\n", value))
+    return html.unescape(value).strip()
+
+
+def _integer(value: Any, *, zero: bool = False) -> int | None:
+    """An id or a status as a number (an id of 0 is none; ``zero``: a status of 0 is one)."""
+    if value is None or isinstance(value, bool):
+        return None
+    try:
+        number = int(str(value).strip())
+    except ValueError:
+        return None
+    return number if number or zero else None
+
+
+def _stamp(value: Any) -> datetime | None:
+    try:
+        moment = datetime.strptime(str(value).removesuffix(" UTC"), "%Y-%m-%d %H:%M:%S")
+    except ValueError:
+        return None
+    return moment.replace(tzinfo=UTC)
+
+
+def _updated_tasks(journal: Journal, run_id: int) -> set[int]:
+    return {
+        task_id
+        for (task_id,) in journal.db.execute(
+            "SELECT task_id FROM rows WHERE run = ? AND state = 'done' AND result = 'updated' "
+            "AND task_id IS NOT NULL",
+            (run_id,),
+        )
+    }
+
+
+async def _current(client: IvvyClient, wanted: set[int]) -> dict[int, dict[str, Any]]:
+    """The tasks among ``wanted`` as iVvy lists them now (one pass over getTaskList)."""
+    found: dict[int, dict[str, Any]] = {}
+    if not wanted:
+        return found
+    async for task in client.iter_collection("crm", "getTaskList"):
+        ident = int(task.get("id") or 0)
+        if ident in wanted:
+            found[ident] = dict(task)
+            if len(found) == len(wanted):
+                break
+    return found
+
+
+def _describe(row: Touched, action: Payload | Outcome, original: int) -> tuple[str, Outcome]:
+    """The plan's verb for a row, and what its plan sheet says."""
+    if isinstance(action, Outcome):
+        return "leave", action
+    if row.result == "created":
+        return "cancel", Outcome("valid", task_id=row.task_id, message="plan: set to Cancelled")
+    fields = ", ".join(k for k in action.params if k != "id")
+    message = f"plan: put back the values run {original} replaced ({fields})"
+    return "restore", Outcome("valid", task_id=row.task_id, message=message,
+                              warnings=action.warnings)  # fmt: skip
+
+
+def _write_plan(
+    summary: RunSummary, journal: Journal, original: RunRecord, actions: _Actions
+) -> None:
+    with open_results(summary.results, []) as sheet:
+        touched = _stream_touched(journal, original.id)
+        try:
+            for row in touched:
+                verb, outcome = _describe(row, actions.of(row), original.id)
+                summary.plan[verb] += 1
+                summary.counts[outcome.result] += 1
+                sheet.add(Row(row.number, {}), outcome)
+        finally:
+            touched.close()
         sheet.close(summary.sheet_lines(), summary.codes)
 
 
-def _stream_touched(journal: Journal, run_id: int) -> Iterator[tuple[int, str, int]]:
+def _write(
+    summary: RunSummary,
+    journal: Journal,
+    original: RunRecord,
+    run: RunJournal,
+    actions: _Actions,
+) -> None:
+    """The undo's results: each row the import created (cancelled, or why not) or updated (put
+    back, or why not), in row order; the import's rows and the undo's, merged as they stream."""
+    touched = _stream_touched(journal, original.id)
+    undone = run.outcomes()
+    pending = next(undone, None)
+    try:
+        with open_results(summary.results, []) as sheet:
+            for row in touched:
+                while pending is not None and pending[0] < row.number:
+                    pending = next(undone, None)
+                done = pending[1] if pending is not None and pending[0] == row.number else None
+                verb = "cancelled" if row.result == "created" else "put back"
+                if done is not None and done.result == "updated":
+                    message = ("set to Cancelled" if row.result == "created" else
+                               f"put back the values run {original.id} replaced")  # fmt: skip
+                    outcome = Outcome("updated", task_id=row.task_id, message=message,
+                                      warnings=done.warnings)  # fmt: skip
+                elif done is not None:
+                    outcome = done
+                else:
+                    outcome = Outcome("skipped", task_id=row.task_id, message=f"not {verb} yet: "
+                                      "the undo was stopped; run it again to go on")  # fmt: skip
+                summary.counts[outcome.result] += 1
+                if outcome.error_code is not None:
+                    summary.codes[str(outcome.error_code)] += 1
+                summary.plan["cancel" if row.result == "created" else "restore"] += (
+                    outcome.result == "updated"
+                )
+                sheet.add(Row(row.number, {}), outcome)
+            sheet.close(summary.sheet_lines(), summary.codes)
+    finally:
+        touched.close()
+
+
+def _stream_touched(journal: Journal, run_id: int) -> Iterator[Touched]:
     """The rows run ``run_id`` created or updated, in row order, read on a connection of their
     own (the undo's outcomes are read on the journal's meanwhile)."""
     reader = read_only_journal(journal.path)
     assert reader is not None
     try:
-        yield from reader.execute(
-            "SELECT number, result, task_id FROM rows WHERE run = ? AND state = 'done' "
-            "AND result IN ('created', 'updated') ORDER BY number",
+        for number, result, task_id, params, before, sent_at in reader.execute(
+            "SELECT number, result, task_id, params, before, sent_at FROM rows WHERE run = ? "
+            "AND state = 'done' AND result IN ('created', 'updated') AND task_id IS NOT NULL "
+            "ORDER BY number",
             (run_id,),
-        )
+        ):
+            yield Touched(
+                number,
+                result,
+                task_id,
+                json.loads(params) if params else None,
+                json.loads(before) if before else None,
+                sent_at,
+            )
     finally:
         reader.close()

@@ -19,8 +19,9 @@ from click.testing import CliRunner
 from importer.cli import main
 from importer.client import IvvyClient
 from importer.journal import Journal, default_journal_path
-from importer.undo import undo_run
+from importer.undo import EDIT_SLACK, undo_run
 
+from .conftest import sent
 from .test_cli_run import env_for, read_results
 
 HEADERS = ["Legacy Id", "Task Name", "Due Date", "Contact ID", "Status"]
@@ -137,7 +138,16 @@ def test_only_failed_sends_the_failed_rows_of_a_results_sheet_again(make_sandbox
     assert [r["result"] for r in read_results(tmp_path / "b.results.csv")] == [
         "unchanged", "unchanged", "failed"
     ]  # fmt: skip
+    # The row is still the row of the deleted task (keyed as its run was): failed again, unless
+    # told to create it anew.
     again = invoke(server, "run", tmp_path / "b.results.csv", "--only", "failed", "--json")
+    assert again.exit_code == 1, again.output
+    assert as_json(again)["counts"] == {"unchanged": 2, "failed": 1}
+    assert "recreate-missing" in read_results(Path(as_json(again)["results"]))[2]["message"]
+    again = invoke(
+        server, "run", tmp_path / "b.results.csv", "--only", "failed", "--recreate-missing",
+        "--json",
+    )  # fmt: skip
     assert again.exit_code == 0, again.output
     assert as_json(again)["counts"] == {"unchanged": 2, "created": 1}
     assert sorted(t["name"] for t in server.tasks()) == ["Task 0", "Task 1", "Task 2"]
@@ -172,8 +182,10 @@ def test_re_running_a_finished_source_says_so_and_what_to_do(sandbox, tmp_path):
     resumed = invoke(sandbox, "run", source, "--resume")
     assert resumed.exit_code == 2 and "nothing to resume" in resumed.output
     assert len(sandbox.tasks()) == 3
-    forced = invoke(sandbox, "run", source, "--new-run")
-    assert forced.exit_code == 0 and len(sandbox.tasks()) == 6
+    # A new run goes through every row again: each has its task, none is created twice.
+    forced = invoke(sandbox, "run", source, "--new-run", "--json")
+    assert forced.exit_code == 0 and as_json(forced)["counts"] == {"unchanged": 3}
+    assert len(sandbox.tasks()) == 3
 
 
 def test_a_second_run_on_a_journal_in_use_refuses(sandbox, tmp_path):
@@ -187,30 +199,76 @@ def test_a_second_run_on_a_journal_in_use_refuses(sandbox, tmp_path):
     assert invoke(sandbox, "run", source, "--state", state).exit_code == 0
 
 
-def test_undo_cancels_what_a_run_created_and_lists_its_updates(make_sandbox, tmp_path):
+def test_undo_cancels_what_a_run_created_and_puts_back_what_it_updated(make_sandbox, tmp_path):
     server = make_sandbox()
     rows = keyed_rows(4)
     invoke(server, "run", write_rows(tmp_path / "n1.csv", rows), "--key", "Legacy Id")
     rows[0]["Status"] = "Done"
+    rows[1]["Task Name"] = "Task 1 & renamed"
     rows.append(keyed_rows(5)[4])
     second = invoke(server, "run", write_rows(tmp_path / "n2.csv", rows), "--key", "Legacy Id")
     assert second.exit_code == 0, second.output
+    before = {t["id"]: t for t in server.tasks()}
+
+    planned = invoke(server, "undo", "--plan", "--json")
+    assert planned.exit_code == 0, planned.output
+    assert as_json(planned)["plan"] == {"cancel": 1, "restore": 2}
+    assert {t["id"]: t for t in server.tasks()} == before  # a plan sends nothing
+    assert [r["message"] for r in read_results(Path(as_json(planned)["results"]))] == [
+        "plan: put back the values run 2 replaced (status)",
+        "plan: put back the values run 2 replaced (name)",
+        "plan: set to Cancelled",
+    ]
 
     undone = invoke(server, "undo", "--json")
-    assert undone.exit_code == 1, undone.output  # an update cannot be undone: a person decides
+    assert undone.exit_code == 0, undone.output
     summary = as_json(undone)
-    assert summary["counts"] == {"updated": 1, "skipped": 1}
+    assert summary["counts"] == {"updated": 3}
     statuses = {t["name"]: t["status"] for t in server.tasks()}
-    assert statuses == {"Task 0": 4, "Task 1": 0, "Task 2": 0, "Task 3": 0, "Task 4": 3}
+    assert statuses == {"Task 0": 0, "Task 1": 0, "Task 2": 0, "Task 3": 0, "Task 4": 3}
+    restores = [b for b in sent(server) if set(b) != {"id", "status"} or b["status"] != 3]
+    assert restores[-2:] == [
+        {"id": restores[-2]["id"], "status": 0}, {"id": restores[-1]["id"], "name": "Task 1"}
+    ]  # fmt: skip
     listed = read_results(Path(summary["results"]))
-    assert [(r["row"], r["result"]) for r in listed] == [("2", "skipped"), ("6", "updated")]
-    assert "cannot be undone" in listed[0]["message"]
+    assert [(r["row"], r["result"]) for r in listed] == [
+        ("2", "updated"), ("3", "updated"), ("6", "updated")
+    ]  # fmt: skip
+    assert "put back" in listed[0]["message"] and listed[2]["message"] == "set to Cancelled"
 
     twice = invoke(server, "undo", "2")
     assert twice.exit_code == 2 and "already undone" in twice.output
+    # The nightly source run again: the restored rows are updated again, the cancelled one
+    # created anew (its legacy id leads nowhere now).
+    again = invoke(server, "run", tmp_path / "n2.csv", "--key", "Legacy Id", "--new-run", "--json")
+    assert as_json(again)["counts"] == {"updated": 2, "unchanged": 2, "created": 1}
     first = invoke(server, "undo", "1", "--json")
     assert first.exit_code == 0, first.output
-    assert len(server.tasks()) == 5 and {t["status"] for t in server.tasks()} == {3}
+    assert len(server.tasks()) == 6
+
+
+def test_undo_leaves_a_task_changed_in_ivvy_since_the_run_updated_it(make_sandbox, tmp_path):
+    server = make_sandbox()
+    rows = keyed_rows(3)
+    invoke(server, "run", write_rows(tmp_path / "n1.csv", rows), "--key", "Legacy Id")
+    for row in rows:
+        row["Status"] = "Done"
+    invoke(server, "run", write_rows(tmp_path / "n2.csv", rows), "--key", "Legacy Id")
+    ids = {t["name"]: t["id"] for t in server.tasks()}
+    # A person changes Task 1's status, and Task 2's description, after the update.
+    time.sleep(EDIT_SLACK + 1.1)  # so that iVvy's modifiedDate shows it came later
+    for name, change in (("Task 1", {"status": 1}), ("Task 2", {"description": "a person's"})):
+        httpx.post(f"{server.base_url}/_sandbox/tasks/{ids[name]}", json=change).raise_for_status()
+
+    undone = invoke(server, "undo", "--json")
+    assert undone.exit_code == 1, undone.output  # tasks left as they are: a person looks
+    assert as_json(undone)["counts"] == {"updated": 1, "skipped": 2}
+    listed = read_results(Path(as_json(undone)["results"]))
+    assert "changed in iVvy since run 2 updated it (status differ" in listed[1]["message"]
+    assert "after run 2 updated it" in listed[2]["message"]
+    tasks = {t["name"]: t for t in server.tasks()}
+    assert {n: t["status"] for n, t in tasks.items()} == {"Task 0": 0, "Task 1": 1, "Task 2": 4}
+    assert "a person" in tasks["Task 2"]["description"]
 
 
 def test_sigkill_three_times_then_resume_creates_every_row_once(make_sandbox, tmp_path):

@@ -327,8 +327,7 @@ def test_pyarrow_s_first_pass_reads_rows_like_the_record_reader_or_steps_aside(
         # short or long record, an empty line.
         records = list(text_records(path, "utf-8-sig", ","))
         assert any(
-            len(cells) != 3 or any("\n" in c or "\r" in c for c in cells)
-            for _, cells in records
+            len(cells) != 3 or any("\n" in c or "\r" in c for c in cells) for _, cells in records
         )
     else:
         assert got == expected

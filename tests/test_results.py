@@ -41,6 +41,7 @@ def test_xlsx_results_have_numbers_text_a_summary_and_errors(sandbox, tmp_path):
         "=1+2,2026-12-02,12,-5\n",
     )
     results = tmp_path / "out" / "t.results.xlsx"
+    results.parent.mkdir()
     outcome = invoke(sandbox, "run", source, "--results", results, "--json")
     assert outcome.exit_code == 1, outcome.output
     assert json.loads(outcome.stdout)["results"] == str(results)
@@ -49,7 +50,7 @@ def test_xlsx_results_have_numbers_text_a_summary_and_errors(sandbox, tmp_path):
     sheet = book["Results"]
     header = [c.value for c in sheet[1]]
     assert header == ["Task Name", "Due Date", "Contact ID", "Code", "row", "result", "task_id",
-                      "error_code", "field", "message", "warnings"]  # fmt: skip
+                      "error_code", "field", "message", "warnings", "run_ref"]  # fmt: skip
     rows = [[c for c in r] for r in sheet.iter_rows(min_row=2)]
     assert len(rows) == 4
     call, ghost, bad, formula = rows
@@ -127,10 +128,13 @@ def test_a_results_sheet_fixed_by_hand_is_sent_again_with_only(sandbox, tmp_path
     headers = list(rows[0])
     assert headers.count("result") == 1 and "import_result" not in headers
 
-    # Rows with a task_id are updates: sending every row again changes nothing in number.
+    # Rows with a task_id are that task's: sending every row again updates the one edited
+    # since, leaves the others unchanged, creates nothing.
     everything = invoke(sandbox, "run", fixed, "--results", tmp_path / "t.all.csv")
     assert everything.exit_code == 0, everything.output
-    assert [r["result"] for r in read_results(tmp_path / "t.all.csv")] == ["updated"] * 4
+    assert [r["result"] for r in read_results(tmp_path / "t.all.csv")] == [
+        "updated", "unchanged", "unchanged", "unchanged"
+    ]  # fmt: skip
     assert len(sandbox.tasks()) == 4
     assert {t["name"] for t in sandbox.tasks()} >= {"Good, renamed"}
 

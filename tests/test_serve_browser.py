@@ -38,7 +38,7 @@ SHEET = (
     "Task,When,Contact ID,Priority,Notes,Legacy ref\n"
     "Call the caterer,2026-12-01 10:00,12,high,Menu for 80,A-1\n"
     "Send the quote,2026-12-02 14:00,13,urgent,<script>alert(1)</script>,A-2\n"
-    "Ring the florist,2026-12-03 09:00,9999,low,=HYPERLINK(\"http://x\"),A-3\n"
+    'Ring the florist,2026-12-03 09:00,9999,low,=HYPERLINK("http://x"),A-3\n'
     "Book the band,2026-12-04 16:00,14,medium,,A-4\n"
 )
 
@@ -135,7 +135,7 @@ def test_the_whole_flow_in_a_browser(sandbox, page_server, tmp_path):
     assert by_row[3]["Priority"] == "high" and by_row[3]["result"] == "created"  # the fix
     assert by_row[3]["Notes"] == "<script>alert(1)</script>"
     assert by_row[4]["result"] == "invalid" and by_row[4]["error_code"] == 24390
-    assert by_row[4]["Notes"] == "'=HYPERLINK(\"http://x\")"  # neutralised in the sheet
+    assert by_row[4]["Notes"] == '\'=HYPERLINK("http://x")'  # neutralised in the sheet
     tasks = {t["name"]: t for t in sandbox.tasks()}
     assert set(tasks) == {"Call the caterer", "Send the quote", "Book the band"}
     assert tasks["Send the quote"]["priority"] == "high"

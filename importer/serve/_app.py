@@ -34,7 +34,19 @@ from ..client import Credentials, IvvyClient, IvvyError
 from ..errors import ImporterError
 from ..fields import describe_code
 from ..map import TARGETS, ColumnMapping, toml_string
-from ..pipeline import RunOptions, open_mapped, prepare, run_import, validate_source
+from ..pipeline import (
+    CREATE,
+    INVALID,
+    KEPT,
+    UNCHANGED,
+    UPDATE,
+    UPDATE_THEIRS,
+    RunOptions,
+    open_mapped,
+    prepare,
+    run_import,
+    validate_source,
+)
 from ..profiles import PROFILES
 from ..read import WORKBOOK_SUFFIXES, list_sheets
 from ..results import RESULT_COLUMNS, unneutralise
@@ -86,6 +98,7 @@ class Page:
                 Route("/u/{id}/mapping.toml", self.mapping_file),
                 Route("/u/{id}/check", self.check),
                 Route("/u/{id}/fix", self.fix, methods=["POST"]),
+                Route("/u/{id}/unfix", self.unfix, methods=["POST"]),
                 Route("/u/{id}/corrected", self.corrected),
                 Route("/u/{id}/import", self.import_page, methods=["GET", "POST"]),
                 Route("/u/{id}/progress", self.progress),
@@ -120,6 +133,9 @@ class Page:
         mapping = upload.folder / "mapping.toml"
         if upload.choices:
             mapping.write_text(mapping_toml(upload.choices, upload.profile), encoding="utf-8")
+        # The page writes its own mapping file: naming the id column there is not the
+        # person's say-so to update tasks this tool did not make (the check page asks).
+        more.setdefault("update_existing", False)
         return RunOptions(
             sheet=upload.sheet,
             profile=upload.profile if not upload.choices else None,
@@ -255,9 +271,14 @@ class Page:
             ((code, n, describe_code(code)) for code, n in summary.codes.items()),
             key=lambda item: -item[1],
         )
+        plan = [(verb, summary.plan[verb]) for verb in PLAN_ORDER if summary.plan.get(verb)]
+        refusal = _plain(Exception(summary.refusal), upload) if summary.refusal else None
+        previous = _plain(Exception(summary.previous), upload) if summary.previous else None
         return self.render(request, "check.html", upload=upload, error=None, summary=summary,
                            headers=data_headers, rows=shown, codes=codes,
-                           errors_only=errors_only, total=len(rows),
+                           errors_only=errors_only, total=len(rows), plan=plan,
+                           refusal=refusal and _for_the_page(refusal), previous=previous,
+                           corrections=sorted(upload.fixes.items()),
                            fixed={(n, c) for n, c in upload.fixes})  # fmt: skip
 
     async def fix(self, request: Request) -> Response:
@@ -272,6 +293,22 @@ class Page:
         upload.save()
         back = "?errors=1" if form.get("errors_only") == "1" else ""
         return RedirectResponse(f"/u/{upload.id}/check{back}#row-{number}", status_code=303)
+
+    async def unfix(self, request: Request) -> Response:
+        """A correction taken back (or all of this sheet's): the cell reads as the file has it."""
+        upload = self._upload(request)
+        form = await request.form()
+        _check_csrf(request, form.get("csrf"))
+        if form.get("all") == "1":
+            upload.fixes.clear()
+        else:
+            try:
+                number = int(str(form.get("row")))
+            except ValueError:
+                return self._refuse(request, 400, "Which row? (a row number was expected)")
+            upload.fixes.pop((number, str(form.get("column"))), None)
+        upload.save()
+        return RedirectResponse(f"/u/{upload.id}/check", status_code=303)
 
     async def corrected(self, request: Request) -> Response:
         """The sheet with the corrections and the verdicts: the last check's results."""
@@ -290,13 +327,16 @@ class Page:
             running = upload.progress is not None and not upload.progress.finished
             if not running:
                 again = form.get("again") == "1"
-                self._start(upload, resume=upload.needs_resume and not again, new_run=again)
+                self._start(upload, resume=upload.needs_resume and not again, new_run=again,
+                            update_existing=form.get("update_existing") == "1")  # fmt: skip
             return RedirectResponse(f"/u/{upload.id}/import", status_code=303)
         progress = upload.progress
         return self.render(request, "import.html", upload=upload, progress=progress,
                            summary=progress.summary if progress else None)  # fmt: skip
 
-    def _start(self, upload: Upload, *, resume: bool, new_run: bool) -> None:
+    def _start(
+        self, upload: Upload, *, resume: bool, new_run: bool, update_existing: bool = False
+    ) -> None:
         progress = Progress()
         upload.progress, upload.imported, upload.finished = progress, True, False
         upload.save()
@@ -310,7 +350,7 @@ class Page:
 
         async def go() -> None:
             options = self.options(upload, results=upload.results_path, resume=resume,
-                                   new_run=new_run)  # fmt: skip
+                                   new_run=new_run, update_existing=update_existing)  # fmt: skip
             try:
                 async with IvvyClient(self.config.credentials) as client:
                     summary = await run_import(upload.path, client, options, stop=progress.stop,
@@ -484,6 +524,18 @@ def _same_origin(request: Request) -> bool:
     return origin.split("://", 1)[-1] == host
 
 
+#: The plan's lines, in the order the check page shows them.
+PLAN_ORDER = (CREATE, UPDATE, UPDATE_THEIRS, UNCHANGED, INVALID, KEPT)
+
+
+def _for_the_page(message: str) -> str:
+    """A refusal as the page says it: the page's own way on, not command-line options."""
+    return message.split(" If the column holds")[0] + (
+        " Choose “not imported” for that column on the Map step if it holds another system's "
+        "ids, or tick the box below to update those tasks on purpose."
+    )
+
+
 def _attachment(name: str) -> dict[str, str]:
     return {"Content-Disposition": f'attachment; filename="{name}"'}
 
@@ -517,7 +569,12 @@ def describe_mapping(
     rows = []
     for header in headers:
         field = field_of.get(header, "")
-        if header in choices:
+        if field == "id" and mapping.how.get("id") != "results sheet":
+            how = (
+                "task ids of unknown origin: the check asks before any task this tool did not "
+                "make would be updated"
+            )
+        elif header in choices:
             how = "your choice" if choices[header] else "your choice: not imported"
         elif field:
             reason = mapping.how.get(field, "")

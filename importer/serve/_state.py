@@ -59,14 +59,20 @@ class Upload:
     profile: str | None = None
     #: Column → field chosen on the page (None: not imported).
     choices: dict[str, str | None] = field(default_factory=dict)
-    #: (row number, column) → corrected value.
-    fixes: dict[tuple[int, str], str] = field(default_factory=dict)
+    #: Per sheet ("" for a text file's one table): (row number, column) → corrected value. A
+    #: correction belongs to the sheet it was made on, and only to it.
+    corrections: dict[str, dict[tuple[int, str], str]] = field(default_factory=dict)
     #: An import was started; it finished (not stopped) — both kept across restarts.
     imported: bool = False
     finished: bool = False
     progress: Progress | None = None
     #: The results, kept once the folder is gone (it goes when they are downloaded).
     downloads: dict[str, bytes] = field(default_factory=dict)
+
+    @property
+    def fixes(self) -> dict[tuple[int, str], str]:
+        """The corrections of the sheet chosen now (made on it, for it alone)."""
+        return self.corrections.setdefault(self.sheet or "", {})
 
     @property
     def path(self) -> Path:
@@ -93,7 +99,11 @@ class Upload:
             "sheet": self.sheet,
             "profile": self.profile,
             "choices": self.choices,
-            "fixes": [[n, c, v] for (n, c), v in self.fixes.items()],
+            "corrections": {
+                sheet: [[n, c, v] for (n, c), v in fixes.items()]
+                for sheet, fixes in self.corrections.items()
+                if fixes
+            },
             "imported": self.imported,
             "finished": self.finished,
         }
@@ -167,7 +177,10 @@ def _load(folder: Path) -> Upload | None:
         sheet=data.get("sheet"),
         profile=data.get("profile"),
         choices=data.get("choices") or {},
-        fixes={(int(n), c): v for n, c, v in data.get("fixes") or []},
+        corrections={
+            str(sheet): {(int(n), c): v for n, c, v in fixes}
+            for sheet, fixes in (data.get("corrections") or {}).items()
+        },
         imported=bool(data.get("imported")),
         finished=bool(data.get("finished")),
     )
