@@ -79,8 +79,11 @@ INSTRUCTIONS = (
 
 
 def write_template(path: Path) -> Path:
-    """Write the template as ``path`` says (``.xlsx`` or ``.csv``); the path written."""
+    """Write the template as ``path`` says (``.xlsx`` or ``.csv``, in a folder that exists);
+    the path written."""
     suffix = path.suffix.lower()
+    if not path.parent.is_dir():
+        raise UsageError(f"{path}: the folder {path.parent} does not exist (it is not created)")
     if suffix == ".csv":
         with atomic_write(path, encoding="utf-8-sig", newline="") as handle:
             writer = csv.writer(handle)
@@ -90,7 +93,6 @@ def write_template(path: Path) -> Path:
     if suffix != ".xlsx":
         raise UsageError(f"the template is written as .xlsx or .csv, not {path.suffix!r}")
     book = _workbook()
-    path.parent.mkdir(parents=True, exist_ok=True)
     book.save(path)
     return path
 

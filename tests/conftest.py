@@ -49,6 +49,25 @@ def make_sandbox() -> Iterator[Callable[..., SandboxServer]]:
         server.stop()
 
 
+@pytest.fixture
+def served(sandbox: SandboxServer, tmp_path: Path) -> Iterator[Callable[..., str]]:
+    """Start ``task-import serve`` (with these arguments) in a process of its own, sending to
+    the sandbox; its address. Stopped after the test."""
+    from .test_serve_browser import start_page
+
+    processes = []
+
+    def serve(*args: str) -> str:
+        process, address = start_page(sandbox, tmp_path, *args)
+        processes.append(process)
+        return address
+
+    yield serve
+    for process in processes:
+        process.terminate()
+        process.wait(timeout=20)
+
+
 def call(server: SandboxServer, namespace: str, action: str, params: Any = None, **kw: Any) -> Any:
     """One signed call through our client, with no retries; the answer, or the client's
     exception raised."""

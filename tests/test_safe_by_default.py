@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import asyncio
 import csv
+import re
 import shutil
 from collections import Counter
 from pathlib import Path
@@ -157,6 +158,8 @@ def test_a_results_sheet_run_again_without_only_updates_and_creates_nothing(sand
 
     planned = invoke(sandbox, "validate", results, "--json")
     assert as_json(planned)["plan"] == {"unchanged": 3, "update": 1}
+    said = invoke(sandbox, "validate", results)  # the plan, printed, without --key
+    assert "(plan: 3 unchanged, 1 update)" in said.output, said.output
     again = invoke(sandbox, "run", results, "--json")
     assert again.exit_code == 0, again.output
     assert as_json(again)["counts"] == {"unchanged": 3, "updated": 1}
@@ -201,3 +204,127 @@ def test_results_never_overwrite_a_source_and_never_make_folders(sandbox, tmp_pa
         (tmp_path / "X.xlsx").touch()
         assert default_results_path(tmp_path / name).name == expected
     assert default_results_path(tmp_path / "alone.xls").name == "alone.results.xlsx"
+
+
+# -- the page -----------------------------------------------------------------------------------
+
+
+def _finish_import(client, base: str, **form: str) -> dict:
+    import time
+
+    from .test_serve_http import csrf_of
+
+    page = client.post(f"{base}/import", data={"csrf": csrf_of(client, base + "/check"), **form})
+    assert page.status_code == 200, page.text
+    for _ in range(400):
+        state = client.get(f"{base}/progress").json()
+        if state.get("finished"):
+            return state
+        time.sleep(0.05)
+    raise AssertionError(state)
+
+
+def test_on_the_page_a_correction_belongs_to_its_sheet_alone(served, sandbox, tmp_path):
+    import httpx
+
+    from .test_serve_http import csrf_of
+
+    book = openpyxl.Workbook()
+    for title, prefix in (("A", "Alpha"), ("B", "Beta")):
+        sheet = book.create_sheet(title)
+        sheet.append(["Task Name", "Due Date"])
+        sheet.append([f"{prefix} 1", "2026-12-01 10:00"])
+        sheet.append([f"{prefix} 2", "31/02/2026" if title == "A" else "2026-12-09 10:00"])
+    del book["Sheet"]
+    path = tmp_path / "two.xlsx"
+    book.save(path)
+    address = served()
+    with httpx.Client(follow_redirects=True) as client:
+        token = csrf_of(client, address)
+        asked = client.post(f"{address}upload", data={"csrf": token},
+                            files={"file": ("two.xlsx", path.read_bytes())})  # fmt: skip
+        base = str(asked.url).rsplit("/", 1)[0]
+        client.post(f"{base}/sheet", data={"csrf": token, "sheet": "A"})
+        assert "1 invalid" in client.get(f"{base}/check").text
+        client.post(f"{base}/fix", data={"csrf": token, "row": "3", "column": "Due Date",
+                                          "value": "2026-12-05 10:00"})  # fmt: skip
+        on_a = client.get(f"{base}/check").text
+        assert 'id="corrections"' in on_a and "2026-12-05 10:00" in on_a
+        client.post(f"{base}/sheet", data={"csrf": token, "sheet": "B"})
+        on_b = client.get(f"{base}/check").text
+        assert 'id="corrections"' not in on_b and "2026-12-05 10:00" not in on_b
+        state = _finish_import(client, base)
+        assert state["counts"] == {"created": 2}
+        beta = {t["name"]: t["endDatetime"] for t in sandbox.tasks()}
+        assert beta == {"Beta 1": "2026-12-01 10:00:00 UTC", "Beta 2": "2026-12-09 10:00:00 UTC"}
+
+        # Sheet A keeps its own correction; taken back, the cell reads as the file has it.
+        second = client.post(f"{address}upload", data={"csrf": token},
+                             files={"file": ("two.xlsx", path.read_bytes())})  # fmt: skip
+        other = str(second.url).rsplit("/", 1)[0]
+        client.post(f"{other}/sheet", data={"csrf": token, "sheet": "A"})
+        client.post(f"{other}/fix", data={"csrf": token, "row": "3", "column": "Due Date",
+                                           "value": "2026-12-05 10:00"})  # fmt: skip
+        client.post(f"{other}/sheet", data={"csrf": token, "sheet": "B"})
+        client.post(f"{other}/sheet", data={"csrf": token, "sheet": "A"})
+        assert "1 invalid" not in client.get(f"{other}/check").text
+        client.post(f"{other}/unfix", data={"csrf": token, "row": "3", "column": "Due Date"})
+        assert "1 invalid" in client.get(f"{other}/check").text
+
+
+def test_on_the_page_a_file_imported_before_is_said_so_and_not_created_again(
+    served, sandbox, tmp_path
+):
+    import httpx
+
+    from .test_serve_http import csrf_of, upload
+
+    text = "name,endDatetime\nOne,2026-12-01 10:00\nTwo,31/02/2026\nThree,2026-12-03 10:00\n"
+    address = served()
+    with httpx.Client(follow_redirects=True) as client:
+        mapped = upload(client, address, text)
+        base = str(mapped.url).rsplit("/", 1)[0]
+        token = csrf_of(client, address)
+        assert 'id="previous"' not in client.get(f"{base}/check").text
+        client.post(f"{base}/fix", data={"csrf": token, "row": "3", "column": "endDatetime",
+                                          "value": "2026-12-02 10:00"})  # fmt: skip
+        assert _finish_import(client, base)["counts"] == {"created": 3}
+
+        # The original file, uploaded again: said before anything is sent, and sent as the
+        # same rows (the corrected one is invalid again in the file as it is).
+        again = upload(client, address, text)
+        other = str(again.url).rsplit("/", 1)[0]
+        check = client.get(f"{other}/check").text
+        assert "this file was imported into" in check and "3 created" in check
+        assert "Import again the 2 valid rows" in check
+        assert "2 unchanged" in check.replace("</span> ", " ")
+        state = _finish_import(client, other, again="1")
+        assert state["counts"] == {"unchanged": 2, "invalid": 1}, state
+    assert names(sandbox) == Counter(["One", "Two", "Three"])
+
+
+def test_on_the_page_task_ids_of_unknown_origin_are_asked_about(served, sandbox, tmp_path):
+    import httpx
+
+    from .test_serve_http import upload
+
+    address = served()
+    with httpx.Client(follow_redirects=True) as client:
+        first = upload(client, address, "name,endDatetime\nOurs,2026-12-01 10:00\n")
+        made = _finish_import(client, str(first.url).rsplit("/", 1)[0])
+        assert made["counts"] == {"created": 1}
+        task = sandbox.tasks()[0]["id"]
+        theirs = upload(client, address, f"id,name,endDatetime\n{task},Theirs,2026-12-01 10:00\n")
+        base = str(theirs.url).rsplit("/", 1)[0]
+        mapping = client.get(f"{base}/map").text
+        id_row = re.search(r"<td>id</td>.*?</tr>", mapping, re.S).group(0)
+        assert "task ids of unknown origin" in id_row and "certain" not in id_row
+        check = client.get(f"{base}/check").text
+        assert 'id="refusal"' in check and 'name="update_existing"' in check
+        assert "--" not in check.split('id="refusal"')[1].split("</div>")[0]  # no CLI options
+        refused = _finish_import(client, base)
+        assert "gives 1 rows a task id" in refused["error"]
+        assert names(sandbox) == Counter(["Ours"])
+        meant = _finish_import(client, base, update_existing="1")
+        assert meant.get("counts") == {"updated": 1}, meant
+    assert names(sandbox) == Counter(["Theirs"])

@@ -6,28 +6,12 @@ from __future__ import annotations
 import re
 
 import httpx
-import pytest
 
 from importer.serve._state import safe_name
 
 from .test_serve_browser import start_page
 
 SCRIPT = "<script>alert(1)</script>"
-
-
-@pytest.fixture
-def served(sandbox, tmp_path):
-    processes = []
-
-    def serve(*args: str) -> str:
-        process, address = start_page(sandbox, tmp_path, *args)
-        processes.append(process)
-        return address
-
-    yield serve
-    for process in processes:
-        process.terminate()
-        process.wait(timeout=20)
 
 
 def csrf_of(client: httpx.Client, address: str) -> str:

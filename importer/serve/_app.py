@@ -338,6 +338,7 @@ class Page:
         self, upload: Upload, *, resume: bool, new_run: bool, update_existing: bool = False
     ) -> None:
         progress = Progress()
+        was_imported = upload.imported
         upload.progress, upload.imported, upload.finished = progress, True, False
         upload.save()
 
@@ -361,6 +362,8 @@ class Page:
                     upload.downloads["results"] = upload.results_path.read_bytes()
                     upload.downloads["to-fix"] = rows_to_fix(upload.results_path)
             except (ImporterError, IvvyError) as exc:
+                # Refused before anything was sent: the upload is as it was before.
+                upload.imported = was_imported
                 progress.error = _plain(exc, upload)
             except Exception as exc:  # shown on the page, logged with its details
                 log.exception("import of %s failed", upload.name)
