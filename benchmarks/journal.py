@@ -31,7 +31,8 @@ from importer.pipeline import RunOptions, run_import
 
 
 def journal_alone(folder: Path, rows: int) -> float:
-    """Rows/s through the journal alone, written as a run writes them."""
+    """Rows/s through the journal alone, written as a run writes them (each row done with
+    what it sent, so its lineage, the task it became, is written too)."""
     with Journal(folder / "alone.sqlite") as journal:
         record = journal.start(kind="import", target="t", source="s", print_="p", options={})
         run = RunJournal(journal, record)
@@ -44,7 +45,7 @@ def journal_alone(folder: Path, rows: int) -> float:
                 run.in_flight(number, params, now)
             run.flush()
             for number in numbers:
-                run.done(number, Outcome("created", task_id=number), sent_at=now)
+                run.done(number, Outcome("created", task_id=number), sent_at=now, params=params)
         run.flush()
         return rows / (time.perf_counter() - began)
 

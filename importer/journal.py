@@ -110,6 +110,7 @@ CREATE TABLE IF NOT EXISTS lineage (
     PRIMARY KEY (target, origin, number)
 ) WITHOUT ROWID;
 CREATE INDEX IF NOT EXISTS lineage_by_task ON lineage (target, task_id);
+CREATE INDEX IF NOT EXISTS keys_by_task ON keys (target, task_id);
 """
 
 #: Columns later versions added to a journal's tables (an older journal gains them when opened).
@@ -245,6 +246,9 @@ class Journal:
             self.db = sqlite3.connect(self.path, isolation_level=None, check_same_thread=False)
             self.db.execute("PRAGMA journal_mode=WAL")
             self.db.execute("PRAGMA synchronous=NORMAL")
+            had_lineage = self.db.execute(
+                "SELECT 1 FROM sqlite_master WHERE name = 'lineage'"
+            ).fetchone()
             self.db.executescript(_SCHEMA)
             for table, columns in _ADDED.items():
                 have = {row[1] for row in self.db.execute(f"PRAGMA table_info({table})")}
@@ -252,6 +256,15 @@ class Journal:
                     if column.split()[0] not in have:
                         self.db.execute(f"ALTER TABLE {table} ADD COLUMN {column}")
             self.db.execute("CREATE INDEX IF NOT EXISTS runs_by_ref ON runs (ref)")
+            if not had_lineage:
+                # A journal of an earlier version: its rows' tasks become their lineage (with
+                # no digest, so that a row sent again is an update, never taken as unchanged).
+                self.db.execute(
+                    "INSERT OR IGNORE INTO lineage SELECT runs.target, runs.fingerprint, "
+                    "rows.number, rows.task_id, '', rows.run FROM rows JOIN runs ON runs.id = "
+                    "rows.run WHERE runs.kind = 'import' AND rows.state = 'done' AND "
+                    "rows.task_id IS NOT NULL AND rows.key IS NULL ORDER BY rows.run"
+                )
         except sqlite3.DatabaseError as exc:
             self._lock.release()
             raise UsageError(f"the journal {self.path} cannot be used: {exc}") from None
@@ -505,14 +518,13 @@ class Known:
 
     def tasks(self, task_ids: Iterable[int]) -> set[int]:
         """Those of ``task_ids`` that this tool made in the target, or was told to update: the
-        tasks of its rows' outcomes, lineage and legacy ids."""
+        tasks its rows' lineage and legacy ids lead to (every row that got a task has one of
+        the two; a journal of an earlier version gained them when it was opened)."""
         wanted = set(task_ids)
         known: set[int] = set()
         for query in (
             "SELECT DISTINCT task_id FROM lineage WHERE target = ? AND task_id IN ({})",
             "SELECT DISTINCT task_id FROM keys WHERE target = ? AND task_id IN ({})",
-            "SELECT DISTINCT task_id FROM rows JOIN runs ON runs.id = rows.run WHERE "
-            "runs.target = ? AND runs.kind = 'import' AND rows.task_id IN ({})",
         ):
             known.update(self._ask(query, (self.target,), sorted(wanted - known)))
         return known

@@ -836,32 +836,33 @@ class Lineage:
         self._line_column = earlier.get("row")
         self._origins: dict[str, str | None] = {}
 
+    def _given(self, row: Row) -> tuple[str, int] | None:
+        """The reference and number a row of a results sheet of ours carries, if it does."""
+        if self._ref_column is None:
+            return None
+        ref = str(row.cells.get(self._ref_column) or "").strip()
+        line = whole(row.cells.get(self._line_column))
+        if isinstance(line, str) and line.strip().isdigit():
+            line = int(line)
+        return (ref, line) if ref and isinstance(line, int) and line > 0 else None
+
     def of(self, row: Row) -> tuple[str, int, str]:
         """``(origin, number there, reference)`` of ``row``."""
-        if self._ref_column is not None:
-            ref = str(row.cells.get(self._ref_column) or "").strip()
-            line = whole(row.cells.get(self._line_column))
-            if isinstance(line, str) and line.strip().isdigit():
-                line = int(line)
-            if ref and isinstance(line, int) and line > 0:
-                if ref not in self._origins:
-                    record = self._known.run_by_ref(ref)
-                    self._origins[ref] = record.lineage if record else None
-                if (origin := self._origins[ref]) is not None:
-                    return origin, line, ref
+        if (given := self._given(row)) is not None:
+            ref, line = given
+            if ref not in self._origins:
+                record = self._known.run_by_ref(ref)
+                self._origins[ref] = record.lineage if record else None
+            if (origin := self._origins[ref]) is not None:
+                return origin, line, ref
         return self._own[0], row.number, self._own[1]
 
     def cells(self, row: Row) -> tuple[int, str]:
         """What the results sheet says of ``row``'s place: its number there and the reference,
-        as the row says them when it carries them (known here or not), else its own."""
-        origin, line, ref = self.of(row)
-        if origin == self._own[0] and self._ref_column is not None:
-            given = str(row.cells.get(self._ref_column) or "").strip()
-            number = whole(row.cells.get(self._line_column))
-            if isinstance(number, str) and number.strip().isdigit():
-                number = int(number)
-            if given and isinstance(number, int) and number > 0:
-                return number, given
+        as the row carries them (known here or not), else its own."""
+        if (given := self._given(row)) is not None:
+            return given[1], given[0]
+        _, line, ref = self.of(row)
         return line, ref
 
 
@@ -901,7 +902,7 @@ class Planner:
         )
         wanted: dict[str, set[int]] = {}
         for (origin, line, _), value, s in zip(places, values, sending, strict=True):
-            if s and not value:
+            if s and value not in keyed:
                 wanted.setdefault(origin, set()).add(line)
         placed = {origin: self.known.lineage(origin, lines) for origin, lines in wanted.items()}
         given = {int(c.params["id"]) for _, c in group if isinstance(c, Payload) and c.is_update}
@@ -920,9 +921,11 @@ class Planner:
                 here = placed.get(origin, {}).get(line)
                 if here is not None and here[0] == task:
                     digest = here[1]
-            elif value:
-                task, digest = keyed.get(value, (None, None))
+            elif value in keyed:
+                task, digest = keyed[value]
             else:
+                # Known by its place (a keyed row too: the file may have been imported without
+                # its key before).
                 task, digest = placed.get(origin, {}).get(line, (None, None))
             decision = Decision(CREATE, row, checked, origin, line, value or None, task, params)
             if task is None:

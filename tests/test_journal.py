@@ -341,3 +341,34 @@ def test_a_journal_that_cannot_be_written_is_a_clear_usage_error(sandbox, tmp_pa
     assert outcome.exit_code == 2
     assert "cannot use the journal" in outcome.output and "--state" in outcome.output
     assert sandbox.tasks() == []
+
+
+def test_a_journal_of_an_earlier_version_gains_the_lineage_of_its_rows(tmp_path):
+    import sqlite3
+
+    path = tmp_path / "old.sqlite"
+    old = sqlite3.connect(path)
+    old.executescript(
+        """
+        CREATE TABLE runs (id INTEGER PRIMARY KEY, kind TEXT NOT NULL, target TEXT NOT NULL,
+            source TEXT NOT NULL, fingerprint TEXT NOT NULL, options TEXT NOT NULL,
+            started TEXT NOT NULL, finished TEXT, status TEXT NOT NULL, results TEXT,
+            undoes INTEGER);
+        CREATE TABLE rows (run INTEGER NOT NULL, number INTEGER NOT NULL, state TEXT NOT NULL,
+            result TEXT, task_id INTEGER, error_code TEXT, field TEXT, message TEXT,
+            warnings TEXT, sent_at REAL, params TEXT, key TEXT, PRIMARY KEY (run, number));
+        INSERT INTO runs VALUES (1, 'import', 'T', 'a.csv', 'F', '{}', 'x', 'y', 'finished',
+            NULL, NULL);
+        INSERT INTO rows VALUES (1, 2, 'done', 'created', 41, NULL, NULL, '', '', 1.0, NULL,
+            NULL);
+        INSERT INTO rows VALUES (1, 3, 'done', 'invalid', NULL, 'BAD_DATE', NULL, '', '', NULL,
+            NULL, NULL);
+        """
+    )
+    old.commit()
+    old.close()
+    with Journal(path) as journal:
+        known = journal.known("T")
+        assert known.tasks([41, 42]) == {41}
+        assert known.lineage("F", [2, 3]) == {2: (41, "")}  # no digest: sent again, an update
+        assert journal.run(1).lineage == "F" and journal.run(1).ref is None
