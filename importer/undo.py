@@ -311,7 +311,7 @@ def _updated_tasks(journal: Journal, run_id: int) -> set[int]:
         task_id
         for (task_id,) in journal.db.execute(
             "SELECT task_id FROM rows WHERE run = ? AND state = 'done' AND result = 'updated' "
-            "AND task_id IS NOT NULL",
+            "AND task_id IS NOT NULL AND sent_at IS NOT NULL",
             (run_id,),
         )
     }
@@ -409,7 +409,7 @@ def _stream_touched(journal: Journal, run_id: int) -> Iterator[Touched]:
         for number, result, task_id, params, before, sent_at in reader.execute(
             "SELECT number, result, task_id, params, before, sent_at FROM rows WHERE run = ? "
             "AND state = 'done' AND result IN ('created', 'updated') AND task_id IS NOT NULL "
-            "ORDER BY number",
+            "AND sent_at IS NOT NULL ORDER BY number",  # not sent: kept from earlier results
             (run_id,),
         ):
             yield Touched(

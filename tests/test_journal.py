@@ -372,3 +372,22 @@ def test_a_journal_of_an_earlier_version_gains_the_lineage_of_its_rows(tmp_path)
         assert known.tasks([41, 42]) == {41}
         assert known.lineage("F", [2, 3]) == {2: (41, "")}  # no digest: sent again, an update
         assert journal.run(1).lineage == "F" and journal.run(1).ref is None
+
+
+def test_undo_of_a_results_sheet_run_touches_only_what_that_run_sent(sandbox, tmp_path):
+    source = tmp_path / "r.csv"
+    source.write_text(
+        "Task Name,Due Date\nKept,2026-12-01 10:00\nFixed,31/02/2026\n", encoding="utf-8"
+    )
+    assert invoke(sandbox, "run", source).exit_code == 1
+    results = tmp_path / "r.results.csv"
+    results.write_text(
+        results.read_text(encoding="utf-8-sig").replace("31/02/2026", "2026-12-02 10:00"),
+        encoding="utf-8",
+    )
+    again = invoke(sandbox, "run", results, "--only", "invalid", "--json")
+    assert as_json(again)["counts"] == {"created": 2}  # one kept from run 1, one made now
+    planned = invoke(sandbox, "undo", "--plan", "--json")
+    assert as_json(planned)["plan"] == {"cancel": 1}
+    assert invoke(sandbox, "undo").exit_code == 0
+    assert {t["name"]: t["status"] for t in sandbox.tasks()} == {"Kept": 0, "Fixed": 3}
