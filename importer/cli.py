@@ -270,7 +270,7 @@ def load_config(path: Path, group: click.Group) -> dict[str, dict[str, Any]]:
 )
 @only_option(
     "For a results sheet given as SOURCE: send again only the rows with these earlier "
-    "results (e.g. failed,invalid); rows with a task_id are updated."
+    "results (e.g. failed,invalid); a row with a task_id is that task's (updated, or unchanged)."
 )
 @click.option(
     "--recreate-missing",

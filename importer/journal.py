@@ -111,6 +111,12 @@ CREATE TABLE IF NOT EXISTS lineage (
 ) WITHOUT ROWID;
 CREATE INDEX IF NOT EXISTS lineage_by_task ON lineage (target, task_id);
 CREATE INDEX IF NOT EXISTS keys_by_task ON keys (target, task_id);
+CREATE TABLE IF NOT EXISTS befores (
+    target TEXT NOT NULL,
+    task_id INTEGER NOT NULL,
+    before TEXT NOT NULL,
+    PRIMARY KEY (target, task_id)
+) WITHOUT ROWID;
 """
 
 #: Columns later versions added to a journal's tables (an older journal gains them when opened).
@@ -188,6 +194,8 @@ class InFlight:
     #: The row's origin and number there (see ``lineage``).
     origin: str = ""
     line: int = 0
+    #: For an update: the task as iVvy held it before (JSON), what an undo restores.
+    before: str | None = None
 
 
 _RUN_COLUMNS = (
@@ -372,8 +380,8 @@ class Journal:
         """Rows of any run into ``target`` that were in flight when their run stopped."""
         rows = self.db.execute(
             "SELECT rows.run, number, params, sent_at, key, COALESCE(rows.origin, runs.origin, "
-            "runs.fingerprint), COALESCE(line, number) FROM rows JOIN runs ON runs.id = rows.run "
-            "WHERE state = 'in_flight' AND runs.target = ? ORDER BY rows.run, number",
+            "runs.fingerprint), COALESCE(line, number), before FROM rows JOIN runs ON runs.id = "
+            "rows.run WHERE state = 'in_flight' AND runs.target = ? ORDER BY rows.run, number",
             (target,),
         ).fetchall()
         return [
@@ -385,8 +393,9 @@ class Journal:
                 key,
                 origin,
                 line,
+                before,
             )
-            for run, number, params, sent, key, origin, line in rows
+            for run, number, params, sent, key, origin, line, before in rows
         ]
 
     def batches_of(self, rows: Iterable[InFlight]) -> dict[str, list[InFlight]]:
@@ -418,6 +427,13 @@ class Journal:
         self.db.execute("DELETE FROM batches WHERE run = ? AND number = ?", (row.run, row.number))
         if outcome is None:
             self.db.execute("DELETE FROM rows WHERE run = ? AND number = ?", (row.run, row.number))
+            if row.before is not None and row.params.get("id") is not None:
+                # The update may have been carried out: the task as it was before stays the
+                # one an undo restores, whatever the next send of it reads.
+                self.db.execute(
+                    "INSERT OR IGNORE INTO befores VALUES (?, ?, ?)",
+                    (target, int(row.params["id"]), row.before),
+                )
             return
         # What an update sent stays (undo compares it with the task as it is then).
         self.db.execute(
@@ -544,6 +560,16 @@ class Known:
             if counts["created"] or counts["updated"]:
                 return record, counts
         return None
+
+    def before(self, task_id: int) -> dict[str, Any] | None:
+        """The task as it was before an update of it that was in flight when its run stopped
+        (it may have been carried out), if there is one."""
+        if self._db is None:
+            return None
+        found = self._db.execute(
+            "SELECT before FROM befores WHERE target = ? AND task_id = ?", (self.target, task_id)
+        ).fetchone()
+        return json.loads(found[0]) if found else None
 
     def run_by_ref(self, ref: str) -> RunRecord | None:
         """The import run into this target whose results sheets carry reference ``ref``."""
@@ -713,6 +739,11 @@ class RunJournal:
                 ),
             )
         )
+        if outcome.result == "updated" and outcome.task_id is not None:
+            self._pending.append(
+                ("DELETE FROM befores WHERE target = ? AND task_id = ?",
+                 (self.record.target, outcome.task_id))
+            )  # fmt: skip
         if params is not None and outcome.task_id is not None and self.record.kind == "import":
             digest = digest_of(params)
             if key and self.key_column:

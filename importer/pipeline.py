@@ -1125,7 +1125,8 @@ async def run_import(
     with Journal(state, make_folder=options.state is None) as journal:
         summary.journal = journal.path
         known = journal.known(target)
-        refuse_their_tasks(prepared, known, options, target)
+        if note := refuse_their_tasks(prepared, known, options, target):
+            summary.warnings.append(note)
         options = _with_key(prepared, known, options, summary.warnings)
         reconciler = Reconciler(client, settle=options.settle)
         touched = await settle_in_flight(journal, target, reconciler, client)
@@ -1162,7 +1163,14 @@ async def run_import(
                 run.done(row.number, checked)
         else:
             planner = Planner(known, lineage, options.key)
-            before_of = directory.task if directory is not None else None
+
+            def before_of(task: int) -> Mapping[str, Any] | None:
+                # An update in flight when a run stopped read the task as it was first.
+                found = known.before(task)
+                if found is None and directory is not None:
+                    found = directory.task(task)
+                return found
+
             feed = Feed(run, rows, stop, planner.decide, before_of=before_of)
             await _send(client, feed, options, reconciler, stop, summary)
         if reconciler.others_writing:
@@ -1238,6 +1246,14 @@ def refuse_their_tasks(prepared: Prepared, known: Known, options: RunOptions, ta
     unknown = unknown_ids(prepared, known)
     if unknown.rows and not prepared.may_update_theirs(options):
         raise UsageError(unknown.refusal(prepared.id_column, target))
+    if not unknown.rows:
+        return None
+    told = "--update-existing" if options.update_existing else "the mapping file"
+    return (
+        f"column {prepared.id_column!r} gives {unknown.rows} rows the id of a task they update "
+        f"although the id does not come from this tool ({told} says they may); "
+        f"{unknown.rows - unknown.ours} of those tasks were not made by this tool"
+    )
 
 
 @dataclass(frozen=True)

@@ -391,3 +391,36 @@ def test_undo_of_a_results_sheet_run_touches_only_what_that_run_sent(sandbox, tm
     assert as_json(planned)["plan"] == {"cancel": 1}
     assert invoke(sandbox, "undo").exit_code == 0
     assert {t["name"]: t["status"] for t in sandbox.tasks()} == {"Kept": 0, "Fixed": 3}
+
+
+def test_an_update_in_flight_when_its_run_died_is_undone_to_the_task_as_it_was_first(
+    sandbox, tmp_path
+):
+    from importer.journal import RunJournal
+
+    from .conftest import call
+
+    state = tmp_path / "state.sqlite"
+    rows = keyed_rows(1)
+    first = invoke(sandbox, "run", write_rows(tmp_path / "n1.csv", rows), "--key", "Legacy Id",
+                   "--state", state)  # fmt: skip
+    assert first.exit_code == 0, first.output
+    task = sandbox.tasks()[0]
+    # A run sends the update (status 4: Completed) and is killed before it hears the answer:
+    # the journal holds the update in flight, with the task as it was read first; iVvy did it.
+    with Journal(state) as journal:
+        record = journal.start(kind="import", target=sandbox.credentials.target, source="n2",
+                               print_="n2", options={"key": "Legacy Id"})  # fmt: skip
+        died = RunJournal(journal, record, key_column="Legacy Id")
+        died.in_flight(2, {"id": task["id"], "status": 4}, time.time(), key="L0",
+                       before={"status": task["status"], "name": task["name"]})  # fmt: skip
+        died.flush()
+    call(sandbox, "crm", "addOrUpdateTask", {"id": task["id"], "status": 4})
+
+    rows[0]["Status"] = "Done"
+    second = invoke(sandbox, "run", write_rows(tmp_path / "n2.csv", rows), "--key", "Legacy Id",
+                    "--state", state, "--json")  # fmt: skip
+    assert as_json(second)["counts"] == {"updated": 1}, second.output
+    undone = invoke(sandbox, "undo", "--state", state, "--json")
+    assert undone.exit_code == 0, undone.output
+    assert sandbox.tasks()[0]["status"] == 0  # as it was before the first send, not after
