@@ -189,10 +189,10 @@ class _Actions:
         if row.result == "created":
             return Payload(number, {"id": row.task_id, "status": CANCELLED})
         run = self._original.id
-        if row.before is None or row.sent is None:
+        if not row.before or row.sent is None:
             message = (
                 f"run {run} updated this task and the values it replaced were not read (a run "
-                "of an earlier version): it cannot be put back"
+                "of an earlier version, or the task was not listed then): it cannot be put back"
             )
             return _left(row, message)
         now = self._current.get(row.task_id)
@@ -209,6 +209,9 @@ class _Actions:
                 return _left(row, f"changed in iVvy on {now.get('modifiedDate')}, after run "
                              f"{run} updated it: left as it is")  # fmt: skip
         params, lost = restore_params(row.task_id, row.before, row.sent)
+        if len(params) <= 1 and not lost:
+            message = f"run {run}'s update changed nothing: nothing to put back"
+            return Outcome("unchanged", task_id=row.task_id, message=message)
         if len(params) <= 1:
             return _left(row, f"run {run}'s changes cannot be put back ({', '.join(lost)})")
         return Payload(number, params, warnings=tuple(
