@@ -411,7 +411,8 @@ class Journal:
         return found
 
     def tasks_sent_since(self, moment: datetime) -> set[int]:
-        """Task ids that rows sent since ``moment`` created or updated (rows own them)."""
+        """Task ids that rows done since ``moment`` created or updated (rows own them): a row's
+        time is when it was done, after its task was made."""
         return {
             task_id
             for (task_id,) in self.db.execute(
@@ -435,12 +436,14 @@ class Journal:
                     (target, int(row.params["id"]), row.before),
                 )
             return
-        # What an update sent stays (undo compares it with the task as it is then).
+        # What an update sent stays (undo compares it with the task as it is then). Its time
+        # becomes now, as for any row done: its task was made before now, maybe long after the
+        # row was first sent (``tasks_sent_since`` must find it for a look-up's window).
         self.db.execute(
             "UPDATE rows SET state = 'done', result = ?, task_id = ?, error_code = ?, "
             "field = ?, message = ?, warnings = ?, params = CASE WHEN ? = 'updated' THEN params "
-            "END WHERE run = ? AND number = ?",
-            (*_outcome_values(outcome), outcome.result, row.run, row.number),
+            "END, sent_at = ? WHERE run = ? AND number = ?",
+            (*_outcome_values(outcome), outcome.result, time.time(), row.run, row.number),
         )
         if outcome.task_id is not None and not row.key and row.origin:
             self.db.execute(

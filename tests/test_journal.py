@@ -272,7 +272,9 @@ def test_undo_leaves_a_task_changed_in_ivvy_since_the_run_updated_it(make_sandbo
 
 
 def test_sigkill_three_times_then_resume_creates_every_row_once(make_sandbox, tmp_path):
-    server = make_sandbox(fail_rate=0.05, drop_rate=0.05, random_seed=11)
+    # Some latency, so that rows settled by one run were sent long before a later run's
+    # look-up window opens: their tasks are still this source's, never "another writer's".
+    server = make_sandbox(fail_rate=0.05, drop_rate=0.05, random_seed=11, latency_ms=20)
     total = 600
     source = tmp_path / "big.csv"
     write_rows(source, [{"Task Name": f"Task {n}", "Due Date": "2026-12-01 09:00"}
