@@ -38,7 +38,7 @@ from importer.sandbox._seed import default_seed
 
 from .test_cli_run import env_for
 
-EXAMPLES = int(os.environ.get("SAFE_EXAMPLES", "3"))
+EXAMPLES = int(os.environ.get("SAFE_EXAMPLES", "2"))
 #: Tasks in the account that this tool did not make: no step may change them.
 FOREIGN = [
     {"id": 500 + n, "name": f"Task {n}", "description": f"row R{n}",
@@ -202,10 +202,10 @@ def test_every_path_combined_keeps_one_task_per_row(tmp_path, monkeypatch):
         SafeByDefault,
         settings=settings(
             max_examples=EXAMPLES,
-            stateful_step_count=7,
+            stateful_step_count=6,
             deadline=None,
             suppress_health_check=list(HealthCheck),
-            derandomize=EXAMPLES <= 3,
+            derandomize=EXAMPLES <= 2,
             database=None,
             verbosity=Verbosity.verbose if os.environ.get("SAFE_VERBOSE") else Verbosity.normal,
         ),

@@ -186,7 +186,7 @@ def seeded(request):
 
 
 @settings(
-    max_examples=400, deadline=None, suppress_health_check=[HealthCheck.function_scoped_fixture]
+    max_examples=300, deadline=None, suppress_health_check=[HealthCheck.function_scoped_fixture]
 )
 @given(params=payloads, drop=st.sets(st.sampled_from(["name", "endDatetime"])))
 def test_the_validator_predicts_the_sandbox(seeded, params, drop):
