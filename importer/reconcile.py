@@ -189,7 +189,8 @@ class Reconciler:
         self._client = client
         self.settle_s = settle
         self._owned: set[int] = set()
-        #: Tasks answered to this run over the last LAG_LIMIT seconds: (when, our clock; id).
+        #: Tasks answered to this run over the last LAG_LIMIT seconds: (when the request that
+        #: made each was sent, our clock; id).
         self._answered: deque[tuple[float, int]] = deque()
         self._sending: dict[int, Mapping[str, Any]] = {}
         self._lost: list[_Lost] = []
@@ -207,12 +208,15 @@ class Reconciler:
         """How many tasks this run saw that someone else made meanwhile."""
         return len(self._foreign)
 
-    def own(self, task_id: int) -> None:
-        """Note that a row of this run created or updated ``task_id``."""
+    def own(self, task_id: int, sent: float | None = None) -> None:
+        """Note that a row of this run created or updated ``task_id`` by a request sent at
+        ``sent`` (our clock; now when not known): the task was made after that, which is what
+        the lag check compares with a look-up's window (an answer may come long after the
+        task was made, when this process or iVvy is slow)."""
         if task_id not in self._owned:
             self._owned.add(task_id)
             now = time.time()
-            self._answered.append((now, task_id))
+            self._answered.append((now if sent is None else min(sent, now), task_id))
             while self._answered[0][0] < now - LAG_LIMIT:
                 self._answered.popleft()
 

@@ -259,6 +259,7 @@ async def _attempts(
         async with pace.slot() as slot:
             try:
                 with reconciler.sending(payload.params):
+                    sent = time.time()
                     task_id = await client.add_or_update_task(payload.params)
             except RateLimited as exc:  # refused before anything was done
                 if exc.from_gateway:
@@ -277,7 +278,7 @@ async def _attempts(
             except (TransportError, ApiError) as exc:
                 last = exc
             else:
-                reconciler.own(task_id)
+                reconciler.own(task_id, sent)
                 return _done(payload, task_id, state.notes)
         state.last = last
         if isinstance(last, RateLimited):
