@@ -123,26 +123,29 @@ def _same_id(have: Any, want: Any) -> bool:
         return have == want
 
 
+def same_value(task: Mapping[str, Any], name: str, value: Any) -> bool:
+    """Whether ``task`` (as getTaskList lists it) holds ``value`` for field ``name`` as it
+    would store it: text as sent or as its HTML reads, a due time without " UTC", ids and codes
+    as numbers, and a contact given with a company filed as the company's contact."""
+    held = task.get(name)
+    if name in ("name", "description"):
+        return same_text(held, value)
+    if name == "endDatetime":
+        return str(held or "").removesuffix(" UTC") == value
+    if name == "contactId":
+        # With a company too, iVvy files the task under the company, the contact beside it.
+        return _same_id(held, value) or _same_id(task.get("companyContactId"), value)
+    return _same_id(held, value)
+
+
 def matches(task: Mapping[str, Any], params: Mapping[str, Any]) -> bool:
     """Whether ``task`` (as getTaskList lists it) is what creating ``params`` would store."""
-    if not same_text(task.get("name"), params.get("name")):
-        return False
-    if str(task.get("endDatetime") or "").removesuffix(" UTC") != params.get("endDatetime"):
-        return False
-    for name in _COMPARED:
-        if name in params and not _same_id(task.get(name), params[name]):
-            return False
-    if "description" in params and not same_text(task.get("description"), params["description"]):
-        return False
-    if "contactId" in params:
-        contact = params["contactId"]
-        # With a company too, iVvy files the task under the company, the contact beside it.
-        if not (
-            _same_id(task.get("contactId"), contact)
-            or _same_id(task.get("companyContactId"), contact)
-        ):
-            return False
-    return True
+    compared = ("name", "endDatetime", *_COMPARED, "description", "contactId")
+    return all(
+        same_value(task, name, params.get(name))
+        for name in compared
+        if name in ("name", "endDatetime") or name in params
+    )
 
 
 def found_outcome(task_id: int) -> Outcome:

@@ -33,7 +33,7 @@ from .journal import (
 )
 from .model import Outcome, Payload, Row
 from .pipeline import INVALID, UPDATE, Decision, Feed, RunSummary, settle_in_flight
-from .reconcile import Reconciler, same_text
+from .reconcile import Reconciler, same_value
 from .results import check_results_path, open_results
 from .send import SendOptions, send_all
 
@@ -259,24 +259,9 @@ def restore_params(
 
 def changed_fields(now: Mapping[str, Any], sent: Mapping[str, Any]) -> list[str]:
     """The fields among those ``sent`` whose value iVvy holds now is not what was sent."""
-    changed = []
-    for name, value in sent.items():
-        if name == "id":
-            continue
-        held = now.get(name)
-        if name in ("name", "description"):
-            same = same_text(held, value)
-        elif name == "endDatetime":
-            same = str(held or "").removesuffix(" UTC") == str(value)
-        elif name in _IDS or name == "status":
-            same = _integer(held, zero=True) == _integer(value, zero=True)
-            if not same and name == "contactId":
-                same = _integer(now.get("companyContactId")) == _integer(value)
-        else:
-            same = str(held or "").strip().lower() == str(value).strip().lower()
-        if not same:
-            changed.append(name)
-    return changed
+    return [
+        name for name, value in sent.items() if name != "id" and not same_value(now, name, value)
+    ]
 
 
 def text_of(stored: Any) -> str:
