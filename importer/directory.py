@@ -33,6 +33,24 @@ _LIST = {
 }
 
 
+async def tasks_among(client: IvvyClient, wanted: Iterable[int]) -> dict[int, dict[str, Any]]:
+    """The tasks among ``wanted`` as iVvy lists them now, by id: one pass over getTaskList (no
+    single-task call exists), ended as soon as every one is found; a task not listed (deleted,
+    or not visible to this key) is absent."""
+    left = set(wanted)
+    found: dict[int, dict[str, Any]] = {}
+    if not left:
+        return found
+    async for task in client.iter_collection(*_LIST["task"]):
+        ident = int(task.get("id") or 0)
+        if ident in left:
+            found[ident] = dict(task)
+            left.discard(ident)
+            if not left:
+                break
+    return found
+
+
 @dataclass
 class Needed:
     """The distinct ids and e-mails a source refers to, by kind."""

@@ -23,7 +23,7 @@ from typing import Any, get_args
 
 from .client import ApiError, IvvyClient, IvvyError
 from .dates import DateEvidence, DateOrder, DateRules, zone_named
-from .directory import Directory, Needed
+from .directory import Directory, Needed, tasks_among
 from .errors import UsageError
 from .journal import (
     InFlight,
@@ -1013,17 +1013,10 @@ class Feed:
             yield from self._drain()
 
     async def read_befores(self, client: IvvyClient) -> None:
-        """Read the tasks of the updates put aside, in one pass over ``getTaskList``."""
-        wanted = set(self.later.tasks)
-        async for task in client.iter_collection("crm", "getTaskList"):
-            ident = int(task.get("id") or 0)
-            if ident in wanted:
-                self._befores[ident] = snapshot(task)
-                wanted.discard(ident)
-                if not wanted:
-                    break
-        for ident in wanted:  # not listed (deleted, or not visible to this key)
-            self._befores[ident] = {}
+        """Read the tasks of the updates put aside, in one pass over ``getTaskList``; a task
+        not listed (deleted, or not visible to this key) has nothing to put back."""
+        listed = await tasks_among(client, self.later.tasks)
+        self._befores.update({t: snapshot(listed.get(t, {})) for t in self.later.tasks})
 
     def fail_later(self, message: str) -> None:
         """The updates put aside end failed (``UNREAD``): not sent."""

@@ -22,6 +22,7 @@ from pathlib import Path
 from typing import Any
 
 from .client import IvvyClient
+from .directory import tasks_among
 from .errors import UsageError
 from .journal import (
     Journal,
@@ -115,7 +116,7 @@ async def undo_run(
             )
         results = results or undo_results_path(original, plan=plan_only)
         check_results_path(results)
-        current = await _current(client, _updated_tasks(journal, original.id))
+        current = await tasks_among(client, _updated_tasks(journal, original.id))
         actions = _Actions(original, current, client.clock_offset)
         summary = RunSummary(source=Path(original.source), results=results, target=target)
         summary.journal, summary.undoes = journal.path, original.id
@@ -303,20 +304,6 @@ def _updated_tasks(journal: Journal, run_id: int) -> set[int]:
             (run_id,),
         )
     }
-
-
-async def _current(client: IvvyClient, wanted: set[int]) -> dict[int, dict[str, Any]]:
-    """The tasks among ``wanted`` as iVvy lists them now (one pass over getTaskList)."""
-    found: dict[int, dict[str, Any]] = {}
-    if not wanted:
-        return found
-    async for task in client.iter_collection("crm", "getTaskList"):
-        ident = int(task.get("id") or 0)
-        if ident in wanted:
-            found[ident] = dict(task)
-            if len(found) == len(wanted):
-                break
-    return found
 
 
 def _describe(row: Touched, action: Payload | Outcome, original: int) -> tuple[str, Outcome]:
