@@ -168,22 +168,28 @@ def test_a_quota_used_up_keeps_the_rate_and_probes_alone(clock):
     assert not pace.blocked  # the probe passed
 
 
-def test_busy_429s_24299_are_retried_and_do_not_slow_the_pace(make_sandbox):
+def send_tasks(server, count: int, **options):
+    """``count`` tasks T2, T3… sent to ``server`` through the send stage (``options``: its
+    SendOptions); its stats, and each row's outcome by row number."""
     from importer.client import IvvyClient
     from importer.model import Payload, Row
     from importer.send import SendOptions, send_all
 
-    server = make_sandbox(busy_rate=0.3, random_seed=1)
     items = [Payload(Row(n, {}), {"name": f"T{n}", "endDatetime": "2026-12-01 09:00:00"})
-             for n in range(2, 62)]  # fmt: skip
+             for n in range(2, count + 2)]  # fmt: skip
     outcomes = {}
 
     async def go():
         async with IvvyClient(server.credentials) as client:
             return await send_all(client, items, lambda p, o: outcomes.__setitem__(p.row.number, o),
-                                  SendOptions(settle=0.5))  # fmt: skip
+                                  SendOptions(**options))  # fmt: skip
 
-    stats = asyncio.run(go())
+    return asyncio.run(go()), outcomes
+
+
+def test_busy_429s_24299_are_retried_and_do_not_slow_the_pace(make_sandbox):
+    server = make_sandbox(busy_rate=0.3, random_seed=1)
+    stats, outcomes = send_tasks(server, 60, settle=0.5)
     assert {o.result for o in outcomes.values()} == {"created"} and len(server.tasks()) == 60
     assert server.stats()["faults"]["busy"] > 5
     assert stats.rate_limited == 0
@@ -192,19 +198,8 @@ def test_busy_429s_24299_are_retried_and_do_not_slow_the_pace(make_sandbox):
 def test_the_send_stage_honours_retry_after_end_to_end(make_sandbox):
     """A quota of 40 per 4 s: after each 429 with its Retry-After, nothing more arrives until
     then (but what was already on its way)."""
-    from importer.client import IvvyClient
-    from importer.model import Payload, Row
-    from importer.send import SendOptions, send_all
-
     server = make_sandbox(limit_kind="quota", rate_limit=10, quota_period_s=4, latency_ms=5)
-    items = [Payload(Row(n, {}), {"name": f"T{n}", "endDatetime": "2026-12-01 09:00:00"})
-             for n in range(2, 102)]  # fmt: skip
-
-    async def go():
-        async with IvvyClient(server.credentials) as client:
-            await send_all(client, items, lambda p, o: None, SendOptions(concurrency=8))
-
-    asyncio.run(go())
+    send_tasks(server, 100, concurrency=8)
     assert len(server.tasks()) == 100
     log = server.get("/_sandbox/requests?action=addOrUpdateTask")
     refusals = [r for r in log if r["status"] == 429]
@@ -240,21 +235,8 @@ def test_gateway_answers_slow_the_pace_only_when_they_cluster(clock):
     ],
 )
 def test_every_kind_of_limit_and_retry_after_is_gone_through_once(make_sandbox, knobs):
-    from importer.client import IvvyClient
-    from importer.model import Payload, Row
-    from importer.send import SendOptions, send_all
-
     server = make_sandbox(latency_ms=5, **knobs)
-    items = [Payload(Row(n, {}), {"name": f"T{n}", "endDatetime": "2026-12-01 09:00:00"})
-             for n in range(2, 152)]  # fmt: skip
-    outcomes = {}
-
-    async def go():
-        async with IvvyClient(server.credentials) as client:
-            return await send_all(client, items, lambda p, o: outcomes.__setitem__(p.row.number, o),
-                                  SendOptions(concurrency=8, settle=0.5))  # fmt: skip
-
-    stats = asyncio.run(go())
+    stats, outcomes = send_tasks(server, 150, concurrency=8, settle=0.5)
     assert {o.result for o in outcomes.values()} == {"created"} and len(outcomes) == 150
     assert sorted(t["name"] for t in server.tasks()) == sorted(f"T{n}" for n in range(2, 152))
     assert stats.rate_limited == server.stats()["rate_limited"] > 0

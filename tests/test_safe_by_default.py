@@ -227,7 +227,7 @@ def _finish_import(client, base: str, **form: str) -> dict:
 def test_on_the_page_a_correction_belongs_to_its_sheet_alone(served, sandbox, tmp_path):
     import httpx
 
-    from .test_serve_http import csrf_of
+    from .test_serve_http import csrf_of, upload
 
     book = openpyxl.Workbook()
     for title, prefix in (("A", "Alpha"), ("B", "Beta")):
@@ -241,8 +241,7 @@ def test_on_the_page_a_correction_belongs_to_its_sheet_alone(served, sandbox, tm
     address = served()
     with httpx.Client(follow_redirects=True) as client:
         token = csrf_of(client, address)
-        asked = client.post(f"{address}upload", data={"csrf": token},
-                            files={"file": ("two.xlsx", path.read_bytes())})  # fmt: skip
+        asked = upload(client, address, path.read_bytes(), "two.xlsx", token)
         base = str(asked.url).rsplit("/", 1)[0]
         client.post(f"{base}/sheet", data={"csrf": token, "sheet": "A"})
         assert "1 invalid" in client.get(f"{base}/check").text
@@ -259,8 +258,7 @@ def test_on_the_page_a_correction_belongs_to_its_sheet_alone(served, sandbox, tm
         assert beta == {"Beta 1": "2026-12-01 10:00:00 UTC", "Beta 2": "2026-12-09 10:00:00 UTC"}
 
         # Sheet A keeps its own correction; taken back, the cell reads as the file has it.
-        second = client.post(f"{address}upload", data={"csrf": token},
-                             files={"file": ("two.xlsx", path.read_bytes())})  # fmt: skip
+        second = upload(client, address, path.read_bytes(), "two.xlsx", token)
         other = str(second.url).rsplit("/", 1)[0]
         client.post(f"{other}/sheet", data={"csrf": token, "sheet": "A"})
         client.post(f"{other}/fix", data={"csrf": token, "row": "3", "column": "Due Date",

@@ -19,13 +19,11 @@ def csrf_of(client: httpx.Client, address: str) -> str:
     return re.search(r'name="csrf" value="([^"]+)"', page.text).group(1)
 
 
-def upload(client: httpx.Client, address: str, text: str, name: str = "t.csv", csrf=None):
+def upload(client: httpx.Client, address: str, text: str | bytes, name: str = "t.csv", csrf=None):
+    """Upload ``text`` (a CSV's text, or a file's bytes) as ``name``; the answer."""
     token = csrf if csrf is not None else csrf_of(client, address)
-    return client.post(
-        f"{address}upload",
-        data={"csrf": token},
-        files={"file": (name, text.encode("utf-8"), "text/csv")},
-    )
+    sent = (name, text.encode("utf-8"), "text/csv") if isinstance(text, str) else (name, text)
+    return client.post(f"{address}upload", data={"csrf": token}, files={"file": sent})
 
 
 def test_beyond_loopback_every_request_needs_the_printed_token(served):
@@ -191,8 +189,7 @@ def test_a_workbook_with_several_sheets_asks_which(served, tmp_path):
     address = served()
     with httpx.Client(follow_redirects=True) as client:
         token = csrf_of(client, address)
-        asked = client.post(f"{address}upload", data={"csrf": token},
-                            files={"file": ("two.xlsx", path.read_bytes())})  # fmt: skip
+        asked = upload(client, address, path.read_bytes(), "two.xlsx", token)
         assert str(asked.url).endswith("/sheet")
         assert 'value="Notes"' in asked.text and 'value="Tasks"' in asked.text
         mapped = client.post(asked.url, data={"csrf": token, "sheet": "Tasks"})
