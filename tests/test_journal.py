@@ -249,25 +249,34 @@ def test_undo_cancels_what_a_run_created_and_puts_back_what_it_updated(make_sand
 
 def test_undo_leaves_a_task_changed_in_ivvy_since_the_run_updated_it(make_sandbox, tmp_path):
     server = make_sandbox()
-    rows = keyed_rows(3)
+    rows = keyed_rows(4)
     invoke(server, "run", write_rows(tmp_path / "n1.csv", rows), "--key", "Legacy Id")
     for row in rows:
         row["Status"] = "Done"
     invoke(server, "run", write_rows(tmp_path / "n2.csv", rows), "--key", "Legacy Id")
     ids = {t["name"]: t["id"] for t in server.tasks()}
-    # A person changes Task 1's status, and Task 2's description, after the update.
+    # A person changes Task 1's status, Task 2's description and Task 3's name, after the
+    # update.
     time.sleep(EDIT_SLACK + 1.1)  # so that iVvy's modifiedDate shows it came later
-    for name, change in (("Task 1", {"status": 1}), ("Task 2", {"description": "a person's"})):
+    changes = (
+        ("Task 1", {"status": 1}),
+        ("Task 2", {"description": "a person's"}),
+        ("Task 3", {"name": "Task 3 & renamed by hand"}),
+    )
+    for name, change in changes:
         httpx.post(f"{server.base_url}/_sandbox/tasks/{ids[name]}", json=change).raise_for_status()
 
     undone = invoke(server, "undo", "--json")
     assert undone.exit_code == 1, undone.output  # tasks left as they are: a person looks
-    assert as_json(undone)["counts"] == {"updated": 1, "skipped": 2}
+    assert as_json(undone)["counts"] == {"updated": 1, "skipped": 3}
     listed = read_results(Path(as_json(undone)["results"]))
     assert "changed in iVvy since run 2 updated it (status differ" in listed[1]["message"]
     assert "after run 2 updated it" in listed[2]["message"]
+    assert "changed in iVvy since run 2 updated it (name differ" in listed[3]["message"]
     tasks = {t["name"]: t for t in server.tasks()}
-    assert {n: t["status"] for n, t in tasks.items()} == {"Task 0": 0, "Task 1": 1, "Task 2": 4}
+    assert {n: t["status"] for n, t in tasks.items()} == {
+        "Task 0": 0, "Task 1": 1, "Task 2": 4, "Task 3 &amp; renamed by hand": 4
+    }  # fmt: skip
     assert "a person" in tasks["Task 2"]["description"]
 
 

@@ -76,6 +76,17 @@ def test_alike_rows_are_each_created_once_when_answers_are_lost(make_sandbox):
     assert len(server.tasks()) == 4 and len(set(ids)) == 4  # four rows, four tasks, none shared
 
 
+def test_a_lost_create_with_a_contact_and_a_company_is_found_not_sent_twice(make_sandbox):
+    # iVvy files such a task under the company, the contact beside it (companyContactId): the
+    # look-up must still know it for the row's.
+    server = make_sandbox(drop_rate=1.0)
+    params = {"name": "Both", "endDatetime": DUE, "contactId": 12, "companyId": 3}
+    outcomes = deliver(server, [Payload(Row(2, {}), params)])
+    tasks = server.tasks()
+    assert len(tasks) == 1 and tasks[0]["companyContactId"] == 12 and tasks[0]["contactId"] is None
+    assert outcomes[2].result == "created" and outcomes[2].task_id == tasks[0]["id"]
+
+
 def test_updates_are_retried_through_server_errors(make_sandbox):
     seed = {**default_seed(), "tasks": [{"id": 1, "name": "Old", "endDatetime": DUE}]}
     server = make_sandbox(fail_rate=0.3, random_seed=3, seed=seed)
