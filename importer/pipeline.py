@@ -673,7 +673,7 @@ async def _ask_batch(
         verdict = job_verdict(response)
         if verdict == "done":
             task_id = int(response["id"])
-            reconciler.own(task_id)
+            reconciler.own(task_id)  # sent by an earlier run: when is not known here
             result_name = "updated" if member.params.get("id") is not None else "created"
             settled[(member.run, member.number)] = Outcome(result_name, task_id=task_id)
         elif verdict == "not_saved":

@@ -211,17 +211,22 @@ class Reconciler:
         """How many tasks this run saw that someone else made meanwhile."""
         return len(self._foreign)
 
-    def own(self, task_id: int, sent: float | None = None) -> None:
-        """Note that a row of this run created or updated ``task_id`` by a request sent at
-        ``sent`` (our clock; now when not known): the task was made after that, which is what
-        the lag check compares with a look-up's window (an answer may come long after the
-        task was made, when this process or iVvy is slow)."""
-        if task_id not in self._owned:
-            self._owned.add(task_id)
-            now = time.time()
-            self._answered.append((now if sent is None else min(sent, now), task_id))
-            while self._answered[0][0] < now - LAG_LIMIT:
-                self._answered.popleft()
+    def own(self, task_id: int, sent: float | None = None, *, made: bool = True) -> None:
+        """Note that a row of this run created (``made``) or updated ``task_id`` by a request
+        sent at ``sent`` (our clock). Only a task this run made, at a known moment, is one a
+        later look-up's list must show (the lag check): the task was made after ``sent``, and
+        an answer may come long after that when this process or iVvy is slow. An updated task
+        keeps its old ``createdDate`` and never shows in a list of recent tasks; a task a
+        look-up found was seen already; neither may hold a look-up back as a lagging list."""
+        if task_id in self._owned:
+            return
+        self._owned.add(task_id)
+        if not made or sent is None:
+            return
+        now = time.time()
+        self._answered.append((min(sent, now), task_id))
+        while self._answered and self._answered[0][0] < now - LAG_LIMIT:
+            self._answered.popleft()
 
     def own_all(self, task_ids: Iterable[int]) -> None:
         """Tasks rows of earlier runs made (from the journal): never candidates."""
@@ -315,16 +320,15 @@ class Reconciler:
             if created is not None and created >= since:
                 listed.append((created, task))
         seen = {int(task["id"]) for _, task in listed}
-        # The list shows every write up to ``horizon`` (our clock): the first task answered to
+        # The list shows every write up to ``horizon`` (our clock): the earliest task made by
         # this run since the window opened that it does not show marks how far it lags.
-        horizon = began
-        recent = began - LAG_LIMIT
-        for answered_at, ident in self._answered:
-            if answered_at < max(opened + SLACK, recent) or answered_at >= began:
-                continue
-            if ident not in seen:
-                horizon = answered_at
-                break
+        recent = max(opened + SLACK, began - LAG_LIMIT)
+        missing = [
+            answered_at
+            for answered_at, ident in self._answered
+            if recent <= answered_at < began and ident not in seen
+        ]
+        horizon = min(missing, default=began)
         waiting = self._explained_params()
         for _, task in listed:
             ident = int(task["id"])
@@ -363,7 +367,7 @@ class Reconciler:
                     _resolve(lost, ambiguous_outcome(candidates))
             else:
                 for lost, ident in zip(rows, candidates, strict=False):
-                    self.own(ident)
+                    self.own(ident, made=False)  # seen already: never a sign of lag
                     self.found += 1
                     claimed.add(ident)
                     _resolve(lost, found_outcome(ident))

@@ -278,7 +278,7 @@ async def _attempts(
             except (TransportError, ApiError) as exc:
                 last = exc
             else:
-                reconciler.own(task_id, sent)
+                reconciler.own(task_id, sent, made=not payload.is_update)
                 return _done(payload, task_id, state.notes)
         state.last = last
         if isinstance(last, RateLimited):
@@ -506,6 +506,7 @@ async def deliver_batch(
         wait = backoff(attempt)
         answer = None
         async with pace.slot() as slot:
+            sent = time.time()
             try:
                 jobs = [_job(group[i]) for i in pending]
                 body = {"jobs": jobs, "callbackUrl": options.callback_url}
@@ -559,7 +560,7 @@ async def deliver_batch(
                     retry.append(i)  # left out, or a server error: it may have run
                 elif verdict == "done":
                     task_id = int(response["id"])
-                    reconciler.own(task_id)
+                    reconciler.own(task_id, sent, made=not group[i].is_update)
                     outcomes[i] = _done(group[i], task_id, notes.get(i, ()))
                 elif verdict == "not_saved":
                     outcomes[i] = not_saved(response)
