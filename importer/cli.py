@@ -761,7 +761,7 @@ def serve_command(
     """
     import uvicorn
 
-    from .serve import Page, ServeConfig
+    from .serve import Page, ServeConfig, loopback_hosts
 
     with (
         _target(use_sandbox) as credentials,
@@ -773,9 +773,14 @@ def serve_command(
             if use_sandbox
             else platformdirs.user_data_path("ivvy-task-importer", appauthor=False) / "uploads"
         )
-        token = None if host in LOOPBACK else secrets.token_urlsafe(24)
-        label = "a local sandbox (nothing reaches iVvy)" if use_sandbox else credentials.target
-        page = Page(ServeConfig(credentials, uploads, journal, token, max_upload_mb << 20, label))
+        loopback = host in LOOPBACK
+        token = None if loopback else secrets.token_urlsafe(24)
+        # The page names the account by its address and the key's last characters only.
+        label = (
+            "a local sandbox (nothing reaches iVvy)"
+            if use_sandbox
+            else f"{credentials.base_url} (the API key ending …{credentials.key[-4:]})"
+        )
         family = socket.AF_INET6 if ":" in host else socket.AF_INET
         listener = socket.socket(family, socket.SOCK_STREAM, socket.IPPROTO_TCP)
         listener.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
@@ -783,15 +788,23 @@ def serve_command(
             listener.bind((host, port))
         except OSError as exc:
             raise UsageError(f"cannot listen on {host}:{port}: {exc.strerror}") from None
-        shown = f"[{host}]" if ":" in host else host
-        address = f"http://{shown}:{listener.getsockname()[1]}/"
+        bound = listener.getsockname()[1]
+        hosts = loopback_hosts(bound) if loopback else None
+        page = Page(ServeConfig(credentials, uploads, journal, token, max_upload_mb << 20, label,
+                                hosts=hosts))  # fmt: skip
+        # Beyond loopback, an address another machine can open (not 0.0.0.0).
+        shown = socket.getfqdn() if host in ("0.0.0.0", "::") else host
+        shown = f"[{shown}]" if ":" in shown else shown
+        address = f"http://{shown}:{bound}/"
         click.echo(
             f"The import page: {address}"
             + (f"?token={token}" if token else "")
             + f"\nSending to: {label}. Ctrl-C stops it.",
             err=True,
         )
-        config = uvicorn.Config(page.app, log_level="warning", lifespan="on")
+        # A stop answers within seconds whatever runs: the requests in flight get 2 s.
+        config = uvicorn.Config(page.app, log_level="warning", lifespan="on",
+                                timeout_graceful_shutdown=2)  # fmt: skip
         uvicorn.Server(config).run(sockets=[listener])
 
 

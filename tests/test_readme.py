@@ -98,3 +98,19 @@ def test_the_readme_config_example_loads(tmp_path, monkeypatch):
     defaults = load_config(path, main)
     assert defaults["run"]["key"] == "Legacy Id" and defaults["run"]["as_json"] is True
     assert os.environ["IVVY_API_KEY"] == "your-api-key"
+
+
+def test_under_ci_a_missing_chromium_fails_the_browser_test_and_elsewhere_skips_it(tmp_path):
+    root = Path(__file__).resolve().parent.parent
+    missing = str(tmp_path / "no-chromium")
+
+    def browser_tests(ci: str) -> subprocess.CompletedProcess[str]:
+        env = {**os.environ, "IVVY_TEST_CHROMIUM": missing, "CI": ci}
+        command = [sys.executable, "-m", "pytest", "-q", "-p", "no:cacheprovider",
+                   "tests/test_serve_browser.py", "-rs"]  # fmt: skip
+        return subprocess.run(command, cwd=root, env=env, capture_output=True, text=True)
+
+    in_ci = browser_tests("true")
+    assert in_ci.returncode == 1 and "no Chromium" in in_ci.stdout, in_ci.stdout
+    local = browser_tests("")
+    assert local.returncode == 0 and "skipped" in local.stdout, local.stdout

@@ -1,5 +1,5 @@
 """``task-import serve``: the whole job on a local web page, over the same pipeline."""
 
-from ._app import Page, ServeConfig, mapping_toml
+from ._app import Page, ServeConfig, loopback_hosts, mapping_toml
 
-__all__ = ["Page", "ServeConfig", "mapping_toml"]
+__all__ = ["Page", "ServeConfig", "loopback_hosts", "mapping_toml"]

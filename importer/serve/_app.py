@@ -9,20 +9,22 @@ that the reader applies as it reads (the uploaded file is never changed).
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import csv
 import hmac
 import io
 import logging
+import re
 import secrets
+import threading
 from collections.abc import AsyncIterator, Awaitable, Callable
 from contextlib import asynccontextmanager
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any
+from typing import Any, TypeVar
 
 import openpyxl
 from starlette.applications import Starlette
-from starlette.background import BackgroundTask
 from starlette.datastructures import UploadFile
 from starlette.requests import Request
 from starlette.responses import JSONResponse, RedirectResponse, Response
@@ -50,9 +52,10 @@ from ..pipeline import (
 from ..profiles import PROFILES
 from ..read import WORKBOOK_SUFFIXES, list_sheets
 from ..results import RESULT_COLUMNS, unneutralise
-from ._state import Progress, Upload, Uploads
+from ._state import Checked, Progress, Upload, Uploads
 
 log = logging.getLogger("importer.serve")
+T = TypeVar("T")
 
 SUFFIXES = (".csv", ".tsv", ".txt", ".xlsx", ".xlsm", ".xlsb", ".xls", ".ods")
 #: Rows a check page shows at most (the downloads hold them all).
@@ -78,6 +81,17 @@ class ServeConfig:
     max_upload: int = 50 << 20
     #: Shown on the page: "a local sandbox" or the target.
     target_label: str = ""
+    #: The Host values a request may carry (on loopback: this page's own names and port, so a
+    #: site that points its name at 127.0.0.1 gets nothing); None beyond loopback, where the
+    #: token guards every request.
+    hosts: frozenset[str] | None = None
+    #: How long a stop waits for a run to record where it stopped.
+    stop_wait: float = 3.0
+
+
+def loopback_hosts(port: int) -> frozenset[str]:
+    """The Host values of a page served on loopback at ``port``."""
+    return frozenset(f"{name}:{port}" for name in ("127.0.0.1", "localhost", "[::1]"))
 
 
 class Page:
@@ -89,14 +103,14 @@ class Page:
         folder = Path(__file__).with_name("templates")
         self.templates = Jinja2Templates(directory=str(folder))
         self.templates.env.globals["targets"] = TARGETS
-        self.app = Starlette(
+        self.starlette = Starlette(
             routes=[
                 Route("/", self.home),
                 Route("/upload", self.upload, methods=["POST"]),
                 Route("/u/{id}/sheet", self.sheet, methods=["GET", "POST"]),
                 Route("/u/{id}/map", self.mapping, methods=["GET", "POST"]),
                 Route("/u/{id}/mapping.toml", self.mapping_file),
-                Route("/u/{id}/check", self.check),
+                Route("/u/{id}/check", self.check, methods=["GET", "POST"]),
                 Route("/u/{id}/fix", self.fix, methods=["POST"]),
                 Route("/u/{id}/unfix", self.unfix, methods=["POST"]),
                 Route("/u/{id}/corrected", self.corrected),
@@ -105,11 +119,15 @@ class Page:
                 Route("/u/{id}/stop", self.stop, methods=["POST"]),
                 Route("/u/{id}/results.xlsx", self.results),
                 Route("/u/{id}/to-fix.xlsx", self.to_fix),
+                Route("/u/{id}/remove", self.remove, methods=["POST"]),
                 Mount("/static", StaticFiles(directory=str(Path(__file__).with_name("static")))),
             ],
             lifespan=self._lifespan,
         )
-        self.app.add_middleware(_Guard, page=self)  # type: ignore[arg-type]
+        self.starlette.add_middleware(_Guard, page=self)  # type: ignore[arg-type]
+        #: The application: the security headers go on every answer, a 500 included (they are
+        #: added outside Starlette's own error handling).
+        self.app = _Secured(self.starlette)
 
     @asynccontextmanager
     async def _lifespan(self, app: Starlette) -> AsyncIterator[None]:
@@ -130,9 +148,9 @@ class Page:
         return upload
 
     def options(self, upload: Upload, **more: Any) -> RunOptions:
+        """The run's options for what the person decided; reading them changes nothing (the
+        mapping file is written when the choices are saved, by a POST)."""
         mapping = upload.folder / "mapping.toml"
-        if upload.choices:
-            mapping.write_text(mapping_toml(upload.choices, upload.profile), encoding="utf-8")
         # The page writes its own mapping file: naming the id column there is not the
         # person's say-so to update tasks this tool did not make (the check page asks).
         more.setdefault("update_existing", False)
@@ -144,6 +162,18 @@ class Page:
             state=self.config.state,
             **more,
         )
+
+    def _save(self, upload: Upload) -> None:
+        """What the person decided, kept (and the mapping file the runs read)."""
+        if upload.choices:
+            text = mapping_toml(upload.choices, upload.profile)
+            (upload.folder / "mapping.toml").write_text(text, encoding="utf-8")
+        upload.save()
+
+    def plain(self, exc: BaseException, upload: Upload | None = None) -> str:
+        """A message for the page: no server path (a file is named by its name), no other
+        upload's folder, nothing of the credentials."""
+        return scrubbed(str(exc), upload, self.config.credentials)
 
     # -- routes -------------------------------------------------------------------------
 
@@ -180,9 +210,9 @@ class Page:
         upload.save()
         if upload.path.suffix.lower() in WORKBOOK_SUFFIXES:
             try:
-                sheets = list_sheets(upload.path)
+                sheets = await off_loop(lambda: list_sheets(upload.path))
             except ImporterError as exc:
-                message = _plain(exc, upload)
+                message = self.plain(exc, upload)
                 self.uploads.forget(upload)
                 return self._refuse(request, 400, message)
             if len(sheets) > 1:
@@ -191,15 +221,21 @@ class Page:
 
     async def sheet(self, request: Request) -> Response:
         upload = self._upload(request)
-        sheets = list_sheets(upload.path)
-        if request.method == "POST":
-            form = await request.form()
+        form = await request.form() if request.method == "POST" else None
+        if form is not None:
             _check_csrf(request, form.get("csrf"))
+        if upload.path.suffix.lower() not in WORKBOOK_SUFFIXES:
+            return RedirectResponse(f"/u/{upload.id}/map", status_code=303)  # one table
+        try:
+            sheets = await off_loop(lambda: list_sheets(upload.path))
+        except ImporterError as exc:
+            return self._refuse(request, 400, self.plain(exc, upload))
+        if form is not None:
             chosen = str(form.get("sheet") or "")
             if chosen not in sheets:
                 return self._refuse(request, 400, f"No sheet {chosen!r} in {upload.name}.")
             upload.sheet, upload.choices = chosen, {}
-            upload.save()
+            self._save(upload)
             return RedirectResponse(f"/u/{upload.id}/map", status_code=303)
         return self.render(request, "sheet.html", upload=upload, sheets=sheets)
 
@@ -222,23 +258,26 @@ class Page:
                             return self._refuse(request, 400, f"No field {field!r}.")
                         choices[key.removeprefix("column:")] = field or None
                 upload.choices = choices
-            upload.save()
-            target = "check" if form.get("next") == "check" else "map"
-            return RedirectResponse(f"/u/{upload.id}/{target}", status_code=303)
+            self._save(upload)
+            if form.get("next") == "check":
+                await self._check(upload)
+                return RedirectResponse(f"/u/{upload.id}/check", status_code=303)
+            return RedirectResponse(f"/u/{upload.id}/map", status_code=303)
         options = self.options(upload)
         try:
-            headers, mapping = await asyncio.to_thread(mapped_so_far, upload.path, options)
+            headers, mapping = await off_loop(lambda: mapped_so_far(upload.path, options))
         except ImporterError as exc:
-            return self.render(request, "mapping.html", upload=upload, error=_plain(exc, upload),
+            error = self.plain(exc, upload)
+            return self.render(request, "mapping.html", upload=upload, error=error,
                                rows=[], profiles=PROFILES, status=400)  # fmt: skip
         rows = describe_mapping(headers, mapping, upload.choices)
         error, warnings, count = None, list(mapping.warnings), None
         try:
-            prepared = await asyncio.to_thread(prepare, upload.path, options)
+            prepared = await off_loop(lambda: prepare(upload.path, options))
             warnings, count = prepared.warnings, prepared.rows
         except ImporterError as exc:
             # The columns are shown all the same, to choose what is missing.
-            error = _plain(exc, upload).replace(
+            error = self.plain(exc, upload).replace(
                 "Rename a column, or give --mapping or --profile",
                 "Choose below which column holds it.",
             )
@@ -248,32 +287,57 @@ class Page:
     async def mapping_file(self, request: Request) -> Response:
         upload = self._upload(request)
         options = self.options(upload)
-        headers, mapping = await asyncio.to_thread(mapped_so_far, upload.path, options)
+        headers, mapping = await off_loop(lambda: mapped_so_far(upload.path, options))
         described = describe_mapping(headers, mapping, upload.choices)
         text = mapping_toml({column: field for column, field, _ in described}, upload.profile)
         name = f"{upload.stem}.mapping.toml"
         return Response(text, media_type="application/toml", headers=_attachment(name))
 
+    async def _check(self, upload: Upload) -> None:
+        """Check every row as a run would (off the event loop) and keep what it found, for
+        the check page to show: the verdicts go to the upload's validation sheet."""
+        decided = upload.decided()
+        options = self.options(upload, results=upload.validation_path)
+
+        async def validate() -> Any:
+            async with IvvyClient(self.config.credentials) as client:
+                return await validate_source(upload.path, client, options)
+
+        try:
+            summary = await off_loop(lambda: asyncio.run(validate()))
+        except (ImporterError, IvvyError) as exc:
+            upload.checked = Checked(decided, None, self.plain(exc, upload))
+            return
+        upload.checked = Checked(decided, summary, None)
+
     async def check(self, request: Request) -> Response:
+        """POST: check the rows (what the person decided so far). GET: what the last check
+        found, or, when the choices or corrections changed since, a button to check again."""
         upload = self._upload(request)
         errors_only = request.query_params.get("errors") == "1"
-        try:
-            async with IvvyClient(self.config.credentials) as client:
-                summary = await validate_source(
-                    upload.path, client, self.options(upload, results=upload.validation_path)
-                )
-        except (ImporterError, IvvyError) as exc:
-            return self.render(request, "check.html", upload=upload, error=_plain(exc, upload),
+        if request.method == "POST":
+            form = await request.form()
+            _check_csrf(request, form.get("csrf"))
+            await self._check(upload)
+            back = "?errors=1" if errors_only or form.get("errors_only") == "1" else ""
+            return RedirectResponse(f"/u/{upload.id}/check{back}", status_code=303)
+        checked = upload.checked
+        if checked is None or checked.decided != upload.decided():
+            return self.render(request, "check.html", upload=upload, error=None, stale=True)
+        if checked.error is not None:
+            return self.render(request, "check.html", upload=upload, error=checked.error,
                                status=400)  # fmt: skip
-        data_headers, rows = read_verdicts(upload.validation_path)
+        summary = checked.summary
+        assert summary is not None
+        data_headers, rows = await off_loop(lambda: read_verdicts(upload.validation_path))
         shown = [r for r in rows if not errors_only or r["result"] != "valid"][:SHOWN_ROWS]
         codes = sorted(
             ((code, n, describe_code(code)) for code, n in summary.codes.items()),
             key=lambda item: -item[1],
         )
         plan = [(verb, summary.plan[verb]) for verb in PLAN_ORDER if summary.plan.get(verb)]
-        refusal = _plain(Exception(summary.refusal), upload) if summary.refusal else None
-        previous = _plain(Exception(summary.previous), upload) if summary.previous else None
+        refusal = self.plain(Exception(summary.refusal), upload) if summary.refusal else None
+        previous = self.plain(Exception(summary.previous), upload) if summary.previous else None
         return self.render(request, "check.html", upload=upload, error=None, summary=summary,
                            headers=data_headers, rows=shown, codes=codes,
                            errors_only=errors_only, total=len(rows), plan=plan,
@@ -291,6 +355,7 @@ class Page:
             return self._refuse(request, 400, "Which row? (a row number was expected)")
         upload.fixes[(number, column)] = str(form.get("value") or "")
         upload.save()
+        await self._check(upload)
         back = "?errors=1" if form.get("errors_only") == "1" else ""
         return RedirectResponse(f"/u/{upload.id}/check{back}#row-{number}", status_code=303)
 
@@ -308,6 +373,7 @@ class Page:
                 return self._refuse(request, 400, "Which row? (a row number was expected)")
             upload.fixes.pop((number, str(form.get("column"))), None)
         upload.save()
+        await self._check(upload)
         return RedirectResponse(f"/u/{upload.id}/check", status_code=303)
 
     async def corrected(self, request: Request) -> Response:
@@ -349,22 +415,28 @@ class Page:
             progress.done += 1
             progress.failures += outcome.result in ("invalid", "failed")
 
+        options = self.options(upload, results=upload.results_path, resume=resume,
+                               new_run=new_run, update_existing=update_existing)  # fmt: skip
+
+        async def run() -> Any:
+            # In a thread of its own, on a loop of its own: the page answers meanwhile.
+            async with IvvyClient(self.config.credentials) as client:
+                return await run_import(upload.path, client, options, stop=progress.stopper(),
+                                        progress=advanced, started=started)  # fmt: skip
+
         async def go() -> None:
-            options = self.options(upload, results=upload.results_path, resume=resume,
-                                   new_run=new_run, update_existing=update_existing)  # fmt: skip
             try:
-                async with IvvyClient(self.config.credentials) as client:
-                    summary = await run_import(upload.path, client, options, stop=progress.stop,
-                                               progress=advanced, started=started)  # fmt: skip
+                summary = await off_loop(lambda: asyncio.run(run()))
                 progress.summary = summary
                 upload.finished = not summary.interrupted
                 if upload.finished:
-                    upload.downloads["results"] = upload.results_path.read_bytes()
-                    upload.downloads["to-fix"] = rows_to_fix(upload.results_path)
+                    results = upload.results_path
+                    upload.downloads["results"] = results.read_bytes()
+                    upload.downloads["to-fix"] = await off_loop(lambda: rows_to_fix(results))
             except (ImporterError, IvvyError) as exc:
                 # Refused before anything was sent: the upload is as it was before.
                 upload.imported = was_imported
-                progress.error = _plain(exc, upload)
+                progress.error = self.plain(exc, upload)
             except Exception as exc:  # shown on the page, logged with its details
                 log.exception("import of %s failed", upload.name)
                 progress.error = f"unexpected error ({type(exc).__name__}); see the server's log"
@@ -390,19 +462,18 @@ class Page:
         form = await request.form()
         _check_csrf(request, form.get("csrf"))
         if upload.progress is not None:
-            upload.progress.stop.set()
+            upload.progress.stop_run()
         return RedirectResponse(f"/u/{upload.id}/import", status_code=303)
 
     async def results(self, request: Request) -> Response:
-        """The results sheet; once it is downloaded the upload's folder goes (the sheet and the
-        rows to fix stay downloadable from memory until the server stops)."""
+        """The results sheet (downloading it changes nothing: the upload is removed by its
+        Remove button, or when the server stops)."""
         upload = self._upload(request)
         data = upload.downloads.get("results")
         if data is None:
             return RedirectResponse(f"/u/{upload.id}/import", status_code=303)
         return Response(data, media_type=_media(Path("x.xlsx")),
-                        headers=_attachment(f"{upload.stem}.results.xlsx"),
-                        background=BackgroundTask(upload.remove))  # fmt: skip
+                        headers=_attachment(f"{upload.stem}.results.xlsx"))  # fmt: skip
 
     async def to_fix(self, request: Request) -> Response:
         upload = self._upload(request)
@@ -412,6 +483,19 @@ class Page:
         return Response(data, media_type=_media(Path("x.xlsx")),
                         headers=_attachment(f"{upload.stem}.to-fix.xlsx"))  # fmt: skip
 
+    async def remove(self, request: Request) -> Response:
+        """The upload removed from this computer: its file, corrections and results (a run
+        going on is stopped first, and where it stopped stays in the journal)."""
+        upload = self._upload(request)
+        form = await request.form()
+        _check_csrf(request, form.get("csrf"))
+        progress = upload.progress
+        if progress is not None and progress.task is not None and not progress.finished:
+            progress.stop_run()
+            await asyncio.wait([progress.task], timeout=self.config.stop_wait)
+        self.uploads.forget(upload)
+        return RedirectResponse("/", status_code=303)
+
     async def shutdown(self) -> None:
         """Stop the runs going on (their journal says where; the page resumes them after a
         restart), then remove every upload's folder but theirs."""
@@ -419,10 +503,10 @@ class Page:
                    if u.progress is not None and u.progress.task is not None
                    and not u.progress.finished]  # fmt: skip
         for progress in running:
-            progress.stop.set()
+            progress.stop_run()
         tasks = [p.task for p in running if p.task is not None]
         if tasks:
-            await asyncio.wait(tasks, timeout=10)
+            await asyncio.wait(tasks, timeout=self.config.stop_wait)
         self.uploads.close()
 
     # -- refusals -------------------------------------------------------------------------
@@ -454,9 +538,47 @@ def _check_csrf(request: Request, sent: Any) -> None:
         raise _CsrfError
 
 
+#: On every answer of the page, errors included.
+SECURITY_HEADERS = [
+    (b"x-content-type-options", b"nosniff"),
+    (b"x-frame-options", b"DENY"),
+    (b"content-security-policy",
+     b"default-src 'self'; script-src 'self'; style-src 'self'; "
+     b"img-src 'self' data:; form-action 'self'; frame-ancestors 'none'"),
+    (b"referrer-policy", b"same-origin"),
+    (b"cache-control", b"no-store"),
+]  # fmt: skip
+
+
+class _Secured:
+    """The security headers on every answer: outside the application, so that an answer made
+    by Starlette's own error handling (a 500) carries them too."""
+
+    def __init__(self, app: Callable[..., Awaitable[None]]) -> None:
+        self.app = app
+
+    async def __call__(self, scope: dict[str, Any], receive: Any, send: Any) -> None:
+        if scope["type"] != "http":
+            await self.app(scope, receive, send)
+            return
+
+        async def secured(message: dict[str, Any]) -> None:
+            if message["type"] == "http.response.start":
+                headers = [
+                    (name, value)
+                    for name, value in message.get("headers", [])
+                    if name.lower() not in {n for n, _ in SECURITY_HEADERS}
+                ]
+                message["headers"] = headers + SECURITY_HEADERS
+            await send(message)
+
+        await self.app(scope, receive, secured)
+
+
 class _Guard:
-    """Every request: the access token (beyond loopback), the CSRF cookie, an Origin that is
-    this page's own on every POST; refusals as pages."""
+    """Every request, before any handler: a Host this page answers to (on loopback, its own
+    names: a rebinding site gets 403), the access token (beyond loopback), the CSRF cookie, an
+    Origin that is this page's own on every POST; refusals as pages."""
 
     def __init__(self, app: Callable[..., Awaitable[None]], page: Page) -> None:
         self.app = app
@@ -467,6 +589,13 @@ class _Guard:
             await self.app(scope, receive, send)
             return
         request = Request(scope, receive)
+        hosts = self.page.config.hosts
+        host = request.headers.get("host", "")
+        if hosts is not None and host not in hosts:
+            await _refused("Refused: this page answers only to its own address.")(
+                scope, receive, send
+            )
+            return
         token = self.page.config.token
         set_token = False
         if token is not None and not hmac.compare_digest(
@@ -475,19 +604,17 @@ class _Guard:
             if hmac.compare_digest(request.query_params.get("token", ""), token):
                 set_token = True
             else:
-                response = Response(
-                    "Open the address task-import serve printed (it carries the access token).",
-                    status_code=403,
-                    media_type="text/plain",
-                )
-                await response(scope, receive, send)
+                await _refused(
+                    "Open the address task-import serve printed (it carries the access token)."
+                )(scope, receive, send)
                 return
         csrf = request.cookies.get(CSRF_COOKIE) or secrets.token_urlsafe(24)
         scope.setdefault("state", {})["csrf"] = csrf
-        if request.method == "POST" and not _same_origin(request):
-            await Response("Refused: this form came from another site.", status_code=403)(
-                scope, receive, send
-            )
+        if request.method not in ("GET", "HEAD", "POST"):
+            await Response("Only GET and POST.", status_code=405)(scope, receive, send)
+            return
+        if request.method == "POST" and not _same_origin(request, hosts):
+            await _refused("Refused: this form came from another site.")(scope, receive, send)
             return
 
         async def send_with_cookies(message: dict[str, Any]) -> None:
@@ -497,34 +624,33 @@ class _Guard:
                 if set_token:
                     cookies.append(f"{TOKEN_COOKIE}={token}; Path=/; SameSite=Strict; HttpOnly")
                 headers += [(b"set-cookie", c.encode()) for c in cookies]
-                headers += [
-                    (b"x-content-type-options", b"nosniff"),
-                    (b"x-frame-options", b"DENY"),
-                    (b"content-security-policy",
-                     b"default-src 'self'; script-src 'self'; style-src 'self'; "
-                     b"img-src 'self' data:; form-action 'self'; frame-ancestors 'none'"),
-                    (b"referrer-policy", b"same-origin"),
-                ]  # fmt: skip
             await send(message)
 
         try:
             await self.app(scope, receive, send_with_cookies)
         except _NotFound:
-            await Response("No such upload (it may have been downloaded and removed).",
+            await Response("No such upload (it may have been removed).",
                            status_code=404)(scope, receive, send_with_cookies)  # fmt: skip
         except _CsrfError:
-            await Response(
-                "Refused: the form's token is missing or stale. Reload the page and try again.",
-                status_code=403,
+            await _refused(
+                "Refused: the form's token is missing or stale. Reload the page and try again."
             )(scope, receive, send_with_cookies)
 
 
-def _same_origin(request: Request) -> bool:
+def _refused(text: str) -> Response:
+    return Response(text, status_code=403, media_type="text/plain")
+
+
+def _same_origin(request: Request, hosts: frozenset[str] | None) -> bool:
+    """Whether a POST comes from this page: no Origin (a browser sends one with every form
+    post it makes across sites), or this page's own address."""
     origin = request.headers.get("origin")
-    if origin is None or origin == "null":
-        return origin is None
-    host = request.headers.get("host", "")
-    return origin.split("://", 1)[-1] == host
+    if origin is None:
+        return True
+    scheme, _, where = origin.partition("://")
+    if scheme not in ("http", "https"):
+        return False  # "null" (a sandboxed frame, a file) and anything else
+    return where in hosts if hosts is not None else where == request.headers.get("host", "")
 
 
 #: The plan's lines, in the order the check page shows them.
@@ -549,12 +675,46 @@ def _media(path: Path) -> str:
     return "application/vnd.openxmlformats-officedocument.spreadsheetml.sheet"
 
 
-def _plain(exc: Exception, upload: Upload | None = None) -> str:
-    """A message for the page: the upload's private folder left out of it."""
-    text = str(exc)
+#: An absolute path in a message (a file, a folder, a journal), to be named by its last part.
+_PATH = re.compile(r"(?<![\w.:/])(?:/[^\s/'\"(),;]+)+/?")
+
+
+def scrubbed(text: str, upload: Upload | None, credentials: Credentials | None) -> str:
+    """``text`` as a page may show it: the upload's own file by its name, any other path by
+    its last part (no server folder, no other upload's folder: its id opens its pages), and
+    nothing of the credentials."""
     if upload is not None:
         text = text.replace(str(upload.path), upload.name).replace(str(upload.folder), "")
+    text = _PATH.sub(lambda m: Path(m.group(0)).name or "/", text)
+    if credentials is not None:
+        for secret, said in ((credentials.secret, "(the API secret)"),
+                             (credentials.key, "(the API key)")):  # fmt: skip
+            if secret:
+                text = text.replace(secret, said)
     return text
+
+
+async def off_loop(work: Callable[[], T]) -> T:
+    """``work()`` in a daemon thread of its own, awaited: the event loop answers every other
+    request meanwhile, and a stop never waits for it (the process ends all the same)."""
+    loop = asyncio.get_running_loop()
+    future: asyncio.Future[T] = loop.create_future()
+
+    def settle(outcome: Callable[[], None]) -> None:
+        with contextlib.suppress(RuntimeError):  # the loop is gone: the server stopped
+            loop.call_soon_threadsafe(outcome)
+
+    def run() -> None:
+        try:
+            result = work()
+        except BaseException as exc:  # handed to the request that awaits it
+            failure = exc
+            settle(lambda: future.done() or future.set_exception(failure))
+        else:
+            settle(lambda: future.done() or future.set_result(result))
+
+    threading.Thread(target=run, daemon=True, name="page-work").start()
+    return await future
 
 
 def mapped_so_far(path: Path, options: RunOptions) -> tuple[list[str], ColumnMapping]:

@@ -4,10 +4,12 @@ so that a server restarted after a crash still knows an upload whose run must be
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import json
 import os
 import secrets
 import shutil
+import threading
 import time
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -30,8 +32,29 @@ class Progress:
     finished: bool = False
     error: str | None = None
     summary: RunSummary | None = None
-    stop: asyncio.Event = field(default_factory=asyncio.Event)
     task: asyncio.Task[Any] | None = None
+    #: A stop asked for; the run's own event, on the loop of the thread it runs in.
+    stopped: bool = False
+    _stop: tuple[asyncio.AbstractEventLoop, asyncio.Event] | None = field(default=None, repr=False)
+    _lock: threading.Lock = field(default_factory=threading.Lock, repr=False)
+
+    def stopper(self) -> asyncio.Event:
+        """The event the run watches, made on the running loop (the run's thread's own)."""
+        event = asyncio.Event()
+        with self._lock:
+            self._stop = (asyncio.get_running_loop(), event)
+            if self.stopped:
+                event.set()
+        return event
+
+    def stop_run(self) -> None:
+        """Ask the run to stop (from any thread): no new row is sent."""
+        with self._lock:
+            self.stopped = True
+            if self._stop is not None:
+                loop, event = self._stop
+                with contextlib.suppress(RuntimeError):  # its loop has ended: so has the run
+                    loop.call_soon_threadsafe(event.set)
 
     def as_dict(self) -> dict[str, Any]:
         seconds = max(1e-6, time.monotonic() - self.began)
@@ -46,6 +69,16 @@ class Progress:
             "finished": self.finished,
             "error": self.error,
         }
+
+
+@dataclass(frozen=True)
+class Checked:
+    """A check of an upload: for which decisions (:meth:`Upload.decided`), and its summary or
+    the message that stopped it."""
+
+    decided: tuple[Any, ...]
+    summary: RunSummary | None
+    error: str | None
 
 
 @dataclass
@@ -66,8 +99,19 @@ class Upload:
     imported: bool = False
     finished: bool = False
     progress: Progress | None = None
-    #: The results, kept once the folder is gone (it goes when they are downloaded).
+    #: The results of the import, to download.
     downloads: dict[str, bytes] = field(default_factory=dict)
+    #: What the last check found, and for which decisions.
+    checked: Checked | None = None
+
+    def decided(self) -> tuple[Any, ...]:
+        """What a check depends on: the sheet, the profile, the choices, the corrections."""
+        return (
+            self.sheet,
+            self.profile,
+            tuple(sorted((k, v or "") for k, v in self.choices.items())),
+            tuple(sorted(self.fixes.items())),
+        )
 
     @property
     def fixes(self) -> dict[tuple[int, str], str]:
@@ -129,8 +173,12 @@ class Uploads:
         self.by_id: dict[str, Upload] = {}
         for folder in sorted(root.iterdir()):
             upload = _load(folder)
-            if upload is not None:
+            if upload is None:
+                continue
+            if upload.needs_resume:
                 self.by_id[upload.id] = upload
+            else:  # left by a server that did not stop cleanly: nothing to go on with
+                upload.remove()
 
     def new(self, filename: str) -> Upload:
         ident = secrets.token_urlsafe(12)
