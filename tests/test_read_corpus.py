@@ -10,7 +10,7 @@ import pytest
 
 from importer.errors import SourceError
 from importer.read import open_source
-from importer.read._workbook import load_sheet, open_workbook, sheet_rows, uses_1904_dates
+from importer.read._workbook import read_workbook
 
 CORPUS = Path(__file__).resolve().parents[2] / "shared" / "corpus"
 if not CORPUS.is_dir():
@@ -137,21 +137,19 @@ def test_calamine_files_that_are_refused(name):
 @pytest.mark.parametrize("name", ["date.xlsx", "date.xls", "date_1904.xlsx"])
 def test_serial_dates_read_in_either_date_system(name):
     path = CORPUS / "calamine" / name
-    workbook = open_workbook(path)
-    cells = [c for row in sheet_rows(load_sheet(workbook, "Sheet1", path)) for c in row]
+    cells = [c for row in read_workbook(path, "Sheet1").iter_rows() for c in row]
     assert cells[0] == date(2021, 1, 1)
     assert cells[2] == date(2021, 1, 2)
 
 
 def test_the_1904_date_system_is_detected():
-    assert uses_1904_dates(CORPUS / "calamine" / "date_1904.xlsx")
-    assert not uses_1904_dates(CORPUS / "calamine" / "date.xlsx")
+    assert read_workbook(CORPUS / "calamine" / "date_1904.xlsx", None).date1904
+    assert not read_workbook(CORPUS / "calamine" / "date.xlsx", None).date1904
 
 
 def test_escaped_carriage_returns_are_unescaped():
     path = CORPUS / "calamine" / "has_x000D_.xlsx"
-    sheet = load_sheet(open_workbook(path), "Sheet1", path)
-    assert next(iter(sheet_rows(sheet))) == ["ABC\r\nDEF"]
+    assert next(read_workbook(path, "Sheet1").iter_rows()) == ["ABC\r\nDEF"]
 
 
 def test_hidden_sheets_can_be_chosen_and_are_listed():

@@ -19,6 +19,7 @@ from typing import Any, Literal, TypeVar
 
 from ..errors import SourceError
 from ..model import Row
+from ._limits import LIMITS, ReadLimits
 from ._table import Batch, Layout, column_letter, find_layout, is_blank, table_batches
 from ._text import (
     NotFast,
@@ -29,16 +30,7 @@ from ._text import (
     text_batches,
     text_records,
 )
-from ._workbook import (
-    OLE_MAGIC,
-    ZIP_MAGIC,
-    column_offset,
-    open_workbook,
-    pick_sheet,
-    sheet_rows,
-    sheets_with_data,
-    uses_1904_dates,
-)
+from ._workbook import OLE_MAGIC, ZIP_MAGIC, read_workbook, sheets_with_data
 
 #: Text files from this size on are tried with pandas' reader (smaller ones are read faster than
 #: pandas imports).
@@ -47,8 +39,10 @@ FAST_FROM = 4 << 20
 V = TypeVar("V", bound=Callable[[Batch], None])
 
 __all__ = [
+    "LIMITS",
     "WORKBOOK_SUFFIXES",
     "Batch",
+    "ReadLimits",
     "Source",
     "SourceError",
     "column_letter",
@@ -89,6 +83,8 @@ class Source:
     #: Corrections made by a person: row number → {column position: the value to read instead}.
     #: The file itself is never changed.
     patches: dict[int, dict[int, Any]] = field(default_factory=dict)
+    #: What must live as long as the source does (a workbook's spooled rows).
+    _keep: Any = field(default=None, repr=False)
 
     @property
     def headers(self) -> list[str]:
@@ -179,13 +175,18 @@ class Source:
 
 
 def open_source(
-    path: str | Path, *, sheet: str | None = None, encoding: str | None = None
+    path: str | Path,
+    *,
+    sheet: str | None = None,
+    encoding: str | None = None,
+    limits: ReadLimits = LIMITS,
 ) -> Source:
     """Open ``path``: find the sheet, the encoding, the delimiter and the header row.
 
     Raises :class:`SourceError` (naming file, sheet, row and column where known) for a missing,
     empty, header-only, binary, corrupt, encrypted or unsupported file, a sheet that does not
-    exist, or a header that is missing or repeats a name.
+    exist, a header that is missing or repeats a name, or a file over ``limits`` (a workbook
+    is checked before it is parsed, and parsed in a child process of bounded memory).
     """
     path = Path(path)
     if not path.is_file():
@@ -194,7 +195,7 @@ def open_source(
         magic = handle.read(8)
     suffix = path.suffix.lower()
     if magic.startswith(ZIP_MAGIC) or magic.startswith(OLE_MAGIC):
-        return _open_workbook(path, sheet)
+        return _open_workbook(path, sheet, limits)
     if suffix in WORKBOOK_SUFFIXES:
         if not magic:
             raise SourceError("the file is empty", path=path)
@@ -211,14 +212,14 @@ def open_source(
         raise SourceError("--sheet applies to workbooks; this is a text file", path=path)
     if not magic:
         raise SourceError("the file is empty", path=path)
-    return _open_text(path, encoding)
+    return _open_text(path, encoding, limits)
 
 
-def _open_text(path: Path, forced_encoding: str | None) -> Source:
-    encoding, note = detect_encoding(path, forced_encoding)
+def _open_text(path: Path, forced_encoding: str | None, limits: ReadLimits) -> Source:
+    encoding, note = detect_encoding(path, forced_encoding, limits.line_chars)
     delimiter = sniff_delimiter(path, encoding)
-
-    layout = find_layout(text_records(path, encoding, delimiter), path=path, sheet=None)
+    records = text_records(path, encoding, delimiter)
+    layout = find_layout(records, path=path, sheet=None, max_columns=limits.columns)
     source = Source(
         path=path,
         kind="text",
@@ -232,24 +233,23 @@ def _open_text(path: Path, forced_encoding: str | None) -> Source:
     return source
 
 
-def _open_workbook(path: Path, requested: str | None) -> Source:
-    workbook = open_workbook(path)
-    # calamine holds the sheet's cells once loaded: every pass over the rows reads that copy.
-    name, sheet = pick_sheet(workbook, requested, path)
-
-    def rows() -> Iterator[list[Any]]:
-        return sheet_rows(sheet)
-
+def _open_workbook(path: Path, requested: str | None, limits: ReadLimits) -> Source:
+    read = read_workbook(path, requested, limits)
     layout = find_layout(
-        enumerate(rows(), start=1), path=path, sheet=name, column_offset=column_offset(sheet)
+        enumerate(read.iter_rows(), start=1),
+        path=path,
+        sheet=read.sheet,
+        column_offset=read.column_offset,
+        max_columns=limits.columns,
     )
     source = Source(
         path=path,
         kind="workbook",
-        sheet=name,
+        sheet=read.sheet,
         layout=layout,
-        date1904=uses_1904_dates(path),
-        _sheet_rows=rows,
+        date1904=read.date1904,
+        _sheet_rows=read.iter_rows,
+        _keep=read,
     )
     _check_first_rows(source)
     return source
@@ -277,7 +277,7 @@ def _changed(
     return Batch(batch.numbers, rows)
 
 
-def list_sheets(path: Path) -> list[str]:
+def list_sheets(path: Path, limits: ReadLimits = LIMITS) -> list[str]:
     """The sheets of a workbook a person may choose from: visible, with data. SourceError for
-    a file that is not a readable workbook."""
-    return sheets_with_data(Path(path))
+    a file that is not a readable workbook, or one over ``limits``."""
+    return sheets_with_data(Path(path), limits)

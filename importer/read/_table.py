@@ -53,8 +53,17 @@ class Layout:
         return column_letter(position + self.column_offset)
 
 
+#: The most columns a table may have: Excel's own limit.
+MAX_COLUMNS = 16_384
+
+
 def find_layout(
-    records: Iterable[Record], *, path: Path, sheet: str | None, column_offset: int = 0
+    records: Iterable[Record],
+    *,
+    path: Path,
+    sheet: str | None,
+    column_offset: int = 0,
+    max_columns: int = MAX_COLUMNS,
 ) -> Layout:
     """The table's layout. The header is the first row whose filled cells are all text and are at
     least half as many as in the widest of the rows just below it: title and note rows above a
@@ -62,6 +71,15 @@ def find_layout(
     none. SourceError when the source is empty, has no header, has duplicate header names, or has
     no data rows."""
     buffered = list(islice((r for r in records if _filled(r[1])), HEADER_SCAN + LOOKAHEAD))
+    for number, cells in buffered:
+        if len(cells) > max_columns:
+            raise SourceError(
+                f"{len(cells):,} cells in a row, more than the {max_columns:,} columns a sheet "
+                "may have: this is not a table of tasks (or its delimiter was misread)",
+                path=path,
+                sheet=sheet,
+                row=number,
+            )
     if not buffered:
         raise SourceError(
             "the file is empty" if sheet is None else "the sheet is empty", path=path, sheet=sheet

@@ -31,11 +31,16 @@ _BOMS = (
 #: When a guess is a tie, the encodings people's spreadsheets most often come in win.
 _PREFERRED = ("cp1252", "iso8859_15", "latin_1", "cp1250", "mac_roman")
 _CHUNK = 1 << 20
+#: The longest line a text source may have (:class:`~importer.read.ReadLimits.line_chars`).
+LINE_LIMIT = 16 << 20
 _CONTROL = bytes(b for b in range(32) if b not in b"\t\n\r\f\v\x1a")
 
 
-def detect_encoding(path: Path, forced: str | None = None) -> tuple[str, str | None]:
-    """``(encoding, note)``: the note says when the encoding was guessed rather than known."""
+def detect_encoding(
+    path: Path, forced: str | None = None, line_limit: int = LINE_LIMIT
+) -> tuple[str, str | None]:
+    """``(encoding, note)``: the note says when the encoding was guessed rather than known.
+    SourceError for a file that is not text, or has a line longer than ``line_limit``."""
     with path.open("rb") as handle:
         head = handle.read(64 * 1024)
     if forced:
@@ -43,14 +48,14 @@ def detect_encoding(path: Path, forced: str | None = None) -> tuple[str, str | N
             codecs.lookup(forced)
         except LookupError:
             raise SourceError(f"unknown encoding {forced!r}", path=path) from None
-        _check_decodes(path, forced)
+        _check_decodes(path, forced, line_limit)
         return forced, None
     for bom, encoding in _BOMS:
         if head.startswith(bom):
-            _check_decodes(path, encoding)
+            _check_decodes(path, encoding, line_limit)
             return encoding, None
     _refuse_binary(path, head)
-    if _decodes(path, "utf-8") is None:
+    if _decodes(path, "utf-8", line_limit) is None:
         return "utf-8", None
     guess = _guess_legacy(path)
     if guess is None:
@@ -75,12 +80,26 @@ def _refuse_binary(path: Path, head: bytes) -> None:
         raise SourceError("binary data, not text: is this really a CSV file?", path=path)
 
 
-def _decodes(path: Path, encoding: str) -> int | None:
-    """None when the whole file decodes; else the offset of the first byte that does not."""
+def _decodes(path: Path, encoding: str, line_limit: int = LINE_LIMIT) -> int | None:
+    """None when the whole file decodes; else the offset of the first byte that does not.
+    SourceError for a line longer than ``line_limit`` bytes (found in the same pass, in
+    bounded memory: no reader ever holds such a line)."""
     decoder = codecs.getincrementaldecoder(encoding)()
     offset = 0
+    run = 0  # bytes since the last line break
+    lines = 0
     with path.open("rb") as handle:
         while chunk := handle.read(_CHUNK):
+            last = max(chunk.rfind(b"\n"), chunk.rfind(b"\r"))
+            run = run + len(chunk) if last < 0 else len(chunk) - last - 1
+            if run > line_limit:
+                raise SourceError(
+                    f"a line of more than {line_limit // (1 << 20)} MB without a line break, "
+                    "over the limit: this is not a table of tasks (or its line breaks were lost)",
+                    path=path,
+                    row=lines + 1,
+                )
+            lines += chunk.count(b"\n")
             try:
                 decoder.decode(chunk)
             except UnicodeDecodeError as exc:
@@ -93,8 +112,8 @@ def _decodes(path: Path, encoding: str) -> int | None:
     return None
 
 
-def _check_decodes(path: Path, encoding: str) -> None:
-    bad = _decodes(path, encoding)
+def _check_decodes(path: Path, encoding: str, line_limit: int = LINE_LIMIT) -> None:
+    bad = _decodes(path, encoding, line_limit)
     if bad is not None:
         raise SourceError(f"byte {bad} of the file is not valid {encoding}", path=path)
 

@@ -1,128 +1,162 @@
-"""XLSX/XLSM/XLSB, XLS and ODS through python-calamine: sheets, typed cells, the date system."""
+"""XLSX/XLSM/XLSB, XLS and ODS through python-calamine, read in a child process of bounded
+memory (:mod:`._child`), after the zip checks of :mod:`._limits`: the rows come back through a
+spool file on disk and are streamed from there, pass after pass."""
 
 from __future__ import annotations
 
-import re
-import zipfile
+import json
+import pickle
+import shutil
+import signal
+import subprocess
+import sys
+import tempfile
+import threading
+import weakref
+from collections import OrderedDict
 from collections.abc import Iterator
+from dataclasses import asdict, dataclass, field
 from pathlib import Path
 from typing import Any
 
-import python_calamine as calamine
-
 from ..errors import SourceError
-from ._table import is_blank
+from ._limits import LIMITS, ReadLimits, check_zip
 
 ZIP_MAGIC = b"PK\x03\x04"
 OLE_MAGIC = b"\xd0\xcf\x11\xe0\xa1\xb1\x1a\xe1"
-_DATE1904 = re.compile(rb"<(?:\w+:)?workbookPr\b[^>]*\bdate1904=\"(?:1|true)\"")
+_CHILD = Path(__file__).with_name("_child.py")
+#: Sheets read lately, by file and sheet asked for: the page opens one upload many times.
+_KEPT = 4
 
 
-def open_workbook(path: Path) -> calamine.CalamineWorkbook:
-    """The workbook; SourceError for an encrypted, truncated or corrupt file."""
+@dataclass(eq=False)
+class Spooled:
+    """A sheet read by the child: its name, where it begins, its date system, and its rows
+    on disk (removed when this goes)."""
+
+    sheet: str
+    rows: int
+    column_offset: int
+    date1904: bool
+    spool: Path
+    _folder: Path = field(repr=False)
+
+    def __post_init__(self) -> None:
+        weakref.finalize(self, shutil.rmtree, str(self._folder), True)
+
+    def iter_rows(self) -> Iterator[list[Any]]:
+        """Every row from row 1, as the child wrote them."""
+        with self.spool.open("rb") as handle:
+            while True:
+                try:
+                    batch = _Cells(handle).load()
+                except EOFError:
+                    return
+                yield from batch
+
+
+class _Cells(pickle.Unpickler):
+    """Our child's spool: lists of plain cells; no class but datetime's may be named."""
+
+    def find_class(self, module: str, name: str) -> Any:
+        if module == "datetime" and name in ("datetime", "date", "time", "timedelta"):
+            return super().find_class(module, name)
+        raise pickle.UnpicklingError(f"{module}.{name} is not a cell")
+
+
+_lock = threading.Lock()
+_recent: OrderedDict[tuple[Any, ...], Spooled] = OrderedDict()
+
+
+def read_workbook(path: Path, requested: str | None, limits: ReadLimits = LIMITS) -> Spooled:
+    """The sheet of the workbook at ``path`` (by name or position, else the first visible one
+    with data), read within ``limits``. SourceError for a file the reader refuses or that
+    breaks a limit, naming the limit."""
+    stat = path.stat()
+    key = (str(path.resolve()), stat.st_size, stat.st_mtime_ns, requested, limits)
+    with _lock:
+        if key in _recent:
+            _recent.move_to_end(key)
+            return _recent[key]
+    _check(path, limits)
+    folder = Path(tempfile.mkdtemp(prefix="task-import-read-"))
+    spool = folder / "rows.pickle"
     try:
-        return calamine.CalamineWorkbook.from_path(str(path))
-    except calamine.PasswordError:
-        raise SourceError(
-            "the workbook is password-protected: save an unprotected copy", path=path
-        ) from None
-    except (calamine.CalamineError, OSError, ValueError) as exc:
-        raise SourceError(
-            f"cannot read the workbook: it is damaged, truncated or not a spreadsheet ({exc})",
-            path=path,
-        ) from None
+        answer = _child(path, limits, mode="read", sheet=requested, spool=str(spool))
+    except BaseException:
+        shutil.rmtree(folder, ignore_errors=True)
+        raise
+    read = Spooled(answer["sheet"], answer["rows"], answer["column_offset"],
+                   answer["date1904"], spool, folder)  # fmt: skip
+    with _lock:
+        _recent[key] = read
+        while len(_recent) > _KEPT:
+            _recent.popitem(last=False)
+    return read
 
 
-def sheet_list(workbook: calamine.CalamineWorkbook) -> list[tuple[str, bool]]:
-    """``(name, visible)`` for every worksheet (chart sheets have no cells and are left out)."""
-    return [
-        (m.name, m.visible == calamine.SheetVisibleEnum.Visible)
-        for m in workbook.sheets_metadata
-        if m.typ == calamine.SheetTypeEnum.WorkSheet
-    ]
-
-
-def sheets_with_data(path: Path) -> list[str]:
+def sheets_with_data(path: Path, limits: ReadLimits = LIMITS) -> list[str]:
     """The visible sheets of the workbook at ``path`` that hold data, in order."""
-    workbook = open_workbook(path)
-    return [
-        name
-        for name, visible in sheet_list(workbook)
-        if visible and _has_data(load_sheet(workbook, name, path))
-    ]
+    _check(path, limits)
+    return list(_child(path, limits, mode="sheets")["sheets"])
 
 
-def describe_sheets(sheets: list[tuple[str, bool]]) -> str:
-    return ", ".join(repr(n) + ("" if visible else " (hidden)") for n, visible in sheets)
+def _check(path: Path, limits: ReadLimits) -> None:
+    with path.open("rb") as handle:
+        if handle.read(4) == ZIP_MAGIC:
+            check_zip(path, limits)
 
 
-def pick_sheet(
-    workbook: calamine.CalamineWorkbook, requested: str | None, path: Path
-) -> tuple[str, Any]:
-    """The sheet to read, by name and loaded: by name (any case) or 1-based position, else the
-    first visible sheet that has data. SourceError listing the sheets when there is no such
-    sheet."""
-    sheets = sheet_list(workbook)
-    if requested is not None:
-        wanted = requested.strip()
-        names = [n for n, _ in sheets]
-        found = next((n for n in names if n == wanted), None)
-        found = found or next((n for n in names if n.casefold() == wanted.casefold()), None)
-        if found is None and wanted.isdigit() and 1 <= int(wanted) <= len(sheets):
-            found = names[int(wanted) - 1]
-        if found is not None:
-            return found, load_sheet(workbook, found, path)
+def _child(path: Path, limits: ReadLimits, **job: Any) -> dict[str, Any]:
+    """The child's answer to ``job`` on ``path``; SourceError for its refusal, or for a child
+    that went over its memory or time."""
+    job = {"path": str(path), "limits": asdict(limits), "sheet": None, **job}
+    command = [sys.executable, str(_CHILD), json.dumps(job)]
+    try:
+        done = subprocess.run(command, capture_output=True, stdin=subprocess.DEVNULL,
+                              timeout=limits.seconds + 30, check=False)  # fmt: skip
+    except subprocess.TimeoutExpired:
+        raise _too_slow(path, limits) from None
+    lines = done.stdout.decode("utf-8", "replace").strip().splitlines()
+    answer: dict[str, Any] | None = None
+    if done.returncode == 0 and lines:
+        try:
+            answer = json.loads(lines[-1])
+        except ValueError:
+            answer = None
+    if answer is None:
+        failed = done.stderr.decode("utf-8", "replace")
+        if done.returncode == -signal.SIGXCPU:
+            raise _too_slow(path, limits)
+        if done.returncode in (-signal.SIGABRT, -signal.SIGKILL, -signal.SIGSEGV) or (
+            "memory" in failed.lower()
+        ):
+            raise _too_big(path, limits)
         raise SourceError(
-            f"no sheet {requested!r}; the sheets are: {describe_sheets(sheets)} "
-            "(give --sheet a name or a position from 1)",
+            "cannot read the workbook: the reader stopped "
+            f"(exit {done.returncode}); it is damaged or not a spreadsheet",
             path=path,
         )
-    for name, visible in sheets:
-        if visible:
-            sheet = load_sheet(workbook, name, path)
-            if _has_data(sheet):
-                return name, sheet
-    raise SourceError(
-        f"no visible sheet has data; the sheets are: {describe_sheets(sheets) or 'none'}",
+    if "error" in answer:
+        if answer["error"] == "memory":
+            raise _too_big(path, limits)
+        where = {k: answer.get(k) for k in ("sheet", "row", "column")}
+        raise SourceError(answer["error"], path=path, **where)
+    return answer
+
+
+def _too_big(path: Path, limits: ReadLimits) -> SourceError:
+    return SourceError(
+        f"refused: reading the workbook needed more than {limits.memory_mb:,} MB of memory, "
+        "the limit: a sheet with cells far from its table, or a file built to exhaust "
+        "memory, does this. Save the table alone in a new workbook, or as CSV",
         path=path,
     )
 
 
-def load_sheet(workbook: calamine.CalamineWorkbook, name: str, path: Path) -> Any:
-    try:
-        return workbook.get_sheet_by_name(name)
-    except calamine.CalamineError as exc:
-        raise SourceError(f"cannot read the sheet ({exc})", path=path, sheet=name) from None
-
-
-def _has_data(sheet: Any) -> bool:
-    if sheet.height == 0:
-        return False
-    return any(not is_blank(c) for row in sheet.iter_rows() for c in row)
-
-
-def sheet_column_offset(workbook: calamine.CalamineWorkbook, name: str, path: Path) -> int:
-    start = load_sheet(workbook, name, path).start
-    return start[1] if start else 0
-
-
-def column_offset(sheet: Any) -> int:
-    """The position of the sheet's first used column: calamine's cells start there."""
-    return sheet.start[1] if sheet.start else 0
-
-
-def sheet_rows(sheet: Any) -> Iterator[list[Any]]:
-    """Every row of a loaded sheet from row 1, blank ones included, cells from its first used
-    column: text as written, numbers as ``float`` (or ``int`` for XLS), ``bool``, and dates and
-    times as ``datetime``/``date``/``time``/``timedelta`` (python-calamine applies the date
-    system). Whole numbers are read as such by normalise and written as such in the results."""
-    return sheet.iter_rows()
-
-
-def uses_1904_dates(path: Path) -> bool:
-    """Whether an XLSX workbook counts its serial dates from 1904 (old Mac Excel)."""
-    try:
-        with zipfile.ZipFile(path) as archive:
-            return bool(_DATE1904.search(archive.read("xl/workbook.xml")))
-    except (zipfile.BadZipFile, KeyError, OSError):
-        return False
+def _too_slow(path: Path, limits: ReadLimits) -> SourceError:
+    return SourceError(
+        f"refused: reading the workbook took more than {limits.seconds} s, the limit: save "
+        "the table as CSV (the command line streams a CSV of any size)",
+        path=path,
+    )

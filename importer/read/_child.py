@@ -1,0 +1,220 @@
+"""The workbook reader's child process: python-calamine parses the workbook here, inside a
+memory and CPU limit, so that a file built to exhaust memory ends this process, not the one
+that asked (the command line, or the page with every import it runs).
+
+Run as a script (``python -I _child.py JOB``), it imports nothing of the importer: only the
+standard library and python-calamine. JOB is JSON: ``mode`` ("sheets" or "read"), ``path``,
+``sheet`` (a name, a 1-based position or null), ``spool`` (where "read" writes the rows) and
+``limits``. It prints one line of JSON: what it found, or ``{"error": …}`` naming the sheet,
+row and column where known. The rows go to the spool as pickled lists of at most 2,048 rows,
+each cell as calamine gives it (text, numbers, booleans, dates and times).
+"""
+
+from __future__ import annotations
+
+import contextlib
+import ctypes
+import json
+import os
+import pickle
+import re
+import resource
+import signal
+import sys
+import zipfile
+from typing import Any
+
+BATCH = 2048
+_DATE1904 = re.compile(rb"<(?:\w+:)?workbookPr\b[^>]*\bdate1904=\"(?:1|true)\"")
+
+
+class Refused(Exception):
+    def __init__(self, message: str, **where: Any) -> None:
+        super().__init__(message)
+        self.where = where
+
+
+def confine(limits: dict[str, Any]) -> None:
+    """This process may take ``memory_mb`` of memory and ``seconds`` of CPU, and dies with
+    the process that started it."""
+    memory = int(limits["memory_mb"]) << 20
+    resource.setrlimit(resource.RLIMIT_AS, (memory, memory))
+    seconds = int(limits["seconds"])
+    resource.setrlimit(resource.RLIMIT_CPU, (seconds, seconds + 5))
+    with contextlib.suppress(OSError, AttributeError):
+        libc = ctypes.CDLL(None, use_errno=True)
+        libc.prctl(1, signal.SIGKILL)  # PR_SET_PDEATHSIG: gone with its parent
+
+
+def is_blank(value: Any) -> bool:
+    return value is None or (isinstance(value, str) and not value.strip())
+
+
+def column_letter(index: int) -> str:
+    letters = ""
+    index += 1
+    while index:
+        index, rest = divmod(index - 1, 26)
+        letters = chr(65 + rest) + letters
+    return letters
+
+
+def open_book(calamine: Any, path: str) -> Any:
+    try:
+        return calamine.CalamineWorkbook.from_path(path)
+    except calamine.PasswordError:
+        raise Refused("the workbook is password-protected: save an unprotected copy") from None
+    except (calamine.CalamineError, OSError, ValueError) as exc:
+        raise Refused(
+            f"cannot read the workbook: it is damaged, truncated or not a spreadsheet ({exc})"
+        ) from None
+
+
+def worksheets(calamine: Any, book: Any) -> list[tuple[str, bool]]:
+    return [
+        (m.name, m.visible == calamine.SheetVisibleEnum.Visible)
+        for m in book.sheets_metadata
+        if m.typ == calamine.SheetTypeEnum.WorkSheet
+    ]
+
+
+def load(calamine: Any, book: Any, name: str) -> Any:
+    try:
+        return book.get_sheet_by_name(name)
+    except calamine.CalamineError as exc:
+        raise Refused(f"cannot read the sheet ({exc})", sheet=name) from None
+
+
+def has_data(sheet: Any) -> bool:
+    if sheet.height == 0:
+        return False
+    return any(not is_blank(c) for row in sheet.iter_rows() for c in row)
+
+
+def describe(sheets: list[tuple[str, bool]]) -> str:
+    return ", ".join(repr(n) + ("" if visible else " (hidden)") for n, visible in sheets)
+
+
+def pick(calamine: Any, book: Any, requested: str | None) -> tuple[str, Any]:
+    """As the reader picks a sheet: by name (any case) or 1-based position, else the first
+    visible sheet that has data."""
+    sheets = worksheets(calamine, book)
+    if requested is not None:
+        wanted = requested.strip()
+        names = [n for n, _ in sheets]
+        found = next((n for n in names if n == wanted), None)
+        found = found or next((n for n in names if n.casefold() == wanted.casefold()), None)
+        if found is None and wanted.isdigit() and 1 <= int(wanted) <= len(sheets):
+            found = names[int(wanted) - 1]
+        if found is not None:
+            return found, load(calamine, book, found)
+        raise Refused(
+            f"no sheet {requested!r}; the sheets are: {describe(sheets)} "
+            "(give --sheet a name or a position from 1)"
+        )
+    for name, visible in sheets:
+        if visible:
+            sheet = load(calamine, book, name)
+            if has_data(sheet):
+                return name, sheet
+    raise Refused(f"no visible sheet has data; the sheets are: {describe(sheets) or 'none'}")
+
+
+def check_size(name: str, sheet: Any, limits: dict[str, Any]) -> None:
+    start = sheet.start or (0, 0)
+    end = sheet.end or (0, 0)
+    rows, columns = end[0] + 1, end[1] + 1
+    corner = f"{column_letter(end[1])}{end[0] + 1}"
+    if rows > limits["rows"] or columns > limits["columns"]:
+        raise Refused(
+            f"refused: the sheet reaches cell {corner}, beyond the {limits['rows']:,} rows and "
+            f"{limits['columns']:,} columns a sheet may have",
+            sheet=name,
+        )
+    area = (end[0] - start[0] + 1) * (end[1] - start[1] + 1)
+    if area > limits["cells"]:
+        raise Refused(
+            f"refused: the sheet's used area reaches cell {corner}: {area:,} cells, over the "
+            f"limit of {limits['cells']:,}. A cell far from the table does this: delete the "
+            "rows and columns beyond the table and save again",
+            sheet=name,
+        )
+
+
+def spool(name: str, sheet: Any, out: Any, limits: dict[str, Any]) -> int:
+    """Every row of the sheet from row 1, in pickled batches; the number of rows."""
+    start = sheet.start or (0, 0)
+    longest = limits["cell_chars"]
+    batch: list[list[Any]] = []
+    count = 0
+    for cells in sheet.iter_rows():  # from row 1 (blank rows above the table included)
+        count += 1
+        for position, cell in enumerate(cells):
+            if isinstance(cell, str) and len(cell) > longest:
+                raise Refused(
+                    f"a cell of {len(cell):,} characters, over the limit of {longest:,} "
+                    "(Excel's own)",
+                    sheet=name,
+                    row=count,
+                    column=column_letter(start[1] + position),
+                )
+        batch.append(cells)
+        if len(batch) >= BATCH:
+            pickle.dump(batch, out, protocol=pickle.HIGHEST_PROTOCOL)
+            batch = []
+    if batch:
+        pickle.dump(batch, out, protocol=pickle.HIGHEST_PROTOCOL)
+    return count
+
+
+def uses_1904_dates(path: str) -> bool:
+    try:
+        with zipfile.ZipFile(path) as archive, archive.open("xl/workbook.xml") as part:
+            return bool(_DATE1904.search(part.read(1 << 20)))
+    except (zipfile.BadZipFile, KeyError, OSError, ValueError):
+        return False
+
+
+def run(job: dict[str, Any]) -> dict[str, Any]:
+    import python_calamine as calamine
+
+    limits = job["limits"]
+    book = open_book(calamine, job["path"])
+    if job["mode"] == "sheets":
+        found = []
+        for name, visible in worksheets(calamine, book):
+            if visible:
+                sheet = load(calamine, book, name)
+                check_size(name, sheet, limits)
+                if has_data(sheet):
+                    found.append(name)
+        return {"sheets": found}
+    name, sheet = pick(calamine, book, job["sheet"])
+    check_size(name, sheet, limits)
+    with open(job["spool"], "wb") as out:
+        rows = spool(name, sheet, out, limits)
+    start = sheet.start or (0, 0)
+    return {
+        "sheet": name,
+        "rows": rows,
+        "column_offset": start[1],
+        "date1904": uses_1904_dates(job["path"]),
+    }
+
+
+def main() -> None:
+    job = json.loads(sys.argv[1])
+    confine(job["limits"])
+    try:
+        answer = run(job)
+    except Refused as refused:
+        answer = {"error": str(refused), **refused.where}
+    except MemoryError:
+        answer = {"error": "memory"}
+    sys.stdout.write(json.dumps(answer) + "\n")
+    sys.stdout.flush()
+    os._exit(0)  # no clean-up of what calamine holds: the process ends
+
+
+if __name__ == "__main__":
+    main()
