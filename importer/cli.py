@@ -805,7 +805,22 @@ def serve_command(
         # A stop answers within seconds whatever runs: the requests in flight get 2 s.
         config = uvicorn.Config(page.app, log_level="warning", lifespan="on",
                                 timeout_graceful_shutdown=2)  # fmt: skip
-        uvicorn.Server(config).run(sockets=[listener])
+        # The page's work runs in threads beside the event loop: a short switch interval lets
+        # the loop take the interpreter back within a millisecond, not five, each time it
+        # waits for it (a page takes a few dozen of those), so pages answer while a large file
+        # is checked.
+        sys.setswitchinterval(0.0005)
+        # uvicorn stops gracefully on SIGTERM, then raises it again: here that ends the with
+        # blocks (the temporary folders go) and the command, with exit 0.
+        previous = signal.signal(signal.SIGTERM, _stopped)
+        try:
+            uvicorn.Server(config).run(sockets=[listener])
+        finally:
+            signal.signal(signal.SIGTERM, previous)
+
+
+def _stopped(signum: int, frame: Any) -> None:
+    raise SystemExit(0)
 
 
 def _knob_options(command: Callable[..., Any]) -> Callable[..., Any]:

@@ -10,42 +10,40 @@ from __future__ import annotations
 
 import sys
 import zipfile
-import zlib
 from collections.abc import Callable
 from pathlib import Path
 
 HERE = Path(__file__).resolve().parent
 GIB = 1 << 30
 
+XML = '<?xml version="1.0" encoding="UTF-8" standalone="yes"?>'
+SML = "application/vnd.openxmlformats-officedocument.spreadsheetml."
+PKG = "http://schemas.openxmlformats.org/package/2006/"
+REL = "http://schemas.openxmlformats.org/officeDocument/2006/relationships"
 CONTENT_TYPES = (
-    '<?xml version="1.0" encoding="UTF-8" standalone="yes"?>'
-    '<Types xmlns="http://schemas.openxmlformats.org/package/2006/content-types">'
-    '<Default Extension="rels" ContentType="application/vnd.openxmlformats-package.relationships+xml"/>'
-    '<Default Extension="xml" ContentType="application/xml"/>'
-    '<Override PartName="/xl/workbook.xml" ContentType="application/vnd.openxmlformats-officedocument.spreadsheetml.sheet.main+xml"/>'
-    '<Override PartName="/xl/worksheets/sheet1.xml" ContentType="application/vnd.openxmlformats-officedocument.spreadsheetml.worksheet+xml"/>'
-    '<Override PartName="/xl/sharedStrings.xml" ContentType="application/vnd.openxmlformats-officedocument.spreadsheetml.sharedStrings+xml"/>'
+    f'{XML}<Types xmlns="{PKG}content-types">'
+    f'<Default Extension="rels" ContentType="application/vnd.openxmlformats-package.'
+    'relationships+xml"/><Default Extension="xml" ContentType="application/xml"/>'
+    f'<Override PartName="/xl/workbook.xml" ContentType="{SML}sheet.main+xml"/>'
+    f'<Override PartName="/xl/worksheets/sheet1.xml" ContentType="{SML}worksheet+xml"/>'
+    f'<Override PartName="/xl/sharedStrings.xml" ContentType="{SML}sharedStrings+xml"/>'
     "</Types>"
-)  # fmt: skip
+)
 RELS = (
-    '<?xml version="1.0" encoding="UTF-8" standalone="yes"?>'
-    '<Relationships xmlns="http://schemas.openxmlformats.org/package/2006/relationships">'
-    '<Relationship Id="rId1" Type="http://schemas.openxmlformats.org/officeDocument/2006/relationships/officeDocument" Target="xl/workbook.xml"/>'
+    f'{XML}<Relationships xmlns="{PKG}relationships">'
+    f'<Relationship Id="rId1" Type="{REL}/officeDocument" Target="xl/workbook.xml"/>'
     "</Relationships>"
-)  # fmt: skip
+)
 WORKBOOK = (
-    '<?xml version="1.0" encoding="UTF-8" standalone="yes"?>'
-    '<workbook xmlns="http://schemas.openxmlformats.org/spreadsheetml/2006/main" '
-    'xmlns:r="http://schemas.openxmlformats.org/officeDocument/2006/relationships">'
-    '<sheets><sheet name="Tasks" sheetId="1" r:id="rId1"/></sheets></workbook>'
+    f'{XML}<workbook xmlns="http://schemas.openxmlformats.org/spreadsheetml/2006/main" '
+    f'xmlns:r="{REL}"><sheets><sheet name="Tasks" sheetId="1" r:id="rId1"/></sheets></workbook>'
 )
 WORKBOOK_RELS = (
-    '<?xml version="1.0" encoding="UTF-8" standalone="yes"?>'
-    '<Relationships xmlns="http://schemas.openxmlformats.org/package/2006/relationships">'
-    '<Relationship Id="rId1" Type="http://schemas.openxmlformats.org/officeDocument/2006/relationships/worksheet" Target="worksheets/sheet1.xml"/>'
-    '<Relationship Id="rId2" Type="http://schemas.openxmlformats.org/officeDocument/2006/relationships/sharedStrings" Target="sharedStrings.xml"/>'
+    f'{XML}<Relationships xmlns="{PKG}relationships">'
+    f'<Relationship Id="rId1" Type="{REL}/worksheet" Target="worksheets/sheet1.xml"/>'
+    f'<Relationship Id="rId2" Type="{REL}/sharedStrings" Target="sharedStrings.xml"/>'
     "</Relationships>"
-)  # fmt: skip
+)
 MAIN = 'xmlns="http://schemas.openxmlformats.org/spreadsheetml/2006/main"'
 HEADER_ROW = (
     '<row r="1"><c r="A1" t="inlineStr"><is><t>name</t></is></c>'
@@ -69,15 +67,21 @@ def strings(items: str, *, count: str = "1", doctype: str = "") -> str:
 
 
 def workbook(path: Path, sheet_xml: str | bytes, sst: str | None = None, extra=()) -> Path:
+    """A workbook of these parts (dated alike: the same file every time it is made)."""
+    parts = [
+        ("[Content_Types].xml", CONTENT_TYPES),
+        ("_rels/.rels", RELS),
+        ("xl/workbook.xml", WORKBOOK),
+        ("xl/_rels/workbook.xml.rels", WORKBOOK_RELS),
+        ("xl/worksheets/sheet1.xml", sheet_xml),
+        ("xl/sharedStrings.xml", sst if sst is not None else strings("", count="0")),
+        *extra,
+    ]
     with zipfile.ZipFile(path, "w", zipfile.ZIP_DEFLATED) as book:
-        book.writestr("[Content_Types].xml", CONTENT_TYPES)
-        book.writestr("_rels/.rels", RELS)
-        book.writestr("xl/workbook.xml", WORKBOOK)
-        book.writestr("xl/_rels/workbook.xml.rels", WORKBOOK_RELS)
-        book.writestr("xl/worksheets/sheet1.xml", sheet_xml)
-        book.writestr("xl/sharedStrings.xml", sst if sst is not None else strings("", count="0"))
-        for name, data in extra:
-            book.writestr(name, data)
+        for name, data in parts:
+            info = zipfile.ZipInfo(name, date_time=(2026, 12, 1, 0, 0, 0))
+            info.compress_type = zipfile.ZIP_DEFLATED
+            book.writestr(info, data)
     return path
 
 
