@@ -5,10 +5,8 @@ server, whatever it is doing, with its temporary folders gone."""
 from __future__ import annotations
 
 import signal
-import tempfile
 import threading
 import time
-from pathlib import Path
 
 import httpx
 
@@ -60,9 +58,13 @@ def test_other_requests_are_answered_while_a_large_file_is_checked(served):
         assert "1 invalid" in client.get(f"{base}/check").text
 
 
-def test_sigterm_ends_the_server_mid_check_and_removes_its_temporary_folders(sandbox, tmp_path):
-    scratch = Path(tempfile.gettempdir())
-    before = {p.name for p in scratch.glob("task-import-*")}
+def test_sigterm_ends_the_server_mid_check_and_removes_its_temporary_folders(
+    sandbox, tmp_path, monkeypatch
+):
+    scratch = tmp_path / "tmp"  # the server's own temporary folder, watched alone
+    scratch.mkdir()
+    monkeypatch.setenv("TMPDIR", str(scratch))
+    before: set[str] = set()
     process, address = start_page(sandbox, tmp_path, "--sandbox")
     with httpx.Client(follow_redirects=True, timeout=60) as client:
         mapped = upload(client, address, big_sheet())
