@@ -14,7 +14,7 @@ import pickle
 import tempfile
 import time
 from collections import Counter, deque
-from collections.abc import Callable, Iterable, Iterator, Mapping
+from collections.abc import Callable, Collection, Iterable, Iterator, Mapping
 from dataclasses import dataclass, field
 from datetime import UTC, datetime, timedelta
 from datetime import time as clock_time
@@ -394,17 +394,25 @@ def checked_rows(
     default_venue: int | None = None,
     key: str | None = None,
     only: frozenset[str] | None = None,
+    numbers: Collection[int] | None = None,
 ) -> Iterator[tuple[Row, Payload | Outcome]]:
     """Every row with its payload ready to send, or with the ``invalid`` outcome that stops it:
     normalised, validated (online when a ``directory`` is given), the same ``key`` value twice
     refused (:func:`prepare` checked the column exists), identical rows warned of. For a
     results sheet read back with ``only``, a row whose earlier result is not among ``only``
-    keeps its earlier outcome."""
+    keeps its earlier outcome. With ``numbers``, only the rows of those numbers (the others are
+    read, not checked: a re-check of rows a person corrected; the checks across rows, a key
+    given twice and identical rows, then see only these rows)."""
     normaliser = prepared.normaliser()
     first_of_key: dict[str, int] = {}
     first_of_content: dict[int, int] = {}
     earlier = prepared.earlier
     for batch in prepared.source.batches():
+        if numbers is not None:
+            keep = [i for i, n in enumerate(batch.numbers) if n in numbers]
+            if not keep:
+                continue
+            batch = Batch([batch.numbers[i] for i in keep], [batch.rows[i] for i in keep])
         for row, normalised in normaliser.batch(batch).items():
             if earlier is not None and only is not None:
                 before = str(row.cells.get(earlier["result"]) or "").strip()
@@ -521,6 +529,9 @@ class RunSummary:
     #: when this very file was imported into the target before, what that run did.
     refusal: str | None = None
     previous: str | None = None
+    #: How the dates were read (decided from every row): a re-check of a few rows is one with
+    #: the full check before it only while these stay the same.
+    rules: DateRules | None = None
     #: For an undo, the import run it undoes.
     undoes: int | None = None
 
@@ -1412,13 +1423,20 @@ async def validate_source(
     options: RunOptions = RunOptions(),
     *,
     target: str | None = None,
+    numbers: Collection[int] | None = None,
+    on_verdict: Callable[[Row, Outcome, str], None] | None = None,
 ) -> RunSummary:
     """Every check of a run, online ones when a ``client`` is given, and nothing sent to
     addOrUpdateTask: a results sheet whose ``result`` is ``valid`` or ``invalid``, and the plan
     (what a run into the target, ``client``'s else ``target``, would do with each row: create,
     update a task this tool made, update one it did not make, leave unchanged), from the
     journal. Rows that would update tasks this tool did not make, unless the user said they
-    may, make the summary a refusal (exit 2), as the run would be."""
+    may, make the summary a refusal (exit 2), as the run would be.
+
+    With ``numbers``, only the rows of those numbers are checked, planned and written (a
+    re-check after a correction); the source is still read whole, so what is decided from
+    every row (the date order, the ids of unknown origin, the plan's refusal) is as a full
+    check decides it. ``on_verdict`` is given each row, its verdict and its plan's verb."""
     clock = time.monotonic()
     prepared, directory = await prepare_online(source_path, client, options)
     summary, results_path = _summary(prepared, options, client, "validation")
@@ -1454,9 +1472,10 @@ async def validate_source(
         planner = Planner(known, lineage, options.key)
         checked_all = checked_rows(
             prepared, directory, default_venue=options.venue_id, key=options.key,
-            only=options.only,
+            only=options.only, numbers=numbers,
         )  # fmt: skip
-        verdicts = _planned(planner, checked_all, summary.plan)
+        summary.rules = prepared.rules
+        verdicts = _planned(planner, checked_all, summary.plan, on_verdict)
         return _finish(summary, verdicts, prepared, results_path, clock, lineage.cells)
     finally:
         if db is not None:
@@ -1468,10 +1487,13 @@ KEPT = "kept (not picked by --only)"
 
 
 def _planned(
-    planner: Planner, checked: Iterator[tuple[Row, Payload | Outcome]], plan: Counter[str]
+    planner: Planner,
+    checked: Iterator[tuple[Row, Payload | Outcome]],
+    plan: Counter[str],
+    on_verdict: Callable[[Row, Outcome, str], None] | None = None,
 ) -> Iterator[tuple[Row, Outcome]]:
     """Each row's verdict for ``validate``: valid (its message the plan), or why not; the plan
-    counted in ``plan``."""
+    counted in ``plan`` (and each row given to ``on_verdict`` with its verb)."""
     group: list[tuple[Row, Payload | Outcome]] = []
 
     def verdicts() -> Iterator[tuple[Row, Outcome]]:
@@ -1479,14 +1501,14 @@ def _planned(
             checked = decision.checked
             if decision.verb == INVALID:
                 assert isinstance(checked, Outcome)
-                plan[INVALID if checked.result == "invalid" else KEPT] += 1
-                yield decision.row, checked
-                continue
-            plan[decision.verb] += 1
-            yield (
-                decision.row,
-                Outcome("valid", message=message_of(decision), warnings=checked.warnings),
-            )
+                verb, verdict = INVALID if checked.result == "invalid" else KEPT, checked
+            else:
+                verb = decision.verb
+                verdict = Outcome("valid", message=message_of(decision), warnings=checked.warnings)
+            plan[verb] += 1
+            if on_verdict is not None:
+                on_verdict(decision.row, verdict, verb)
+            yield decision.row, verdict
 
     for item in checked:
         group.append(item)

@@ -227,7 +227,9 @@ def test_the_mapping_download_and_the_corrected_sheet(served, tmp_path):
         assert "1 invalid" in check.text
         client.post(f"{base}/fix", data={"csrf": token, "row": "3", "column": "When",
                                           "value": "2026-12-02 09:00"})  # fmt: skip
-        corrected = client.get(f"{base}/corrected")
+        asked = client.get(f"{base}/corrected")  # a row was checked alone since: asked
+        assert 'id="check-all"' in asked.text and "corrected since" in asked.text
+        corrected = client.post(f"{base}/corrected", data={"csrf": token})
     (tmp_path / "m.toml").write_bytes(toml.content)
     mapping_file = load_mapping_file(tmp_path / "m.toml")
     mapping = map_columns(["Task", "When", "Colour"], path="x.csv", mapping_file=mapping_file)
@@ -290,3 +292,46 @@ def test_an_upload_stays_until_removed_or_the_server_stops_and_a_crash_leaves_no
     process.terminate()
     process.wait(timeout=20)
     assert not orphan.exists()
+
+
+def test_a_correction_re_checks_its_row_alone_unless_the_whole_column_reads_anew(served):
+    import os
+    from pathlib import Path
+
+    address = served()
+    uploads = Path(os.environ["XDG_DATA_HOME"]) / "ivvy-task-importer" / "uploads"
+    rows = [f"Task {n},2026-12-{n % 28 + 1:02d} 10:00,high" for n in range(300)]
+    rows[10] = "Bad date,2026-02-31 10:00,high"
+    rows[20] = "Bad priority,2026-12-05 10:00,burning"
+    text = "name,endDatetime,priority\n" + "\n".join(rows) + "\n"
+    with httpx.Client(follow_redirects=True) as client:
+        base = str(upload(client, address, text).url).rsplit("/", 1)[0]
+        folder = uploads / base.rsplit("/", 1)[1]
+        first = checked(client, base).text
+        assert "2 invalid" in first and "298 valid" in first
+        validation = next(folder.glob("*.validation.csv"))
+        written = validation.stat().st_mtime_ns
+        token = csrf_of(client, address)
+        fixed = client.post(
+            f"{base}/fix",
+            data={"csrf": token, "row": "12", "column": "endDatetime", "value": "2026-12-09 10:00"},
+        )
+        assert "1 invalid" in fixed.text and "299 valid" in fixed.text
+        assert "299</span> create" in fixed.text
+        # Row 12 alone was checked again: the sheet of every row was not written again.
+        assert validation.stat().st_mtime_ns == written
+        again = next(folder.glob("*.recheck.csv")).read_text(encoding="utf-8-sig")
+        assert again.count("\n") == 2 and "2026-12-09 10:00" in again
+        assert 'id="row-12" class="valid"' in fixed.text
+        # Taken back: the row is invalid again, still without a check of every row.
+        undone = client.post(
+            f"{base}/unfix", data={"csrf": token, "row": "12", "column": "endDatetime"}
+        )
+        assert "2 invalid" in undone.text and validation.stat().st_mtime_ns == written
+        # A correction that changes how the whole column reads (13/04 decides day first):
+        # every row is checked again.
+        client.post(
+            f"{base}/fix",
+            data={"csrf": token, "row": "22", "column": "endDatetime", "value": "13/04/2026 10:00"},
+        )
+        assert validation.stat().st_mtime_ns != written

@@ -19,7 +19,7 @@ ROWS = 150_000
 def big_sheet(rows: int = ROWS) -> str:
     lines = ["name,endDatetime,priority,description"]
     lines += [f"Task {n},2026-12-{n % 28 + 1:02d} 10:00,high,row {n}" for n in range(rows)]
-    lines[rows // 2] = "Broken,31/02/2026,high,a bad date"
+    lines[rows // 2] = "Broken,2026-02-31 10:00,high,a bad date"  # row rows // 2 + 1
     return "\n".join(lines) + "\n"
 
 

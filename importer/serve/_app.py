@@ -11,13 +11,15 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import csv
+import dataclasses
 import hmac
 import io
 import logging
 import re
 import secrets
 import threading
-from collections.abc import AsyncIterator, Awaitable, Callable
+from collections import Counter
+from collections.abc import AsyncIterator, Awaitable, Callable, Collection
 from contextlib import asynccontextmanager
 from dataclasses import dataclass
 from pathlib import Path
@@ -52,7 +54,7 @@ from ..pipeline import (
 from ..profiles import PROFILES
 from ..read import WORKBOOK_SUFFIXES, list_sheets
 from ..results import RESULT_COLUMNS, unneutralise
-from ._state import Checked, Progress, Upload, Uploads
+from ._state import Checked, Progress, Upload, Uploads, Verdict
 
 log = logging.getLogger("importer.serve")
 T = TypeVar("T")
@@ -113,7 +115,7 @@ class Page:
                 Route("/u/{id}/check", self.check, methods=["GET", "POST"]),
                 Route("/u/{id}/fix", self.fix, methods=["POST"]),
                 Route("/u/{id}/unfix", self.unfix, methods=["POST"]),
-                Route("/u/{id}/corrected", self.corrected),
+                Route("/u/{id}/corrected", self.corrected, methods=["GET", "POST"]),
                 Route("/u/{id}/import", self.import_page, methods=["GET", "POST"]),
                 Route("/u/{id}/progress", self.progress),
                 Route("/u/{id}/stop", self.stop, methods=["POST"]),
@@ -293,22 +295,78 @@ class Page:
         name = f"{upload.stem}.mapping.toml"
         return Response(text, media_type="application/toml", headers=_attachment(name))
 
-    async def _check(self, upload: Upload) -> None:
-        """Check every row as a run would (off the event loop) and keep what it found, for
-        the check page to show: the verdicts go to the upload's validation sheet."""
+    async def _check(self, upload: Upload, changed: Collection[int] | None = None) -> None:
+        """Check the rows as a run would (off the event loop) and keep what it found, for the
+        check page to show. After a correction (``changed``: the rows it touched) only those
+        rows are checked again and merged into the last full check, while what is decided from
+        every row (the date order) stays the same; else every row is, and the verdicts go to
+        the upload's validation sheet."""
         decided = upload.decided()
+        before = upload.checked
+        if (
+            changed is not None
+            and before is not None
+            and before.summary is not None
+            and before.decided[:3] == decided[:3]
+        ):
+            try:
+                again = await self._recheck(upload, before, frozenset(changed), decided)
+            except (ImporterError, IvvyError):
+                again = None  # said again by the full check below
+            if again is not None:
+                upload.checked = again
+                return
         options = self.options(upload, results=upload.validation_path)
+        verdicts: dict[int, Verdict] = {}
 
         async def validate() -> Any:
             async with IvvyClient(self.config.credentials) as client:
-                return await validate_source(upload.path, client, options)
+                return await validate_source(
+                    upload.path, client, options, on_verdict=_collect(verdicts)
+                )
 
         try:
             summary = await off_loop(lambda: asyncio.run(validate()))
         except (ImporterError, IvvyError) as exc:
             upload.checked = Checked(decided, None, self.plain(exc, upload))
             return
-        upload.checked = Checked(decided, summary, None)
+        upload.checked = Checked(decided, summary, None, verdicts=verdicts)
+
+    async def _recheck(
+        self, upload: Upload, before: Checked, changed: frozenset[int], decided: tuple[Any, ...]
+    ) -> Checked | None:
+        """The rows ``changed`` checked again and merged into ``before``; None when what is
+        decided from every row changed with them (then every row must be checked)."""
+        assert before.summary is not None
+        again_path = upload.folder / f"{upload.stem}.recheck{upload.validation_path.suffix}"
+        options = self.options(upload, results=again_path)
+        verdicts: dict[int, Verdict] = {}
+
+        async def validate() -> Any:
+            async with IvvyClient(self.config.credentials) as client:
+                return await validate_source(upload.path, client, options, numbers=changed,
+                                             on_verdict=_collect(verdicts))  # fmt: skip
+
+        summary = await off_loop(lambda: asyncio.run(validate()))
+        if summary.rules != before.summary.rules:
+            return None
+        counts, codes, plan = (Counter(before.summary.counts), Counter(before.summary.codes),
+                               Counter(before.summary.plan))  # fmt: skip
+        for number in changed:
+            for sign, verdict in ((-1, before.verdicts.get(number)), (1, verdicts.get(number))):
+                if verdict is None:
+                    continue
+                counts[verdict.result] += sign
+                plan[verdict.verb] += sign
+                if verdict.code is not None:
+                    codes[verdict.code] += sign
+        merged = dataclasses.replace(summary, counts=+counts, codes=+codes, plan=+plan)
+        _, rows = await off_loop(lambda: read_verdicts(again_path))
+        overlay = {**before.overlay, **{int(r["row"]): r for r in rows}}
+        for number in changed - verdicts.keys():
+            overlay.pop(number, None)
+        return Checked(decided, merged, None, verdicts={**before.verdicts, **verdicts},
+                       overlay=overlay)  # fmt: skip
 
     async def check(self, request: Request) -> Response:
         """POST: check the rows (what the person decided so far). GET: what the last check
@@ -330,6 +388,8 @@ class Page:
         summary = checked.summary
         assert summary is not None
         data_headers, rows = await off_loop(lambda: read_verdicts(upload.validation_path))
+        if checked.overlay:  # rows checked again since: as they read now
+            rows = [checked.overlay.get(int(r["row"]), r) for r in rows]
         shown = [r for r in rows if not errors_only or r["result"] != "valid"][:SHOWN_ROWS]
         codes = sorted(
             ((code, n, describe_code(code)) for code, n in summary.codes.items()),
@@ -355,7 +415,7 @@ class Page:
             return self._refuse(request, 400, "Which row? (a row number was expected)")
         upload.fixes[(number, column)] = str(form.get("value") or "")
         upload.save()
-        await self._check(upload)
+        await self._check(upload, changed={number})
         back = "?errors=1" if form.get("errors_only") == "1" else ""
         return RedirectResponse(f"/u/{upload.id}/check{back}#row-{number}", status_code=303)
 
@@ -365,6 +425,7 @@ class Page:
         form = await request.form()
         _check_csrf(request, form.get("csrf"))
         if form.get("all") == "1":
+            changed = {n for n, _ in upload.fixes}
             upload.fixes.clear()
         else:
             try:
@@ -372,17 +433,35 @@ class Page:
             except ValueError:
                 return self._refuse(request, 400, "Which row? (a row number was expected)")
             upload.fixes.pop((number, str(form.get("column"))), None)
+            changed = {number}
         upload.save()
-        await self._check(upload)
+        await self._check(upload, changed=changed)
         return RedirectResponse(f"/u/{upload.id}/check", status_code=303)
 
     async def corrected(self, request: Request) -> Response:
-        """The sheet with the corrections and the verdicts: the last check's results."""
+        """The sheet with the corrections and the verdicts of a check of every row. GET: the
+        file, when the last check was of every row as the person decided now; else a button.
+        POST: every row checked, then the file."""
         upload = self._upload(request)
-        if not upload.validation_path.exists():
-            return RedirectResponse(f"/u/{upload.id}/check", status_code=303)
+        if request.method == "POST":
+            form = await request.form()
+            _check_csrf(request, form.get("csrf"))
+            await self._check(upload)
+            return RedirectResponse(f"/u/{upload.id}/corrected", status_code=303)
+        checked = upload.checked
+        whole = (
+            checked is not None
+            and checked.summary is not None
+            and checked.decided == upload.decided()
+            and not checked.overlay
+            and upload.validation_path.exists()
+        )
+        if not whole:
+            return self.render(request, "check.html", upload=upload, error=None, stale=True,
+                               download=True)  # fmt: skip
         name = f"{upload.stem}.corrected{upload.validation_path.suffix}"
-        return Response(upload.validation_path.read_bytes(), headers=_attachment(name),
+        data = await off_loop(upload.validation_path.read_bytes)
+        return Response(data, headers=_attachment(name),
                         media_type=_media(upload.validation_path))  # fmt: skip
 
     async def import_page(self, request: Request) -> Response:
@@ -635,6 +714,18 @@ class _Guard:
             await _refused(
                 "Refused: the form's token is missing or stale. Reload the page and try again."
             )(scope, receive, send_with_cookies)
+
+
+def _collect(verdicts: dict[int, Verdict]) -> Callable[[Any, Any, str], None]:
+    """A verdict collector for :func:`validate_source`: each row's verdict, kept small (alike
+    verdicts are one object)."""
+    alike: dict[Verdict, Verdict] = {}
+
+    def collect(row: Any, outcome: Any, verb: str) -> None:
+        verdict = Verdict(outcome.result, outcome.error_code, verb)
+        verdicts[row.number] = alike.setdefault(verdict, verdict)
+
+    return collect
 
 
 def _refused(text: str) -> Response:

@@ -72,13 +72,25 @@ class Progress:
 
 
 @dataclass(frozen=True)
+class Verdict:
+    """What a check said of one row: its result, its code, what a run would do with it."""
+
+    result: str
+    code: str | None
+    verb: str
+
+
+@dataclass(frozen=True)
 class Checked:
     """A check of an upload: for which decisions (:meth:`Upload.decided`), and its summary or
-    the message that stopped it."""
+    the message that stopped it; each row's verdict, and the rows checked again since the
+    check of every row (as the check page shows them)."""
 
     decided: tuple[Any, ...]
     summary: RunSummary | None
     error: str | None
+    verdicts: dict[int, Verdict] = field(default_factory=dict)
+    overlay: dict[int, dict[str, Any]] = field(default_factory=dict)
 
 
 @dataclass
