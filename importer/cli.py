@@ -792,10 +792,7 @@ def serve_command(
         hosts = loopback_hosts(bound) if loopback else None
         page = Page(ServeConfig(credentials, uploads, journal, token, max_upload_mb << 20, label,
                                 hosts=hosts))  # fmt: skip
-        # Beyond loopback, an address another machine can open (not 0.0.0.0).
-        shown = socket.getfqdn() if host in ("0.0.0.0", "::") else host
-        shown = f"[{shown}]" if ":" in shown else shown
-        address = f"http://{shown}:{bound}/"
+        address = page_address(host, bound)
         click.echo(
             f"The import page: {address}"
             + (f"?token={token}" if token else "")
@@ -817,6 +814,14 @@ def serve_command(
             uvicorn.Server(config).run(sockets=[listener])
         finally:
             signal.signal(signal.SIGTERM, previous)
+
+
+def page_address(host: str, port: int) -> str:
+    """The page's address as printed: one another machine can open when the page listens on
+    every interface (the machine's name, not 0.0.0.0), an IPv6 address in brackets."""
+    shown = socket.getfqdn() if host in ("0.0.0.0", "::", "") else host
+    shown = f"[{shown}]" if ":" in shown else shown
+    return f"http://{shown}:{port}/"
 
 
 def _stopped(signum: int, frame: Any) -> None:

@@ -228,3 +228,15 @@ def test_no_page_shows_a_server_path_another_upload_or_the_key(served, sandbox, 
         assert key not in text and sandbox.config.secret not in text
         assert str(tmp_path) not in text and "/tmp/" not in text and "xdg-data" not in text
     assert "already imported" in seen[-2]
+
+
+def test_the_printed_address_is_one_another_machine_can_open():
+    import socket
+
+    from importer.cli import page_address
+
+    assert page_address("0.0.0.0", 8765) == f"http://{socket.getfqdn()}:8765/"
+    assert "0.0.0.0" not in page_address("0.0.0.0", 8765)
+    assert page_address("::", 80).startswith("http://") and "[::]" not in page_address("::", 80)
+    assert page_address("192.168.1.5", 8765) == "http://192.168.1.5:8765/"
+    assert page_address("::1", 8765) == "http://[::1]:8765/"

@@ -46,6 +46,7 @@ from ..pipeline import (
     UPDATE,
     UPDATE_THEIRS,
     RunOptions,
+    RunSummary,
     open_mapped,
     prepare,
     run_import,
@@ -316,21 +317,28 @@ class Page:
             if again is not None:
                 upload.checked = again
                 return
-        options = self.options(upload, results=upload.validation_path)
-        verdicts: dict[int, Verdict] = {}
-
-        async def validate() -> Any:
-            async with IvvyClient(self.config.credentials) as client:
-                return await validate_source(
-                    upload.path, client, options, on_verdict=_collect(verdicts)
-                )
-
         try:
-            summary = await off_loop(lambda: asyncio.run(validate()))
+            summary, verdicts = await self._validated(upload, upload.validation_path)
         except (ImporterError, IvvyError) as exc:
             upload.checked = Checked(decided, None, self.plain(exc, upload))
             return
         upload.checked = Checked(decided, summary, None, verdicts=verdicts)
+
+    async def _validated(
+        self, upload: Upload, results: Path, numbers: Collection[int] | None = None
+    ) -> tuple[RunSummary, dict[int, Verdict]]:
+        """``validate_source`` of the upload as decided (of the rows ``numbers`` only, when
+        given), in a thread of its own, its verdicts to ``results``: the summary, and each
+        row's verdict."""
+        options = self.options(upload, results=results)
+        verdicts: dict[int, Verdict] = {}
+
+        async def validate() -> RunSummary:
+            async with IvvyClient(self.config.credentials) as client:
+                return await validate_source(upload.path, client, options, numbers=numbers,
+                                             on_verdict=_collect(verdicts))  # fmt: skip
+
+        return await off_loop(lambda: asyncio.run(validate())), verdicts
 
     async def _recheck(
         self, upload: Upload, before: Checked, changed: frozenset[int], decided: tuple[Any, ...]
@@ -339,15 +347,7 @@ class Page:
         decided from every row changed with them (then every row must be checked)."""
         assert before.summary is not None
         again_path = upload.folder / f"{upload.stem}.recheck{upload.validation_path.suffix}"
-        options = self.options(upload, results=again_path)
-        verdicts: dict[int, Verdict] = {}
-
-        async def validate() -> Any:
-            async with IvvyClient(self.config.credentials) as client:
-                return await validate_source(upload.path, client, options, numbers=changed,
-                                             on_verdict=_collect(verdicts))  # fmt: skip
-
-        summary = await off_loop(lambda: asyncio.run(validate()))
+        summary, verdicts = await self._validated(upload, again_path, changed)
         if summary.rules != before.summary.rules:
             return None
         counts, codes, plan = (Counter(before.summary.counts), Counter(before.summary.codes),
@@ -547,20 +547,18 @@ class Page:
     async def results(self, request: Request) -> Response:
         """The results sheet (downloading it changes nothing: the upload is removed by its
         Remove button, or when the server stops)."""
-        upload = self._upload(request)
-        data = upload.downloads.get("results")
-        if data is None:
-            return RedirectResponse(f"/u/{upload.id}/import", status_code=303)
-        return Response(data, media_type=_media(Path("x.xlsx")),
-                        headers=_attachment(f"{upload.stem}.results.xlsx"))  # fmt: skip
+        return self._download(self._upload(request), "results")
 
     async def to_fix(self, request: Request) -> Response:
-        upload = self._upload(request)
-        data = upload.downloads.get("to-fix")
+        """The rows that need a person, as a results sheet of their own."""
+        return self._download(self._upload(request), "to-fix")
+
+    def _download(self, upload: Upload, kind: str) -> Response:
+        data = upload.downloads.get(kind)
         if data is None:
             return RedirectResponse(f"/u/{upload.id}/import", status_code=303)
         return Response(data, media_type=_media(Path("x.xlsx")),
-                        headers=_attachment(f"{upload.stem}.to-fix.xlsx"))  # fmt: skip
+                        headers=_attachment(f"{upload.stem}.{kind}.xlsx"))  # fmt: skip
 
     async def remove(self, request: Request) -> Response:
         """The upload removed from this computer: its file, corrections and results (a run
