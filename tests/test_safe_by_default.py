@@ -214,7 +214,7 @@ def _finish_import(client, base: str, **form: str) -> dict:
 
     page = client.post(f"{base}/import", data={"csrf": csrf_of(client, base + "/check"), **form})
     assert page.status_code == 200, page.text
-    for _ in range(400):
+    for _ in range(1200):  # up to a minute, for a loaded machine
         state = client.get(f"{base}/progress").json()
         if state.get("finished"):
             return state

@@ -205,7 +205,7 @@ def test_no_page_shows_a_server_path_another_upload_or_the_key(served, sandbox, 
 
     def import_and_wait(client, base, **form):
         client.post(f"{base}/import", data={"csrf": csrf_of(client, address), **form})
-        for _ in range(400):
+        for _ in range(1200):  # up to a minute, for a loaded machine
             state = client.get(f"{base}/progress").json()
             if state.get("finished"):
                 seen.append(str(state))

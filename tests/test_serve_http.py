@@ -252,7 +252,7 @@ def test_an_upload_stays_until_removed_or_the_server_stops_and_a_crash_leaves_no
 
     def finish(client, base):
         client.post(f"{base}/import", data={"csrf": csrf_of(client, base + "/import")})
-        for _ in range(400):
+        for _ in range(1200):  # up to a minute, for a loaded machine
             if client.get(f"{base}/progress").json().get("finished"):
                 return
             time.sleep(0.05)

@@ -302,6 +302,10 @@ class Page:
         rows are checked again and merged into the last full check, while what is decided from
         every row (the date order) stays the same; else every row is, and the verdicts go to
         the upload's validation sheet."""
+        async with upload.checking:
+            await self._check_now(upload, changed)
+
+    async def _check_now(self, upload: Upload, changed: Collection[int] | None) -> None:
         decided = upload.decided()
         before = upload.checked
         if (

@@ -113,8 +113,10 @@ class Upload:
     progress: Progress | None = None
     #: The results of the import, to download.
     downloads: dict[str, bytes] = field(default_factory=dict)
-    #: What the last check found, and for which decisions.
+    #: What the last check found, and for which decisions; one check at a time (a check
+    #: merges into the one before it, and writes the upload's validation sheet).
     checked: Checked | None = None
+    checking: asyncio.Lock = field(default_factory=asyncio.Lock, repr=False)
 
     def decided(self) -> tuple[Any, ...]:
         """What a check depends on: the sheet, the profile, the choices, the corrections."""
