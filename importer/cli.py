@@ -786,6 +786,9 @@ def serve_command(
         listener.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
         try:
             listener.bind((host, port))
+            # Listening from now on: a browser (or a test) that opens the printed address before
+            # uvicorn has started waits in the queue, it is not refused.
+            listener.listen(2048)
         except OSError as exc:
             raise UsageError(f"cannot listen on {host}:{port}: {exc.strerror}") from None
         bound = listener.getsockname()[1]
