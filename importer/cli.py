@@ -27,6 +27,7 @@ from tqdm import tqdm
 from .client import AuthError, Credentials, IvvyClient, IvvyError, TransportError
 from .errors import ImporterError, UsageError
 from .journal import Journal, default_journal_path, list_runs
+from .model import ProgressEvent
 from .pipeline import RESULTS, RunOptions, parse_clock, run_import, validate_source
 from .profiles import PROFILES
 from .reconcile import SETTLE
@@ -538,26 +539,20 @@ async def _run(
         with suppress(NotImplementedError, RuntimeError, ValueError):
             loop.add_signal_handler(number, on_signal)
     bar: Any = None
-    failures = 0
 
-    def started(total: int) -> None:
+    def on_event(event: ProgressEvent) -> None:
         nonlocal bar
-        if show_progress:
-            bar = tqdm(total=total, unit="row", file=sys.stderr, dynamic_ncols=True)
-
-    def progress(outcome: Any) -> None:
-        nonlocal failures
-        if bar is None:
+        if not show_progress:
             return
-        failures += outcome.result in ("invalid", "failed")
-        bar.set_postfix(failures=failures, refresh=False)
-        bar.update(1)
+        if event.kind == "started":
+            bar = tqdm(total=event.total, unit="row", file=sys.stderr, dynamic_ncols=True)
+        elif event.kind == "row" and bar is not None:
+            bar.set_postfix(failures=event.failures, refresh=False)
+            bar.update(1)
 
     try:
         async with IvvyClient(credentials, max_connections=options.concurrency) as client:
-            return await run_import(
-                source, client, options, stop=stop, progress=progress, started=started
-            )
+            return await run_import(source, client, options, stop=stop, on_event=on_event)
     finally:
         if bar is not None:
             bar.close()

@@ -1,11 +1,13 @@
-"""Errors a user can cause and fix. The CLI turns each into a message and an exit code.
+"""The library's exceptions, under one base. The CLI turns each into a message and an exit code.
 
-    ImporterError        a problem the user can fix; carries the exit code the CLI uses
-     ├── UsageError      bad invocation, configuration or credentials (exit 2)
-     └── SourceError     the source cannot be read as a table of tasks (exit 2); names the file,
-                         sheet, row and column where they are known
+Error                    anything the library raises on purpose
+ ├── ImporterError       a problem the user can fix; carries the exit code the CLI uses
+ │    ├── UsageError     bad invocation, configuration or credentials (exit 2)
+ │    └── SourceError    the source cannot be read as a table of tasks (exit 2); names the
+ │                       file, sheet, row and column where they are known
+ ├── IvvyError           anything between us and iVvy (:mod:`importer.client`)
+ └── RunFailed           ``RunSummary.raise_for_failures()``: rows need a person
 
-Failures talking to iVvy live in :mod:`importer.client` (``IvvyError`` and below).
 """
 
 from __future__ import annotations
@@ -13,7 +15,11 @@ from __future__ import annotations
 from pathlib import Path
 
 
-class ImporterError(Exception):
+class Error(Exception):
+    """The base of every exception the library raises on purpose."""
+
+
+class ImporterError(Error):
     """A problem the user can fix. ``str()`` is the whole message shown to them."""
 
     exit_code = 2
@@ -48,3 +54,13 @@ class SourceError(ImporterError):
         if column is not None:
             where.append(f"column {column!r}")
         super().__init__(f"{', '.join(where)}: {message}")
+
+
+class RunFailed(Error):
+    """A run (or check, or undo) ended with rows that need a person, or did not end: raised by
+    :meth:`RunSummary.raise_for_failures`, for a scheduler to fail its task. ``summary`` is the
+    run's summary; ``str()`` says what needs attention."""
+
+    def __init__(self, summary: object, message: str) -> None:
+        super().__init__(message)
+        self.summary = summary

@@ -644,7 +644,7 @@ def _outcome_of(values: Sequence[Any]) -> Outcome:
 
 class RunJournal:
     """One run's rows in a :class:`Journal`: states written in groups, outcomes read back in row
-    order. ``on_done`` hears of each outcome as it is recorded."""
+    order. ``on_done`` hears of each row's number and outcome as they are recorded."""
 
     def __init__(
         self,
@@ -652,7 +652,7 @@ class RunJournal:
         record: RunRecord,
         *,
         key_column: str | None = None,
-        on_done: Callable[[Outcome], None] | None = None,
+        on_done: Callable[[int, Outcome], None] | None = None,
     ) -> None:
         self.journal = journal
         self.record = record
@@ -759,7 +759,7 @@ class RunJournal:
                 self._pending.append((_SET_LINEAGE, row))
         self._done_waiting += 1
         if self._on_done is not None:
-            self._on_done(outcome)
+            self._on_done(number, outcome)
         if self._done_waiting >= FLUSH_ROWS or time.monotonic() - self._flushed >= FLUSH_SECONDS:
             self.flush()
 

@@ -47,3 +47,28 @@ class Outcome:
     field: str | None = None
     message: str = ""
     warnings: tuple[str, ...] = ()
+
+
+@dataclass(frozen=True, slots=True)
+class ProgressEvent:
+    """How a run (or an undo) is going, as it goes: ``started`` once the rows to do are counted
+    (``total``), ``row`` as each row's outcome is recorded (its ``number`` and ``outcome``), and
+    ``finished`` at the end. ``done`` and ``failures`` (rows ``invalid`` or ``failed``) count
+    the rows recorded so far; ``rate_limited`` the 429 answers so far."""
+
+    kind: Literal["started", "row", "finished"]
+    total: int
+    done: int = 0
+    failures: int = 0
+    rate_limited: int = 0
+    number: int | None = None
+    outcome: Outcome | None = None
+
+
+class RowResult(NamedTuple):
+    """One row of a run's (or a check's) results: its number, its cells as the source has
+    them, and what became of it."""
+
+    number: int
+    cells: Mapping[str, Any]
+    outcome: Outcome

@@ -40,6 +40,7 @@ from .journal import (
 from .map import ColumnMapping, load_mapping_file, map_columns
 from .model import SUCCESSFUL, Outcome, Payload, Result, Row
 from .normalise import CellError, Normaliser, to_id_or_email, to_integer
+from .progress import OnEvent, Tally
 from .read import Batch, Source, is_blank, open_source
 from .reconcile import SETTLE, SLACK, Reconciler
 from .results import (
@@ -1106,8 +1107,7 @@ async def run_import(
     options: RunOptions = RunOptions(),
     *,
     stop: asyncio.Event | None = None,
-    progress: Callable[[Outcome], None] | None = None,
-    started: Callable[[int], None] | None = None,
+    on_event: OnEvent | None = None,
 ) -> RunSummary:
     """Import every row of ``source_path`` through ``client``; the run's summary.
 
@@ -1117,8 +1117,8 @@ async def run_import(
     :class:`~importer.client.IvvyError` when iVvy cannot be reached or refuses the credentials
     before any row is sent. Setting ``stop`` stops the run (:func:`~importer.send.send_all`
     says how); rows it never sent are ``skipped`` and stay pending in the journal for
-    ``--resume``. ``started(rows)`` is called once the rows left to do are counted,
-    ``progress(outcome)`` once per row.
+    ``--resume``. ``on_event`` hears how it goes (:class:`~importer.model.ProgressEvent`):
+    once the rows left to do are counted, as each row is recorded, and at the end.
     """
     clock = time.monotonic()
     stop = stop or asyncio.Event()
@@ -1147,10 +1147,10 @@ async def run_import(
         summary.warnings += notes
         summary.run_id = record.id
         lineage = Lineage(known, prepared, record.lineage, record.ref or "")
-        run = RunJournal(journal, record, key_column=options.key, on_done=progress)
+        tally = Tally(on_event)
+        run = RunJournal(journal, record, key_column=options.key, on_done=tally.row)
         finished = run.done_numbers() if resuming else bytearray()
-        if started is not None:
-            started(prepared.rows - int.from_bytes(finished, "little").bit_count())
+        tally.started(prepared.rows - int.from_bytes(finished, "little").bit_count())
         check = {"default_venue": options.venue_id, "key": options.key, "only": options.only}
         rows = checked_rows(prepared, directory, **check)
         if resuming:
@@ -1176,7 +1176,7 @@ async def run_import(
                 return found
 
             feed = Feed(run, rows, stop, planner.decide, before_of=before_of)
-            await _send(client, feed, options, reconciler, stop, summary)
+            await _send(client, feed, options, reconciler, stop, summary, tally)
         if reconciler.others_writing:
             summary.warnings.append(
                 f"someone else made {reconciler.others_writing} tasks in the account during "
@@ -1190,6 +1190,7 @@ async def run_import(
         merged = _merged(prepared.source.rows(), run.outcomes())
         _finish(summary, merged, prepared, results_path, clock, lineage.cells)
         journal.end(record.id, "stopped" if summary.interrupted else "finished")
+    tally.finished()
     return summary
 
 
@@ -1200,6 +1201,7 @@ async def _send(
     reconciler: Reconciler,
     stop: asyncio.Event,
     summary: RunSummary,
+    tally: Tally,
 ) -> None:
     """The send stage over the feed's rows; then, when updates were put aside until their
     tasks were read, those (the tasks read in one pass first)."""
@@ -1213,12 +1215,15 @@ async def _send(
     )
 
     async def send(payloads: Iterator[Payload]) -> SendStats:
+        stats = tally.send_stats()
         if options.via == "batch":
             return await send_batches(
                 client, payloads, feed.record, sending, reconciler, stop=stop,
-                on_batch=feed.batch_sent,
+                on_batch=feed.batch_sent, stats=stats,
             )  # fmt: skip
-        return await send_all(client, payloads, feed.record, sending, reconciler, stop=stop)
+        return await send_all(
+            client, payloads, feed.record, sending, reconciler, stop=stop, stats=stats
+        )
 
     began = time.monotonic()
     stats = [await send(feed.payloads())]

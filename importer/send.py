@@ -94,8 +94,10 @@ async def send_all(
     options: SendOptions = SendOptions(),
     reconciler: Reconciler | None = None,
     stop: asyncio.Event | None = None,
+    stats: SendStats | None = None,
 ) -> SendStats:
-    """Deliver every payload; ``on_outcome`` is called once per payload as its outcome is known.
+    """Deliver every payload; ``on_outcome`` is called once per payload as its outcome is known
+    (and ``stats``, when given, counts the 429 answers as they come: a progress report reads it).
 
     Payloads are pulled lazily, so only ``concurrency`` of them are held at a time (and the
     creates whose answers were lost, while a look-up settles them, without holding a worker).
@@ -109,7 +111,8 @@ async def send_all(
     reconciler = reconciler or Reconciler(client, settle=options.settle)
     alike = SameTaskLock()
     stop = stop or asyncio.Event()
-    stats = SendStats()
+    stats = stats if stats is not None else SendStats()
+    on_outcome = _counting(on_outcome, stats, pace)
     parked: set[asyncio.Future[None]] = set()
 
     def ended(exc: SessionEnded) -> None:
@@ -367,6 +370,18 @@ def _job(payload: Payload) -> dict[str, Any]:
     return {"namespace": "crm", "action": "addOrUpdateTask", "params": dict(payload.params)}
 
 
+def _counting(
+    on_outcome: Callable[[Payload, Outcome], None], stats: SendStats, pace: Pace
+) -> Callable[[Payload, Outcome], None]:
+    """``on_outcome``, with ``stats`` brought up to date with the pace's 429s first."""
+
+    def counted(payload: Payload, outcome: Outcome) -> None:
+        stats.rate_limited = pace.rate_limited
+        on_outcome(payload, outcome)
+
+    return counted
+
+
 async def send_batches(
     client: IvvyClient,
     payloads: Iterable[Payload],
@@ -375,6 +390,7 @@ async def send_batches(
     reconciler: Reconciler | None = None,
     stop: asyncio.Event | None = None,
     on_batch: Callable[[str, list[Payload]], None] | None = None,
+    stats: SendStats | None = None,
 ) -> SendStats:
     """Deliver every payload through ``batch?action=run``, up to 200 a request, a few batches in
     flight, each with ``options.callback_url``. ``on_batch(async_id, rows)`` hears of each batch
@@ -389,7 +405,8 @@ async def send_batches(
     source: Iterator[Payload] = iter(payloads)
     reconciler = reconciler or Reconciler(client, settle=options.settle)
     stop = stop or asyncio.Event()
-    stats = SendStats()
+    stats = stats if stats is not None else SendStats()
+    on_outcome = _counting(on_outcome, stats, pace)
 
     async def worker() -> None:
         while not stop.is_set():

@@ -108,17 +108,14 @@ def test_a_stopped_run_then_its_results_with_only_then_resume_make_no_duplicate(
 
     async def stopped_run() -> None:
         stop = asyncio.Event()
-        done = 0
 
-        def progress(outcome) -> None:
-            nonlocal done
-            done += 1
-            if done == 40:
+        def on_event(event) -> None:
+            if event.kind == "row" and event.done == 40:
                 stop.set()  # what the first Ctrl-C does
 
         async with IvvyClient(server.credentials) as client:
             await run_import(source, client, RunOptions(concurrency=16, settle=0.5), stop=stop,
-                             progress=progress)  # fmt: skip
+                             on_event=on_event)  # fmt: skip
 
     asyncio.run(stopped_run())
     first = read_results(tmp_path / "x.results.csv")

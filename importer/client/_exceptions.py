@@ -1,4 +1,5 @@
-"""What can go wrong between us and iVvy.
+"""What can go wrong between us and iVvy (under :class:`importer.errors.Error`, the library's one
+base).
 
     IvvyError                 anything between us and iVvy
      ├── ApiError             iVvy answered with an error: errorCode, specificCode, message,
@@ -22,8 +23,10 @@ from __future__ import annotations
 
 from collections.abc import Sequence
 
+from ..errors import Error
 
-class IvvyError(Exception):
+
+class IvvyError(Error):
     """Anything that went wrong between us and iVvy."""
 
 

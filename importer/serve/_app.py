@@ -491,13 +491,6 @@ class Page:
         upload.progress, upload.imported, upload.finished = progress, True, False
         upload.save()
 
-        def started(total: int) -> None:
-            progress.total = total
-
-        def advanced(outcome: Any) -> None:
-            progress.done += 1
-            progress.failures += outcome.result in ("invalid", "failed")
-
         options = self.options(upload, results=upload.results_path, resume=resume,
                                new_run=new_run, update_existing=update_existing)  # fmt: skip
 
@@ -505,7 +498,7 @@ class Page:
             # In a thread of its own, on a loop of its own: the page answers meanwhile.
             async with IvvyClient(self.config.credentials) as client:
                 return await run_import(upload.path, client, options, stop=progress.stopper(),
-                                        progress=advanced, started=started)  # fmt: skip
+                                        on_event=progress.heard)  # fmt: skip
 
         async def go() -> None:
             try:

@@ -15,6 +15,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
+from ..model import ProgressEvent
 from ..pipeline import RunSummary
 
 #: File names the uploaded file may not take in its folder.
@@ -37,6 +38,10 @@ class Progress:
     stopped: bool = False
     _stop: tuple[asyncio.AbstractEventLoop, asyncio.Event] | None = field(default=None, repr=False)
     _lock: threading.Lock = field(default_factory=threading.Lock, repr=False)
+
+    def heard(self, event: ProgressEvent) -> None:
+        """The run's progress (from the run's thread): what the page polls."""
+        self.total, self.done, self.failures = event.total, event.done, event.failures
 
     def stopper(self) -> asyncio.Event:
         """The event the run watches, made on the running loop (the run's thread's own)."""
