@@ -60,8 +60,8 @@ async def one_import(base: str, source: Path, folder: Path, tag: str) -> float:
         summary = await run_import(source, client, options)
     seconds = time.perf_counter() - began
     if tag.startswith("with journal"):  # with its writes dropped, the journal knows nothing
-        assert summary.counts.get("created") == summary.rows, summary.counts
-    return summary.rows / seconds
+        assert summary.counts.get("created") == summary.row_count, summary.counts
+    return summary.row_count / seconds
 
 
 def without_writes() -> object:

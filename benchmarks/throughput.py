@@ -98,7 +98,7 @@ async def importer_run(
         )
         summary = await run_import(source, client, options)
     seconds = time.perf_counter() - began
-    assert summary.counts.get("created") == summary.rows, summary.counts
+    assert summary.counts.get("created") == summary.row_count, summary.counts
     return seconds, summary.send_seconds
 
 

@@ -24,7 +24,7 @@ from typing import Any, get_args
 from .client import ApiError, IvvyClient, IvvyError
 from .dates import DateEvidence, DateOrder, DateRules, zone_named
 from .directory import Directory, Needed, tasks_among
-from .errors import UsageError
+from .errors import RunFailed, UsageError
 from .journal import (
     InFlight,
     Journal,
@@ -37,8 +37,8 @@ from .journal import (
     is_done,
     read_only_journal,
 )
-from .map import ColumnMapping, load_mapping_file, map_columns
-from .model import SUCCESSFUL, Outcome, Payload, Result, Row
+from .map import ColumnMapping, MappingFile, load_mapping_file, map_columns
+from .model import SUCCESSFUL, Outcome, Payload, Result, Row, RowResult
 from .normalise import CellError, Normaliser, to_id_or_email, to_integer
 from .progress import OnEvent, Tally
 from .read import Batch, Source, is_blank, open_source
@@ -87,7 +87,8 @@ class RunOptions:
     sheet: str | None = None
     encoding: str | None = None
     profile: str | None = None
-    mapping: Path | None = None
+    #: A mapping file's path, or its value (:func:`~importer.map.load_mapping_file`).
+    mapping: Path | MappingFile | None = None
     timezone: str | None = None
     venue_id: int | None = None
     date_order: DateOrder | None = None
@@ -247,7 +248,11 @@ def open_mapped(
     back as written), whether it is a results sheet (our columns by name), and its mapping.
     ``require=False`` maps even while a field every create needs has no column (a page showing
     what is mapped so far)."""
-    mapping_file = load_mapping_file(options.mapping) if options.mapping else None
+    mapping_file = (
+        options.mapping
+        if isinstance(options.mapping, MappingFile) or options.mapping is None
+        else load_mapping_file(options.mapping)
+    )
     sheet = options.sheet or (mapping_file.options.get("sheet") if mapping_file else None)
     source = open_source(source_path, sheet=sheet, encoding=options.encoding)
     earlier = earlier_columns(source.headers)
@@ -504,7 +509,7 @@ class RunSummary:
     """What a run did, for people (``describe``) and schedulers (``as_dict``, ``exit_code``)."""
 
     source: Path
-    results: Path
+    results: Path | None
     target: str
     counts: Counter[str] = field(default_factory=Counter)
     started: datetime = field(default_factory=lambda: datetime.now(UTC))
@@ -536,9 +541,47 @@ class RunSummary:
     #: For an undo, the import run it undoes.
     undoes: int | None = None
 
+    #: Where :meth:`rows` reads the results from (set by the API, the run or the check).
+    _rows: Callable[[], Iterator[RowResult]] | None = field(default=None, repr=False)
+
     @property
-    def rows(self) -> int:
+    def row_count(self) -> int:
+        """How many rows the summary counts."""
         return sum(self.counts.values())
+
+    def rows(self) -> Iterator[RowResult]:
+        """Every row with its cells and its outcome, in source order, streamed from the
+        results (bounded memory: a million rows are never held at once)."""
+        if self._rows is None:
+            raise UsageError("this summary has no rows to give (no results were written)")
+        return self._rows()
+
+    def rows_from(self, source: Callable[[], Iterator[RowResult]]) -> None:
+        self._rows = source
+
+    @property
+    def needs_attention(self) -> bool:
+        """Whether a person must look: a row that is not created, updated, unchanged or valid
+        (invalid, failed, skipped), a run stopped before its end or by iVvy, or a refusal."""
+        return self.exit_code != 0
+
+    def raise_for_failures(self) -> RunSummary:
+        """Raise :class:`~importer.errors.RunFailed` (carrying this summary) when the run
+        :attr:`needs_attention`, for a scheduler to fail its task; else this summary."""
+        if not self.needs_attention:
+            return self
+        if self.refusal:
+            why = self.refusal
+        elif self.session_ended:
+            why = f"iVvy ended the session ({self.session_ended})"
+        elif self.interrupted:
+            why = "the run was stopped before its end"
+        else:
+            bad = {r: n for r, n in self.counts.items() if r not in SUCCESSFUL}
+            why = ", ".join(f"{n} {r}" for r, n in sorted(bad.items())) + " rows"
+            if self.codes:
+                why += " (" + ", ".join(f"{c}: {n}" for c, n in self.codes.most_common(5)) + ")"
+        raise RunFailed(self, f"{why}; results: {self.results}")
 
     @property
     def exit_code(self) -> int:
@@ -561,7 +604,7 @@ class RunSummary:
             "journal": str(self.journal) if self.journal else None,
             "run": self.run_id,
             "target": self.target,
-            "rows": self.rows,
+            "rows": self.row_count,
             "counts": dict(self.counts),
             "error_codes": {str(code): n for code, n in self.codes.items()},
             "plan": dict(self.plan) if self.plan else None,
@@ -569,7 +612,7 @@ class RunSummary:
             "previous": self.previous,
             "started": self.started.isoformat(timespec="seconds"),
             "seconds": round(self.seconds, 3),
-            "rows_per_second": round(self.rows / self.seconds, 1) if self.seconds else None,
+            "rows_per_second": round(self.row_count / self.seconds, 1) if self.seconds else None,
             "warnings": self.warnings,
             "rate_limited": self.rate_limited,
             "reconciled": self.reconciled,
@@ -584,10 +627,10 @@ class RunSummary:
             (f"rows {result}", n) for result, n in sorted(self.counts.items())
         ]
         lines += [
-            ("rows", self.rows),
+            ("rows", self.row_count),
             ("started (UTC)", self.started.replace(tzinfo=None, microsecond=0)),
             ("seconds", round(self.seconds, 1)),
-            ("rows per second", round(self.rows / self.seconds, 1) if self.seconds else None),
+            ("rows per second", round(self.row_count / self.seconds, 1) if self.seconds else None),
             ("source", str(self.source)),
             ("target", self.target),
             ("journal", str(self.journal or "")),
@@ -606,7 +649,7 @@ class RunSummary:
         parts = ", ".join(f"{n} {result}" for result, n in sorted(self.counts.items()))
         plan = ", ".join(f"{n} {verb}" for verb, n in sorted(self.plan.items()))
         return (
-            f"{self.rows} rows in {self.seconds:.1f} s: {parts or 'nothing to do'}"
+            f"{self.row_count} rows in {self.seconds:.1f} s: {parts or 'nothing to do'}"
             + (f" (plan: {plan})" if plan else "")
             + f". Results: {self.results}"
             + (f" (run {self.run_id})" if self.run_id is not None else "")
