@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import asyncio
 import dataclasses
+import os
 import pickle
 import tempfile
 import time
@@ -116,6 +117,13 @@ class RunOptions:
     #: when a mapping file that names the id column says so, ``False`` never (the page asks
     #: instead), ``True`` (``--update-existing``) always.
     update_existing: bool | None = None
+
+    def __post_init__(self) -> None:
+        # Paths may be given as text (``RunOptions(results="out.xlsx")``).
+        for name in ("results", "state", "mapping"):
+            value = getattr(self, name)
+            if isinstance(value, str | os.PathLike) and not isinstance(value, Path):
+                object.__setattr__(self, name, Path(value))
 
 
 @dataclass
