@@ -287,7 +287,8 @@ def _kept(summary: RunSummary, folder: Path | None, asked: RunOptions) -> RunSum
     """The summary as the caller sees it: its results sheet only if asked for (a private one
     stays, for :meth:`RunSummary.rows`, as long as the summary does)."""
     sheet = summary.results
-    summary.rows_from(lambda: results_rows(sheet))
+    if sheet is not None:
+        summary.rows_from(lambda: results_rows(sheet))
     if folder is not None:
         weakref.finalize(summary, shutil.rmtree, str(folder), True)
         if asked.results is None:

@@ -750,13 +750,13 @@ class RunJournal:
         if params is not None and outcome.task_id is not None and self.record.kind == "import":
             digest = digest_of(params)
             if key and self.key_column:
-                row = (self.record.target, self.key_column, key, outcome.task_id, digest, self.id)
-                self._pending.append((_SET_KEY, row))
+                keyed = (self.record.target, self.key_column, key, outcome.task_id, digest, self.id)
+                self._pending.append((_SET_KEY, keyed))
             elif not key:
                 at = number if line is None else line
                 where = origin or self.record.lineage
-                row = (self.record.target, where, at, outcome.task_id, digest, self.id)
-                self._pending.append((_SET_LINEAGE, row))
+                placed = (self.record.target, where, at, outcome.task_id, digest, self.id)
+                self._pending.append((_SET_LINEAGE, placed))
         self._done_waiting += 1
         if self._on_done is not None:
             self._on_done(number, outcome)

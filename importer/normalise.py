@@ -128,7 +128,9 @@ class Normalised(NamedTuple):
     def items(self) -> Iterator[tuple[Row, Payload | Outcome]]:
         """``(row, payload or invalid outcome)`` for each row, in order."""
         headers, names = self.headers, [name for name, _, _ in self.plan]
-        by_row = zip(*(values for _, _, values in self.plan), strict=True)
+        by_row: Iterator[tuple[Any, ...]] = zip(
+            *(values for _, _, values in self.plan), strict=True
+        )
         if not self.plan:
             by_row = iter([()] * len(self.source.numbers))
         for i, (number, cells, values) in enumerate(

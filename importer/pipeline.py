@@ -192,7 +192,7 @@ class FirstPass:
         self.needed = Needed()
         due = mapping.columns.get("endDatetime")
         self._due = headers.index(due) if due in headers else None
-        self._ids = [
+        self._ids: list[tuple[str, int, set[Any]]] = [
             (ID_KINDS[name], headers.index(column), set())
             for name, column in mapping.columns.items()
             if name in ID_KINDS and column in headers
@@ -737,7 +737,7 @@ async def _ask_batch(
         if verdict == "done":
             task_id = int(response["id"])
             reconciler.own(task_id)  # sent by an earlier run: when is not known here
-            result_name = "updated" if member.params.get("id") is not None else "created"
+            result_name: Result = "updated" if member.params.get("id") is not None else "created"
             settled[(member.run, member.number)] = Outcome(result_name, task_id=task_id)
         elif verdict == "not_saved":
             settled[(member.run, member.number)] = not_saved(response)
@@ -901,7 +901,7 @@ class Lineage:
 
     def _given(self, row: Row) -> tuple[str, int] | None:
         """The reference and number a row of a results sheet of ours carries, if it does."""
-        if self._ref_column is None:
+        if self._ref_column is None or self._line_column is None:
             return None
         ref = str(row.cells.get(self._ref_column) or "").strip()
         line = whole(row.cells.get(self._line_column))
@@ -1102,10 +1102,11 @@ class Feed:
         now = time.time()
         for decision in decisions:
             checked = decision.checked
-            place = {"origin": decision.origin, "line": decision.line}
+            origin, line = decision.origin, decision.line
             number = decision.row.number
             if isinstance(checked, Outcome):
-                self._run.done(number, checked, key=decision.key, params=decision.params, **place)
+                self._run.done(number, checked, key=decision.key, params=decision.params,
+                               origin=origin, line=line)  # fmt: skip
                 continue
             before = None
             if checked.is_update and self._keep_befores:
@@ -1113,9 +1114,8 @@ class Feed:
                 if before is None and deferring:
                     self.later.put(decision)
                     continue
-            self._run.in_flight(
-                number, checked.params, now, key=decision.key, before=before, **place
-            )
+            self._run.in_flight(number, checked.params, now, key=decision.key, before=before,
+                                origin=origin, line=line)  # fmt: skip
             self._places[number] = decision
             self._unsent.append(checked)
         self._run.flush()
@@ -1134,10 +1134,11 @@ class Feed:
             return
         if payload.warnings:
             outcome = dataclasses.replace(outcome, warnings=payload.warnings + outcome.warnings)
-        place = {"origin": decision.origin, "line": decision.line} if decision else {}
         self._run.done(
             number, outcome, sent_at=time.time(), params=payload.params,
-            key=decision.key if decision else None, **place,
+            key=decision.key if decision else None,
+            origin=decision.origin if decision else None,
+            line=decision.line if decision else None,
         )  # fmt: skip
 
     def batch_sent(self, async_id: str, payloads: list[Payload]) -> None:
@@ -1202,8 +1203,8 @@ async def run_import(
         run = RunJournal(journal, record, key_column=options.key, on_done=tally.row)
         finished = run.done_numbers() if resuming else bytearray()
         tally.started(prepared.rows - int.from_bytes(finished, "little").bit_count())
-        check = {"default_venue": options.venue_id, "key": options.key, "only": options.only}
-        rows = checked_rows(prepared, directory, **check)
+        rows = checked_rows(prepared, directory, default_venue=options.venue_id,
+                            key=options.key, only=options.only)  # fmt: skip
         if resuming:
             rows = ((r, c) for r, c in rows if not is_done(finished, r.number))
         invalid = 0
@@ -1221,7 +1222,7 @@ async def run_import(
 
             def before_of(task: int) -> Mapping[str, Any] | None:
                 # An update in flight when a run stopped read the task as it was first.
-                found = known.before(task)
+                found: Mapping[str, Any] | None = known.before(task)
                 if found is None and directory is not None:
                     found = directory.task(task)
                 return found
@@ -1300,9 +1301,11 @@ async def _send(
         )
 
 
-def refuse_their_tasks(prepared: Prepared, known: Known, options: RunOptions, target: str) -> None:
+def refuse_their_tasks(
+    prepared: Prepared, known: Known, options: RunOptions, target: str
+) -> str | None:
     """UsageError when rows give task ids of unknown origin (:func:`unknown_ids`) and the user
-    did not say they may update those tasks."""
+    did not say they may update those tasks; when they said so, a note saying how many."""
     unknown = unknown_ids(prepared, known)
     if unknown.rows and not prepared.may_update_theirs(options):
         raise UsageError(unknown.refusal(prepared.id_column, target))

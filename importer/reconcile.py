@@ -330,11 +330,11 @@ class Reconciler:
         ]
         horizon = min(missing, default=began)
         waiting = self._explained_params()
-        for _, task in listed:
-            ident = int(task["id"])
+        for _, one in listed:
+            ident = int(one["id"])
             if ident in self._owned or ident in self._foreign:
                 continue
-            if not any(matches(task, params) for params in waiting):
+            if not any(matches(one, params) for params in waiting):
                 self._foreign.add(ident)
         claimed: set[int] = set()
         groups: dict[tuple[Any, ...], list[_Lost]] = {}

@@ -162,10 +162,12 @@ async def send_all(
 
     workers = [asyncio.ensure_future(worker()) for _ in range(max(1, options.concurrency))]
     stopping = asyncio.ensure_future(stop.wait())
-    await asyncio.wait([stopping, asyncio.gather(*workers)], return_when=asyncio.FIRST_COMPLETED)
+    ending: list[asyncio.Future[Any]] = [stopping, asyncio.gather(*workers)]
+    await asyncio.wait(ending, return_when=asyncio.FIRST_COMPLETED)
     if not stop.is_set() and parked:
         # Every row was taken; the lost creates still waiting for their look-up finish now.
-        await asyncio.wait([stopping, asyncio.gather(*parked)], return_when=asyncio.FIRST_COMPLETED)
+        ending = [stopping, asyncio.gather(*parked)]
+        await asyncio.wait(ending, return_when=asyncio.FIRST_COMPLETED)
     if stop.is_set():
         # No new row is taken; the rows in flight get the grace to finish, then are reported.
         # (After an ended session too: their answers come at once, and say so.)

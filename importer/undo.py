@@ -15,7 +15,7 @@ import html
 import json
 import re
 import time
-from collections.abc import Iterator, Mapping
+from collections.abc import Generator, Iterator, Mapping
 from dataclasses import dataclass
 from datetime import UTC, datetime
 from pathlib import Path
@@ -321,6 +321,7 @@ def _describe(row: Touched, action: Payload | Outcome, original: int) -> tuple[s
 def _write_plan(
     summary: RunSummary, journal: Journal, original: RunRecord, actions: _Actions
 ) -> None:
+    assert summary.results is not None
     with open_results(summary.results, []) as sheet:
         touched = _stream_touched(journal, original.id)
         try:
@@ -346,6 +347,7 @@ def _write(
     touched = _stream_touched(journal, original.id)
     undone = run.outcomes()
     pending = next(undone, None)
+    assert summary.results is not None
     try:
         with open_results(summary.results, []) as sheet:
             for row in touched:
@@ -375,7 +377,7 @@ def _write(
         touched.close()
 
 
-def _stream_touched(journal: Journal, run_id: int) -> Iterator[Touched]:
+def _stream_touched(journal: Journal, run_id: int) -> Generator[Touched, None, None]:
     """The rows run ``run_id`` created or updated, in row order, read on a connection of their
     own (the undo's outcomes are read on the journal's meanwhile)."""
     reader = read_only_journal(journal.path)

@@ -58,15 +58,21 @@ def test_the_readme_main_job_runs_as_written(tmp_path):
     assert "Results:" in done.stdout
 
 
-def test_code_is_ruff_clean():
+def _clean(*command: str) -> None:
     done = subprocess.run(
-        [sys.executable, "-m", "ruff", "check", "importer", "tests", "benchmarks"],
-        cwd=ROOT,
-        capture_output=True,
-        text=True,
-        timeout=120,
+        [sys.executable, "-m", *command], cwd=ROOT, capture_output=True, text=True, timeout=240
     )
     assert done.returncode == 0, done.stdout + done.stderr
+
+
+def test_code_is_ruff_clean_and_formatted():
+    _clean("ruff", "check", "importer", "tests", "benchmarks")
+    _clean("ruff", "format", "--check", "importer", "tests", "benchmarks")
+
+
+def test_the_package_type_checks_and_its_public_api_strictly():
+    # pyproject.toml: mypy over importer/, with the strict rules for the public API's modules.
+    _clean("mypy")
 
 
 def test_the_readme_mapping_file_example_loads(tmp_path):

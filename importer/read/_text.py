@@ -6,6 +6,7 @@ from __future__ import annotations
 
 import codecs
 import csv
+import functools
 import io
 import re
 from collections import Counter
@@ -152,7 +153,7 @@ def sniff_delimiter(path: Path, encoding: str) -> str:
     for delimiter in order:
         if delimiter not in sample:
             continue
-        counts = Counter()
+        counts: Counter[int] = Counter()
         try:
             reader = csv.reader(io.StringIO(sample, newline=""), delimiter=delimiter)
             for number, cells in enumerate(reader):
@@ -258,7 +259,7 @@ def fast_batches(
             for frame in frames:
                 numbers = list(range(line + 1, line + 1 + len(frame)))
                 line += len(frame)
-                columns = _Columns(lambda i, f=frame: f[i].tolist(), count)
+                columns = _Columns(functools.partial(_frame_column, frame), count)
                 batch = _drop_blank(numbers, columns)
                 if batch.numbers:
                     yield batch
@@ -346,7 +347,7 @@ def arrow_batches(
                 rows = record_batch.num_rows
                 numbers = list(range(line + 1, line + 1 + rows))
                 line += rows
-                columns = _Columns(lambda i, b=record_batch: b.column(i).to_pylist(), count)
+                columns = _Columns(functools.partial(_arrow_column, record_batch), count)
                 batch = _drop_blank(numbers, columns)
                 if batch.numbers:
                     yield batch
@@ -393,6 +394,14 @@ class _Columns(Sequence[list[Any]]):
         if made is None:
             made = self._lists[index] = self._make(index)
         return made
+
+
+def _frame_column(frame: Any, index: int) -> list[Any]:
+    return list(frame[index].tolist())
+
+
+def _arrow_column(batch: Any, index: int) -> list[Any]:
+    return list(batch.column(index).to_pylist())
 
 
 def count_lines(path: Path) -> int:

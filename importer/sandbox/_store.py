@@ -67,7 +67,7 @@ class Store:
         self._clock = clock
         #: Who made the next write, and through which request (set by the caller of a handler).
         self.origin = "client"
-        self.request = 0
+        self.request: int | None = 0
         self.reset()
 
     def reset(self) -> None:
@@ -87,7 +87,7 @@ class Store:
         #: Per task: who made it, the request that did, when it shows in lists (monotonic).
         self.meta: dict[int, dict[str, Any]] = {}
         for ident, record in by_id("tasks").items():
-            task = dict.fromkeys(_STORED_KEYS)
+            task: dict[str, Any] = dict.fromkeys(_STORED_KEYS)
             task.update({k: v for k, v in record.items() if k in _STORED_KEYS})
             task.setdefault("status", 0)
             self.tasks[ident] = task
@@ -169,7 +169,7 @@ class Store:
 
         now = self.now()
         if existing is None:
-            task = dict.fromkeys(_STORED_KEYS)
+            task: dict[str, Any] = dict.fromkeys(_STORED_KEYS)
             task.update(id=self._next_task_id, status=0, progress=0, createdDate=now)
             self._next_task_id += 1
             self.meta[task["id"]] = {
@@ -202,7 +202,7 @@ class Store:
     def task_view(self, task: Mapping[str, Any]) -> dict[str, Any]:
         """A task as getTaskList lists it (user names joined in, ``UTC`` on timestamps)."""
         view = {key: task.get(key) for key in ref.TASK_RECORD_KEYS}
-        user = self.users.get(task.get("assignedUserId"))
+        user = self.users.get(task.get("assignedUserId") or 0)
         view["assignedUserFullName"] = f"{user['firstName']} {user['lastName']}" if user else None
         view["assignedUserEmail"] = user["email"] if user else None
         for key in ("endDatetime", "createdDate", "modifiedDate"):

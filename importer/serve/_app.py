@@ -19,7 +19,7 @@ import re
 import secrets
 import threading
 from collections import Counter
-from collections.abc import AsyncIterator, Awaitable, Callable, Collection
+from collections.abc import AsyncIterator, Awaitable, Callable, Collection, MutableMapping
 from contextlib import asynccontextmanager
 from dataclasses import dataclass
 from pathlib import Path
@@ -127,7 +127,7 @@ class Page:
             ],
             lifespan=self._lifespan,
         )
-        self.starlette.add_middleware(_Guard, page=self)  # type: ignore[arg-type]
+        self.starlette.add_middleware(_Guard, page=self)
         #: The application: the security headers go on every answer, a 500 included (they are
         #: added outside Starlette's own error handling).
         self.app = _Secured(self.starlette)
@@ -270,11 +270,12 @@ class Page:
         try:
             headers, mapping = await off_loop(lambda: mapped_so_far(upload.path, options))
         except ImporterError as exc:
-            error = self.plain(exc, upload)
-            return self.render(request, "mapping.html", upload=upload, error=error,
-                               rows=[], profiles=PROFILES, status=400)  # fmt: skip
+            return self.render(request, "mapping.html", upload=upload,
+                               error=self.plain(exc, upload), rows=[], profiles=PROFILES,
+                               status=400)  # fmt: skip
         rows = describe_mapping(headers, mapping, upload.choices)
-        error, warnings, count = None, list(mapping.warnings), None
+        error: str | None = None
+        warnings, count = list(mapping.warnings), None
         try:
             prepared = await off_loop(lambda: prepare(upload.path, options))
             warnings, count = prepared.warnings, prepared.rows
@@ -691,7 +692,7 @@ class _Guard:
             await _refused("Refused: this form came from another site.")(scope, receive, send)
             return
 
-        async def send_with_cookies(message: dict[str, Any]) -> None:
+        async def send_with_cookies(message: MutableMapping[str, Any]) -> None:
             if message["type"] == "http.response.start":
                 headers = message.setdefault("headers", [])
                 cookies = [f"{CSRF_COOKIE}={csrf}; Path=/; SameSite=Strict; HttpOnly"]
@@ -795,9 +796,19 @@ async def off_loop(work: Callable[[], T]) -> T:
             result = work()
         except BaseException as exc:  # handed to the request that awaits it
             failure = exc
-            settle(lambda: future.done() or future.set_exception(failure))
+
+            def failed() -> None:
+                if not future.done():
+                    future.set_exception(failure)
+
+            settle(failed)
         else:
-            settle(lambda: future.done() or future.set_result(result))
+
+            def succeeded() -> None:
+                if not future.done():
+                    future.set_result(result)
+
+            settle(succeeded)
 
     threading.Thread(target=run, daemon=True, name="page-work").start()
     return await future
