@@ -47,8 +47,6 @@ from .undo import undo_run
 
 # Retries are the send stage's business and end up in the results; the retry library's own log
 # lines would only be noise on a user's terminal.
-logging.getLogger("stamina").addHandler(logging.NullHandler())
-logging.getLogger("stamina").propagate = False
 
 EXIT_UNREACHABLE = 3
 EXIT_INTERRUPTED = 130
@@ -160,7 +158,7 @@ def _clock_option(ctx: click.Context, param: click.Parameter, value: str | None)
 def _target(use_sandbox: bool) -> Iterator[Credentials]:
     """Credentials from the environment, or those of a fresh sandbox started for this command."""
     if not use_sandbox:
-        yield Credentials.from_env()
+        yield Credentials.from_env(_environ())
         return
     config = SandboxConfig(key=f"embedded-{secrets.token_hex(4)}", secret=secrets.token_hex(16))
     with SandboxServer(config) as sandbox:
@@ -190,20 +188,33 @@ def main(ctx: click.Context, config: Path | None) -> None:
     Start from the template:
       task-import template tasks.xlsx
     """
+    # The command line shows retries its own way: stamina's log lines stay out of the terminal
+    # (set here, when the command runs, not when the module is imported).
+    logging.getLogger("stamina").addHandler(logging.NullHandler())
+    logging.getLogger("stamina").propagate = False
     if config is not None:
         try:
-            ctx.default_map = load_config(config, main)
+            ctx.default_map, ctx.obj = load_config(config, main)
         except ImporterError as exc:
             _fail(str(exc), exc.exit_code)
+
+
+def _environ() -> dict[str, str]:
+    """The environment, over what a config file set (the environment wins); the process's own
+    environment is never changed."""
+    ctx = click.get_current_context(silent=True)
+    given = ctx.find_root().obj if ctx is not None else None
+    return {**(given if isinstance(given, dict) else {}), **os.environ}
 
 
 #: Config file keys → the environment variables they stand in for (the environment wins).
 _CONFIG_ENV = {"api_key": "IVVY_API_KEY", "region": "IVVY_REGION", "base_url": "IVVY_BASE_URL"}
 
 
-def load_config(path: Path, group: click.Group) -> dict[str, dict[str, Any]]:
-    """Read a config file: its credentials (all but the secret) become defaults of the
-    environment, its tables the defaults of each command's options (``click``'s default map)."""
+def load_config(path: Path, group: click.Group) -> tuple[dict[str, dict[str, Any]], dict[str, str]]:
+    """Read a config file: the defaults of each command's options from its tables (``click``'s
+    default map), and its credentials (all but the secret) as environment variables the
+    environment's own override."""
     try:
         data = tomllib.loads(path.read_text(encoding="utf-8"))
     except (OSError, UnicodeDecodeError, tomllib.TOMLDecodeError) as exc:
@@ -214,9 +225,10 @@ def load_config(path: Path, group: click.Group) -> dict[str, dict[str, Any]]:
             "environment (a file of settings gets copied and shared; the secret must not be)"
         )
     defaults: dict[str, dict[str, Any]] = {}
+    environ: dict[str, str] = {}
     for key, value in data.items():
         if key in _CONFIG_ENV:
-            os.environ.setdefault(_CONFIG_ENV[key], str(value))
+            environ[_CONFIG_ENV[key]] = str(value)
             continue
         command = group.commands.get(key)
         if command is None or not isinstance(value, dict):
@@ -240,7 +252,7 @@ def load_config(path: Path, group: click.Group) -> dict[str, dict[str, Any]]:
                 )
             table[name] = setting
         defaults[key] = table
-    return defaults
+    return defaults, environ
 
 
 @main.command()
@@ -492,11 +504,12 @@ def validate_command(
         results=results, state=state, only=only, update_existing=update_existing or None,
         **source_args,
     )  # fmt: skip
-    online = not offline and (use_sandbox or bool(os.environ.get("IVVY_API_KEY")))
+    environ = _environ()
+    online = not offline and (use_sandbox or bool(environ.get("IVVY_API_KEY")))
     if not online:
         target = None
-        if os.environ.get("IVVY_API_KEY") and os.environ.get("IVVY_API_SECRET"):
-            target = Credentials.from_env().target  # for the plan of --key
+        if environ.get("IVVY_API_KEY") and environ.get("IVVY_API_SECRET"):
+            target = Credentials.from_env(environ).target  # for the plan of --key
         summary = asyncio.run(validate_source(source, None, options, target=target))
     else:
         with _target(use_sandbox) as credentials:
@@ -599,7 +612,7 @@ def runs(state: Path | None, days: int | None, as_json: bool) -> None:
       task-import runs
       task-import runs --forget-older-than 90
     """
-    target = Credentials.from_env().target
+    target = Credentials.from_env(_environ()).target
     path = state or default_journal_path(target)
     if days is not None:
         with Journal(path) as journal:
@@ -666,7 +679,7 @@ def undo(
       task-import undo
       task-import undo 12 --json
     """
-    credentials = Credentials.from_env()
+    credentials = Credentials.from_env(_environ())
 
     async def go() -> Any:
         async with IvvyClient(credentials) as client:

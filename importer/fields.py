@@ -86,6 +86,29 @@ ERROR_CODES: dict[int, str] = {
     501: "Not Implemented",
 }
 
+# iVvy's specific codes (``specificCode``) the importer acts on, by name: every module imports
+# them from here.
+STALE = 23005
+DOES_NOT_VALIDATE = 23016
+REQUIRED = 23017
+BATCH_NOT_DONE = 24114
+NO_LEAD, NO_CONTACT, NO_COMPANY, NO_TASK = 24389, 24390, 24391, 24392
+BUSY = 24299
+INVALID_DATA = 24395
+
+# The importer's own codes (where the API defines none).
+BAD_DATE = "BAD_DATE"
+DUPLICATE_KEY = "DUPLICATE_KEY"
+NOTHING_TO_UPDATE = "NOTHING_TO_UPDATE"
+UNRESOLVED = "UNRESOLVED"
+INTERRUPTED = "INTERRUPTED"
+AMBIGUOUS = "AMBIGUOUS"
+BATCH_PENDING = "BATCH_PENDING"
+UNSETTLED = "UNSETTLED"
+NOT_SAVED = "NOT_SAVED"
+RETRIES_EXHAUSTED = "RETRIES_EXHAUSTED"
+UNREAD = "UNREAD"
+
 #: iVvy's specific codes (``specificCode``) that this project meets, with what each means.
 SPECIFIC_CODES: dict[int, str] = {
     23005: "the request is stale: its date is more than 5 minutes from the server's clock",
@@ -112,21 +135,23 @@ SPECIFIC_CODES: dict[int, str] = {
 
 #: The importer's own codes (where the API defines none), with what each means and what to do.
 IMPORTER_CODES: dict[str, str] = {
-    "BAD_DATE": "the due date cannot be read: write it as YYYY-MM-DD HH:MM (or give --date-order "
+    BAD_DATE: "the due date cannot be read: write it as YYYY-MM-DD HH:MM (or give --date-order "
     "for 03/04/2026-style dates)",
-    "DUPLICATE_KEY": "the --key column holds this value on an earlier row: each legacy id once",
-    "NOTHING_TO_UPDATE": "the row has a task id and nothing else to change",
-    "UNRESOLVED": "an e-mail that matches no user or contact (or more than one) in iVvy",
-    "INTERRUPTED": "the run stopped while this row was being sent: --resume finds out whether it "
+    DUPLICATE_KEY: "the --key column holds this value on an earlier row: each legacy id once",
+    NOTHING_TO_UPDATE: "the row has a task id and nothing else to change",
+    UNRESOLVED: "an e-mail that matches no user or contact (or more than one) in iVvy",
+    INTERRUPTED: "the run stopped while this row was being sent: --resume finds out whether it "
     "reached iVvy",
-    "AMBIGUOUS": "iVvy's answer was lost and tasks like the row's were made while someone else "
+    AMBIGUOUS: "iVvy's answer was lost and tasks like the row's were made while someone else "
     "was creating tasks too: check the tasks named in the message; the row was not sent again",
-    "BATCH_PENDING": "the row's batch may still be carried out by iVvy: run the source again with "
+    BATCH_PENDING: "the row's batch may still be carried out by iVvy: run the source again with "
     "--resume to settle it (nothing is sent twice)",
-    "UNSETTLED": "iVvy's answer was lost and no look-up could be made: --resume looks it up first",
-    "NOT_SAVED": "iVvy answered success: false (see the message): nothing was saved",
-    "RETRIES_EXHAUSTED": "iVvy could not be reached for this row after every retry: run again "
+    UNSETTLED: "iVvy's answer was lost and no look-up could be made: --resume looks it up first",
+    NOT_SAVED: "iVvy answered success: false (see the message): nothing was saved",
+    RETRIES_EXHAUSTED: "iVvy could not be reached for this row after every retry: run again "
     "with --resume, or re-send it from the results sheet with --only failed",
+    UNREAD: "the task's current values could not be read before the update (an undo puts them "
+    "back): the update was not sent; run again to send it",
 }
 
 

@@ -12,6 +12,10 @@ Result = Literal["created", "updated", "unchanged", "invalid", "failed", "skippe
 SUCCESSFUL: frozenset[str] = frozenset({"created", "updated", "unchanged", "valid"})
 
 
+class Email(str):
+    """An e-mail given where an id is expected (a user, a contact): resolved online."""
+
+
 class Row(NamedTuple):
     """One source row: the row number a person sees in the source, and its raw cells by header.
 

@@ -19,15 +19,12 @@ from operator import is_
 from typing import Any, NamedTuple
 
 from .dates import DateError, DateRules, to_api
-from .fields import FIELDS_BY_NAME, STATUSES
+from .fields import BAD_DATE, FIELDS_BY_NAME, STATUSES
+from .fields import DOES_NOT_VALIDATE as INVALID_VALUE
 from .map import END_TIME, ColumnMapping, canon
-from .model import Outcome, Payload, Row
+from .model import Email, Outcome, Payload, Row
 from .read import Batch, is_blank
-from .validate import Email
 
-#: The API's code for a value of the wrong type or outside its set.
-INVALID_VALUE = 23016
-BAD_DATE = "BAD_DATE"
 _WHOLE = re.compile(r"\s*\+?(\d+)(?:\.0*)?\s*")
 #: How many distinct due-date texts a run remembers: sheets repeat their dates a lot.
 _DATE_CACHE = 200_000

@@ -26,6 +26,7 @@ from .client import ApiError, IvvyClient, IvvyError
 from .dates import DateEvidence, DateOrder, DateRules, zone_named
 from .directory import Directory, Needed, tasks_among
 from .errors import RunFailed, UsageError
+from .fields import BATCH_NOT_DONE, DUPLICATE_KEY, UNREAD
 from .journal import (
     InFlight,
     Journal,
@@ -39,7 +40,7 @@ from .journal import (
     read_only_journal,
 )
 from .map import ColumnMapping, MappingFile, load_mapping_file, map_columns
-from .model import SUCCESSFUL, Outcome, Payload, Result, Row, RowResult
+from .model import SUCCESSFUL, Email, Outcome, Payload, Result, Row, RowResult
 from .normalise import CellError, Normaliser, to_id_or_email, to_integer
 from .progress import OnEvent, Tally
 from .read import Batch, Source, is_blank, open_source
@@ -66,7 +67,7 @@ from .send import (
     send_all,
     send_batches,
 )
-from .validate import Email, validate
+from .validate import validate
 
 VENUE_ZONE = "venue"
 
@@ -396,7 +397,6 @@ def parse_clock(text: str) -> clock_time:
         raise UsageError(f"a time of day is written HH:MM (24-hour), not {text!r}") from None
 
 
-DUPLICATE_KEY = "DUPLICATE_KEY"
 #: How many rows' contents are remembered to warn of identical rows (memory stays bounded).
 _IDENTICAL_LIMIT = 2_000_000
 
@@ -724,7 +724,7 @@ async def _ask_batch(
     try:
         answer = await client.call("batch", "results", {"async": async_id})
     except ApiError as exc:
-        if exc.specific_code == 24114:
+        if exc.specific_code == BATCH_NOT_DONE:
             pending = batch_pending(f"batch {async_id} has still not completed")
             return {(m.run, m.number): pending for m in members}
         return {}  # unknown or expired (results are kept two days): look the rows up
@@ -833,8 +833,6 @@ def begin_run(
     return record, False, notes
 
 
-#: An update not sent because the task's current values could not be read first.
-UNREAD = "UNREAD"
 #: What a run does with a row, as ``validate`` and the plan show it.
 CREATE, UPDATE, UPDATE_THEIRS, UNCHANGED, INVALID = (
     "create", "update", "update (a task this tool did not make)", "unchanged", "invalid"

@@ -50,7 +50,7 @@ from datetime import UTC, datetime, timedelta
 from typing import Any
 
 from .client import IvvyClient, IvvyError
-from .fields import TIMESTAMP_FORMAT
+from .fields import AMBIGUOUS, TIMESTAMP_FORMAT, UNSETTLED
 from .model import Outcome
 
 #: How long after a lost answer a late write may still land, and how far list reads may lag.
@@ -65,8 +65,6 @@ LOOKUP_TRIES = 8
 #: as a sign of lag; a lost row that no trusted look-up could settle for this long is given up.
 LAG_LIMIT = 60.0
 
-AMBIGUOUS = "AMBIGUOUS"
-UNSETTLED = "UNSETTLED"
 _COMPARED = ("leadId", "companyId", "venueId", "assignedUserId", "priority", "status")
 _TAG = re.compile(r"</?[A-Za-z][^>]*>")
 _BREAK = re.compile(r"<br\s*/?>|</p>\s*<p[^>]*>", re.IGNORECASE)

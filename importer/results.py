@@ -15,6 +15,7 @@ from __future__ import annotations
 import csv
 import os
 import re
+import secrets
 import tempfile
 from collections.abc import Iterator, Mapping, Sequence
 from contextlib import contextmanager, suppress
@@ -46,16 +47,6 @@ _NEUTRALISED = re.compile(r"'*[=+\-@\t\r\0]")
 #: Characters XML (so XLSX) cannot hold at all.
 _NOT_XML = re.compile(r"[\x00-\x08\x0b\x0c\x0e-\x1f]")
 FORMATS = (".csv", ".xlsx")
-
-
-def _file_mode() -> int:
-    mask = os.umask(0)
-    os.umask(mask)
-    return 0o666 & ~mask
-
-
-#: The mode of the files written, as the user's umask says (read once, at import).
-_FILE_MODE = _file_mode()
 
 
 _FIRST = frozenset("=+-@\t\r\0'")
@@ -202,9 +193,16 @@ def outcome_cells(row: Row, outcome: Outcome, origin: tuple[int, str] | None = N
 def _atomic_path(path: Path) -> Iterator[Path]:
     """A temporary path beside ``path``, renamed to it when the block ends well, else removed
     (the folder must exist: it is not created)."""
-    fd, temporary = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.", suffix=".tmp")
-    os.close(fd)
-    os.chmod(temporary, _FILE_MODE)  # as any file the user makes, not mkstemp's owner-only
+    # Made as any file the user makes (mode 0o666 less their umask, which the system applies),
+    # not owner-only as mkstemp's: no process-wide umask is read or changed.
+    while True:
+        temporary = str(path.parent / f".{path.name}.{secrets.token_hex(6)}.tmp")
+        try:
+            fd = os.open(temporary, os.O_CREAT | os.O_EXCL | os.O_WRONLY, 0o666)
+        except FileExistsError:
+            continue
+        os.close(fd)
+        break
     try:
         yield Path(temporary)
         os.replace(temporary, path)

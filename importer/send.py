@@ -21,19 +21,31 @@ from itertools import islice
 from typing import Any
 
 from .client import ApiError, AuthError, IvvyClient, RateLimited, ServerError, TransportError
-from .fields import FIELDS_BY_NAME
+from .fields import (
+    BATCH_NOT_DONE,
+    BATCH_PENDING,
+    FIELDS_BY_NAME,
+    INTERRUPTED,
+    NO_COMPANY,
+    NO_CONTACT,
+    NO_LEAD,
+    NO_TASK,
+    NOT_SAVED,
+    RETRIES_EXHAUSTED,
+    STALE,
+    UNSETTLED,
+)
 from .model import Outcome, Payload
 from .pace import Pace
-from .reconcile import SETTLE, UNSETTLED, Reconciler, SameTaskLock, signature
+from .reconcile import SETTLE, Reconciler, SameTaskLock, signature
 
 #: Where the importer says ``callbackUrl`` is: ``.invalid`` never resolves (RFC 2606), so iVvy's
 #: POST goes nowhere; the importer polls ``batch?action=results`` instead.
 DEFAULT_CALLBACK = "https://batch-done.ivvy-task-importer.invalid/"
 
 #: The parameter each "does not exist" code is about.
-_CODE_FIELD = {24389: "leadId", 24390: "contactId", 24391: "companyId", 24392: "id"}
+_CODE_FIELD = {NO_LEAD: "leadId", NO_CONTACT: "contactId", NO_COMPANY: "companyId", NO_TASK: "id"}
 _QUOTED = re.compile(r"'(\w+)'")
-_STALE = 23005
 
 
 @dataclass(frozen=True, slots=True)
@@ -65,10 +77,9 @@ def backoff(attempt: int) -> float:
     return min(10.0, 0.1 * 2**attempt) * random.uniform(0.5, 1.0)
 
 
-INTERRUPTED = "INTERRUPTED"
 #: Outcomes whose row stays in flight in the journal: it may be in iVvy, and the next run
 #: settles it (looks it up, or asks the batch API) before anything of it is sent again.
-KEEP_IN_FLIGHT = frozenset({INTERRUPTED, UNSETTLED, "BATCH_PENDING"})
+KEEP_IN_FLIGHT = frozenset({INTERRUPTED, UNSETTLED, BATCH_PENDING})
 
 
 class SessionEnded(Exception):
@@ -300,7 +311,7 @@ async def _attempts(
             state.notes = (_gone(payload),)
             state.payload = _as_create(payload)
             continue
-        elif isinstance(last, ApiError) and last.specific_code != _STALE:
+        elif isinstance(last, ApiError) and last.specific_code != STALE:
             return _failed(payload, last)  # a refusal with a reason: final
         await asyncio.sleep(wait)
     return _gave_up(state.last, options.max_attempts)
@@ -312,12 +323,9 @@ def _done(payload: Payload, task_id: int, warnings: tuple[str, ...]) -> Outcome:
                    warnings=warnings)  # fmt: skip
 
 
-MISSING_TASK = 24392
-
-
 def _recreate(payload: Payload, exc: ApiError, recreate_missing: bool) -> bool:
     """Whether an update refused because its task is gone is to become a create."""
-    return recreate_missing and payload.is_update and exc.specific_code == MISSING_TASK
+    return recreate_missing and payload.is_update and exc.specific_code == NO_TASK
 
 
 def _gone(payload: Payload) -> str:
@@ -332,7 +340,7 @@ def _as_create(payload: Payload) -> Payload:
 
 def _failed(payload: Payload, exc: ApiError, message: str | None = None) -> Outcome:
     text = message or exc.full_message
-    if payload.is_update and exc.specific_code == MISSING_TASK:
+    if payload.is_update and exc.specific_code == NO_TASK:
         text += (
             f" (task {payload.params['id']} was deleted in iVvy: give --recreate-missing to "
             "create it again)"
@@ -363,7 +371,7 @@ def _gave_up(last: Exception | None, attempts: int) -> Outcome:
     """The outcome of a row still not through after every attempt safe to make."""
     return Outcome(
         "failed",
-        error_code=last.code if isinstance(last, ApiError) else "RETRIES_EXHAUSTED",
+        error_code=last.code if isinstance(last, ApiError) else RETRIES_EXHAUSTED,
         message=f"gave up after {attempts} attempts: {last}",
     )
 
@@ -472,13 +480,13 @@ def job_verdict(response: Mapping[str, Any] | None) -> str:
 
 def not_saved(response: Mapping[str, Any]) -> Outcome:
     message = str(response.get("message") or "iVvy answered success: false")
-    return Outcome("failed", error_code="NOT_SAVED", message=message)
+    return Outcome("failed", error_code=NOT_SAVED, message=message)
 
 
 def batch_pending(why: str) -> Outcome:
     return Outcome(
         "failed",
-        error_code="BATCH_PENDING",
+        error_code=BATCH_PENDING,
         message=f"{why}: its rows may still be carried out by iVvy, so they are not sent again "
         "now; run the same source again with --resume to settle them (it asks the batch API, or "
         "looks them up) and send only those not in iVvy",
@@ -638,7 +646,7 @@ async def _batch_results(
                     raise _BatchLate from exc
                 wait = backoff(failures)
             except ApiError as exc:
-                if exc.specific_code != 24114:
+                if exc.specific_code != BATCH_NOT_DONE:
                     raise _BatchLate from exc  # 24115 (no such batch) and the like: unknown
                 delay = min(1.0, delay * 1.5)
         if time.monotonic() + wait > deadline:

@@ -17,13 +17,20 @@ from dataclasses import dataclass, field
 from datetime import datetime
 from typing import Any, Protocol
 
-from .fields import PRIORITIES, STATUSES, TASK_FIELDS, TIMESTAMP_FORMAT
-from .model import Outcome, Payload
+from .fields import (
+    DOES_NOT_VALIDATE,
+    INVALID_DATA,
+    NO_TASK,
+    NOTHING_TO_UPDATE,
+    PRIORITIES,
+    REQUIRED,
+    STATUSES,
+    TASK_FIELDS,
+    TIMESTAMP_FORMAT,
+    UNRESOLVED,
+)
+from .model import Email, Outcome, Payload
 
-MISSING = 23017
-INVALID = 23016
-NOTHING_TO_UPDATE = "NOTHING_TO_UPDATE"
-UNRESOLVED = "UNRESOLVED"
 _TIMESTAMP = re.compile(r"\d{4}-\d{2}-\d{2} \d{2}:\d{2}:\d{2}( UTC)?")
 
 
@@ -36,10 +43,6 @@ class Directory(Protocol):
     def has(self, kind: str, ident: int) -> bool: ...  # contact, company, venue, user
     def user_by_email(self, email: str) -> list[int]: ...
     def contact_by_email(self, email: str) -> list[int]: ...
-
-
-class Email(str):
-    """An e-mail given where an id is expected (a user, a contact): resolved online."""
 
 
 @dataclass(frozen=True)
@@ -80,15 +83,15 @@ def check_params(
         if value is None or (value == "" and spec.type != "string"):
             params.pop(spec.name, None)
             if creating and spec.required_on_create:
-                return refuse(MISSING, spec.name, f"{spec.name} is required to create a task")
+                return refuse(REQUIRED, spec.name, f"{spec.name} is required to create a task")
             continue
         problem = _type_problem(spec.type, value, spec.required_on_create)
         if problem == "blank" and creating:
-            return refuse(MISSING, spec.name, f"{spec.name} is required to create a task")
+            return refuse(REQUIRED, spec.name, f"{spec.name} is required to create a task")
         if problem == "blank":
-            return refuse(INVALID, spec.name, f"{spec.name} cannot be emptied")
+            return refuse(DOES_NOT_VALIDATE, spec.name, f"{spec.name} cannot be emptied")
         if problem:
-            return refuse(INVALID, spec.name, f"{spec.name}: {problem}")
+            return refuse(DOES_NOT_VALIDATE, spec.name, f"{spec.name}: {problem}")
         if spec.type in ("integer", "status"):
             params[spec.name] = _whole(value)  # "12" is the whole number 12
     if not creating and len(params) == 1:
@@ -98,7 +101,7 @@ def check_params(
     if directory is not None and not creating:
         existing = directory.task(params["id"])
         if existing is None:
-            return refuse(24392, "id", f"task {params['id']} does not exist in iVvy")
+            return refuse(NO_TASK, "id", f"task {params['id']} does not exist in iVvy")
     if "leadId" in params and ("contactId" in params or "companyId" in params):
         other = "contactId" if "contactId" in params else "companyId"
         return refuse(
@@ -116,22 +119,22 @@ def check_params(
                 return refuse(code, name, f"{what} {params[name]} does not exist in iVvy")
         for name, what in (("venueId", "venue"), ("assignedUserId", "user")):
             if name in params and not directory.has(what, params[name]):
-                return refuse(24395, name, f"{what} {params[name]} does not exist in iVvy")
+                return refuse(INVALID_DATA, name, f"{what} {params[name]} does not exist in iVvy")
     if kind == "opportunity" and "venueId" not in params:
         venue = existing.get("venueId") if existing else None
         if venue is None and default_venue is not None:
             params["venueId"] = default_venue
             result.warnings.append(f"venueId {default_venue} (--venue-id) used for the opportunity")
         elif venue is None:
-            return refuse(MISSING, "venueId", "an opportunity's task needs a venueId "
+            return refuse(REQUIRED, "venueId", "an opportunity's task needs a venueId "
                           "(give the column, or --venue-id)")  # fmt: skip
     if kind == "opportunity" and directory is not None:
         own = directory.opportunity_venue(params["leadId"])
         venue = params.get("venueId", existing.get("venueId") if existing else None)
         if own is not None and venue is not None and int(venue) != own:
             # iVvy refuses it as an invalid leadId: an opportunity belongs to its own venue.
-            return refuse(24395, "leadId", f"opportunity {params['leadId']} belongs to venue "
-                          f"{own}, not venue {venue}")  # fmt: skip
+            said = f"opportunity {params['leadId']} belongs to venue {own}, not venue {venue}"
+            return refuse(INVALID_DATA, "leadId", said)
     if "contactId" in params and "companyId" in params:
         result.warnings.append(
             "contact and company: iVvy adds the contact to the company and files the task under "
@@ -203,11 +206,11 @@ def resolve_emails(params: dict[str, Any], directory: Directory | None) -> Findi
                            "connection to iVvy (credentials, or --sandbox)")  # fmt: skip
         matches = getattr(directory, find)(str(value))
         if not matches:
-            return Finding(INVALID, name, f"no {what} in iVvy has the e-mail {value}")
+            return Finding(DOES_NOT_VALIDATE, name, f"no {what} in iVvy has the e-mail {value}")
         if len(matches) > 1:
             ids = ", ".join(map(str, sorted(matches)))
-            return Finding(INVALID, name, f"{len(matches)} {what}s have the e-mail {value} "
-                           f"(ids {ids}): give the id instead")  # fmt: skip
+            said = f"{len(matches)} {what}s have the e-mail {value} (ids {ids}): give the id"
+            return Finding(DOES_NOT_VALIDATE, name, said)
         params[name] = matches[0]
     return None
 

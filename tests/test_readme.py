@@ -99,11 +99,11 @@ def test_the_readme_config_example_loads(tmp_path, monkeypatch):
     example = next(b for b in blocks if "api_key" in b)
     path = tmp_path / "ivvy.toml"
     path.write_text(example, encoding="utf-8")
-    environ = {k: v for k, v in os.environ.items() if k != "IVVY_API_KEY"}
-    monkeypatch.setattr(os, "environ", environ)  # what the file sets stays in this test
-    defaults = load_config(path, main)
+    before = dict(os.environ)
+    defaults, environ = load_config(path, main)
     assert defaults["run"]["key"] == "Legacy Id" and defaults["run"]["as_json"] is True
-    assert os.environ["IVVY_API_KEY"] == "your-api-key"
+    assert environ["IVVY_API_KEY"] == "your-api-key"
+    assert dict(os.environ) == before  # the process's environment is not changed
 
 
 def test_under_ci_a_missing_chromium_fails_the_browser_test_and_elsewhere_skips_it(tmp_path):

@@ -14,6 +14,7 @@ import httpx
 import stamina
 
 from .. import signing
+from ..fields import STALE
 from ._config import Credentials
 from ._exceptions import (
     ApiError,
@@ -54,7 +55,6 @@ def parse_retry_after(value: str | None, now: datetime | None = None) -> float |
     return max(0.0, (when - now).total_seconds())
 
 
-_STALE = 23005
 _READS = frozenset({"ping", "progress", "results"})
 
 
@@ -70,7 +70,7 @@ def transient(exc: Exception) -> bool | float:
         return exc.retry_after if exc.retry_after is not None else True
     if isinstance(exc, ServerError | TransportError):
         return True
-    return isinstance(exc, ApiError) and exc.specific_code == _STALE
+    return isinstance(exc, ApiError) and exc.specific_code == STALE
 
 
 def encode_body(params: Mapping[str, Any] | None) -> bytes:
@@ -278,7 +278,7 @@ class IvvyClient:
             return _decode(response, name)
         except AuthError as exc:
             server_time = _http_time(response.headers.get("Date"))
-            if exc.specific_code == _STALE and server_time is not None:
+            if exc.specific_code == STALE and server_time is not None:
                 learned = self._learn_offset(server_time, sent, self._clock())
                 raise _Stale(exc, learned) from None
             raise

@@ -24,6 +24,7 @@ from __future__ import annotations
 from collections.abc import Sequence
 
 from ..errors import Error
+from ..fields import BUSY, NOT_SAVED
 
 
 class IvvyError(Error):
@@ -85,11 +86,7 @@ class NotSaved(ApiError):
 
     @property
     def code(self) -> str:  # type: ignore[override]
-        return "NOT_SAVED"
-
-
-#: The 429 specific code that means "busy, try again" (a race), not "too fast".
-BUSY = 24299
+        return NOT_SAVED
 
 
 class RateLimited(ApiError):
