@@ -27,7 +27,8 @@ from benchmarks.throughput import Sandbox, write_rows
 from importer.client import Credentials, IvvyClient
 from importer.journal import Journal, RunJournal
 from importer.model import Outcome
-from importer.pipeline import RunOptions, run_import
+from importer.options import RunOptions
+from importer.pipeline import run_import
 
 
 def journal_alone(folder: Path, rows: int) -> float:

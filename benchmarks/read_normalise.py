@@ -84,7 +84,8 @@ def case(name: str, path: Path) -> dict:
     import pandas
     import python_calamine
 
-    from importer.pipeline import RunOptions, prepare
+    from importer.options import RunOptions
+    from importer.prepare import prepare
 
     began = time.perf_counter()  # imports are not counted, for either side
     rows = 0

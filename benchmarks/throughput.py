@@ -35,7 +35,8 @@ import httpx
 
 from benchmarks.sandbox import KEY, SECRET, free_port, start
 from importer.client import Credentials, IvvyClient, encode_body, signed_headers
-from importer.pipeline import RunOptions, run_import
+from importer.options import RunOptions
+from importer.pipeline import run_import
 
 URI = "/api/1.0/crm?action=addOrUpdateTask"
 #: Batch mode goes 200 rows a request: it needs more rows than row mode for a steady figure.

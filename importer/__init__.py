@@ -40,8 +40,9 @@ from .client import ApiError, AuthError, Credentials, IvvyClient, IvvyError, Tra
 from .errors import Error, ImporterError, RunFailed, SourceError, UsageError
 from .map import MappingFile, load_mapping_file
 from .model import Outcome, ProgressEvent, RowResult
-from .pipeline import RunOptions, RunSummary
+from .options import RunOptions
 from .read import ReadLimits
+from .summary import RunSummary
 
 __all__ = [
     "ApiError",

@@ -28,15 +28,16 @@ from .client import Credentials, IvvyClient
 from .errors import UsageError
 from .map import MappingFile
 from .model import Outcome, RowResult
-from .pipeline import RunOptions, RunSummary, prepare, run_import, validate_source
+from .options import DEFAULTS, RunOptions
+from .pipeline import run_import, validate_source
+from .prepare import prepare
 from .progress import OnEvent
 from .read import open_source
 from .results import RESULT_COLUMNS, unneutralise
+from .summary import RunSummary
 from .undo import undo_run
 
 T = TypeVar("T")
-#: The options of a call that gives none (a frozen value: safe to share).
-DEFAULTS = RunOptions()
 
 
 @dataclass(frozen=True)

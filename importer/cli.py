@@ -24,11 +24,13 @@ import click
 import platformdirs
 from tqdm import tqdm
 
+from .check import RESULTS
 from .client import AuthError, Credentials, IvvyClient, IvvyError, TransportError
 from .errors import ImporterError, UsageError
 from .journal import Journal, default_journal_path, list_runs
 from .model import ProgressEvent
-from .pipeline import RESULTS, RunOptions, parse_clock, run_import, validate_source
+from .options import RunOptions, parse_clock
+from .pipeline import run_import, validate_source
 from .profiles import PROFILES
 from .reconcile import SETTLE
 from .sandbox import (

@@ -24,6 +24,7 @@ from typing import Any
 from .client import IvvyClient
 from .directory import tasks_among
 from .errors import UsageError
+from .feed import Feed
 from .journal import (
     Journal,
     RunJournal,
@@ -33,10 +34,12 @@ from .journal import (
     read_only_journal,
 )
 from .model import Outcome, Payload, Row
-from .pipeline import INVALID, UPDATE, Decision, Feed, RunSummary, settle_in_flight
+from .pipeline import settle_in_flight
+from .plan import INVALID, UPDATE, Decision
 from .reconcile import Reconciler, same_value
 from .results import check_results_path, open_results
 from .send import SendOptions, send_all
+from .summary import RunSummary
 
 CANCELLED = 3
 

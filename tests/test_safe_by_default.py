@@ -16,7 +16,8 @@ import openpyxl
 
 from importer.client import IvvyClient
 from importer.map import map_columns
-from importer.pipeline import RunOptions, run_import
+from importer.options import RunOptions
+from importer.pipeline import run_import
 from importer.results import default_results_path
 
 from .conftest import sent

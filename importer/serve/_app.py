@@ -38,23 +38,14 @@ from ..client import Credentials, IvvyClient, IvvyError
 from ..errors import ImporterError
 from ..fields import describe_code
 from ..map import TARGETS, ColumnMapping, toml_string
-from ..pipeline import (
-    CREATE,
-    INVALID,
-    KEPT,
-    UNCHANGED,
-    UPDATE,
-    UPDATE_THEIRS,
-    RunOptions,
-    RunSummary,
-    open_mapped,
-    prepare,
-    run_import,
-    validate_source,
-)
+from ..options import RunOptions
+from ..pipeline import run_import, validate_source
+from ..plan import CREATE, INVALID, KEPT, UNCHANGED, UPDATE, UPDATE_THEIRS
+from ..prepare import open_mapped, prepare
 from ..profiles import PROFILES
 from ..read import WORKBOOK_SUFFIXES, list_sheets
 from ..results import RESULT_COLUMNS, unneutralise
+from ..summary import RunSummary
 from ._state import Checked, Progress, Upload, Uploads, Verdict
 
 log = logging.getLogger("importer.serve")

@@ -16,7 +16,7 @@ from pathlib import Path
 from typing import Any
 
 from ..model import ProgressEvent
-from ..pipeline import RunSummary
+from ..summary import RunSummary
 
 #: File names the uploaded file may not take in its folder.
 _OURS = {"upload.json", "mapping.toml"}

@@ -1,0 +1,320 @@
+"""Preparing a source: read it, map its columns, and make one pass over it (the date order of
+the due column, the ids the rows refer to, the row count) before anything is sent."""
+
+from __future__ import annotations
+
+import dataclasses
+from collections import Counter
+from dataclasses import dataclass, field
+from datetime import time as clock_time
+from pathlib import Path
+from typing import Any
+
+from .client import IvvyClient
+from .dates import DateEvidence, DateRules, zone_named
+from .directory import Directory, Needed
+from .errors import UsageError
+from .map import ColumnMapping, MappingFile, load_mapping_file, map_columns
+from .model import Email
+from .normalise import CellError, Normaliser, to_id_or_email, to_integer
+from .options import DEFAULTS, VENUE_ZONE, RunOptions, parse_clock
+from .read import Batch, Source, is_blank, open_source
+from .results import (
+    earlier_columns,
+    unneutralise,
+)
+
+
+@dataclass
+class Prepared:
+    """A source read and mapped, with what one pass over it showed."""
+
+    source: Source
+    mapping: ColumnMapping
+    rules: DateRules
+    rows: int
+    warnings: list[str]
+    #: The ids and e-mails the rows refer to, for the online checks.
+    needed: Needed = field(default_factory=Needed)
+    #: For a results sheet read back as a source: our column name → its header.
+    earlier: dict[str, str] | None = None
+    #: The rows that give each task id (the id column's), and the run references a results
+    #: sheet's rows carry.
+    task_rows: Counter[tuple[str, int]] = field(default_factory=Counter)
+    refs: set[str] = field(default_factory=set)
+
+    @property
+    def id_column(self) -> str | None:
+        """The column read as task ids, if any."""
+        return self.mapping.columns.get("id")
+
+    def may_update_theirs(self, options: RunOptions) -> bool:
+        """Whether the user said in words that rows may update tasks this tool did not make."""
+        if options.update_existing is not None:
+            return options.update_existing
+        return self.mapping.how.get("id", "").startswith("mapping file")
+
+    @property
+    def data_headers(self) -> list[str]:
+        """The source's own columns (a results sheet's earlier result columns left out)."""
+        headers = self.source.headers
+        return headers[: -len(self.earlier)] if self.earlier else headers
+
+    def normaliser(self) -> Normaliser:
+        return Normaliser(
+            self.mapping,
+            self.rules,
+            self.source.headers,
+            text_only=self.source.kind == "text",
+        )
+
+
+#: The kind of record each id field refers to.
+ID_KINDS = {
+    "id": "task",
+    "leadId": "lead",
+    "contactId": "contact",
+    "companyId": "company",
+    "venueId": "venue",
+    "assignedUserId": "user",
+}
+
+
+class FirstPass:
+    """What the first pass learns: the due column's date order, and the distinct ids and
+    e-mails each id column refers to (each distinct cell converted once)."""
+
+    def __init__(
+        self, headers: list[str], mapping: ColumnMapping, ref_column: str | None = None
+    ) -> None:
+        self.evidence = DateEvidence()
+        self.needed = Needed()
+        due = mapping.columns.get("endDatetime")
+        self._due = headers.index(due) if due in headers else None
+        self._ids: list[tuple[str, int, set[Any]]] = [
+            (ID_KINDS[name], headers.index(column), set())
+            for name, column in mapping.columns.items()
+            if name in ID_KINDS and column in headers
+        ]
+        task = mapping.columns.get("id")
+        self._task = headers.index(task) if task in headers else None
+        self._ref = headers.index(ref_column) if ref_column in headers else None
+        #: (run reference, task id cell) → rows.
+        self._task_cells: Counter[tuple[str, Any]] = Counter()
+        self.refs: set[str] = set()
+
+    def task_rows(self) -> Counter[tuple[str, int]]:
+        """How many rows give each task id, by the run reference they carry ("" for none)."""
+        rows: Counter[tuple[str, int]] = Counter()
+        for (ref, raw), n in self._task_cells.items():
+            try:
+                value = to_integer(raw) if not is_blank(raw) else None
+            except CellError:
+                continue
+            if isinstance(value, int):
+                rows[(ref, value)] += n
+        return rows
+
+    def __call__(self, batch: Batch) -> None:
+        refs: list[str] | None = None
+        if self._ref is not None:
+            refs = ["" if is_blank(v) else str(v).strip() for v in batch.column(self._ref)]
+            self.refs.update(filter(None, refs))
+        if self._task is not None:
+            cells = batch.column(self._task)
+            self._task_cells.update(zip(refs or [""] * len(cells), cells, strict=True))
+        if self._due is not None:
+            self.evidence.observe_column(batch.numbers, batch.column(self._due))
+        for kind, position, seen in self._ids:
+            fresh = set(batch.column(position)) - seen
+            seen.update(fresh)
+            convert = to_id_or_email if kind in ("contact", "user") else to_integer
+            for raw in fresh:
+                try:
+                    value = convert(raw) if not is_blank(raw) else None
+                except CellError:
+                    continue  # reported by normalise in its pass
+                if isinstance(value, Email):
+                    emails = (
+                        self.needed.user_emails if kind == "user" else self.needed.contact_emails
+                    )
+                    emails.add(str(value))
+                elif value is not None:
+                    self.needed.ids[kind].add(value)
+
+
+def _option(options: RunOptions, mapping: ColumnMapping, name: str) -> Any:
+    given = getattr(options, name)
+    return given if given is not None else mapping.options.get(name)
+
+
+def open_mapped(
+    source_path: str | Path, options: RunOptions, *, require: bool = True
+) -> tuple[Source, dict[str, str] | None, ColumnMapping]:
+    """The source opened (corrections applied as it is read, a results sheet's cells given
+    back as written), whether it is a results sheet (our columns by name), and its mapping.
+    ``require=False`` maps even while a field every create needs has no column (a page showing
+    what is mapped so far)."""
+    mapping_file = (
+        options.mapping
+        if isinstance(options.mapping, MappingFile) or options.mapping is None
+        else load_mapping_file(options.mapping)
+    )
+    sheet = options.sheet or (mapping_file.options.get("sheet") if mapping_file else None)
+    source = open_source(source_path, sheet=sheet, encoding=options.encoding)
+    earlier = earlier_columns(source.headers)
+    if earlier is not None:
+        source.cell_filter = unneutralise
+    elif options.only is not None:
+        raise UsageError(
+            f"--only picks rows of a results sheet by their result; {source.path} is not a "
+            "results sheet (it has no 'result' and 'task_id' columns at its end)"
+        )
+    headers = source.headers[: -len(earlier)] if earlier else source.headers
+    for (number, column), value in (options.fixes or {}).items():
+        if column not in source.headers:
+            raise UsageError(f"a correction names column {column!r}, which the source lacks")
+        source.patches.setdefault(number, {})[source.headers.index(column)] = value
+    mapping = map_columns(
+        headers,
+        path=source.path,
+        sheet=source.sheet,
+        profile=options.profile,
+        mapping_file=mapping_file,
+        require=require,
+    )
+    notes: list[str] = []
+    own = mapping.columns.get("id")
+    if options.key is not None and own == options.key:
+        # The key is the export's own id for its rows: never an iVvy task id as well.
+        notes.append(
+            f"column {own!r} is the --key (this export's own ids): it is not read as iVvy task ids"
+        )
+        own = None
+    if earlier is not None:
+        # Rows that became tasks are updated: the earlier results' task_id is their id.
+        if own is not None:
+            notes.append(
+                f"column {own!r} is not read as task ids: a results sheet's task ids are in its "
+                f"{earlier['task_id']!r} column"
+            )
+        own = earlier["task_id"]
+    if own != mapping.columns.get("id"):
+        columns = {f: c for f, c in mapping.columns.items() if f != "id"}
+        how = {f: h for f, h in mapping.how.items() if f != "id"}
+        if own is not None:
+            columns["id"], how["id"] = own, "results sheet"
+        mapping = dataclasses.replace(
+            mapping, columns=columns, how=how, warnings=(*mapping.warnings, *notes)
+        )
+    return source, earlier, mapping
+
+
+def prepare(
+    source_path: str | Path, options: RunOptions = DEFAULTS, *, venue_zone: str | None = None
+) -> Prepared:
+    """Open and map the source, then pass over every row once.
+
+    Raises :class:`~importer.errors.SourceError` when any row cannot be read and
+    :class:`~importer.errors.UsageError` for a bad option or mapping file: either way before
+    anything is sent. ``venue_zone`` is the zone of ``--venue-id``, looked up by the caller when
+    ``--timezone venue`` is asked for.
+    """
+    source, earlier, mapping = open_mapped(source_path, options)
+    if options.key is not None and options.key not in source.headers:
+        raise UsageError(
+            f"--key {options.key!r}: no such column; the columns are: "
+            + ", ".join(repr(h) for h in source.headers)
+        )
+    rules = date_rules(options, mapping, source, venue_zone)
+    key_column = f"column {options.key!r} is not imported"
+    warnings = [*source.notes, *(w for w in mapping.warnings if not w.startswith(key_column))]
+
+    ref_column = earlier.get("run_ref") if earlier else None
+    count, seen = source.scan(lambda: FirstPass(source.headers, mapping, ref_column))
+    first = seen or FirstPass(source.headers, mapping, ref_column)
+    evidence = first.evidence
+    due_column = mapping.columns.get("endDatetime")
+    if options.venue_id is not None:
+        first.needed.ids["venue"].add(options.venue_id)
+    if rules.order is None:
+        rules = dataclasses.replace(rules, order=evidence.order())
+        if conflict := evidence.conflict():
+            warnings.append(f"column {due_column!r}: {conflict}")
+    if mapping.suggested_key:
+        warnings.append(
+            f"column {mapping.suggested_key!r} identifies rows in this export: give "
+            f"--key {mapping.suggested_key!r} to update them on later runs"
+        )
+    return Prepared(
+        source=source,
+        mapping=mapping,
+        rules=rules,
+        rows=count,
+        warnings=warnings,
+        needed=first.needed,
+        earlier=earlier,
+        task_rows=first.task_rows(),
+        refs=first.refs,
+    )
+
+
+def date_rules(
+    options: RunOptions, mapping: ColumnMapping, source: Source, venue_zone: str | None
+) -> DateRules:
+    """How to read the sheet's dates, from the options, the mapping file and the profile."""
+    zone_name = _option(options, mapping, "timezone") or mapping.timezone or "UTC"
+    if str(zone_name).lower() == VENUE_ZONE:
+        if venue_zone is None:
+            raise UsageError("--timezone venue needs --venue-id and a connection to iVvy")
+        zone_name = venue_zone
+    try:
+        zone = zone_named(str(zone_name))
+    except ValueError as exc:
+        raise UsageError(str(exc)) from None
+    order = _option(options, mapping, "date_order")
+    if order is not None and order not in ("dmy", "mdy"):
+        raise UsageError(f"date order must be dmy or mdy, not {order!r}")
+    default_time = _option(options, mapping, "default_time") or clock_time(9, 0)
+    if isinstance(default_time, str):
+        default_time = parse_clock(default_time)
+    return DateRules(
+        zone=zone,
+        order=order,
+        default_time=default_time,
+        date1904=source.date1904,
+        epoch_ms=mapping.epoch_ms,
+    )
+
+
+async def prepare_online(
+    source_path: str | Path, client: IvvyClient | None, options: RunOptions
+) -> tuple[Prepared, Directory | None]:
+    """The source prepared (:func:`prepare`) and, with a ``client``, the account's records its
+    rows refer to, fetched once. The source is read before anything is asked of iVvy (a bad
+    source is a usage error whatever the network), except when ``--timezone venue`` needs the
+    venue's zone first; the credentials are checked (``ping``) before any other call."""
+    wants_venue_zone = str(options.timezone or "").lower() == VENUE_ZONE
+    if wants_venue_zone and (client is None or options.venue_id is None):
+        raise UsageError("--timezone venue needs --venue-id and a connection to iVvy")
+    if client is None:
+        return prepare(source_path, options), None
+    prepared = None if wants_venue_zone else prepare(source_path, options)
+    await client.measure_clock()
+    if prepared is None:
+        zone = await venue_timezone(client, options.venue_id)  # type: ignore[arg-type]
+        prepared = prepare(source_path, options, venue_zone=zone)
+    directory = Directory(client)
+    await directory.load(prepared.needed)
+    return prepared, directory
+
+
+async def venue_timezone(client: IvvyClient, venue_id: int) -> str:
+    """The IANA zone of venue ``venue_id`` (from getVenueList, matched locally)."""
+    async for venue in client.iter_collection("venue", "getVenueList"):
+        if str(venue.get("id")) == str(venue_id):
+            zone = venue.get("timezone")
+            if not zone:
+                raise UsageError(f"venue {venue_id} has no time zone in iVvy: give --timezone")
+            return str(zone)
+    raise UsageError(f"venue {venue_id} does not exist in iVvy: check --venue-id")
