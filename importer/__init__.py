@@ -40,19 +40,22 @@ from .client import ApiError, AuthError, Credentials, IvvyClient, IvvyError, Tra
 from .errors import Error, ImporterError, RunFailed, SourceError, UsageError
 from .map import MappingFile, load_mapping_file
 from .model import Outcome, ProgressEvent, RowResult
-from .options import RunOptions
+from .options import DateOptions, JournalOptions, RunOptions, SourceOptions
 from .read import ReadLimits
+from .send import SendOptions
 from .summary import RunSummary
 
 __all__ = [
     "ApiError",
     "AuthError",
     "Credentials",
+    "DateOptions",
     "Error",
     "ImporterError",
     "Inspection",
     "IvvyClient",
     "IvvyError",
+    "JournalOptions",
     "MappingFile",
     "Outcome",
     "ProgressEvent",
@@ -61,7 +64,9 @@ __all__ = [
     "RunFailed",
     "RunOptions",
     "RunSummary",
+    "SendOptions",
     "SourceError",
+    "SourceOptions",
     "Table",
     "TransportError",
     "UsageError",

@@ -11,7 +11,6 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import csv
-import dataclasses
 import math
 import os
 import shutil
@@ -108,7 +107,7 @@ async def run_async(
     """:func:`run`, awaited."""
     async with (
         _prepared(source, options, mapping, "results") as (path, opts, keep),
-        _client(credentials, client, opts.concurrency) as ivvy,
+        _client(credentials, client, opts.send.concurrency) as ivvy,
     ):
         summary = await run_import(path, ivvy, opts, stop=stop, on_event=on_event)
     return _kept(summary, keep, options)
@@ -144,7 +143,7 @@ async def validate_async(
         if offline:
             summary = await validate_source(path, None, opts)
         else:
-            async with _client(credentials, client, opts.concurrency) as ivvy:
+            async with _client(credentials, client, opts.send.concurrency) as ivvy:
                 summary = await validate_source(path, ivvy, opts)
     return _kept(summary, keep, options)
 
@@ -272,10 +271,10 @@ async def _prepared(
             path = _written(source, folder)
         if options.results is None:
             folder = folder or Path(tempfile.mkdtemp(prefix="task-import-api-"))
-            options = dataclasses.replace(options, results=folder / f"{path.stem}.{kind}.csv")
+            options = options.replace(results=folder / f"{path.stem}.{kind}.csv")
         if mapping is not None:
-            options = dataclasses.replace(
-                options, mapping=mapping if isinstance(mapping, MappingFile) else Path(mapping)
+            options = options.replace(
+                mapping=mapping if isinstance(mapping, MappingFile) else Path(mapping)
             )
         yield path, options, folder
     except BaseException:

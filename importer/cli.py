@@ -566,7 +566,7 @@ async def _run(
             bar.update(1)
 
     try:
-        async with IvvyClient(credentials, max_connections=options.concurrency) as client:
+        async with IvvyClient(credentials, max_connections=options.send.concurrency) as client:
             return await run_import(source, client, options, stop=stop, on_event=on_event)
     finally:
         if bar is not None:

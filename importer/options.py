@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import dataclasses
 import os
 from collections.abc import Mapping
 from dataclasses import dataclass
@@ -13,67 +14,149 @@ from typing import Any
 from .dates import DateOrder
 from .errors import UsageError
 from .map import MappingFile
-from .reconcile import SETTLE
-from .send import (
-    DEFAULT_CALLBACK,
-)
+from .send import SendOptions
 
 VENUE_ZONE = "venue"
 
 
+def _path(value: Any) -> Any:
+    """A path given as text, as a :class:`Path` (anything else as it is)."""
+    if isinstance(value, str | os.PathLike) and not isinstance(value, Path):
+        return Path(value)
+    return value
+
+
 @dataclass(frozen=True)
-class RunOptions:
-    """What a run may be told (each ``None`` means: the mapping file's option, else the
-    profile's, else the default).
+class SourceOptions:
+    """How the source is read: the workbook ``sheet`` (a name or a position from 1), the text
+    ``encoding``, a legacy CRM's ``profile``, a ``mapping`` file (its path, or its value from
+    :func:`~importer.map.load_mapping_file`), and cells a person corrected (``fixes``: (row
+    number, column) → the value to read instead; the file itself is never changed)."""
 
-    ``timezone``: IANA zone of the sheet's times, or ``"venue"`` for the zone of ``venue_id``;
-    ``date_order``: ``dmy`` or ``mdy`` for dates like 03/04/2026; ``default_time``: time of day
-    given to dates without one (09:00); ``key``: a column that identifies a row (the same value
-    twice is refused); ``all_or_nothing``: send nothing when any row is invalid.
-    """
-
-    results: Path | None = None
-    concurrency: int = 32
-    rate: float | None = None
     sheet: str | None = None
     encoding: str | None = None
     profile: str | None = None
-    #: A mapping file's path, or its value (:func:`~importer.map.load_mapping_file`).
     mapping: Path | MappingFile | None = None
-    timezone: str | None = None
-    venue_id: int | None = None
-    date_order: DateOrder | None = None
-    default_time: clock_time | None = None
-    key: str | None = None
-    all_or_nothing: bool = False
-    via: str = "rows"
-    #: The journal file (default: one per target under the user's data directory).
-    state: Path | None = None
-    #: Go on with this source's stopped run; begin a new run although one was made before.
-    resume: bool = False
-    new_run: bool = False
-    #: For a results sheet read back: the earlier results whose rows are sent again.
-    only: frozenset[str] | None = None
-    #: With ``--key``: a task deleted in iVvy since it was imported is created again.
-    recreate_missing: bool = False
-    #: Cells corrected by a person (``serve``): (row number, column) → the value to read.
     fixes: Mapping[tuple[int, str], Any] | None = None
-    #: Batch mode: the callbackUrl sent with each batch, and how long a batch may take.
-    callback_url: str = DEFAULT_CALLBACK
-    batch_wait: float = 300.0
-    #: How long a lost create waits before it is looked up (late writes, lagging reads).
-    settle: float = SETTLE
-    #: Whether rows may update tasks this tool did not make (ids of unknown origin): ``None``
-    #: when a mapping file that names the id column says so, ``False`` never (the page asks
-    #: instead), ``True`` (``--update-existing``) always.
-    update_existing: bool | None = None
 
     def __post_init__(self) -> None:
-        # Paths may be given as text (``RunOptions(results="out.xlsx")``).
-        for name in ("results", "state", "mapping"):
-            value = getattr(self, name)
-            if isinstance(value, str | os.PathLike) and not isinstance(value, Path):
-                object.__setattr__(self, name, Path(value))
+        object.__setattr__(self, "mapping", _path(self.mapping))
+
+
+@dataclass(frozen=True)
+class DateOptions:
+    """How dates are read (each ``None``: the mapping file's, else the profile's, else the
+    default): ``timezone``, the IANA zone of the sheet's times (default UTC), or ``"venue"``
+    for the zone of the run's venue; ``date_order``, ``dmy`` or ``mdy`` for dates like
+    03/04/2026; ``default_time``, the time given to dates without one (09:00)."""
+
+    timezone: str | None = None
+    date_order: DateOrder | None = None
+    default_time: clock_time | None = None
+
+
+@dataclass(frozen=True)
+class JournalOptions:
+    """The journal: its file (``state``; default one per target under the user's data folder),
+    and which run this is: ``resume`` goes on with this source's stopped run, ``new_run``
+    begins a new one through every row although the source was imported before."""
+
+    state: Path | None = None
+    resume: bool = False
+    new_run: bool = False
+
+    def __post_init__(self) -> None:
+        object.__setattr__(self, "state", _path(self.state))
+
+
+_GROUPS: dict[str, Any] = {
+    "source": SourceOptions,
+    "dates": DateOptions,
+    "send": SendOptions,
+    "journal": JournalOptions,
+}
+#: Each group's fields, by name: what a flat keyword given to :class:`RunOptions` sets.
+_FLAT = {name: group for group, kind in _GROUPS.items() for name in kind.__dataclass_fields__}
+
+
+@dataclass(frozen=True, init=False)
+class RunOptions:
+    """What a run may be told, in small frozen values: how the source is read
+    (:class:`SourceOptions`), how its dates are (:class:`DateOptions`), how rows are sent
+    (:class:`~importer.send.SendOptions`), the journal (:class:`JournalOptions`), and the
+    run's own: where its ``results`` go (none unless given, for the library), the ``key``
+    column that identifies a row (a value twice is refused), the default ``venue_id``, ``only``
+    (for a results sheet read back: the earlier results whose rows are sent again),
+    ``all_or_nothing`` (nothing sent while any row is invalid), and ``update_existing``
+    (whether rows may update tasks this tool did not make: ``None`` when a mapping file that
+    names the id column says so, ``False`` never, ``True`` always).
+
+    Each group's fields may also be given by name, as the command line's options are:
+    ``RunOptions(key="Task ID", concurrency=16, timezone="Australia/Sydney")``; each is then
+    held once, in its group (``options.send.concurrency``).
+    """
+
+    source: SourceOptions
+    dates: DateOptions
+    send: SendOptions
+    journal: JournalOptions
+    results: Path | None
+    key: str | None
+    venue_id: int | None
+    only: frozenset[str] | None
+    all_or_nothing: bool
+    update_existing: bool | None
+
+    def __init__(
+        self,
+        *,
+        source: SourceOptions | None = None,
+        dates: DateOptions | None = None,
+        send: SendOptions | None = None,
+        journal: JournalOptions | None = None,
+        results: str | os.PathLike[str] | None = None,
+        key: str | None = None,
+        venue_id: int | None = None,
+        only: frozenset[str] | None = None,
+        all_or_nothing: bool = False,
+        update_existing: bool | None = None,
+        **flat: Any,
+    ) -> None:
+        groups: dict[str, Any] = {
+            "source": source or SourceOptions(),
+            "dates": dates or DateOptions(),
+            "send": send or SendOptions(),
+            "journal": journal or JournalOptions(),
+        }
+        given: dict[str, dict[str, Any]] = {}
+        for name, value in flat.items():
+            if name not in _FLAT:
+                raise TypeError(f"RunOptions has no option {name!r}")
+            given.setdefault(_FLAT[name], {})[name] = value
+        for group, values in given.items():
+            groups[group] = dataclasses.replace(groups[group], **values)
+        for name, value in groups.items():
+            object.__setattr__(self, name, value)
+        own = {"results": _path(results), "key": key, "venue_id": venue_id, "only": only,
+               "all_or_nothing": all_or_nothing, "update_existing": update_existing}  # fmt: skip
+        for name, value in own.items():
+            object.__setattr__(self, name, value)
+
+    def replace(self, **changes: Any) -> RunOptions:
+        """These options with ``changes`` (by name, flat or a whole group)."""
+        own = {f: getattr(self, f) for f in self.__dataclass_fields__}
+        flat = {k: v for k, v in changes.items() if k in _FLAT}
+        own.update({k: v for k, v in changes.items() if k not in _FLAT})
+        return RunOptions(**own, **flat)
+
+    def flat(self) -> dict[str, Any]:
+        """Every option by its own name (the groups' fields and the run's), as the journal
+        keeps a run's options."""
+        values = {f: getattr(self, f) for f in self.__dataclass_fields__ if f not in _GROUPS}
+        for group in _GROUPS:
+            held = getattr(self, group)
+            values.update({f: getattr(held, f) for f in held.__dataclass_fields__})
+        return values
 
 
 def parse_clock(text: str) -> clock_time:

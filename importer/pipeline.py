@@ -52,7 +52,6 @@ from .results import (
 from .send import (
     INTERRUPTED,
     KEEP_IN_FLIGHT,
-    SendOptions,
     SendStats,
     batch_pending,
     job_error,
@@ -166,7 +165,7 @@ def begin_run(
     latest = journal.latest(target, print_)
     notes: list[str] = []
     where = f"{source.path} into {target} (journal {journal.path})"
-    if options.resume:
+    if options.journal.resume:
         if latest is None:
             raise UsageError(f"nothing to resume: no run of {where}; run it without --resume")
         counts = journal.row_counts(latest.id)
@@ -184,7 +183,7 @@ def begin_run(
                 f"task-import run {latest.results} --only failed"
             )
         return journal.reopen(latest.id, str(results)), True, notes
-    if latest is not None and not options.new_run:
+    if latest is not None and not options.journal.new_run:
         counts = journal.row_counts(latest.id)
         done = sum(n for result, n in counts.items() if result != "in_flight")
         if latest.status != "finished" and options.key is None:
@@ -209,9 +208,10 @@ def begin_run(
                 "unchanged, or updated where they changed, never created again (for nightly "
                 "exports, --key COLUMN matches rows by a column that identifies each one)"
             )
-    kept: dict[str, Any] = {name: getattr(options, name) for name in _PAYLOAD_OPTIONS}
-    if options.fixes:
-        kept["fixes"] = len(options.fixes)
+    every = options.flat()
+    kept: dict[str, Any] = {name: every[name] for name in _PAYLOAD_OPTIONS}
+    if options.source.fixes:
+        kept["fixes"] = len(options.source.fixes)
     record = journal.start(
         kind="import",
         target=target,
@@ -247,14 +247,14 @@ async def run_import(
     prepared, directory = await prepare_online(source_path, client, options)
     summary, results_path = _summary(prepared, options, client)
     target = client.credentials.target
-    state = options.state or default_journal_path(target)
-    with Journal(state, make_folder=options.state is None) as journal:
+    state = options.journal.state or default_journal_path(target)
+    with Journal(state, make_folder=options.journal.state is None) as journal:
         summary.journal = journal.path
         known = journal.known(target)
         if note := refuse_their_tasks(prepared, known, options, target):
             summary.warnings.append(note)
         options = _with_key(prepared, known, options, summary.warnings)
-        reconciler = Reconciler(client, settle=options.settle)
+        reconciler = Reconciler(client, settle=options.send.settle)
         touched = await settle_in_flight(journal, target, reconciler, client)
         if touched:
             summary.warnings.append(
@@ -327,18 +327,11 @@ async def _send(
 ) -> None:
     """The send stage over the feed's rows; then, when updates were put aside until their
     tasks were read, those (the tasks read in one pass first)."""
-    sending = SendOptions(
-        concurrency=options.concurrency,
-        rate=options.rate,
-        recreate_missing=options.recreate_missing,
-        settle=options.settle,
-        callback_url=options.callback_url,
-        batch_wait=options.batch_wait,
-    )
+    sending = options.send
 
     async def send(payloads: Iterator[Payload]) -> SendStats:
         stats = tally.send_stats()
-        if options.via == "batch":
+        if sending.via == "batch":
             return await send_batches(
                 client, payloads, feed.record, sending, reconciler, stop=stop,
                 on_batch=feed.batch_sent, stats=stats,
@@ -490,7 +483,8 @@ async def validate_source(
             "and IVVY_API_SECRET, or give --sandbox)"
         )
     target = client.credentials.target if client is not None else target
-    db = read_only_journal(options.state or default_journal_path(target)) if target else None
+    journal_path = options.journal.state or (default_journal_path(target) if target else None)
+    db = read_only_journal(journal_path) if journal_path is not None and target else None
     if target is None:
         summary.warnings.append(
             "no target (no credentials): the plan counts every row without a task id as a "

@@ -4,7 +4,6 @@ origin refused unless the user said so."""
 
 from __future__ import annotations
 
-import dataclasses
 from collections import Counter
 from collections.abc import Callable, Iterator, Mapping
 from dataclasses import dataclass
@@ -257,7 +256,7 @@ def _with_key(
     if column is None or column not in prepared.data_headers:
         return options
     warnings.append(f"rows are matched by column {column!r}, the --key of the run they came from")
-    return dataclasses.replace(options, key=column)
+    return options.replace(key=column)
 
 
 #: The plan's name for rows of a results sheet that ``--only`` did not pick.

@@ -144,7 +144,7 @@ class FirstPass:
 
 
 def _option(options: RunOptions, mapping: ColumnMapping, name: str) -> Any:
-    given = getattr(options, name)
+    given = getattr(options.dates, name)
     return given if given is not None else mapping.options.get(name)
 
 
@@ -156,30 +156,33 @@ def open_mapped(
     ``require=False`` maps even while a field every create needs has no column (a page showing
     what is mapped so far)."""
     mapping_file = (
-        options.mapping
-        if isinstance(options.mapping, MappingFile) or options.mapping is None
-        else load_mapping_file(options.mapping)
+        options.source.mapping
+        if isinstance(options.source.mapping, MappingFile) or options.source.mapping is None
+        else load_mapping_file(options.source.mapping)
     )
-    sheet = options.sheet or (mapping_file.options.get("sheet") if mapping_file else None)
-    source = open_source(source_path, sheet=sheet, encoding=options.encoding)
+    sheet = options.source.sheet or (mapping_file.options.get("sheet") if mapping_file else None)
+    source = open_source(source_path, sheet=sheet, encoding=options.source.encoding)
     earlier = earlier_columns(source.headers)
     if earlier is not None:
-        source.cell_filter = unneutralise
+        source = source.reading(cell_filter=unneutralise)
     elif options.only is not None:
         raise UsageError(
             f"--only picks rows of a results sheet by their result; {source.path} is not a "
             "results sheet (it has no 'result' and 'task_id' columns at its end)"
         )
     headers = source.headers[: -len(earlier)] if earlier else source.headers
-    for (number, column), value in (options.fixes or {}).items():
+    patches: dict[int, dict[int, Any]] = {}
+    for (number, column), value in (options.source.fixes or {}).items():
         if column not in source.headers:
             raise UsageError(f"a correction names column {column!r}, which the source lacks")
-        source.patches.setdefault(number, {})[source.headers.index(column)] = value
+        patches.setdefault(number, {})[source.headers.index(column)] = value
+    if patches:
+        source = source.reading(patches=patches)
     mapping = map_columns(
         headers,
         path=source.path,
         sheet=source.sheet,
-        profile=options.profile,
+        profile=options.source.profile,
         mapping_file=mapping_file,
         require=require,
     )
@@ -294,7 +297,7 @@ async def prepare_online(
     rows refer to, fetched once. The source is read before anything is asked of iVvy (a bad
     source is a usage error whatever the network), except when ``--timezone venue`` needs the
     venue's zone first; the credentials are checked (``ping``) before any other call."""
-    wants_venue_zone = str(options.timezone or "").lower() == VENUE_ZONE
+    wants_venue_zone = str(options.dates.timezone or "").lower() == VENUE_ZONE
     if wants_venue_zone and (client is None or options.venue_id is None):
         raise UsageError("--timezone venue needs --venue-id and a connection to iVvy")
     if client is None:

@@ -70,6 +70,8 @@ class SendOptions:
     #: Batch mode: how long a batch may take to complete before its rows are given up for this
     #: run (reported, left in the journal for the next run to settle through the batch API).
     batch_wait: float = 300.0
+    #: ``rows``: one request a row; ``batch``: up to 200 rows a request (``batch?action=run``).
+    via: str = "rows"
 
 
 def backoff(attempt: int) -> float:

@@ -245,3 +245,25 @@ def test_the_readme_scheduler_examples_run(sandbox, tmp_path, monkeypatch):
     export.write_text(f"Task ID,name,endDatetime\nA-1,One,{DUE}\nA-3,Bad,nope\n", "utf-8")
     with pytest.raises(importer.RunFailed, match="1 invalid"):
         ran[1]()
+
+
+def test_run_options_are_small_frozen_values_each_field_held_once():
+    import dataclasses
+
+    options = importer.RunOptions(key="Task ID", concurrency=16, timezone="Australia/Sydney",
+                                  sheet="Tasks", state="j.sqlite", results="r.csv")  # fmt: skip
+    assert options.send.concurrency == 16 and options.dates.timezone == "Australia/Sydney"
+    assert options.source.sheet == "Tasks" and options.journal.state == Path("j.sqlite")
+    assert options.results == Path("r.csv") and options.key == "Task ID"
+    assert not hasattr(options, "concurrency")  # held once, in its group
+    grouped = importer.RunOptions(send=importer.SendOptions(concurrency=16), key="Task ID")
+    assert grouped.send == options.send
+    with pytest.raises(dataclasses.FrozenInstanceError):
+        options.key = "other"  # type: ignore[misc]
+    with pytest.raises(TypeError, match="no option 'concurency'"):
+        importer.RunOptions(concurency=4)
+    changed = options.replace(rate=5.0, new_run=True)
+    assert changed.send.rate == 5.0 and changed.send.concurrency == 16
+    assert changed.journal.new_run and not options.journal.new_run
+    flat = options.flat()
+    assert flat["concurrency"] == 16 and flat["key"] == "Task ID" and "send" not in flat

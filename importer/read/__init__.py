@@ -11,6 +11,7 @@ holding it in memory.
 
 from __future__ import annotations
 
+import dataclasses
 from collections.abc import Callable, Iterator
 from dataclasses import dataclass, field
 from itertools import islice
@@ -85,6 +86,20 @@ class Source:
     patches: dict[int, dict[int, Any]] = field(default_factory=dict)
     #: What must live as long as the source does (a workbook's spooled rows).
     _keep: Any = field(default=None, repr=False)
+
+    def reading(
+        self,
+        *,
+        cell_filter: Callable[[Any], Any] | None = None,
+        patches: dict[int, dict[int, Any]] | None = None,
+    ) -> Source:
+        """The same source read another way: every cell through ``cell_filter``, or with a
+        person's corrections (``patches``). This source is left as it is."""
+        return dataclasses.replace(
+            self,
+            cell_filter=cell_filter if cell_filter is not None else self.cell_filter,
+            patches={**self.patches, **(patches or {})},
+        )
 
     @property
     def headers(self) -> list[str]:
