@@ -37,7 +37,7 @@ import secrets
 import sqlite3
 import time
 from collections import Counter
-from collections.abc import Callable, Iterable, Iterator, Mapping, Sequence
+from collections.abc import Callable, Generator, Iterable, Iterator, Mapping, Sequence
 from dataclasses import dataclass
 from datetime import UTC, datetime
 from pathlib import Path
@@ -479,6 +479,53 @@ class Journal:
                 f"UPDATE {table} SET digest = '' WHERE target = ? AND task_id IN ({done})",
                 (target, original, undo_run, "updated"),
             )
+
+    def updated_tasks(self, run_id: int) -> set[int]:
+        """The tasks run ``run_id`` updated (rows it sent, not kept from earlier results)."""
+        return {
+            task_id
+            for (task_id,) in self.db.execute(
+                "SELECT task_id FROM rows WHERE run = ? AND state = 'done' AND result = "
+                "'updated' AND task_id IS NOT NULL AND sent_at IS NOT NULL",
+                (run_id,),
+            )
+        }
+
+    def touched(self, run_id: int) -> Generator[Touched, None, None]:
+        """The rows run ``run_id`` created or updated, in row order, read on a connection of
+        their own (what an undo of it does is written on this one meanwhile)."""
+        reader = read_only_journal(self.path)
+        assert reader is not None
+        try:
+            for number, result, task_id, params, before, sent_at in reader.execute(
+                "SELECT number, result, task_id, params, before, sent_at FROM rows WHERE run = ? "
+                "AND state = 'done' AND result IN ('created', 'updated') AND task_id IS NOT NULL "
+                "AND sent_at IS NOT NULL ORDER BY number",  # not sent: kept from earlier results
+                (run_id,),
+            ):
+                yield Touched(
+                    number,
+                    result,
+                    task_id,
+                    json.loads(params) if params else None,
+                    json.loads(before) if before else None,
+                    sent_at,
+                )
+        finally:
+            reader.close()
+
+
+@dataclass(frozen=True)
+class Touched:
+    """A row the import created or updated: its task, and for an update what it sent, the
+    task's values before, and when."""
+
+    number: int
+    result: str
+    task_id: int
+    sent: dict[str, Any] | None = None
+    before: dict[str, Any] | None = None
+    sent_at: float | None = None
 
 
 def _chunked(

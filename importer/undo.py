@@ -12,11 +12,9 @@ from __future__ import annotations
 
 import asyncio
 import html
-import json
 import re
 import time
-from collections.abc import Generator, Iterator, Mapping
-from dataclasses import dataclass
+from collections.abc import Iterator, Mapping
 from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
@@ -29,9 +27,9 @@ from .journal import (
     Journal,
     RunJournal,
     RunRecord,
+    Touched,
     default_journal_path,
     is_done,
-    read_only_journal,
 )
 from .model import Outcome, Payload, Row
 from .pipeline import settle_in_flight
@@ -66,19 +64,6 @@ def undo_results_path(original: RunRecord, *, plan: bool = False) -> Path:
     base = Path(original.results or original.source)
     stem = base.name.split(".")[0]
     return base.with_name(f"{stem}.undo-{original.id}{'.plan' if plan else ''}.csv")
-
-
-@dataclass(frozen=True)
-class Touched:
-    """A row the import created or updated: its task, and for an update what it sent, the
-    task's values before, and when."""
-
-    number: int
-    result: str
-    task_id: int
-    sent: dict[str, Any] | None = None
-    before: dict[str, Any] | None = None
-    sent_at: float | None = None
 
 
 #: The slack allowed between the time the import wrote a task and the ``modifiedDate`` iVvy
@@ -119,7 +104,7 @@ async def undo_run(
             )
         results = results or undo_results_path(original, plan=plan_only)
         check_results_path(results)
-        current = await tasks_among(client, _updated_tasks(journal, original.id))
+        current = await tasks_among(client, journal.updated_tasks(original.id))
         actions = _Actions(original, current, client.clock_offset)
         summary = RunSummary(source=Path(original.source), results=results, target=target)
         summary.journal, summary.undoes = journal.path, original.id
@@ -141,7 +126,7 @@ async def undo_run(
             )
         run = RunJournal(journal, record)
         finished = run.done_numbers()
-        touched = _stream_touched(journal, original.id)
+        touched = journal.touched(original.id)
         try:
 
             def rows() -> Iterator[tuple[Row, Payload | Outcome]]:
@@ -298,17 +283,6 @@ def _stamp(value: Any) -> datetime | None:
     return moment.replace(tzinfo=UTC)
 
 
-def _updated_tasks(journal: Journal, run_id: int) -> set[int]:
-    return {
-        task_id
-        for (task_id,) in journal.db.execute(
-            "SELECT task_id FROM rows WHERE run = ? AND state = 'done' AND result = 'updated' "
-            "AND task_id IS NOT NULL AND sent_at IS NOT NULL",
-            (run_id,),
-        )
-    }
-
-
 def _describe(row: Touched, action: Payload | Outcome, original: int) -> tuple[str, Outcome]:
     """The plan's verb for a row, and what its plan sheet says."""
     if isinstance(action, Outcome):
@@ -326,7 +300,7 @@ def _write_plan(
 ) -> None:
     assert summary.results is not None
     with open_results(summary.results, []) as sheet:
-        touched = _stream_touched(journal, original.id)
+        touched = journal.touched(original.id)
         try:
             for row in touched:
                 verb, outcome = _describe(row, actions.of(row), original.id)
@@ -347,7 +321,7 @@ def _write(
 ) -> None:
     """The undo's results: each row the import created (cancelled, or why not) or updated (put
     back, or why not), in row order; the import's rows and the undo's, merged as they stream."""
-    touched = _stream_touched(journal, original.id)
+    touched = journal.touched(original.id)
     undone = run.outcomes()
     pending = next(undone, None)
     assert summary.results is not None
@@ -378,27 +352,3 @@ def _write(
             sheet.close(summary.sheet_lines(), summary.codes)
     finally:
         touched.close()
-
-
-def _stream_touched(journal: Journal, run_id: int) -> Generator[Touched, None, None]:
-    """The rows run ``run_id`` created or updated, in row order, read on a connection of their
-    own (the undo's outcomes are read on the journal's meanwhile)."""
-    reader = read_only_journal(journal.path)
-    assert reader is not None
-    try:
-        for number, result, task_id, params, before, sent_at in reader.execute(
-            "SELECT number, result, task_id, params, before, sent_at FROM rows WHERE run = ? "
-            "AND state = 'done' AND result IN ('created', 'updated') AND task_id IS NOT NULL "
-            "AND sent_at IS NOT NULL ORDER BY number",  # not sent: kept from earlier results
-            (run_id,),
-        ):
-            yield Touched(
-                number,
-                result,
-                task_id,
-                json.loads(params) if params else None,
-                json.loads(before) if before else None,
-                sent_at,
-            )
-    finally:
-        reader.close()
