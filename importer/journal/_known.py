@@ -1,0 +1,100 @@
+"""What the journal knows of a target: keys, lineage, digests, tasks, befores, past imports."""
+
+from __future__ import annotations
+
+import json
+import sqlite3
+from collections import Counter
+from collections.abc import Iterable
+from typing import Any
+
+from ._schema import _RUN_COLUMNS, RunRecord, _chunked, _record, _row_counts
+
+
+class Known:
+    """What a journal knows of one target's tasks, on a connection of its own or the journal's
+    (``validate`` reads without the lock, a run with it). A ``None`` journal knows nothing."""
+
+    def __init__(self, db: sqlite3.Connection | None, target: str) -> None:
+        self._db = db
+        self.target = target
+
+    def _ask(self, query: str, args: tuple[Any, ...], values: Iterable[Any]) -> dict[Any, Any]:
+        return {} if self._db is None else _chunked(self._db, query, args, list(values))
+
+    def keys(self, column: str, values: Iterable[str]) -> dict[str, tuple[int, str]]:
+        """``value → (task id, digest)`` for the legacy ids among ``values`` already imported."""
+        return self._ask(
+            "SELECT key_value, task_id, digest FROM keys WHERE target = ? AND key_column = ? "
+            "AND key_value IN ({})",
+            (self.target, column),
+            values,
+        )
+
+    def lineage(self, origin: str, numbers: Iterable[int]) -> dict[int, tuple[int, str]]:
+        """``row number → (task id, digest)`` for the rows of ``origin`` among ``numbers`` that
+        became tasks."""
+        return self._ask(
+            "SELECT number, task_id, digest FROM lineage WHERE target = ? AND origin = ? AND "
+            "number IN ({})",
+            (self.target, origin),
+            numbers,
+        )
+
+    def digests(self, task_ids: Iterable[int]) -> dict[int, str]:
+        """``task id → digest`` of what this tool last sent to each of ``task_ids`` it knows by
+        a row's lineage or a legacy id."""
+        wanted = list(task_ids)
+        found: dict[int, str] = {}
+        for table in ("keys", "lineage"):
+            query = f"SELECT task_id, digest FROM {table} WHERE target = ? AND task_id IN ({{}})"
+            found.update(self._ask(query, (self.target,), wanted))
+        return found
+
+    def tasks(self, task_ids: Iterable[int]) -> set[int]:
+        """Those of ``task_ids`` that this tool made in the target, or was told to update: the
+        tasks its rows' lineage and legacy ids lead to (every row that got a task has one of
+        the two; a journal of an earlier version gained them when it was opened)."""
+        wanted = set(task_ids)
+        known: set[int] = set()
+        for query in (
+            "SELECT DISTINCT task_id FROM lineage WHERE target = ? AND task_id IN ({})",
+            "SELECT DISTINCT task_id FROM keys WHERE target = ? AND task_id IN ({})",
+        ):
+            known.update(self._ask(query, (self.target,), sorted(wanted - known)))
+        return known
+
+    def latest_import(self, print_: str) -> tuple[RunRecord, Counter[str]] | None:
+        """The last import of the source with fingerprint ``print_`` into this target that
+        made or changed tasks, with its rows by result."""
+        if self._db is None:
+            return None
+        for found in self._db.execute(
+            f"SELECT {_RUN_COLUMNS} FROM runs WHERE target = ? AND fingerprint = ? AND "
+            "kind = 'import' ORDER BY id DESC",
+            (self.target, print_),
+        ).fetchall():
+            record = _record(found)
+            counts = _row_counts(self._db, record.id)
+            if counts["created"] or counts["updated"]:
+                return record, counts
+        return None
+
+    def before(self, task_id: int) -> dict[str, Any] | None:
+        """The task as it was before an update of it that was in flight when its run stopped
+        (it may have been carried out), if there is one."""
+        if self._db is None:
+            return None
+        found = self._db.execute(
+            "SELECT before FROM befores WHERE target = ? AND task_id = ?", (self.target, task_id)
+        ).fetchone()
+        return json.loads(found[0]) if found else None
+
+    def run_by_ref(self, ref: str) -> RunRecord | None:
+        """The import run into this target whose results sheets carry reference ``ref``."""
+        if self._db is None or not ref:
+            return None
+        found = self._db.execute(
+            f"SELECT {_RUN_COLUMNS} FROM runs WHERE ref = ? AND target = ?", (ref, self.target)
+        ).fetchone()
+        return _record(found) if found else None

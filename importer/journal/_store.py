@@ -1,0 +1,346 @@
+"""The journal file: runs, their rows, locks and migrations; every SQL statement a run or an undo
+needs outside a run's own rows."""
+
+from __future__ import annotations
+
+import json
+import secrets
+import sqlite3
+import time
+from collections import Counter
+from collections.abc import Generator, Iterable, Mapping
+from datetime import UTC, datetime
+from pathlib import Path
+from typing import Any
+
+from filelock import FileLock, Timeout
+
+from ..errors import UsageError
+from ..model import Outcome
+from ._known import Known
+from ._schema import (
+    _ADDED,
+    _RUN_COLUMNS,
+    _SCHEMA,
+    _SET_KEY,
+    _SET_LINEAGE,
+    InFlight,
+    RunRecord,
+    Touched,
+    _now,
+    _outcome_values,
+    _record,
+    _row_counts,
+    digest_of,
+    read_only_journal,
+)
+
+
+class Journal:
+    """A journal file, held by this process alone while open (``UsageError`` otherwise). Its
+    folder is made when ``make_folder`` (the default journals' folder), else it must exist."""
+
+    def __init__(self, path: Path, *, make_folder: bool = True) -> None:
+        self.path = Path(path)
+        self._lock = FileLock(f"{self.path}.lock", timeout=0)
+        folder = self.path.parent
+        if not make_folder and not folder.is_dir():
+            why = "is not a folder" if folder.exists() else "does not exist (it is not created)"
+            raise UsageError(
+                f"cannot use the journal {self.path}: {folder} {why}; give --state with a file "
+                "in a folder you can write"
+            )
+        try:
+            self.path.parent.mkdir(parents=True, exist_ok=True)
+            self._lock.acquire()
+        except Timeout:  # (an OSError too: first)
+            raise UsageError(
+                f"another task-import run is using the journal {self.path}: wait for it to "
+                "finish (two runs into one target at once could both send the same rows)"
+            ) from None
+        except OSError as exc:
+            raise UsageError(
+                f"cannot use the journal {self.path} ({exc.strerror or exc}): give --state with "
+                "a file in a folder you can write"
+            ) from None
+        try:
+            self.db = sqlite3.connect(self.path, isolation_level=None, check_same_thread=False)
+            self.db.execute("PRAGMA journal_mode=WAL")
+            self.db.execute("PRAGMA synchronous=NORMAL")
+            had_lineage = self.db.execute(
+                "SELECT 1 FROM sqlite_master WHERE name = 'lineage'"
+            ).fetchone()
+            self.db.executescript(_SCHEMA)
+            for table, columns in _ADDED.items():
+                have = {row[1] for row in self.db.execute(f"PRAGMA table_info({table})")}
+                for column in columns:
+                    if column.split()[0] not in have:
+                        self.db.execute(f"ALTER TABLE {table} ADD COLUMN {column}")
+            self.db.execute("CREATE INDEX IF NOT EXISTS runs_by_ref ON runs (ref)")
+            if not had_lineage:
+                # A journal of an earlier version: its rows' tasks become their lineage (with
+                # no digest, so that a row sent again is an update, never taken as unchanged).
+                self.db.execute(
+                    "INSERT OR IGNORE INTO lineage SELECT runs.target, runs.fingerprint, "
+                    "rows.number, rows.task_id, '', rows.run FROM rows JOIN runs ON runs.id = "
+                    "rows.run WHERE runs.kind = 'import' AND rows.state = 'done' AND "
+                    "rows.task_id IS NOT NULL AND rows.key IS NULL ORDER BY rows.run"
+                )
+        except sqlite3.DatabaseError as exc:
+            self._lock.release()
+            raise UsageError(f"the journal {self.path} cannot be used: {exc}") from None
+
+    def close(self) -> None:
+        self.db.close()
+        self._lock.release()
+
+    def __enter__(self) -> Journal:
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        self.close()
+
+    # -- runs ---------------------------------------------------------------------------
+
+    def run(self, run_id: int) -> RunRecord | None:
+        found = self.db.execute(
+            f"SELECT {_RUN_COLUMNS} FROM runs WHERE id = ?", (run_id,)
+        ).fetchone()
+        return _record(found) if found else None
+
+    def latest(self, target: str, print_: str, kind: str = "import") -> RunRecord | None:
+        """The last run of this kind of the source with fingerprint ``print_`` into ``target``."""
+        found = self.db.execute(
+            f"SELECT {_RUN_COLUMNS} FROM runs WHERE target = ? AND fingerprint = ? "
+            "AND kind = ? ORDER BY id DESC LIMIT 1",
+            (target, print_, kind),
+        ).fetchone()
+        return _record(found) if found else None
+
+    def runs(self, target: str | None = None) -> list[RunRecord]:
+        """Every run (of ``target``), the newest first."""
+        query = f"SELECT {_RUN_COLUMNS} FROM runs"
+        args: tuple[Any, ...] = ()
+        if target is not None:
+            query, args = query + " WHERE target = ?", (target,)
+        return [_record(r) for r in self.db.execute(query + " ORDER BY id DESC", args)]
+
+    def start(
+        self,
+        *,
+        kind: str,
+        target: str,
+        source: str,
+        print_: str,
+        options: Mapping[str, Any],
+        results: str | None = None,
+        undoes: int | None = None,
+        origin: str | None = None,
+    ) -> RunRecord:
+        cursor = self.db.execute(
+            "INSERT INTO runs (kind, target, source, fingerprint, options, started, status, "
+            "results, undoes, origin, ref) VALUES (?, ?, ?, ?, ?, ?, 'running', ?, ?, ?, ?)",
+            (kind, target, source, print_, json.dumps(options, default=str), _now(), results,
+             undoes, origin or print_, secrets.token_hex(6)),
+        )  # fmt: skip
+        return self.run(int(cursor.lastrowid or 0))  # type: ignore[return-value]
+
+    def reopen(self, run_id: int, results: str | None = None) -> RunRecord:
+        self.db.execute(
+            "UPDATE runs SET status = 'running', finished = NULL, results = COALESCE(?, results) "
+            "WHERE id = ?",
+            (results, run_id),
+        )
+        return self.run(run_id)  # type: ignore[return-value]
+
+    def end(self, run_id: int, status: str) -> None:
+        self.db.execute(
+            "UPDATE runs SET status = ?, finished = ? WHERE id = ?", (status, _now(), run_id)
+        )
+
+    def prune(self, target: str, before: datetime) -> tuple[int, int]:
+        """The rows of the runs into ``target`` that ended before ``before`` are deleted (their
+        lines stay, marked ``pruned``; the keys of ``--key`` stay too, so nightly runs go on).
+        Returns how many runs and rows went."""
+        stamp = before.isoformat(timespec="seconds")
+        runs = [
+            run_id
+            for (run_id,) in self.db.execute(
+                "SELECT id FROM runs WHERE target = ? AND status IN ('finished', 'stopped') "
+                "AND finished IS NOT NULL AND finished <= ?",
+                (target, stamp),
+            )
+        ]
+        rows = 0
+        self.db.execute("BEGIN IMMEDIATE")
+        try:
+            for run_id in runs:
+                rows += self.db.execute("DELETE FROM rows WHERE run = ?", (run_id,)).rowcount
+                self.db.execute("UPDATE runs SET status = 'pruned' WHERE id = ?", (run_id,))
+        except BaseException:
+            self.db.execute("ROLLBACK")
+            raise
+        self.db.execute("COMMIT")
+        return len(runs), rows
+
+    def row_counts(self, run_id: int) -> Counter[str]:
+        """Rows of a run by result; rows in flight count as ``in_flight``."""
+        return _row_counts(self.db, run_id)
+
+    # -- rows ---------------------------------------------------------------------------
+
+    def in_flight(self, target: str) -> list[InFlight]:
+        """Rows of any run into ``target`` that were in flight when their run stopped."""
+        rows = self.db.execute(
+            "SELECT rows.run, number, params, sent_at, key, COALESCE(rows.origin, runs.origin, "
+            "runs.fingerprint), COALESCE(line, number), before FROM rows JOIN runs ON runs.id = "
+            "rows.run WHERE state = 'in_flight' AND runs.target = ? ORDER BY rows.run, number",
+            (target,),
+        ).fetchall()
+        return [
+            InFlight(
+                run,
+                number,
+                json.loads(params),
+                datetime.fromtimestamp(sent, UTC),
+                key,
+                origin,
+                line,
+                before,
+            )
+            for run, number, params, sent, key, origin, line, before in rows
+        ]
+
+    def batches_of(self, rows: Iterable[InFlight]) -> dict[str, list[InFlight]]:
+        """The rows among ``rows`` that went in a batch iVvy queued, by its ``asyncId``."""
+        wanted = {(r.run, r.number): r for r in rows}
+        found: dict[str, list[InFlight]] = {}
+        for run in {r.run for r in wanted.values()}:
+            for number, async_id in self.db.execute(
+                "SELECT number, async_id FROM batches WHERE run = ?", (run,)
+            ):
+                if (run, number) in wanted:
+                    found.setdefault(async_id, []).append(wanted[(run, number)])
+        return found
+
+    def tasks_sent_since(self, moment: datetime) -> set[int]:
+        """Task ids that rows done since ``moment`` created or updated (rows own them): a row's
+        time is when it was done, after its task was made."""
+        return {
+            task_id
+            for (task_id,) in self.db.execute(
+                "SELECT task_id FROM rows WHERE state = 'done' AND task_id IS NOT NULL "
+                "AND sent_at >= ?",
+                (moment.timestamp(),),
+            )
+        }
+
+    def settle(self, target: str, row: InFlight, outcome: Outcome | None) -> None:
+        """A row in flight, reconciled: done with ``outcome`` (a task found is the row's task
+        from now on), or (``None``) pending again."""
+        self.db.execute("DELETE FROM batches WHERE run = ? AND number = ?", (row.run, row.number))
+        if outcome is None:
+            self.db.execute("DELETE FROM rows WHERE run = ? AND number = ?", (row.run, row.number))
+            if row.before is not None and row.params.get("id") is not None:
+                # The update may have been carried out: the task as it was before stays the
+                # one an undo restores, whatever the next send of it reads.
+                self.db.execute(
+                    "INSERT OR IGNORE INTO befores VALUES (?, ?, ?)",
+                    (target, int(row.params["id"]), row.before),
+                )
+            return
+        # What an update sent stays (undo compares it with the task as it is then). Its time
+        # becomes now, as for any row done: its task was made before now, maybe long after the
+        # row was first sent (``tasks_sent_since`` must find it for a look-up's window).
+        self.db.execute(
+            "UPDATE rows SET state = 'done', result = ?, task_id = ?, error_code = ?, "
+            "field = ?, message = ?, warnings = ?, params = CASE WHEN ? = 'updated' THEN params "
+            "END, sent_at = ? WHERE run = ? AND number = ?",
+            (*_outcome_values(outcome), outcome.result, time.time(), row.run, row.number),
+        )
+        if outcome.task_id is not None and not row.key and row.origin:
+            self.db.execute(
+                _SET_LINEAGE,
+                (target, row.origin, row.line, outcome.task_id, digest_of(row.params), row.run),
+            )
+
+    # -- keys ---------------------------------------------------------------------------
+
+    def known(self, target: str) -> Known:
+        """What this journal knows of ``target``'s tasks."""
+        return Known(self.db, target)
+
+    def set_key(
+        self, target: str, column: str, value: str, task_id: int, digest: str, run: int
+    ) -> None:
+        self.db.execute(_SET_KEY, (target, column, value, task_id, digest, run))
+
+    def forget_undone(self, target: str, undo_run: int, original: int) -> None:
+        """After undo ``undo_run`` of import ``original``: legacy ids and rows whose task it
+        cancelled lead nowhere now (running the source again creates them anew); those whose
+        task it restored lead to it still, as changed (running the source again updates it)."""
+        done = (
+            "SELECT u.task_id FROM rows u JOIN rows o ON o.run = ? AND o.number = u.number "
+            "WHERE u.run = ? AND u.state = 'done' AND u.result = 'updated' AND o.result = ?"
+        )
+        for table in ("keys", "lineage"):
+            self.db.execute(
+                f"DELETE FROM {table} WHERE target = ? AND task_id IN ({done})",
+                (target, original, undo_run, "created"),
+            )
+            self.db.execute(
+                f"UPDATE {table} SET digest = '' WHERE target = ? AND task_id IN ({done})",
+                (target, original, undo_run, "updated"),
+            )
+
+    def updated_tasks(self, run_id: int) -> set[int]:
+        """The tasks run ``run_id`` updated (rows it sent, not kept from earlier results)."""
+        return {
+            task_id
+            for (task_id,) in self.db.execute(
+                "SELECT task_id FROM rows WHERE run = ? AND state = 'done' AND result = "
+                "'updated' AND task_id IS NOT NULL AND sent_at IS NOT NULL",
+                (run_id,),
+            )
+        }
+
+    def touched(self, run_id: int) -> Generator[Touched, None, None]:
+        """The rows run ``run_id`` created or updated, in row order, read on a connection of
+        their own (what an undo of it does is written on this one meanwhile)."""
+        reader = read_only_journal(self.path)
+        assert reader is not None
+        try:
+            for number, result, task_id, params, before, sent_at in reader.execute(
+                "SELECT number, result, task_id, params, before, sent_at FROM rows WHERE run = ? "
+                "AND state = 'done' AND result IN ('created', 'updated') AND task_id IS NOT NULL "
+                "AND sent_at IS NOT NULL ORDER BY number",  # not sent: kept from earlier results
+                (run_id,),
+            ):
+                yield Touched(
+                    number,
+                    result,
+                    task_id,
+                    json.loads(params) if params else None,
+                    json.loads(before) if before else None,
+                    sent_at,
+                )
+        finally:
+            reader.close()
+
+
+def list_runs(path: Path, target: str) -> list[tuple[RunRecord, Counter[str]]]:
+    """The runs into ``target`` that the journal at ``path`` holds, the newest first, with their
+    rows by result; read without the lock (a run may be going on)."""
+    db = read_only_journal(path)
+    if db is None:
+        return []
+    try:
+        records = [
+            _record(row)
+            for row in db.execute(
+                f"SELECT {_RUN_COLUMNS} FROM runs WHERE target = ? ORDER BY id DESC", (target,)
+            ).fetchall()
+        ]
+        return [(record, _row_counts(db, record.id)) for record in records]
+    finally:
+        db.close()
