@@ -19,7 +19,7 @@ from starlette.routing import Mount, Route
 
 from importer.client import Credentials
 from importer.serve import Page, ServeConfig, loopback_hosts
-from importer.serve._app import SECURITY_HEADERS
+from importer.serve._guard import SECURITY_HEADERS
 
 from .test_serve_http import checked, csrf_of, upload
 

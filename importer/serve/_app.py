@@ -9,23 +9,15 @@ that the reader applies as it reads (the uploaded file is never changed).
 from __future__ import annotations
 
 import asyncio
-import contextlib
-import csv
 import dataclasses
-import hmac
-import io
 import logging
-import re
-import secrets
-import threading
 from collections import Counter
-from collections.abc import AsyncIterator, Awaitable, Callable, Collection, MutableMapping
+from collections.abc import AsyncIterator, Collection
 from contextlib import asynccontextmanager
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any, TypeVar
+from typing import Any
 
-import openpyxl
 from starlette.applications import Starlette
 from starlette.datastructures import UploadFile
 from starlette.requests import Request
@@ -37,30 +29,37 @@ from starlette.templating import Jinja2Templates
 from ..client import Credentials, IvvyClient, IvvyError
 from ..errors import ImporterError
 from ..fields import describe_code
-from ..map import TARGETS, ColumnMapping, toml_string
+from ..map import TARGETS
 from ..options import RunOptions
 from ..pipeline import run_import, validate_source
-from ..plan import CREATE, INVALID, KEPT, UNCHANGED, UPDATE, UPDATE_THEIRS
-from ..prepare import open_mapped, prepare
+from ..prepare import prepare
 from ..profiles import PROFILES
 from ..read import WORKBOOK_SUFFIXES, list_sheets
-from ..results import RESULT_COLUMNS, unneutralise
 from ..summary import RunSummary
+from ._guard import Guard, NotFound, Secured, check_csrf
+from ._jobs import collect_verdicts, off_loop
 from ._state import Checked, Progress, Upload, Uploads, Verdict
+from ._views import (
+    PLAN_ORDER,
+    attachment,
+    content_type,
+    describe_mapping,
+    for_the_page,
+    mapped_so_far,
+    mapping_toml,
+    read_verdicts,
+    rows_to_fix,
+    scrubbed,
+)
 
 log = logging.getLogger("importer.serve")
-T = TypeVar("T")
+
 
 SUFFIXES = (".csv", ".tsv", ".txt", ".xlsx", ".xlsm", ".xlsb", ".xls", ".ods")
+
+
 #: Rows a check page shows at most (the downloads hold them all).
 SHOWN_ROWS = 500
-CSRF_COOKIE = "ivvy_csrf"
-TOKEN_COOKIE = "ivvy_token"
-HOW = {
-    "field name": "certain: the field's own name",
-    "alias": "sure: a name the importer knows",
-    "results sheet": "sure: the earlier results' task id",
-}
 
 
 @dataclass
@@ -118,10 +117,10 @@ class Page:
             ],
             lifespan=self._lifespan,
         )
-        self.starlette.add_middleware(_Guard, page=self)
+        self.starlette.add_middleware(Guard, page=self)
         #: The application: the security headers go on every answer, a 500 included (they are
         #: added outside Starlette's own error handling).
-        self.app = _Secured(self.starlette)
+        self.app = Secured(self.starlette)
 
     @asynccontextmanager
     async def _lifespan(self, app: Starlette) -> AsyncIterator[None]:
@@ -138,7 +137,7 @@ class Page:
     def _upload(self, request: Request) -> Upload:
         upload = self.uploads.get(request.path_params["id"])
         if upload is None:
-            raise _NotFound
+            raise NotFound
         return upload
 
     def options(self, upload: Upload, **more: Any) -> RunOptions:
@@ -183,7 +182,7 @@ class Page:
         if int(length) > self.config.max_upload + 64 * 1024:
             return self._too_big(request)
         form = await request.form(max_files=1, max_fields=10)
-        _check_csrf(request, form.get("csrf"))
+        check_csrf(request, form.get("csrf"))
         sent = form.get("file")
         if not isinstance(sent, UploadFile) or not sent.filename:
             return self._refuse(request, 400, "Choose a file to upload.")
@@ -217,7 +216,7 @@ class Page:
         upload = self._upload(request)
         form = await request.form() if request.method == "POST" else None
         if form is not None:
-            _check_csrf(request, form.get("csrf"))
+            check_csrf(request, form.get("csrf"))
         if upload.path.suffix.lower() not in WORKBOOK_SUFFIXES:
             return RedirectResponse(f"/u/{upload.id}/map", status_code=303)  # one table
         try:
@@ -237,7 +236,7 @@ class Page:
         upload = self._upload(request)
         if request.method == "POST":
             form = await request.form()
-            _check_csrf(request, form.get("csrf"))
+            check_csrf(request, form.get("csrf"))
             profile = str(form.get("profile") or "") or None
             if profile is not None and profile not in PROFILES:
                 return self._refuse(request, 400, f"No profile {profile!r}.")
@@ -286,7 +285,7 @@ class Page:
         described = describe_mapping(headers, mapping, upload.choices)
         text = mapping_toml({column: field for column, field, _ in described}, upload.profile)
         name = f"{upload.stem}.mapping.toml"
-        return Response(text, media_type="application/toml", headers=_attachment(name))
+        return Response(text, media_type="application/toml", headers=attachment(name))
 
     async def _check(self, upload: Upload, changed: Collection[int] | None = None) -> None:
         """Check the rows as a run would (off the event loop) and keep what it found, for the
@@ -332,7 +331,7 @@ class Page:
         async def validate() -> RunSummary:
             async with IvvyClient(self.config.credentials) as client:
                 return await validate_source(upload.path, client, options, numbers=numbers,
-                                             on_verdict=_collect(verdicts))  # fmt: skip
+                                             on_verdict=collect_verdicts(verdicts))  # fmt: skip
 
         return await off_loop(lambda: asyncio.run(validate())), verdicts
 
@@ -371,7 +370,7 @@ class Page:
         errors_only = request.query_params.get("errors") == "1"
         if request.method == "POST":
             form = await request.form()
-            _check_csrf(request, form.get("csrf"))
+            check_csrf(request, form.get("csrf"))
             await self._check(upload)
             back = "?errors=1" if errors_only or form.get("errors_only") == "1" else ""
             return RedirectResponse(f"/u/{upload.id}/check{back}", status_code=303)
@@ -397,14 +396,14 @@ class Page:
         return self.render(request, "check.html", upload=upload, error=None, summary=summary,
                            headers=data_headers, rows=shown, codes=codes,
                            errors_only=errors_only, total=len(rows), plan=plan,
-                           refusal=refusal and _for_the_page(refusal), previous=previous,
+                           refusal=refusal and for_the_page(refusal), previous=previous,
                            corrections=sorted(upload.fixes.items()),
                            fixed={(n, c) for n, c in upload.fixes})  # fmt: skip
 
     async def fix(self, request: Request) -> Response:
         upload = self._upload(request)
         form = await request.form()
-        _check_csrf(request, form.get("csrf"))
+        check_csrf(request, form.get("csrf"))
         try:
             number, column = int(str(form.get("row"))), str(form.get("column"))
         except ValueError:
@@ -419,7 +418,7 @@ class Page:
         """A correction taken back (or all of this sheet's): the cell reads as the file has it."""
         upload = self._upload(request)
         form = await request.form()
-        _check_csrf(request, form.get("csrf"))
+        check_csrf(request, form.get("csrf"))
         if form.get("all") == "1":
             changed = {n for n, _ in upload.fixes}
             upload.fixes.clear()
@@ -441,7 +440,7 @@ class Page:
         upload = self._upload(request)
         if request.method == "POST":
             form = await request.form()
-            _check_csrf(request, form.get("csrf"))
+            check_csrf(request, form.get("csrf"))
             await self._check(upload)
             return RedirectResponse(f"/u/{upload.id}/corrected", status_code=303)
         checked = upload.checked
@@ -457,14 +456,14 @@ class Page:
                                download=True)  # fmt: skip
         name = f"{upload.stem}.corrected{upload.validation_path.suffix}"
         data = await off_loop(upload.validation_path.read_bytes)
-        return Response(data, headers=_attachment(name),
-                        media_type=_media(upload.validation_path))  # fmt: skip
+        return Response(data, headers=attachment(name),
+                        media_type=content_type(upload.validation_path))  # fmt: skip
 
     async def import_page(self, request: Request) -> Response:
         upload = self._upload(request)
         if request.method == "POST":
             form = await request.form()
-            _check_csrf(request, form.get("csrf"))
+            check_csrf(request, form.get("csrf"))
             running = upload.progress is not None and not upload.progress.finished
             if not running:
                 again = form.get("again") == "1"
@@ -528,7 +527,7 @@ class Page:
     async def stop(self, request: Request) -> Response:
         upload = self._upload(request)
         form = await request.form()
-        _check_csrf(request, form.get("csrf"))
+        check_csrf(request, form.get("csrf"))
         if upload.progress is not None:
             upload.progress.stop_run()
         return RedirectResponse(f"/u/{upload.id}/import", status_code=303)
@@ -546,15 +545,15 @@ class Page:
         data = upload.downloads.get(kind)
         if data is None:
             return RedirectResponse(f"/u/{upload.id}/import", status_code=303)
-        return Response(data, media_type=_media(Path("x.xlsx")),
-                        headers=_attachment(f"{upload.stem}.{kind}.xlsx"))  # fmt: skip
+        return Response(data, media_type=content_type(Path("x.xlsx")),
+                        headers=attachment(f"{upload.stem}.{kind}.xlsx"))  # fmt: skip
 
     async def remove(self, request: Request) -> Response:
         """The upload removed from this computer: its file, corrections and results (a run
         going on is stopped first, and where it stopped stays in the journal)."""
         upload = self._upload(request)
         form = await request.form()
-        _check_csrf(request, form.get("csrf"))
+        check_csrf(request, form.get("csrf"))
         progress = upload.progress
         if progress is not None and progress.task is not None and not progress.finished:
             progress.stop_run()
@@ -588,304 +587,3 @@ class Page:
             f"The file is larger than {limit} MB, the most this page takes. Import it with "
             "the command line instead: task-import run FILE (it streams any size).",
         )
-
-
-class _NotFound(Exception):
-    pass
-
-
-class _CsrfError(Exception):
-    pass
-
-
-def _check_csrf(request: Request, sent: Any) -> None:
-    cookie = request.cookies.get(CSRF_COOKIE, "")
-    if not cookie or not isinstance(sent, str) or not hmac.compare_digest(cookie, sent):
-        raise _CsrfError
-
-
-#: On every answer of the page, errors included.
-SECURITY_HEADERS = [
-    (b"x-content-type-options", b"nosniff"),
-    (b"x-frame-options", b"DENY"),
-    (b"content-security-policy",
-     b"default-src 'self'; script-src 'self'; style-src 'self'; "
-     b"img-src 'self' data:; form-action 'self'; frame-ancestors 'none'"),
-    (b"referrer-policy", b"same-origin"),
-    (b"cache-control", b"no-store"),
-]  # fmt: skip
-
-
-class _Secured:
-    """The security headers on every answer: outside the application, so that an answer made
-    by Starlette's own error handling (a 500) carries them too."""
-
-    def __init__(self, app: Callable[..., Awaitable[None]]) -> None:
-        self.app = app
-
-    async def __call__(self, scope: dict[str, Any], receive: Any, send: Any) -> None:
-        if scope["type"] != "http":
-            await self.app(scope, receive, send)
-            return
-
-        async def secured(message: dict[str, Any]) -> None:
-            if message["type"] == "http.response.start":
-                headers = [
-                    (name, value)
-                    for name, value in message.get("headers", [])
-                    if name.lower() not in {n for n, _ in SECURITY_HEADERS}
-                ]
-                message["headers"] = headers + SECURITY_HEADERS
-            await send(message)
-
-        await self.app(scope, receive, secured)
-
-
-class _Guard:
-    """Every request, before any handler: a Host this page answers to (on loopback, its own
-    names: a rebinding site gets 403), the access token (beyond loopback), the CSRF cookie, an
-    Origin that is this page's own on every POST; refusals as pages."""
-
-    def __init__(self, app: Callable[..., Awaitable[None]], page: Page) -> None:
-        self.app = app
-        self.page = page
-
-    async def __call__(self, scope: dict[str, Any], receive: Any, send: Any) -> None:
-        if scope["type"] != "http":
-            await self.app(scope, receive, send)
-            return
-        request = Request(scope, receive)
-        hosts = self.page.config.hosts
-        host = request.headers.get("host", "")
-        if hosts is not None and host not in hosts:
-            await _refused("Refused: this page answers only to its own address.")(
-                scope, receive, send
-            )
-            return
-        token = self.page.config.token
-        set_token = False
-        if token is not None and not hmac.compare_digest(
-            request.cookies.get(TOKEN_COOKIE, ""), token
-        ):
-            if hmac.compare_digest(request.query_params.get("token", ""), token):
-                set_token = True
-            else:
-                await _refused(
-                    "Open the address task-import serve printed (it carries the access token)."
-                )(scope, receive, send)
-                return
-        csrf = request.cookies.get(CSRF_COOKIE) or secrets.token_urlsafe(24)
-        scope.setdefault("state", {})["csrf"] = csrf
-        if request.method not in ("GET", "HEAD", "POST"):
-            await Response("Only GET and POST.", status_code=405)(scope, receive, send)
-            return
-        if request.method == "POST" and not _same_origin(request, hosts):
-            await _refused("Refused: this form came from another site.")(scope, receive, send)
-            return
-
-        async def send_with_cookies(message: MutableMapping[str, Any]) -> None:
-            if message["type"] == "http.response.start":
-                headers = message.setdefault("headers", [])
-                cookies = [f"{CSRF_COOKIE}={csrf}; Path=/; SameSite=Strict; HttpOnly"]
-                if set_token:
-                    cookies.append(f"{TOKEN_COOKIE}={token}; Path=/; SameSite=Strict; HttpOnly")
-                headers += [(b"set-cookie", c.encode()) for c in cookies]
-            await send(message)
-
-        try:
-            await self.app(scope, receive, send_with_cookies)
-        except _NotFound:
-            await Response("No such upload (it may have been removed).",
-                           status_code=404)(scope, receive, send_with_cookies)  # fmt: skip
-        except _CsrfError:
-            await _refused(
-                "Refused: the form's token is missing or stale. Reload the page and try again."
-            )(scope, receive, send_with_cookies)
-
-
-def _collect(verdicts: dict[int, Verdict]) -> Callable[[Any, Any, str], None]:
-    """A verdict collector for :func:`validate_source`: each row's verdict, kept small (alike
-    verdicts are one object)."""
-    alike: dict[Verdict, Verdict] = {}
-
-    def collect(row: Any, outcome: Any, verb: str) -> None:
-        verdict = Verdict(outcome.result, outcome.error_code, verb)
-        verdicts[row.number] = alike.setdefault(verdict, verdict)
-
-    return collect
-
-
-def _refused(text: str) -> Response:
-    return Response(text, status_code=403, media_type="text/plain")
-
-
-def _same_origin(request: Request, hosts: frozenset[str] | None) -> bool:
-    """Whether a POST comes from this page: no Origin (a browser sends one with every form
-    post it makes across sites), or this page's own address."""
-    origin = request.headers.get("origin")
-    if origin is None:
-        return True
-    scheme, _, where = origin.partition("://")
-    if scheme not in ("http", "https"):
-        return False  # "null" (a sandboxed frame, a file) and anything else
-    return where in hosts if hosts is not None else where == request.headers.get("host", "")
-
-
-#: The plan's lines, in the order the check page shows them.
-PLAN_ORDER = (CREATE, UPDATE, UPDATE_THEIRS, UNCHANGED, INVALID, KEPT)
-
-
-def _for_the_page(message: str) -> str:
-    """A refusal as the page says it: the page's own way on, not command-line options."""
-    return message.split(" If the column holds")[0] + (
-        " Choose “not imported” for that column on the Map step if it holds another system's "
-        "ids, or tick the box below to update those tasks on purpose."
-    )
-
-
-def _attachment(name: str) -> dict[str, str]:
-    return {"Content-Disposition": f'attachment; filename="{name}"'}
-
-
-def _media(path: Path) -> str:
-    if path.suffix == ".csv":
-        return "text/csv; charset=utf-8"
-    return "application/vnd.openxmlformats-officedocument.spreadsheetml.sheet"
-
-
-#: An absolute path in a message (a file, a folder, a journal), to be named by its last part.
-_PATH = re.compile(r"(?<![\w.:/])(?:/[^\s/'\"(),;]+)+/?")
-
-
-def scrubbed(text: str, upload: Upload | None, credentials: Credentials | None) -> str:
-    """``text`` as a page may show it: the upload's own file by its name, any other path by
-    its last part (no server folder, no other upload's folder: its id opens its pages), and
-    nothing of the credentials."""
-    if upload is not None:
-        text = text.replace(str(upload.path), upload.name).replace(str(upload.folder), "")
-    text = _PATH.sub(lambda m: Path(m.group(0)).name or "/", text)
-    if credentials is not None:
-        for secret, said in ((credentials.secret, "(the API secret)"),
-                             (credentials.key, "(the API key)")):  # fmt: skip
-            if secret:
-                text = text.replace(secret, said)
-    return text
-
-
-async def off_loop(work: Callable[[], T]) -> T:
-    """``work()`` in a daemon thread of its own, awaited: the event loop answers every other
-    request meanwhile, and a stop never waits for it (the process ends all the same)."""
-    loop = asyncio.get_running_loop()
-    future: asyncio.Future[T] = loop.create_future()
-
-    def settle(outcome: Callable[[], None]) -> None:
-        with contextlib.suppress(RuntimeError):  # the loop is gone: the server stopped
-            loop.call_soon_threadsafe(outcome)
-
-    def run() -> None:
-        try:
-            result = work()
-        except BaseException as exc:  # handed to the request that awaits it
-            failure = exc
-
-            def failed() -> None:
-                if not future.done():
-                    future.set_exception(failure)
-
-            settle(failed)
-        else:
-
-            def succeeded() -> None:
-                if not future.done():
-                    future.set_result(result)
-
-            settle(succeeded)
-
-    threading.Thread(target=run, daemon=True, name="page-work").start()
-    return await future
-
-
-def mapped_so_far(path: Path, options: RunOptions) -> tuple[list[str], ColumnMapping]:
-    """The source's own headers and what the mapper decides for them, even while a field every
-    create needs has no column yet."""
-    source, earlier, mapping = open_mapped(path, options, require=False)
-    return (source.headers[: -len(earlier)] if earlier else source.headers), mapping
-
-
-def describe_mapping(
-    headers: list[str], mapping: ColumnMapping, choices: dict[str, str | None]
-) -> list[tuple[str, str, str]]:
-    """Each source column: the field it feeds ("" for none) and how sure that is."""
-    field_of = {column: field for field, column in mapping.columns.items()}
-    rows = []
-    for header in headers:
-        field = field_of.get(header, "")
-        if field == "id" and mapping.how.get("id") != "results sheet":
-            how = (
-                "task ids of unknown origin: the check asks before any task this tool did not "
-                "make would be updated"
-            )
-        elif header in choices:
-            how = "your choice" if choices[header] else "your choice: not imported"
-        elif field:
-            reason = mapping.how.get(field, "")
-            how = HOW.get(reason, f"sure: {reason}" if reason else "")
-        else:
-            how = "not imported (kept in the results)"
-        rows.append((header, field, how))
-    return rows
-
-
-def mapping_toml(columns: dict[str, str | None], profile: str | None) -> str:
-    """The mapping as the ``--mapping`` file that a nightly run can reuse."""
-    lines = ["# Made by task-import serve: give it to a run with --mapping"]
-    if profile:
-        lines.append(f'profile = "{profile}"')
-    lines += ["", "[columns]"]
-    for column, field in columns.items():
-        lines.append(f"{toml_string(column)} = {toml_string(field or 'ignore')}")
-    return "\n".join(lines) + "\n"
-
-
-def read_verdicts(path: Path) -> tuple[list[str], list[dict[str, Any]]]:
-    """A results sheet of ours: its source headers, and each row as a dict of those headers'
-    cells (as the person wrote them) and of our columns by their own names."""
-    if path.suffix == ".csv":
-        with path.open(encoding="utf-8-sig", newline="") as handle:
-            table: list[list[Any]] = list(csv.reader(handle))
-    else:
-        table = [["" if v is None else v for v in row] for row in _results_sheet(path)]
-    count = len(RESULT_COLUMNS)
-    headers = [str(h) for h in table[0][:-count]]
-    rows = []
-    for cells in table[1:]:
-        row = {h: unneutralise(v) for h, v in zip(headers, cells, strict=False)}
-        row.update(zip(RESULT_COLUMNS, cells[-count:], strict=True))
-        rows.append(row)
-    return headers, rows
-
-
-def _results_sheet(path: Path) -> list[tuple[Any, ...]]:
-    """The rows of an XLSX results sheet's Results sheet, its header first."""
-    book = openpyxl.load_workbook(path, read_only=True)
-    try:
-        return list(book["Results"].iter_rows(values_only=True))
-    finally:
-        book.close()
-
-
-def rows_to_fix(results: Path) -> bytes:
-    """The rows of a results sheet that need a person, as an XLSX results sheet of their own
-    (a source for ``run --only failed,invalid``)."""
-    rows = _results_sheet(results)
-    header = list(rows[0])
-    result = len(header) - len(RESULT_COLUMNS) + RESULT_COLUMNS.index("result")
-    out = openpyxl.Workbook(write_only=True)
-    sheet = out.create_sheet("Results")
-    sheet.append(header)
-    for row in rows[1:]:
-        if row[result] in ("invalid", "failed", "skipped"):
-            sheet.append(list(row))
-    buffer = io.BytesIO()
-    out.save(buffer)
-    return buffer.getvalue()

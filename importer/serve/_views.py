@@ -1,0 +1,151 @@
+"""What the page shows: messages without server paths or credentials, the mapping as a table and
+as the mapping file a run takes, the verdicts of a check and the rows to fix (read through
+the importer's own reader)."""
+
+from __future__ import annotations
+
+import io
+import re
+from pathlib import Path
+from typing import Any
+
+import openpyxl
+
+from ..client import Credentials
+from ..map import ColumnMapping, toml_string
+from ..options import RunOptions
+from ..plan import CREATE, INVALID, KEPT, UNCHANGED, UPDATE, UPDATE_THEIRS
+from ..prepare import open_mapped
+from ..read import open_source
+from ..results import RESULT_COLUMNS, unneutralise, whole
+from ._state import Upload
+
+HOW = {
+    "field name": "certain: the field's own name",
+    "alias": "sure: a name the importer knows",
+    "results sheet": "sure: the earlier results' task id",
+}
+
+
+#: The plan's lines, in the order the check page shows them.
+PLAN_ORDER = (CREATE, UPDATE, UPDATE_THEIRS, UNCHANGED, INVALID, KEPT)
+
+
+def for_the_page(message: str) -> str:
+    """A refusal as the page says it: the page's own way on, not command-line options."""
+    return message.split(" If the column holds")[0] + (
+        " Choose “not imported” for that column on the Map step if it holds another system's "
+        "ids, or tick the box below to update those tasks on purpose."
+    )
+
+
+def attachment(name: str) -> dict[str, str]:
+    return {"Content-Disposition": f'attachment; filename="{name}"'}
+
+
+def content_type(path: Path) -> str:
+    if path.suffix == ".csv":
+        return "text/csv; charset=utf-8"
+    return "application/vnd.openxmlformats-officedocument.spreadsheetml.sheet"
+
+
+#: An absolute path in a message (a file, a folder, a journal), to be named by its last part.
+_PATH = re.compile(r"(?<![\w.:/])(?:/[^\s/'\"(),;]+)+/?")
+
+
+def scrubbed(text: str, upload: Upload | None, credentials: Credentials | None) -> str:
+    """``text`` as a page may show it: the upload's own file by its name, any other path by
+    its last part (no server folder, no other upload's folder: its id opens its pages), and
+    nothing of the credentials."""
+    if upload is not None:
+        text = text.replace(str(upload.path), upload.name).replace(str(upload.folder), "")
+    text = _PATH.sub(lambda m: Path(m.group(0)).name or "/", text)
+    if credentials is not None:
+        for secret, said in ((credentials.secret, "(the API secret)"),
+                             (credentials.key, "(the API key)")):  # fmt: skip
+            if secret:
+                text = text.replace(secret, said)
+    return text
+
+
+def mapped_so_far(path: Path, options: RunOptions) -> tuple[list[str], ColumnMapping]:
+    """The source's own headers and what the mapper decides for them, even while a field every
+    create needs has no column yet."""
+    source, earlier, mapping = open_mapped(path, options, require=False)
+    return (source.headers[: -len(earlier)] if earlier else source.headers), mapping
+
+
+def describe_mapping(
+    headers: list[str], mapping: ColumnMapping, choices: dict[str, str | None]
+) -> list[tuple[str, str, str]]:
+    """Each source column: the field it feeds ("" for none) and how sure that is."""
+    field_of = {column: field for field, column in mapping.columns.items()}
+    rows = []
+    for header in headers:
+        field = field_of.get(header, "")
+        if field == "id" and mapping.how.get("id") != "results sheet":
+            how = (
+                "task ids of unknown origin: the check asks before any task this tool did not "
+                "make would be updated"
+            )
+        elif header in choices:
+            how = "your choice" if choices[header] else "your choice: not imported"
+        elif field:
+            reason = mapping.how.get(field, "")
+            how = HOW.get(reason, f"sure: {reason}" if reason else "")
+        else:
+            how = "not imported (kept in the results)"
+        rows.append((header, field, how))
+    return rows
+
+
+def mapping_toml(columns: dict[str, str | None], profile: str | None) -> str:
+    """The mapping as the ``--mapping`` file that a nightly run can reuse."""
+    lines = ["# Made by task-import serve: give it to a run with --mapping"]
+    if profile:
+        lines.append(f'profile = "{profile}"')
+    lines += ["", "[columns]"]
+    for column, field in columns.items():
+        lines.append(f"{toml_string(column)} = {toml_string(field or 'ignore')}")
+    return "\n".join(lines) + "\n"
+
+
+def read_verdicts(path: Path) -> tuple[list[str], list[dict[str, Any]]]:
+    """A results sheet of ours: its source headers, and each row as a dict of those headers'
+    cells (as the person wrote them) and of our columns by their own names."""
+    headers, table = results_table(path)
+    count = len(RESULT_COLUMNS)
+    data = headers[:-count]
+    rows = []
+    for cells in table:
+        row = {h: unneutralise(v) for h, v in zip(data, cells, strict=False)}
+        row.update(zip(RESULT_COLUMNS, (whole(c) for c in cells[-count:]), strict=True))
+        rows.append(row)
+    return data, rows
+
+
+def results_table(path: Path) -> tuple[list[str], list[list[Any]]]:
+    """A results sheet of ours, read by the importer's own reader (bounded, as every file is):
+    its headers, and its rows' cells as stored (text a spreadsheet would evaluate still
+    prefixed)."""
+    source = open_source(path, sheet="Results" if path.suffix.lower() == ".xlsx" else None)
+    headers = source.headers
+    rows = [["" if c is None else c for c in (row.cells[h] for h in headers)]
+            for row in source.rows()]  # fmt: skip
+    return headers, rows
+
+
+def rows_to_fix(results: Path) -> bytes:
+    """The rows of a results sheet that need a person, as an XLSX results sheet of their own
+    (a source for ``run --only failed,invalid``)."""
+    header, rows = results_table(results)
+    result = len(header) - len(RESULT_COLUMNS) + RESULT_COLUMNS.index("result")
+    out = openpyxl.Workbook(write_only=True)
+    sheet = out.create_sheet("Results")
+    sheet.append(header)
+    for row in rows:
+        if row[result] in ("invalid", "failed", "skipped"):
+            sheet.append([whole(c) for c in row])
+    buffer = io.BytesIO()
+    out.save(buffer)
+    return buffer.getvalue()
