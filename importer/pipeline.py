@@ -15,7 +15,6 @@ import asyncio
 import pickle
 import tempfile
 import time
-from collections import Counter
 from collections.abc import Callable, Collection, Iterable, Iterator, Mapping
 from datetime import timedelta
 from pathlib import Path
@@ -47,7 +46,6 @@ from .reconcile import SLACK, Reconciler
 from .results import (
     check_results_path,
     default_results_path,
-    open_results,
 )
 from .send import (
     INTERRUPTED,
@@ -61,7 +59,7 @@ from .send import (
     send_all,
     send_batches,
 )
-from .summary import RunSummary
+from .summary import RunSummary, write_results
 
 
 async def settle_in_flight(
@@ -440,18 +438,12 @@ def _finish(
 ) -> RunSummary:
     """Write the results (every row, in source order, with its ``place``: see
     :meth:`Lineage.cells`) and complete the summary."""
-    counts: Counter[str] = Counter()
-    codes: Counter[str] = Counter()
-    with open_results(results, prepared.data_headers) as sheet:
-        for row, outcome in outcomes:
-            counts[outcome.result] += 1
-            if outcome.error_code is not None:
-                codes[str(outcome.error_code)] += 1
-            sheet.add(row, outcome, place(row) if place is not None else None)
-        summary.counts, summary.codes = counts, codes
+
+    def ended() -> None:
         summary.seconds = time.monotonic() - clock
-        sheet.close(summary.sheet_lines(), codes)
-    return summary
+
+    placed = ((row, outcome, place(row) if place else None) for row, outcome in outcomes)
+    return write_results(summary, results, prepared.data_headers, placed, ending=ended)
 
 
 async def validate_source(

@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 from collections import Counter
-from collections.abc import Callable, Iterator
+from collections.abc import Callable, Iterable, Iterator
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
 from pathlib import Path
@@ -11,7 +11,8 @@ from typing import Any
 
 from .dates import DateRules
 from .errors import RunFailed, UsageError
-from .model import SUCCESSFUL, RowResult
+from .model import SUCCESSFUL, Outcome, Row, RowResult
+from .results import open_results
 
 
 @dataclass
@@ -164,3 +165,30 @@ class RunSummary:
             + f". Results: {self.results}"
             + (f" (run {self.run_id})" if self.run_id is not None else "")
         )
+
+
+def write_results(
+    summary: RunSummary,
+    path: Path,
+    headers: list[str],
+    rows: Iterable[tuple[Row, Outcome, tuple[int, str] | None]],
+    *,
+    ending: Callable[[], None] | None = None,
+) -> RunSummary:
+    """The results sheet at ``path`` (every row with its outcome and its place, in order; whole
+    or not at all), with the rows counted into the summary by result and by code as they are
+    written: one way for a run, a check and an undo alike. ``ending`` runs just before the
+    Summary sheet is written (to complete the summary)."""
+    counts: Counter[str] = Counter()
+    codes: Counter[str] = Counter()
+    with open_results(path, headers) as sheet:
+        for row, outcome, place in rows:
+            counts[outcome.result] += 1
+            if outcome.error_code is not None:
+                codes[str(outcome.error_code)] += 1
+            sheet.add(row, outcome, place)
+        summary.counts, summary.codes = counts, codes
+        if ending is not None:
+            ending()
+        sheet.close(summary.sheet_lines(), codes)
+    return summary

@@ -35,9 +35,9 @@ from .model import Outcome, Payload, Row
 from .pipeline import settle_in_flight
 from .plan import INVALID, UPDATE, Decision
 from .reconcile import Reconciler, same_value
-from .results import check_results_path, open_results
+from .results import check_results_path
 from .send import SendOptions, send_all
-from .summary import RunSummary
+from .summary import RunSummary, write_results
 
 CANCELLED = 3
 
@@ -298,18 +298,18 @@ def _describe(row: Touched, action: Payload | Outcome, original: int) -> tuple[s
 def _write_plan(
     summary: RunSummary, journal: Journal, original: RunRecord, actions: _Actions
 ) -> None:
-    assert summary.results is not None
-    with open_results(summary.results, []) as sheet:
+    def planned() -> Iterator[tuple[Row, Outcome, None]]:
         touched = journal.touched(original.id)
         try:
             for row in touched:
                 verb, outcome = _describe(row, actions.of(row), original.id)
                 summary.plan[verb] += 1
-                summary.counts[outcome.result] += 1
-                sheet.add(Row(row.number, {}), outcome)
+                yield Row(row.number, {}), outcome, None
         finally:
             touched.close()
-        sheet.close(summary.sheet_lines(), summary.codes)
+
+    assert summary.results is not None
+    write_results(summary, summary.results, [], planned())
 
 
 def _write(
@@ -321,12 +321,12 @@ def _write(
 ) -> None:
     """The undo's results: each row the import created (cancelled, or why not) or updated (put
     back, or why not), in row order; the import's rows and the undo's, merged as they stream."""
-    touched = journal.touched(original.id)
-    undone = run.outcomes()
-    pending = next(undone, None)
-    assert summary.results is not None
-    try:
-        with open_results(summary.results, []) as sheet:
+
+    def merged() -> Iterator[tuple[Row, Outcome, None]]:
+        touched = journal.touched(original.id)
+        undone = run.outcomes()
+        pending = next(undone, None)
+        try:
             for row in touched:
                 while pending is not None and pending[0] < row.number:
                     pending = next(undone, None)
@@ -342,13 +342,12 @@ def _write(
                 else:
                     outcome = Outcome("skipped", task_id=row.task_id, message=f"not {verb} yet: "
                                       "the undo was stopped; run it again to go on")  # fmt: skip
-                summary.counts[outcome.result] += 1
-                if outcome.error_code is not None:
-                    summary.codes[str(outcome.error_code)] += 1
                 summary.plan["cancel" if row.result == "created" else "restore"] += (
                     outcome.result == "updated"
                 )
-                sheet.add(Row(row.number, {}), outcome)
-            sheet.close(summary.sheet_lines(), summary.codes)
-    finally:
-        touched.close()
+                yield Row(row.number, {}), outcome, None
+        finally:
+            touched.close()
+
+    assert summary.results is not None
+    write_results(summary, summary.results, [], merged())
