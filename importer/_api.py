@@ -21,13 +21,13 @@ from dataclasses import dataclass
 from datetime import date, datetime
 from datetime import time as clock_time
 from pathlib import Path
-from typing import Any, TypeVar
+from typing import Any, Literal, TypeVar
 
 from .client import Credentials, IvvyClient
 from .errors import UsageError
 from .map import MappingFile
 from .model import Outcome, RowResult
-from .options import DEFAULTS, RunOptions
+from .options import BESIDE, DEFAULTS, RunOptions
 from .pipeline import run_import, validate_source
 from .prepare import prepare
 from .progress import OnEvent
@@ -121,12 +121,14 @@ def validate(
     options: RunOptions = DEFAULTS,
     mapping: str | os.PathLike[str] | MappingFile | None = None,
     offline: bool = False,
+    target: str | None = None,
 ) -> RunSummary:
     """Every check a run makes, and nothing sent: each row ``valid`` or ``invalid``, and the
     plan (create, update, unchanged…) in ``summary.plan``. ``offline``: without iVvy (no ids
-    looked up; the plan then knows no target)."""
+    looked up; the plan is that of ``target``'s journal, as ``Credentials.target`` names it,
+    when given)."""
     return _sync(validate_async(source, credentials=credentials, client=client, options=options,
-                                mapping=mapping, offline=offline))  # fmt: skip
+                                mapping=mapping, offline=offline, target=target))  # fmt: skip
 
 
 async def validate_async(
@@ -137,11 +139,12 @@ async def validate_async(
     options: RunOptions = DEFAULTS,
     mapping: str | os.PathLike[str] | MappingFile | None = None,
     offline: bool = False,
+    target: str | None = None,
 ) -> RunSummary:
     """:func:`validate`, awaited."""
     async with _prepared(source, options, mapping, "validation") as (path, opts, keep):
         if offline:
-            summary = await validate_source(path, None, opts)
+            summary = await validate_source(path, None, opts, target=target)
         else:
             async with _client(credentials, client, opts.send.concurrency) as ivvy:
                 summary = await validate_source(path, ivvy, opts)
@@ -175,9 +178,12 @@ async def undo_async(
     plan_only: bool = False,
     stop: asyncio.Event | None = None,
 ) -> RunSummary:
-    """:func:`undo`, awaited."""
+    """:func:`undo`, awaited (``results="beside"``: the command line's place for them, beside
+    the results of the run undone)."""
     folder = None
-    where = Path(results) if results is not None else None
+    where: Path | Literal["beside"] | None = (
+        results if results == BESIDE else Path(results) if results is not None else None
+    )
     if where is None:
         folder = Path(tempfile.mkdtemp(prefix="task-import-api-"))
         where = folder / "undo.results.csv"
@@ -189,7 +195,7 @@ async def undo_async(
         if folder is not None:
             shutil.rmtree(folder, ignore_errors=True)
         raise
-    return _kept(summary, folder, RunOptions(results=None if folder else where))
+    return _kept(summary, folder, RunOptions(results=None if folder else summary.results))
 
 
 def inspect(

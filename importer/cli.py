@@ -24,13 +24,13 @@ import click
 import platformdirs
 from tqdm import tqdm
 
+from . import _api as api
 from .check import RESULTS
 from .client import AuthError, Credentials, IvvyClient, IvvyError, TransportError
 from .errors import ImporterError, UsageError
 from .journal import Journal, default_journal_path, list_runs
 from .model import ProgressEvent
-from .options import RunOptions, parse_clock
-from .pipeline import run_import, validate_source
+from .options import BESIDE, RunOptions, parse_clock
 from .profiles import PROFILES
 from .reconcile import SETTLE
 from .sandbox import (
@@ -45,7 +45,6 @@ from .sandbox import (
 )
 from .send import DEFAULT_CALLBACK
 from .template import write_template
-from .undo import undo_run
 
 # Retries are the send stage's business and end up in the results; the retry library's own log
 # lines would only be noise on a user's terminal.
@@ -387,7 +386,7 @@ def run(
         raise click.UsageError("--resume goes on with a run; --new-run begins one: give one")
     with _target(use_sandbox) as credentials, _state(state, use_sandbox) as journal:
         options = RunOptions(
-            results=results,
+            results=results or BESIDE,
             concurrency=concurrency,
             via=via,
             rate=rate,
@@ -503,8 +502,8 @@ def validate_command(
       task-import validate export.csv --key "Legacy Id"
     """
     options = RunOptions(
-        results=results, state=state, only=only, update_existing=update_existing or None,
-        **source_args,
+        results=results or BESIDE, state=state, only=only,
+        update_existing=update_existing or None, **source_args,
     )  # fmt: skip
     environ = _environ()
     online = not offline and (use_sandbox or bool(environ.get("IVVY_API_KEY")))
@@ -512,7 +511,7 @@ def validate_command(
         target = None
         if environ.get("IVVY_API_KEY") and environ.get("IVVY_API_SECRET"):
             target = Credentials.from_env(environ).target  # for the plan of --key
-        summary = asyncio.run(validate_source(source, None, options, target=target))
+        summary = api.validate(source, options=options, offline=True, target=target)
     else:
         with _target(use_sandbox) as credentials:
             summary = asyncio.run(_validate(source, credentials, options))
@@ -523,8 +522,7 @@ def validate_command(
 
 
 async def _validate(source: Path, credentials: Credentials, options: RunOptions) -> Any:
-    async with IvvyClient(credentials) as client:
-        return await validate_source(source, client, options)
+    return await api.validate_async(source, credentials=credentials, options=options)
 
 
 async def _run(
@@ -566,8 +564,9 @@ async def _run(
             bar.update(1)
 
     try:
-        async with IvvyClient(credentials, max_connections=options.send.concurrency) as client:
-            return await run_import(source, client, options, stop=stop, on_event=on_event)
+        return await api.run_async(
+            source, credentials=credentials, options=options, on_event=on_event, stop=stop
+        )
     finally:
         if bar is not None:
             bar.close()
@@ -683,11 +682,8 @@ def undo(
     """
     credentials = Credentials.from_env(_environ())
 
-    async def go() -> Any:
-        async with IvvyClient(credentials) as client:
-            return await undo_run(client, run_id, state=state, results=results, plan_only=plan_only)
-
-    summary = asyncio.run(go())
+    summary = api.undo(run_id, credentials=credentials, state=state, results=results or BESIDE,
+                       plan_only=plan_only)  # fmt: skip
     if not as_json and not quiet:
         plan = summary.plan
         left = summary.counts.get("skipped", 0)

@@ -9,7 +9,7 @@ from dataclasses import dataclass
 from datetime import datetime
 from datetime import time as clock_time
 from pathlib import Path
-from typing import Any
+from typing import Any, Literal
 
 from .dates import DateOrder
 from .errors import UsageError
@@ -17,6 +17,8 @@ from .map import MappingFile
 from .send import SendOptions
 
 VENUE_ZONE = "venue"
+#: ``RunOptions(results=BESIDE)``: the results beside the source (the command line's choice).
+BESIDE: Literal["beside"] = "beside"
 
 
 def _path(value: Any) -> Any:
@@ -84,7 +86,8 @@ class RunOptions:
     """What a run may be told, in small frozen values: how the source is read
     (:class:`SourceOptions`), how its dates are (:class:`DateOptions`), how rows are sent
     (:class:`~importer.send.SendOptions`), the journal (:class:`JournalOptions`), and the
-    run's own: where its ``results`` go (none unless given, for the library), the ``key``
+    run's own: where its ``results`` go (none unless given, for the library; ``"beside"``
+    the source, as the command line writes them: ``NAME.results.xlsx|csv``), the ``key``
     column that identifies a row (a value twice is refused), the default ``venue_id``, ``only``
     (for a results sheet read back: the earlier results whose rows are sent again),
     ``all_or_nothing`` (nothing sent while any row is invalid), and ``update_existing``
@@ -100,7 +103,7 @@ class RunOptions:
     dates: DateOptions
     send: SendOptions
     journal: JournalOptions
-    results: Path | None
+    results: Path | Literal["beside"] | None
     key: str | None
     venue_id: int | None
     only: frozenset[str] | None
@@ -137,7 +140,8 @@ class RunOptions:
             groups[group] = dataclasses.replace(groups[group], **values)
         for name, value in groups.items():
             object.__setattr__(self, name, value)
-        own = {"results": _path(results), "key": key, "venue_id": venue_id, "only": only,
+        where = results if results == BESIDE else _path(results)
+        own = {"results": where, "key": key, "venue_id": venue_id, "only": only,
                "all_or_nothing": all_or_nothing, "update_existing": update_existing}  # fmt: skip
         for name, value in own.items():
             object.__setattr__(self, name, value)

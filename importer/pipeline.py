@@ -414,8 +414,12 @@ def _summary(
 ) -> tuple[RunSummary, Path]:
     """A run's summary as it begins, and where its results go (``NAME.{kind}.xlsx|csv`` by
     default)."""
-    results = options.results or default_results_path(
-        prepared.source.path, kind, numbered=prepared.earlier is not None and kind == "results"
+    results = (
+        options.results
+        if isinstance(options.results, Path)
+        else default_results_path(
+            prepared.source.path, kind, numbered=prepared.earlier is not None and kind == "results"
+        )
     )
     check_results_path(results, prepared.source.path)
     target = client.credentials.target if client else "offline (no credentials)"

@@ -17,7 +17,7 @@ import time
 from collections.abc import Iterator, Mapping
 from datetime import UTC, datetime
 from pathlib import Path
-from typing import Any
+from typing import Any, Literal
 
 from .client import IvvyClient
 from .directory import tasks_among
@@ -79,7 +79,7 @@ async def undo_run(
     run_id: int | None = None,
     *,
     state: Path | None = None,
-    results: Path | None = None,
+    results: Path | Literal["beside"] | None = None,
     concurrency: int = 8,
     stop: asyncio.Event | None = None,
     plan_only: bool = False,
@@ -102,7 +102,8 @@ async def undo_run(
             raise UsageError(
                 f"run {original.id} was already undone on {earlier.finished}; see {earlier.results}"
             )
-        results = results or undo_results_path(original, plan=plan_only)
+        if not isinstance(results, Path):
+            results = undo_results_path(original, plan=plan_only)
         check_results_path(results)
         current = await tasks_among(client, journal.updated_tasks(original.id))
         actions = _Actions(original, current, client.clock_offset)
