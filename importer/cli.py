@@ -287,6 +287,12 @@ def load_config(path: Path, group: click.Group) -> tuple[dict[str, dict[str, Any
     "results (e.g. failed,invalid); a row with a task_id is that task's (updated, or unchanged)."
 )
 @click.option(
+    "--trust-empty-journal",
+    is_flag=True,
+    help="With --key: begin although the journal knows no keys while the account holds tasks "
+    "like the first rows (it is refused otherwise: a lost journal would create every task again).",
+)
+@click.option(
     "--recreate-missing",
     is_flag=True,
     help="A task deleted in iVvy since it was imported (24392) is created again.",
@@ -354,6 +360,7 @@ def run(
     resume: bool,
     new_run: bool,
     only: frozenset[str] | None,
+    trust_empty_journal: bool,
     recreate_missing: bool,
     settle: float,
     callback_url: str,
@@ -396,6 +403,7 @@ def run(
             new_run=new_run,
             only=only,
             recreate_missing=recreate_missing,
+            trust_empty=trust_empty_journal,
             settle=settle,
             callback_url=callback_url,
             batch_wait=batch_wait,

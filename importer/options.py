@@ -61,11 +61,16 @@ class DateOptions:
 class JournalOptions:
     """The journal: its file (``state``; default one per target under the user's data folder),
     and which run this is: ``resume`` goes on with this source's stopped run, ``new_run``
-    begins a new one through every row although the source was imported before."""
+    begins a new one through every row although the source was imported before;
+    ``trust_empty``: a keyed run may begin with a journal that knows no keys although the
+    account holds tasks like the first rows."""
 
     state: Path | None = None
     resume: bool = False
     new_run: bool = False
+    #: A keyed run into a target whose journal knows no keys, while the account holds tasks
+    #: like its first rows, is refused (the journal was lost?) unless this is set.
+    trust_empty: bool = False
 
     def __post_init__(self) -> None:
         object.__setattr__(self, "state", _path(self.state))

@@ -17,11 +17,13 @@ import tempfile
 import time
 from collections.abc import Callable, Collection, Iterable, Iterator, Mapping
 from datetime import timedelta
+from itertools import islice
 from pathlib import Path
 from typing import Any
 
 from .check import checked_rows
 from .client import ApiError, IvvyClient, IvvyError
+from .directory import Directory
 from .errors import UsageError
 from .feed import Feed
 from .fields import BATCH_NOT_DONE
@@ -42,7 +44,7 @@ from .options import DEFAULTS, RunOptions
 from .plan import Lineage, Planner, _planned, _with_key, refuse_their_tasks, unknown_ids
 from .prepare import Prepared, prepare_online
 from .progress import OnEvent, Tally
-from .reconcile import SLACK, Reconciler
+from .reconcile import SLACK, Reconciler, matches, plain
 from .results import (
     check_results_path,
     default_results_path,
@@ -221,6 +223,51 @@ def begin_run(
     return record, False, notes
 
 
+#: Rows of a keyed run looked for in iVvy when its journal knows no keys, and pages read each.
+LOST_JOURNAL_ROWS = 3
+LOST_JOURNAL_PAGES = 5
+
+
+async def refuse_a_lost_journal(
+    client: IvvyClient,
+    prepared: Prepared,
+    directory: Directory | None,
+    options: RunOptions,
+    journal_path: Path,
+) -> None:
+    """UsageError (exit 2) when a keyed run begins with a journal that knows no keys while the
+    account already holds tasks like its first rows: the journal of the earlier nights is
+    likely lost (a new machine, a pod without a lasting disk), and the run would create every
+    task again. A few rows are looked for, a few pages each (a list that ignores its filter is
+    checked task by task, and read no further)."""
+    first = [
+        checked
+        for _, checked in islice(
+            checked_rows(prepared, directory, default_venue=options.venue_id), 50
+        )
+        if isinstance(checked, Payload) and not checked.is_update
+    ][:LOST_JOURNAL_ROWS]
+    for payload in first:
+        name = payload.params.get("name")
+        read = 0
+        async for task in client.iter_collection(
+            "crm", "getTaskList", filter={"name": name} if name else None
+        ):
+            if matches(task, payload.params):
+                raise UsageError(
+                    f"the journal ({journal_path.name}) knows no row imported with --key "
+                    f"{options.key!r} into this account, yet the account already holds task "
+                    f"{task.get('id')}, like row {payload.row.number} ({plain(name)!r}): the "
+                    "journal of the earlier runs looks lost (a new machine, a worker without a "
+                    "lasting disk), and this run would create every task again. Point --state "
+                    "at that journal, or give --trust-empty-journal if those tasks are not "
+                    "this export's"
+                )
+            read += 1
+            if read >= LOST_JOURNAL_PAGES * 100:
+                break
+
+
 async def run_import(
     source_path: str | Path,
     client: IvvyClient,
@@ -252,6 +299,8 @@ async def run_import(
         if note := refuse_their_tasks(prepared, known, options, target):
             summary.warnings.append(note)
         options = _with_key(prepared, known, options, summary.warnings)
+        if options.key and not options.journal.trust_empty and not known.knows_keys(options.key):
+            await refuse_a_lost_journal(client, prepared, directory, options, journal.path)
         reconciler = Reconciler(client, settle=options.send.settle)
         touched = await settle_in_flight(journal, target, reconciler, client)
         if touched:

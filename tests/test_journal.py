@@ -435,3 +435,40 @@ def test_an_update_in_flight_when_its_run_died_is_undone_to_the_task_as_it_was_f
     undone = invoke(sandbox, "undo", "--state", state, "--json")
     assert undone.exit_code == 0, undone.output
     assert sandbox.tasks()[0]["status"] == 0  # as it was before the first send, not after
+
+
+def test_a_keyed_run_whose_journal_was_lost_is_refused_until_told(make_sandbox, tmp_path):
+    # A nightly job on a worker without a lasting disk: night 2 starts with an empty journal.
+    server = make_sandbox()
+    rows = keyed_rows(20)
+    night1 = write_rows(tmp_path / "night1.csv", rows)
+    first = invoke(server, "run", night1, "--key", "Legacy Id", "--state", tmp_path / "a.sqlite")
+    assert first.exit_code == 0, first.output
+    rows[3]["Status"] = "Done"
+    night2 = write_rows(tmp_path / "night2.csv", rows)
+
+    lost = invoke(server, "run", night2, "--key", "Legacy Id", "--state", tmp_path / "new.sqlite")
+    assert lost.exit_code == 2, lost.output
+    assert "looks lost" in lost.output and "--trust-empty-journal" in lost.output
+    assert "--state" in lost.output
+    assert len(server.tasks()) == 20  # nothing was sent
+    # Pointed at the journal, the night goes as it should.
+    found = invoke(server, "run", night2, "--key", "Legacy Id", "--state", tmp_path / "a.sqlite",
+                   "--json")  # fmt: skip
+    assert as_json(found)["counts"] == {"updated": 1, "unchanged": 19}
+    # Told the tasks are not this export's, it creates them (the person's decision).
+    told = invoke(server, "run", night2, "--key", "Legacy Id", "--state", tmp_path / "b.sqlite",
+                  "--trust-empty-journal", "--json")  # fmt: skip
+    assert as_json(told)["counts"] == {"created": 20} and len(server.tasks()) == 40
+
+
+def test_a_first_keyed_run_into_an_account_without_such_tasks_is_not_refused(
+    make_sandbox, tmp_path
+):
+    server = make_sandbox()
+    others = [{**r, "Task Name": f"Other {n}"} for n, r in enumerate(keyed_rows(3))]
+    other = write_rows(tmp_path / "other.csv", others)
+    assert invoke(server, "run", other, "--state", tmp_path / "x.sqlite").exit_code == 0
+    first = invoke(server, "run", write_rows(tmp_path / "n.csv", keyed_rows(5)), "--key",
+                   "Legacy Id", "--state", tmp_path / "k.sqlite", "--json")  # fmt: skip
+    assert as_json(first)["counts"] == {"created": 5}

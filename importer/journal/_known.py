@@ -31,6 +31,15 @@ class Known:
             values,
         )
 
+    def knows_keys(self, column: str) -> bool:
+        """Whether any row of this target was imported under key column ``column``."""
+        if self._db is None:
+            return False
+        found = self._db.execute(
+            "SELECT 1 FROM keys WHERE target = ? AND key_column = ? LIMIT 1", (self.target, column)
+        ).fetchone()
+        return found is not None
+
     def lineage(self, origin: str, numbers: Iterable[int]) -> dict[int, tuple[int, str]]:
         """``row number → (task id, digest)`` for the rows of ``origin`` among ``numbers`` that
         became tasks."""
