@@ -287,6 +287,12 @@ def load_config(path: Path, group: click.Group) -> tuple[dict[str, dict[str, Any
     "results (e.g. failed,invalid); a row with a task_id is that task's (updated, or unchanged)."
 )
 @click.option(
+    "--max-rejects",
+    metavar="N|P%",
+    help="Rows invalid or failed that still let the run end with exit 0 (a number, or a share "
+    "such as 2%): every valid row is sent either way; above it, exit 1.",
+)
+@click.option(
     "--trust-empty-journal",
     is_flag=True,
     help="With --key: begin although the journal knows no keys while the account holds tasks "
@@ -360,6 +366,7 @@ def run(
     resume: bool,
     new_run: bool,
     only: frozenset[str] | None,
+    max_rejects: str | None,
     trust_empty_journal: bool,
     recreate_missing: bool,
     settle: float,
@@ -404,6 +411,7 @@ def run(
             only=only,
             recreate_missing=recreate_missing,
             trust_empty=trust_empty_journal,
+            max_rejects=max_rejects,
             settle=settle,
             callback_url=callback_url,
             batch_wait=batch_wait,

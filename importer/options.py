@@ -21,6 +21,45 @@ VENUE_ZONE = "venue"
 BESIDE: Literal["beside"] = "beside"
 
 
+@dataclass(frozen=True)
+class RejectLimit:
+    """How many rows may be rejected (``invalid`` or ``failed``) before a run counts as failed
+    (exit 1): at most ``count`` rows, or at most ``share`` of them (0.05 for 5%)."""
+
+    count: int | None = None
+    share: float | None = None
+
+    @classmethod
+    def parse(cls, text: str | int | RejectLimit) -> RejectLimit:
+        """``"25"`` (rows) or ``"2%"`` / ``"2.5%"`` (of the rows); UsageError otherwise."""
+        if isinstance(text, RejectLimit):
+            return text
+        written = str(text).strip()
+        try:
+            if written.endswith("%"):
+                share = float(written[:-1]) / 100
+                if not 0 <= share <= 1:
+                    raise ValueError
+                return cls(share=share)
+            count = int(written)
+            if count < 0:
+                raise ValueError
+            return cls(count=count)
+        except ValueError:
+            raise UsageError(
+                f"--max-rejects takes a number of rows (25) or a share of them (2%), not {text!r}"
+            ) from None
+
+    def allows(self, rejects: int, rows: int) -> bool:
+        """Whether ``rejects`` of ``rows`` are within the limit."""
+        if self.count is not None:
+            return rejects <= self.count
+        return rows > 0 and rejects <= (self.share or 0.0) * rows
+
+    def __str__(self) -> str:
+        return str(self.count) if self.count is not None else f"{(self.share or 0) * 100:g}%"
+
+
 def _path(value: Any) -> Any:
     """A path given as text, as a :class:`Path` (anything else as it is)."""
     if isinstance(value, str | os.PathLike) and not isinstance(value, Path):
@@ -97,7 +136,9 @@ class RunOptions:
     (for a results sheet read back: the earlier results whose rows are sent again),
     ``all_or_nothing`` (nothing sent while any row is invalid), and ``update_existing``
     (whether rows may update tasks this tool did not make: ``None`` when a mapping file that
-    names the id column says so, ``False`` never, ``True`` always).
+    names the id column says so, ``False`` never, ``True`` always), and ``max_rejects`` (rows
+    ``invalid`` or ``failed`` that still let the run count as done: ``"25"`` or ``"2%"``; every
+    valid row is sent either way).
 
     Each group's fields may also be given by name, as the command line's options are:
     ``RunOptions(key="Task ID", concurrency=16, timezone="Australia/Sydney")``; each is then
@@ -114,6 +155,7 @@ class RunOptions:
     only: frozenset[str] | None
     all_or_nothing: bool
     update_existing: bool | None
+    max_rejects: RejectLimit | None
 
     def __init__(
         self,
@@ -128,6 +170,7 @@ class RunOptions:
         only: frozenset[str] | None = None,
         all_or_nothing: bool = False,
         update_existing: bool | None = None,
+        max_rejects: str | int | RejectLimit | None = None,
         **flat: Any,
     ) -> None:
         groups: dict[str, Any] = {
@@ -146,8 +189,10 @@ class RunOptions:
         for name, value in groups.items():
             object.__setattr__(self, name, value)
         where = results if results == BESIDE else _path(results)
+        limit = None if max_rejects is None else RejectLimit.parse(max_rejects)
         own = {"results": where, "key": key, "venue_id": venue_id, "only": only,
-               "all_or_nothing": all_or_nothing, "update_existing": update_existing}  # fmt: skip
+               "all_or_nothing": all_or_nothing, "update_existing": update_existing,
+               "max_rejects": limit}  # fmt: skip
         for name, value in own.items():
             object.__setattr__(self, name, value)
 

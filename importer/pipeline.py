@@ -477,6 +477,7 @@ def _summary(
         results=results,
         target=target,
         warnings=list(prepared.warnings),
+        reject_limit=options.max_rejects,
     )
     return summary, results
 

@@ -12,7 +12,11 @@ from typing import Any
 from .dates import DateRules
 from .errors import RunFailed, UsageError
 from .model import SUCCESSFUL, Outcome, Row, RowResult
+from .options import RejectLimit
 from .results import open_results
+
+#: Results that are rejects (``--max-rejects``): the row needs a person, the run went on.
+REJECTED = frozenset({"invalid", "failed"})
 
 
 @dataclass
@@ -49,6 +53,8 @@ class RunSummary:
     #: How the dates were read (decided from every row): a re-check of a few rows is one with
     #: the full check before it only while these stay the same.
     rules: DateRules | None = None
+    #: Rows invalid or failed that still let the run count as done (exit 0), when given.
+    reject_limit: RejectLimit | None = None
     #: For an undo, the import run it undoes.
     undoes: int | None = None
 
@@ -105,7 +111,17 @@ class RunSummary:
             return 3
         if self.interrupted:
             return 130
-        return 0 if set(self.counts) <= SUCCESSFUL else 1
+        needing = set(self.counts) - SUCCESSFUL
+        if not needing:
+            return 0
+        if self.reject_limit is not None and needing <= REJECTED:
+            return 0 if self.reject_limit.allows(self.rejects, self.row_count) else 1
+        return 1
+
+    @property
+    def rejects(self) -> int:
+        """Rows ``invalid`` or ``failed``."""
+        return sum(n for result, n in self.counts.items() if result in REJECTED)
 
     def as_dict(self) -> dict[str, Any]:
         """The summary a scheduler reads (``--json``; its schema is in the README)."""
@@ -129,6 +145,8 @@ class RunSummary:
             "reconciled": self.reconciled,
             "interrupted": self.interrupted,
             "session_ended": self.session_ended,
+            "rejects": self.rejects,
+            "max_rejects": None if self.reject_limit is None else str(self.reject_limit),
             "exit_code": self.exit_code,
         }
 

@@ -72,6 +72,9 @@ def test_results_are_written_only_where_asked_and_rows_streams_them(sandbox, tmp
     with pytest.raises(importer.RunFailed, match="1 invalid") as failed:
         summary.raise_for_failures()
     assert failed.value.summary is summary
+    # Within a reject limit, the run counts as done: a scheduler's task does not fail.
+    limited = importer.validate(source, offline=True, options=importer.RunOptions(max_rejects=1))
+    assert not limited.needs_attention and limited.raise_for_failures() is limited
 
 
 def test_a_table_or_a_dataframe_is_a_source_and_the_same_one_is_the_same_source(sandbox):

@@ -472,3 +472,27 @@ def test_a_first_keyed_run_into_an_account_without_such_tasks_is_not_refused(
     first = invoke(server, "run", write_rows(tmp_path / "n.csv", keyed_rows(5)), "--key",
                    "Legacy Id", "--state", tmp_path / "k.sqlite", "--json")  # fmt: skip
     assert as_json(first)["counts"] == {"created": 5}
+
+
+def test_max_rejects_lets_a_nightly_run_with_a_few_bad_rows_end_with_exit_0(make_sandbox, tmp_path):
+    server = make_sandbox()
+    rows = keyed_rows(20)
+    rows[4]["Due Date"] = "31/02/2026"
+    rows[9]["Contact ID"] = "not-a-contact"
+    source = write_rows(tmp_path / "n.csv", rows)
+    state = ("--state", str(tmp_path / "j.sqlite"))
+
+    def night(*limit: str):
+        done = invoke(server, "run", source, "--key", "Legacy Id", *state, "--json", *limit)
+        return done.exit_code, as_json(done) if done.output.strip().startswith("{") else None
+
+    code, summary = night("--max-rejects", "2")
+    assert code == 0 and summary["rejects"] == 2 and summary["max_rejects"] == "2", summary
+    assert summary["counts"] == {"created": 18, "invalid": 2}  # every valid row was sent
+    assert night("--max-rejects", "1")[0] == 1
+    assert night("--max-rejects", "10%")[0] == 0  # 2 of 20
+    assert night("--max-rejects", "5%")[0] == 1
+    assert night()[0] == 1  # without a limit, any reject is exit 1
+    bad = invoke(server, "run", source, "--key", "Legacy Id", *state, "--max-rejects", "lots")
+    assert bad.exit_code == 2 and "a share of them (2%)" in bad.output
+    assert len(server.tasks()) == 18
