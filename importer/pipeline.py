@@ -39,7 +39,7 @@ from .journal import (
     is_done,
     read_only_journal,
 )
-from .model import Outcome, Payload, Result, Row
+from .model import SUCCESSFUL, Outcome, Payload, Result, Row
 from .options import DEFAULTS, RunOptions
 from .plan import Lineage, Planner, _planned, _with_key, refuse_their_tasks, unknown_ids
 from .prepare import Prepared, prepare_online
@@ -268,6 +268,46 @@ async def refuse_a_lost_journal(
                 break
 
 
+#: A key that failed the same way on this many keyed runs in a row is flagged in the summary.
+FAILING_RUNS = 3
+
+
+def report_retries(
+    journal: Journal, run_id: int, target: str, column: str, summary: RunSummary
+) -> None:
+    """A keyed run's rows that failed on the run before (not invalid ones: those need a
+    person) are sent again by themselves, as any row not yet done is: say how many and how
+    they went, and flag the keys that failed the same way on ``FAILING_RUNS`` runs in a row."""
+    earlier = journal.keyed_runs(target, column, before=run_id)
+    if not earlier:
+        return
+    now = journal.sent_keys(run_id)
+    before = journal.failed_keys(earlier[0].id)
+    retried = [key for key in before if key in now]
+    if retried:
+        done = sum(now[key] in SUCCESSFUL for key in retried)
+        summary.retried = len(retried)
+        summary.warnings.append(
+            f"{len(retried)} rows that failed on run {earlier[0].id} were sent again: {done} "
+            f"done, {len(retried) - done} failed again"
+        )
+    failing = journal.failed_keys(run_id)
+    history = [journal.failed_keys(r.id) for r in earlier[: FAILING_RUNS - 1]]
+    for key, code in sorted(failing.items()):
+        runs = 1 + next(
+            (i for i, failed in enumerate(history) if failed.get(key) != code), len(history)
+        )
+        if runs >= FAILING_RUNS:
+            summary.failing_again.append({"key": key, "error_code": code, "runs": runs})
+    if summary.failing_again:
+        shown = ", ".join(f"{f['key']!r} ({f['error_code']})" for f in summary.failing_again[:5])
+        summary.warnings.append(
+            f"{len(summary.failing_again)} rows have failed the same way on {FAILING_RUNS} runs "
+            f"in a row and will not pass by themselves: {shown}; see their messages in the "
+            "results"
+        )
+
+
 async def run_import(
     source_path: str | Path,
     client: IvvyClient,
@@ -356,6 +396,9 @@ async def run_import(
             summary.warnings.append(client.clock_note)
         summary.reconciled = reconciler.found
         summary.interrupted = stop.is_set()
+        if options.key:
+            run.flush()
+            report_retries(journal, record.id, target, options.key, summary)
         merged = _merged(prepared.source.rows(), run.outcomes())
         _finish(summary, merged, prepared, results_path, clock, lineage.cells)
         journal.end(record.id, "stopped" if summary.interrupted else "finished")

@@ -53,6 +53,10 @@ class RunSummary:
     #: How the dates were read (decided from every row): a re-check of a few rows is one with
     #: the full check before it only while these stay the same.
     rules: DateRules | None = None
+    #: A keyed run: rows that failed on the run before and were sent again, and the keys that
+    #: failed the same way on several runs in a row (``key``, ``error_code``, ``runs``).
+    retried: int = 0
+    failing_again: list[dict[str, Any]] = field(default_factory=list)
     #: Rows invalid or failed that still let the run count as done (exit 0), when given.
     reject_limit: RejectLimit | None = None
     #: For an undo, the import run it undoes.
@@ -145,6 +149,8 @@ class RunSummary:
             "reconciled": self.reconciled,
             "interrupted": self.interrupted,
             "session_ended": self.session_ended,
+            "retried": self.retried,
+            "failing_again": self.failing_again,
             "rejects": self.rejects,
             "max_rejects": None if self.reject_limit is None else str(self.reject_limit),
             "exit_code": self.exit_code,

@@ -496,3 +496,42 @@ def test_max_rejects_lets_a_nightly_run_with_a_few_bad_rows_end_with_exit_0(make
     bad = invoke(server, "run", source, "--key", "Legacy Id", *state, "--max-rejects", "lots")
     assert bad.exit_code == 2 and "a share of them (2%)" in bad.output
     assert len(server.tasks()) == 18
+
+
+def test_failed_rows_of_a_keyed_run_come_back_by_themselves_and_stubborn_ones_are_flagged(
+    make_sandbox, tmp_path
+):
+    server = make_sandbox()
+    rows = keyed_rows(5)
+    night1 = write_rows(tmp_path / "night1.csv", rows)
+    state = ("--state", str(tmp_path / "j.sqlite"))
+    assert invoke(server, "run", night1, "--key", "Legacy Id", *state).exit_code == 0
+    made = {
+        r["Legacy Id"]: int(r["task_id"]) for r in read_results(tmp_path / "night1.results.csv")
+    }
+    for key in ("L1", "L2"):  # deleted in iVvy: their updates fail (24392) every night
+        httpx.delete(f"{server.base_url}/_sandbox/tasks/{made[key]}").raise_for_status()
+        rows[int(key[1])]["Status"] = "Done"
+    night = write_rows(tmp_path / "night.csv", rows)
+
+    def run(*more: str) -> dict:
+        return as_json(invoke(server, "run", night, "--key", "Legacy Id", *state, "--json", *more))
+
+    second = run()
+    assert second["counts"] == {"failed": 2, "unchanged": 3} and second["retried"] == 0
+    third = run()  # nothing to tell them to: the failed rows are sent again by themselves
+    assert third["counts"] == {"failed": 2, "unchanged": 3} and third["retried"] == 2
+    assert (
+        "2 rows that failed on run 2 were sent again: 0 done, 2 failed again" in third["warnings"]
+    )
+    assert third["failing_again"] == []  # two runs in a row so far
+    fourth = run()
+    assert fourth["failing_again"] == [
+        {"key": "L1", "error_code": "24392", "runs": 3},
+        {"key": "L2", "error_code": "24392", "runs": 3},
+    ]
+    assert any("failed the same way on 3 runs in a row" in w for w in fourth["warnings"])
+    fifth = run("--recreate-missing")
+    assert fifth["counts"] == {"created": 2, "unchanged": 3} and fifth["retried"] == 2
+    assert "2 done, 0 failed again" in " ".join(fifth["warnings"])
+    assert fifth["failing_again"] == [] and len(server.tasks()) == 5

@@ -117,6 +117,38 @@ class Journal:
         ).fetchone()
         return _record(found) if found else None
 
+    def keyed_runs(self, target: str, column: str, before: int) -> list[RunRecord]:
+        """The import runs into ``target`` keyed by ``column`` that began before run
+        ``before``, the newest first (the earlier nights of a nightly job)."""
+        return [
+            record
+            for record in self.runs(target)
+            if record.id < before
+            and record.kind == "import"
+            and record.options.get("key") == column
+        ]
+
+    def failed_keys(self, run_id: int) -> dict[str, str]:
+        """``key → error code`` for the rows of run ``run_id`` that were sent and failed."""
+        return {
+            str(key): "" if code is None else str(code)
+            for key, code in self.db.execute(
+                "SELECT key, error_code FROM rows WHERE run = ? AND state = 'done' AND "
+                "result = 'failed' AND key IS NOT NULL",
+                (run_id,),
+            )
+        }
+
+    def sent_keys(self, run_id: int) -> dict[str, str]:
+        """``key → result`` for the rows of run ``run_id`` that were sent (or looked up)."""
+        return {
+            str(key): str(result)
+            for key, result in self.db.execute(
+                "SELECT key, result FROM rows WHERE run = ? AND state = 'done' AND key IS NOT NULL",
+                (run_id,),
+            )
+        }
+
     def runs(self, target: str | None = None) -> list[RunRecord]:
         """Every run (of ``target``), the newest first."""
         query = f"SELECT {_RUN_COLUMNS} FROM runs"
