@@ -13,6 +13,7 @@ from __future__ import annotations
 
 import asyncio
 import pickle
+import sys
 import tempfile
 import time
 from collections.abc import Callable, Collection, Iterable, Iterator, Mapping
@@ -339,7 +340,18 @@ async def run_import(
         if note := refuse_their_tasks(prepared, known, options, target):
             summary.warnings.append(note)
         options = _with_key(prepared, known, options, summary.warnings)
-        if options.key and not options.journal.trust_empty and not known.knows_keys(options.key):
+        if (
+            options.key
+            and not options.journal.trust_empty
+            and not known.knows_keys(options.key)
+            and not any(
+                sum(journal.row_counts(r.id).values())
+                for r in journal.keyed_runs(target, options.key, before=sys.maxsize)
+            )
+        ):
+            # No row of a run keyed so into this target, not even of one killed before its
+            # keys were written (its rows in flight are looked up): the journal is new, or it
+            # is not the one of the earlier runs.
             await refuse_a_lost_journal(client, prepared, directory, options, journal.path)
         reconciler = Reconciler(client, settle=options.send.settle)
         touched = await settle_in_flight(journal, target, reconciler, client)

@@ -535,3 +535,27 @@ def test_failed_rows_of_a_keyed_run_come_back_by_themselves_and_stubborn_ones_ar
     assert fifth["counts"] == {"created": 2, "unchanged": 3} and fifth["retried"] == 2
     assert "2 done, 0 failed again" in " ".join(fifth["warnings"])
     assert fifth["failing_again"] == [] and len(server.tasks()) == 5
+
+
+def test_a_keyed_run_after_a_first_one_killed_before_its_keys_were_written_is_not_refused(
+    make_sandbox, tmp_path
+):
+    # The first keyed run was killed after sending rows whose keys were not written yet: its
+    # journal holds the run and its rows in flight, no key. That journal is not lost: the next
+    # run looks the rows up and creates nothing twice.
+    from importer.journal import Journal, RunJournal
+
+    server = make_sandbox()
+    rows = keyed_rows(4)
+    source = write_rows(tmp_path / "n.csv", rows)
+    state = tmp_path / "j.sqlite"
+    made = invoke(server, "run", source, "--key", "Legacy Id", "--state", tmp_path / "other.sqlite")
+    assert made.exit_code == 0, made.output
+    with Journal(state) as journal:
+        record = journal.start(kind="import", target=server.credentials.target, source=str(source),
+                               print_="killed", options={"key": "Legacy Id"})  # fmt: skip
+        run = RunJournal(journal, record, key_column="Legacy Id")
+        run.in_flight(2, {"name": "Task 0"}, 0.0, key="L0")
+        run.flush()
+    after = invoke(server, "run", source, "--key", "Legacy Id", "--state", state, "--json")
+    assert "looks lost" not in after.output, after.output
