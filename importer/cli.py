@@ -287,6 +287,12 @@ def load_config(path: Path, group: click.Group) -> tuple[dict[str, dict[str, Any
     "results (e.g. failed,invalid); a row with a task_id is that task's (updated, or unchanged)."
 )
 @click.option(
+    "--notify",
+    metavar="URL",
+    help="POST the JSON summary (with a Slack-style text line) to this webhook when the run "
+    "needs attention, and once when a later run recovers.",
+)
+@click.option(
     "--max-rejects",
     metavar="N|P%",
     help="Rows invalid or failed that still let the run end with exit 0 (a number, or a share "
@@ -366,6 +372,7 @@ def run(
     resume: bool,
     new_run: bool,
     only: frozenset[str] | None,
+    notify: str | None,
     max_rejects: str | None,
     trust_empty_journal: bool,
     recreate_missing: bool,
@@ -412,6 +419,7 @@ def run(
             recreate_missing=recreate_missing,
             trust_empty=trust_empty_journal,
             max_rejects=max_rejects,
+            notify=notify,
             settle=settle,
             callback_url=callback_url,
             batch_wait=batch_wait,

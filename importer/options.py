@@ -138,7 +138,8 @@ class RunOptions:
     (whether rows may update tasks this tool did not make: ``None`` when a mapping file that
     names the id column says so, ``False`` never, ``True`` always), and ``max_rejects`` (rows
     ``invalid`` or ``failed`` that still let the run count as done: ``"25"`` or ``"2%"``; every
-    valid row is sent either way).
+    valid row is sent either way), and ``notify`` (a webhook's URL: told when the run needs
+    attention, and once when a later run recovers).
 
     Each group's fields may also be given by name, as the command line's options are:
     ``RunOptions(key="Task ID", concurrency=16, timezone="Australia/Sydney")``; each is then
@@ -156,6 +157,7 @@ class RunOptions:
     all_or_nothing: bool
     update_existing: bool | None
     max_rejects: RejectLimit | None
+    notify: str | None
 
     def __init__(
         self,
@@ -171,6 +173,7 @@ class RunOptions:
         all_or_nothing: bool = False,
         update_existing: bool | None = None,
         max_rejects: str | int | RejectLimit | None = None,
+        notify: str | None = None,
         **flat: Any,
     ) -> None:
         groups: dict[str, Any] = {
@@ -192,7 +195,7 @@ class RunOptions:
         limit = None if max_rejects is None else RejectLimit.parse(max_rejects)
         own = {"results": where, "key": key, "venue_id": venue_id, "only": only,
                "all_or_nothing": all_or_nothing, "update_existing": update_existing,
-               "max_rejects": limit}  # fmt: skip
+               "max_rejects": limit, "notify": notify}  # fmt: skip
         for name, value in own.items():
             object.__setattr__(self, name, value)
 

@@ -41,6 +41,7 @@ from .journal import (
     read_only_journal,
 )
 from .model import SUCCESSFUL, Outcome, Payload, Result, Row
+from .notify import notify
 from .options import DEFAULTS, RunOptions
 from .plan import Lineage, Planner, _planned, _with_key, refuse_their_tasks, unknown_ids
 from .prepare import Prepared, prepare_online
@@ -414,6 +415,8 @@ async def run_import(
         merged = _merged(prepared.source.rows(), run.outcomes())
         _finish(summary, merged, prepared, results_path, clock, lineage.cells)
         journal.end(record.id, "stopped" if summary.interrupted else "finished")
+        if options.notify and (problem := notify(options.notify, journal, record, summary)):
+            summary.warnings.append(problem)
     tally.finished()
     return summary
 

@@ -559,3 +559,60 @@ def test_a_keyed_run_after_a_first_one_killed_before_its_keys_were_written_is_no
         run.flush()
     after = invoke(server, "run", source, "--key", "Legacy Id", "--state", state, "--json")
     assert "looks lost" not in after.output, after.output
+
+
+def test_notify_tells_a_webhook_when_a_night_needs_attention_and_once_when_it_recovers(
+    make_sandbox, tmp_path
+):
+    import http.server
+    import json as json_module
+    import threading
+
+    heard: list[dict] = []
+
+    class Receiver(http.server.BaseHTTPRequestHandler):
+        def do_POST(self):
+            body = self.rfile.read(int(self.headers["Content-Length"]))
+            heard.append(json_module.loads(body))
+            self.send_response(200)
+            self.end_headers()
+
+        def log_message(self, *args):
+            pass
+
+    receiver = http.server.HTTPServer(("127.0.0.1", 0), Receiver)
+    threading.Thread(target=receiver.serve_forever, daemon=True).start()
+    url = f"http://127.0.0.1:{receiver.server_address[1]}/hook"
+    try:
+        server = make_sandbox()
+        rows = keyed_rows(6)
+        rows[2]["Due Date"] = "31/02/2026"
+        source = tmp_path / "nightly.csv"
+        state = ("--state", str(tmp_path / "j.sqlite"))
+
+        def night():
+            write_rows(source, rows)
+            return invoke(server, "run", source, "--key", "Legacy Id", *state, "--notify", url)
+
+        assert night().exit_code == 1 and [h["kind"] for h in heard] == ["attention"]
+        said = heard[0]
+        assert "needs attention" in said["text"] and "1 invalid" in said["text"]
+        assert said["summary"]["counts"] == {"created": 5, "invalid": 1}
+        rows[2]["Due Date"] = "2026-12-03 10:00"  # fixed at the source
+        assert night().exit_code == 0
+        assert [h["kind"] for h in heard] == ["attention", "recovered"]
+        assert "done again" in heard[1]["text"]
+        assert night().exit_code == 0 and len(heard) == 2  # nothing to tell on a good night
+        for message in heard:
+            assert server.config.secret not in json_module.dumps(message)
+        # A webhook that cannot be reached does not change how the run ends.
+        rows[3]["Due Date"] = "nope"
+        gone = "http://127.0.0.1:9/hook"  # nothing listens on the discard port
+        write_rows(source, rows)
+        late = invoke(server, "run", source, "--key", "Legacy Id", *state, "--notify", gone,
+                      "--json")  # fmt: skip
+        assert late.exit_code == 1 and "the webhook was not told" in " ".join(
+            as_json(late)["warnings"]
+        )
+    finally:
+        receiver.shutdown()
