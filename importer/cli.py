@@ -287,6 +287,12 @@ def load_config(path: Path, group: click.Group) -> tuple[dict[str, dict[str, Any
     "results (e.g. failed,invalid); a row with a task_id is that task's (updated, or unchanged)."
 )
 @click.option(
+    "--max-changes",
+    metavar="N|P%",
+    help="Refuse (exit 2, nothing sent) a run whose plan would update more tasks than this "
+    "(a number, or a share such as 20%).",
+)
+@click.option(
     "--notify",
     metavar="URL",
     help="POST the JSON summary (with a Slack-style text line) to this webhook when the run "
@@ -372,6 +378,7 @@ def run(
     resume: bool,
     new_run: bool,
     only: frozenset[str] | None,
+    max_changes: str | None,
     notify: str | None,
     max_rejects: str | None,
     trust_empty_journal: bool,
@@ -420,6 +427,7 @@ def run(
             trust_empty=trust_empty_journal,
             max_rejects=max_rejects,
             notify=notify,
+            max_changes=max_changes,
             settle=settle,
             callback_url=callback_url,
             batch_wait=batch_wait,

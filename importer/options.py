@@ -30,7 +30,7 @@ class RejectLimit:
     share: float | None = None
 
     @classmethod
-    def parse(cls, text: str | int | RejectLimit) -> RejectLimit:
+    def parse(cls, text: str | int | RejectLimit, option: str = "--max-rejects") -> RejectLimit:
         """``"25"`` (rows) or ``"2%"`` / ``"2.5%"`` (of the rows); UsageError otherwise."""
         if isinstance(text, RejectLimit):
             return text
@@ -47,7 +47,7 @@ class RejectLimit:
             return cls(count=count)
         except ValueError:
             raise UsageError(
-                f"--max-rejects takes a number of rows (25) or a share of them (2%), not {text!r}"
+                f"{option} takes a number of rows (25) or a share of them (2%), not {text!r}"
             ) from None
 
     def allows(self, rejects: int, rows: int) -> bool:
@@ -138,8 +138,9 @@ class RunOptions:
     (whether rows may update tasks this tool did not make: ``None`` when a mapping file that
     names the id column says so, ``False`` never, ``True`` always), and ``max_rejects`` (rows
     ``invalid`` or ``failed`` that still let the run count as done: ``"25"`` or ``"2%"``; every
-    valid row is sent either way), and ``notify`` (a webhook's URL: told when the run needs
-    attention, and once when a later run recovers).
+    valid row is sent either way), ``max_changes`` (the most rows that may update a task, as a
+    number or a share, checked by a plan before anything is sent), and ``notify`` (a webhook's
+    URL: told when the run needs attention, and once when a later run recovers).
 
     Each group's fields may also be given by name, as the command line's options are:
     ``RunOptions(key="Task ID", concurrency=16, timezone="Australia/Sydney")``; each is then
@@ -157,6 +158,7 @@ class RunOptions:
     all_or_nothing: bool
     update_existing: bool | None
     max_rejects: RejectLimit | None
+    max_changes: RejectLimit | None
     notify: str | None
 
     def __init__(
@@ -174,6 +176,7 @@ class RunOptions:
         update_existing: bool | None = None,
         max_rejects: str | int | RejectLimit | None = None,
         notify: str | None = None,
+        max_changes: str | int | RejectLimit | None = None,
         **flat: Any,
     ) -> None:
         groups: dict[str, Any] = {
@@ -195,7 +198,9 @@ class RunOptions:
         limit = None if max_rejects is None else RejectLimit.parse(max_rejects)
         own = {"results": where, "key": key, "venue_id": venue_id, "only": only,
                "all_or_nothing": all_or_nothing, "update_existing": update_existing,
-               "max_rejects": limit, "notify": notify}  # fmt: skip
+               "max_rejects": limit, "notify": notify,
+               "max_changes": None if max_changes is None
+               else RejectLimit.parse(max_changes, "--max-changes")}  # fmt: skip
         for name, value in own.items():
             object.__setattr__(self, name, value)
 

@@ -16,6 +16,7 @@ import pickle
 import sys
 import tempfile
 import time
+from collections import Counter
 from collections.abc import Callable, Collection, Iterable, Iterator, Mapping
 from datetime import timedelta
 from itertools import islice
@@ -43,7 +44,16 @@ from .journal import (
 from .model import SUCCESSFUL, Outcome, Payload, Result, Row
 from .notify import notify
 from .options import DEFAULTS, RunOptions
-from .plan import Lineage, Planner, _planned, _with_key, refuse_their_tasks, unknown_ids
+from .plan import (
+    UPDATE,
+    UPDATE_THEIRS,
+    Lineage,
+    Planner,
+    _planned,
+    _with_key,
+    refuse_their_tasks,
+    unknown_ids,
+)
 from .prepare import Prepared, prepare_online
 from .progress import OnEvent, Tally
 from .reconcile import SLACK, Reconciler, matches, plain
@@ -270,6 +280,28 @@ async def refuse_a_lost_journal(
                 break
 
 
+def refuse_too_many_changes(
+    prepared: Prepared, directory: Directory | None, known: Known, options: RunOptions
+) -> None:
+    """UsageError (exit 2) when the run would update more tasks than ``options.max_changes``
+    allows: its plan, made as ``validate`` makes it, before anything is sent."""
+    assert options.max_changes is not None
+    plan: Counter[str] = Counter()
+    origin = fingerprint(prepared.source.path, prepared.source.sheet)
+    planner = Planner(known, Lineage(known, prepared, origin, ""), options.key)
+    rows = checked_rows(prepared, directory, default_venue=options.venue_id, key=options.key,
+                        only=options.only)  # fmt: skip
+    for _ in _planned(planner, rows, plan):
+        pass
+    changes = plan[UPDATE] + plan[UPDATE_THEIRS]
+    if not options.max_changes.allows(changes, prepared.rows):
+        raise UsageError(
+            f"this run would update {changes} of {prepared.rows} tasks, more than --max-changes "
+            f"{options.max_changes} allows: nothing was sent. See the plan with task-import "
+            "validate, and raise the limit if the export really changed that much"
+        )
+
+
 #: A key that failed the same way on this many keyed runs in a row is flagged in the summary.
 FAILING_RUNS = 3
 
@@ -354,6 +386,8 @@ async def run_import(
             # keys were written (its rows in flight are looked up): the journal is new, or it
             # is not the one of the earlier runs.
             await refuse_a_lost_journal(client, prepared, directory, options, journal.path)
+        if options.max_changes is not None:
+            refuse_too_many_changes(prepared, directory, known, options)
         reconciler = Reconciler(client, settle=options.send.settle)
         touched = await settle_in_flight(journal, target, reconciler, client)
         if touched:

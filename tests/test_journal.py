@@ -616,3 +616,31 @@ def test_notify_tells_a_webhook_when_a_night_needs_attention_and_once_when_it_re
         )
     finally:
         receiver.shutdown()
+
+
+def test_max_changes_refuses_a_night_that_would_update_too_many_tasks(make_sandbox, tmp_path):
+    server = make_sandbox()
+    rows = keyed_rows(50)
+    state = ("--state", str(tmp_path / "j.sqlite"))
+    night1 = write_rows(tmp_path / "night1.csv", rows)
+    assert invoke(server, "run", night1, "--key", "Legacy Id", *state).exit_code == 0
+    for n in range(5):  # 5 of 50 rows changed: 10%
+        rows[n]["Status"] = "Done"
+    night2 = write_rows(tmp_path / "night2.csv", rows)
+    before = len(sent(server))
+
+    for limit in ("4", "8%"):
+        refused = invoke(
+            server, "run", night2, "--key", "Legacy Id", *state, "--max-changes", limit
+        )
+        assert refused.exit_code == 2, refused.output
+        assert (
+            "would update 5 of 50 tasks" in refused.output and "nothing was sent" in refused.output
+        )
+    assert len(sent(server)) == before  # nothing was sent
+    assert {t["status"] for t in server.tasks()} == {0}
+    done = invoke(server, "run", night2, "--key", "Legacy Id", *state, "--max-changes", "10%",
+                  "--json")  # fmt: skip
+    assert as_json(done)["counts"] == {"updated": 5, "unchanged": 45}
+    bad = invoke(server, "run", night2, "--key", "Legacy Id", *state, "--max-changes", "some")
+    assert bad.exit_code == 2 and "--max-changes takes a number" in bad.output
