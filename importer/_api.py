@@ -31,8 +31,7 @@ from .options import BESIDE, DEFAULTS, RunOptions
 from .pipeline import run_import, validate_source
 from .prepare import prepare
 from .progress import OnEvent
-from .read import open_source
-from .results import RESULT_COLUMNS, unneutralise
+from .results import RESULT_COLUMNS, read_back, unneutralise, whole
 from .summary import RunSummary
 from .undo import undo_run
 
@@ -304,22 +303,22 @@ def _kept(summary: RunSummary, folder: Path | None, asked: RunOptions) -> RunSum
 
 def results_rows(sheet: Path) -> Iterator[RowResult]:
     """The rows of a results sheet of ours, each with its cells and its outcome, streamed."""
-    source = open_source(sheet, sheet="Results" if sheet.suffix == ".xlsx" else None)
-    ours = len(RESULT_COLUMNS)
-    data = source.headers[:-ours]
-    for row in source.rows():
-        cells = [row.cells[h] for h in source.headers]
-        number, result, task_id, code, field, message, warnings, _ = cells[-ours:]
+    headers, rows = read_back(sheet)
+    data = headers[: -len(RESULT_COLUMNS)]
+    for cells in rows:
+        number, result, task_id, code, field, message, warnings, _ = (
+            whole(c) for c in cells[-len(RESULT_COLUMNS) :]
+        )
         outcome = Outcome(
             result=str(result),  # type: ignore[arg-type]
-            task_id=int(float(task_id)) if not _blank(task_id) else None,
+            task_id=int(task_id) if not _blank(task_id) else None,
             error_code=_code(code),
             field=None if _blank(field) else str(field),
             message="" if _blank(message) else str(message),
             warnings=tuple(w for w in str(warnings or "").split("; ") if w),
         )
         values = {h: unneutralise(c) for h, c in zip(data, cells, strict=False)}
-        yield RowResult(int(float(number)), values, outcome)
+        yield RowResult(int(number), values, outcome)
 
 
 def _blank(value: Any) -> bool:
@@ -330,8 +329,6 @@ def _code(value: Any) -> int | str | None:
     if _blank(value):
         return None
     text = str(value).strip()
-    if text.endswith(".0"):
-        text = text[:-2]
     return int(text) if text.isdigit() else text
 
 

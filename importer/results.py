@@ -30,6 +30,7 @@ from openpyxl.styles import Font
 from .errors import UsageError
 from .fields import describe_code
 from .model import Outcome, Row
+from .read import open_source
 
 RESULT_COLUMNS = (
     "row", "result", "task_id", "error_code", "field", "message", "warnings", "run_ref"
@@ -334,3 +335,13 @@ def open_results(path: Path, source_headers: Sequence[str]) -> Iterator[ResultsW
         except BaseException:
             writer.discard()
             raise
+
+
+def read_back(path: Path) -> tuple[list[str], Iterator[list[Any]]]:
+    """A results sheet of ours, read by the importer's own reader (bounded, as every file is):
+    its headers (the source's, then ours), and its rows' cells as stored, streamed (text a
+    spreadsheet would evaluate still prefixed; blanks as "")."""
+    source = open_source(path, sheet="Results" if path.suffix.lower() == ".xlsx" else None)
+    headers = source.headers
+    rows = (["" if c is None else c for c in (r.cells[h] for h in headers)] for r in source.rows())
+    return headers, rows

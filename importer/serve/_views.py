@@ -16,8 +16,7 @@ from ..map import ColumnMapping, toml_string
 from ..options import RunOptions
 from ..plan import CREATE, INVALID, KEPT, UNCHANGED, UPDATE, UPDATE_THEIRS
 from ..prepare import open_mapped
-from ..read import open_source
-from ..results import RESULT_COLUMNS, unneutralise, whole
+from ..results import RESULT_COLUMNS, read_back, unneutralise, whole
 from ._state import Upload
 
 HOW = {
@@ -113,7 +112,7 @@ def mapping_toml(columns: dict[str, str | None], profile: str | None) -> str:
 def read_verdicts(path: Path) -> tuple[list[str], list[dict[str, Any]]]:
     """A results sheet of ours: its source headers, and each row as a dict of those headers'
     cells (as the person wrote them) and of our columns by their own names."""
-    headers, table = results_table(path)
+    headers, table = read_back(path)
     count = len(RESULT_COLUMNS)
     data = headers[:-count]
     rows = []
@@ -124,21 +123,10 @@ def read_verdicts(path: Path) -> tuple[list[str], list[dict[str, Any]]]:
     return data, rows
 
 
-def results_table(path: Path) -> tuple[list[str], list[list[Any]]]:
-    """A results sheet of ours, read by the importer's own reader (bounded, as every file is):
-    its headers, and its rows' cells as stored (text a spreadsheet would evaluate still
-    prefixed)."""
-    source = open_source(path, sheet="Results" if path.suffix.lower() == ".xlsx" else None)
-    headers = source.headers
-    rows = [["" if c is None else c for c in (row.cells[h] for h in headers)]
-            for row in source.rows()]  # fmt: skip
-    return headers, rows
-
-
 def rows_to_fix(results: Path) -> bytes:
     """The rows of a results sheet that need a person, as an XLSX results sheet of their own
     (a source for ``run --only failed,invalid``)."""
-    header, rows = results_table(results)
+    header, rows = read_back(results)
     result = len(header) - len(RESULT_COLUMNS) + RESULT_COLUMNS.index("result")
     out = openpyxl.Workbook(write_only=True)
     sheet = out.create_sheet("Results")
