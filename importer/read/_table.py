@@ -11,6 +11,7 @@ from pathlib import Path
 from typing import Any
 
 from ..errors import SourceError
+from ._limits import LIMITS
 
 Record = tuple[int, list[Any]]
 #: How many non-blank rows may stand above the header (titles, notes), and how many rows below a
@@ -53,8 +54,8 @@ class Layout:
         return column_letter(position + self.column_offset)
 
 
-#: The most columns a table may have: Excel's own limit.
-MAX_COLUMNS = 16_384
+#: The most columns a table may have, by default: Excel's own limit (:class:`~._limits.ReadLimits`).
+MAX_COLUMNS = LIMITS.columns
 
 
 def find_layout(

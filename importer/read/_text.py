@@ -18,6 +18,7 @@ from typing import Any
 import charset_normalizer
 
 from ..errors import SourceError
+from ._limits import LIMITS
 from ._table import Batch, Layout, Record, batch_of
 
 DELIMITERS = (",", ";", "\t", "|")
@@ -32,8 +33,8 @@ _BOMS = (
 #: When a guess is a tie, the encodings people's spreadsheets most often come in win.
 _PREFERRED = ("cp1252", "iso8859_15", "latin_1", "cp1250", "mac_roman")
 _CHUNK = 1 << 20
-#: The longest line a text source may have (:class:`~importer.read.ReadLimits.line_chars`).
-LINE_LIMIT = 16 << 20
+#: The longest line a text source may have, by default (:class:`~._limits.ReadLimits`).
+LINE_LIMIT = LIMITS.line_chars
 _CONTROL = bytes(b for b in range(32) if b not in b"\t\n\r\f\v\x1a")
 
 
