@@ -29,7 +29,7 @@ from .map import MappingFile
 from .model import Outcome, RowResult
 from .options import BESIDE, DEFAULTS, RunOptions
 from .pipeline import run_import, validate_source
-from .prepare import prepare
+from .prepare import open_mapped
 from .progress import OnEvent
 from .results import RESULT_COLUMNS, read_back, unneutralise, whole
 from .summary import RunSummary
@@ -210,16 +210,19 @@ def inspect(
 
     async def look() -> Inspection:
         async with _prepared(source, options, mapping, "validation") as (path, opts, keep):
-            prepared = prepare(path, opts)
+            # The check makes the one pass over every row; opening the source again reads
+            # only its first rows, for the mapping as the check made it.
             summary = await validate_source(path, None, opts, target=target)
+            opened, earlier, mapped = open_mapped(path, opts)
             if keep is not None:
                 shutil.rmtree(keep, ignore_errors=True)
+        headers = opened.headers
         return Inspection(
-            headers=prepared.data_headers,
-            columns=dict(prepared.mapping.columns),
-            how=dict(prepared.mapping.how),
+            headers=headers[: -len(earlier)] if earlier else headers,
+            columns=dict(mapped.columns),
+            how=dict(mapped.how),
             warnings=list(summary.warnings),
-            rows=prepared.rows,
+            rows=summary.row_count,
             plan=dict(summary.plan),
             refusal=summary.refusal,
         )
