@@ -109,7 +109,7 @@ async def run_async(
         _client(credentials, client, opts.send.concurrency) as ivvy,
     ):
         summary = await run_import(path, ivvy, opts, stop=stop, on_event=on_event)
-    return _kept(summary, keep, options)
+    return _kept(summary, keep, private=options.results is None)
 
 
 def validate(
@@ -147,7 +147,7 @@ async def validate_async(
         else:
             async with _client(credentials, client, opts.send.concurrency) as ivvy:
                 summary = await validate_source(path, ivvy, opts)
-    return _kept(summary, keep, options)
+    return _kept(summary, keep, private=options.results is None)
 
 
 def undo(
@@ -194,7 +194,7 @@ async def undo_async(
         if folder is not None:
             shutil.rmtree(folder, ignore_errors=True)
         raise
-    return _kept(summary, folder, RunOptions(results=None if folder else summary.results))
+    return _kept(summary, folder, private=folder is not None)
 
 
 def inspect(
@@ -291,16 +291,17 @@ async def _prepared(
         raise
 
 
-def _kept(summary: RunSummary, folder: Path | None, asked: RunOptions) -> RunSummary:
-    """The summary as the caller sees it: its results sheet only if asked for (a private one
-    stays, for :meth:`RunSummary.rows`, as long as the summary does)."""
+def _kept(summary: RunSummary, folder: Path | None, *, private: bool) -> RunSummary:
+    """The summary as the caller sees it: its results sheet named only if asked for
+    (``private``: not asked; the sheet stays in ``folder``, for :meth:`RunSummary.rows`, as
+    long as the summary does)."""
     sheet = summary.results
     if sheet is not None:
         summary.rows_from(lambda: results_rows(sheet))
     if folder is not None:
         weakref.finalize(summary, shutil.rmtree, str(folder), True)
-        if asked.results is None:
-            summary.results = None
+    if private:
+        summary.results = None
     return summary
 
 

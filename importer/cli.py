@@ -546,15 +546,11 @@ def validate_command(
         summary = api.validate(source, options=options, offline=True, target=target)
     else:
         with _target(use_sandbox) as credentials:
-            summary = asyncio.run(_validate(source, credentials, options))
+            summary = api.validate(source, credentials=credentials, options=options)
     if not as_json and not quiet and summary.codes:
         codes = ", ".join(f"{code}: {n}" for code, n in sorted(summary.codes.items(), key=str))
         click.echo(f"invalid rows by code: {codes}", err=True)
     _report(summary, as_json=as_json, quiet=quiet)
-
-
-async def _validate(source: Path, credentials: Credentials, options: RunOptions) -> Any:
-    return await api.validate_async(source, credentials=credentials, options=options)
 
 
 async def _run(
