@@ -25,6 +25,7 @@ from typing import Any, Literal, TypeVar
 
 from .client import Credentials, IvvyClient
 from .errors import UsageError
+from .journal import state_of
 from .map import MappingFile
 from .model import Outcome, RowResult
 from .options import BESIDE, DEFAULTS, RunOptions
@@ -188,7 +189,7 @@ async def undo_async(
         where = folder / "undo.results.csv"
     try:
         async with _client(credentials, client, 8) as ivvy:
-            summary = await undo_run(ivvy, run_id, state=None if state is None else Path(state),
+            summary = await undo_run(ivvy, run_id, state=state_of(state),
                                      results=where, stop=stop, plan_only=plan_only)  # fmt: skip
     except BaseException:
         if folder is not None:

@@ -28,7 +28,7 @@ from . import _api as api
 from .check import RESULTS
 from .client import AuthError, Credentials, IvvyClient, IvvyError, TransportError
 from .errors import ImporterError, UsageError
-from .journal import Journal, default_journal_path, list_runs
+from .journal import Journal, default_journal_path, is_postgres, list_runs, shown_state
 from .model import ProgressEvent
 from .options import BESIDE, RunOptions, parse_clock
 from .profiles import PROFILES
@@ -126,9 +126,23 @@ def source_options(command: Callable[..., Any]) -> Callable[..., Any]:
     return command
 
 
+class _StateType(click.ParamType):
+    """A journal file's path, or a PostgreSQL database's URL (``postgresql://…``)."""
+
+    name = "PATH|URL"
+
+    def convert(self, value: Any, param: Any, ctx: Any) -> Path | str | None:
+        if is_postgres(value):
+            return str(value)
+        click.Path(dir_okay=False).convert(value, param, ctx)
+        return Path(value)
+
+
 def state_option(help: str) -> Callable[[Callable[..., Any]], Callable[..., Any]]:
-    """``--state PATH``: the journal file, for the commands that use one."""
-    return click.option("--state", type=click.Path(path_type=Path, dir_okay=False), help=help)
+    """``--state PATH|postgresql://…``: the journal, for the commands that use one."""
+    return click.option(
+        "--state", type=_StateType(), envvar="IVVY_STATE", show_envvar=True, help=help
+    )
 
 
 def only_option(help: str) -> Callable[[Callable[..., Any]], Callable[..., Any]]:
@@ -266,8 +280,9 @@ def load_config(path: Path, group: click.Group) -> tuple[dict[str, dict[str, Any
     "NAME.results.xlsx for a workbook, NAME.results.csv for a text file).",
 )
 @state_option(
-    "The journal file (default: one per target in the user's data folder; with --sandbox, "
-    "a temporary one)."
+    "The journal: a file (default: one per target in the user's data folder; with --sandbox, "
+    "a temporary one), or a PostgreSQL database (postgresql://user@host/db), which outlives "
+    "a worker without a lasting disk."
 )
 @click.option("--resume", is_flag=True, help="Go on with this source's stopped run.")
 @click.option(
@@ -374,7 +389,7 @@ def run(
     via: str,
     rate: float | None,
     all_or_nothing: bool,
-    state: Path | None,
+    state: Path | str | None,
     resume: bool,
     new_run: bool,
     only: frozenset[str] | None,
@@ -458,7 +473,7 @@ def _only(value: str | None) -> frozenset[str] | None:
 
 
 @contextmanager
-def _state(state: Path | None, use_sandbox: bool) -> Iterator[Path | None]:
+def _state(state: Path | str | None, use_sandbox: bool) -> Iterator[Path | str | None]:
     """The journal to use: the one given; for an embedded sandbox (which ends with the
     command), a temporary one; else ``None`` (the target's default)."""
     if state is not None or not use_sandbox:
@@ -507,7 +522,7 @@ def validate_command(
     use_sandbox: bool,
     offline: bool,
     results: Path | None,
-    state: Path | None,
+    state: Path | str | None,
     only: frozenset[str] | None,
     update_existing: bool | None,
     as_json: bool,
@@ -632,7 +647,7 @@ def template(path: Path) -> None:
 )
 @click.option("--json", "as_json", is_flag=True, help="Print the runs as JSON.")
 @user_errors
-def runs(state: Path | None, days: int | None, as_json: bool) -> None:
+def runs(state: Path | str | None, days: int | None, as_json: bool) -> None:
     """List the runs into this target that the journal holds (the numbers undo takes), or
     prune old ones. The target is that of the credentials (environment or --config).
 
@@ -644,7 +659,7 @@ def runs(state: Path | None, days: int | None, as_json: bool) -> None:
     target = Credentials.from_env(_environ()).target
     path = state or default_journal_path(target)
     if days is not None:
-        with Journal(path) as journal:
+        with Journal(path, target=target) as journal:
             before = datetime.now(UTC) - timedelta(days=days)
             pruned, rows = journal.prune(target, before)
         click.echo(f"pruned {pruned} runs ({rows} rows) that ended before {before:%Y-%m-%d}")
@@ -659,7 +674,7 @@ def runs(state: Path | None, days: int | None, as_json: bool) -> None:
         ]))  # fmt: skip
         return
     if not listed:
-        click.echo(f"no runs into {target} in {path}")
+        click.echo(f"no runs into {target} in {shown_state(path)}")
         return
     for record, counts in listed:
         parts = ", ".join(f"{n} {result}" for result, n in sorted(counts.items()))
@@ -688,7 +703,7 @@ def runs(state: Path | None, days: int | None, as_json: bool) -> None:
 @user_errors
 def undo(
     run_id: int | None,
-    state: Path | None,
+    state: Path | str | None,
     results: Path | None,
     plan_only: bool,
     as_json: bool,
@@ -781,7 +796,7 @@ LOOPBACK = ("127.0.0.1", "localhost", "::1")
 )
 @user_errors
 def serve_command(
-    host: str, port: int, use_sandbox: bool, state: Path | None, max_upload_mb: int
+    host: str, port: int, use_sandbox: bool, state: Path | str | None, max_upload_mb: int
 ) -> None:
     """Serve the import page: upload a sheet, map its columns, fix its rows, import them and
     download the results, in the browser. Credentials come from the environment or --config,

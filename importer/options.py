@@ -13,6 +13,7 @@ from typing import Any, Literal
 
 from .dates import DateOrder
 from .errors import UsageError
+from .journal import state_of
 from .map import MappingFile
 from .send import SendOptions
 
@@ -104,7 +105,7 @@ class JournalOptions:
     ``trust_empty``: a keyed run may begin with a journal that knows no keys although the
     account holds tasks like the first rows."""
 
-    state: Path | None = None
+    state: Path | str | None = None
     resume: bool = False
     new_run: bool = False
     #: A keyed run into a target whose journal knows no keys, while the account holds tasks
@@ -112,7 +113,7 @@ class JournalOptions:
     trust_empty: bool = False
 
     def __post_init__(self) -> None:
-        object.__setattr__(self, "state", _path(self.state))
+        object.__setattr__(self, "state", state_of(self.state))
 
 
 _GROUPS: dict[str, Any] = {

@@ -39,6 +39,7 @@ from .journal import (
     digest_of,
     fingerprint,
     is_done,
+    open_journal,
     read_only_journal,
 )
 from .model import SUCCESSFUL, Outcome, Payload, Result, Row
@@ -90,7 +91,7 @@ async def settle_in_flight(
     if not rows:
         return set()
     since = min(r.sent_at for r in rows) - timedelta(seconds=SLACK)
-    reconciler.own_all(journal.tasks_sent_since(since))
+    reconciler.own_all(journal.tasks_sent_since(target, since))
     batches = journal.batches_of(rows)
     settled: dict[tuple[int, int], Outcome | None] = {}
     for async_id, members in batches.items():
@@ -176,7 +177,7 @@ def begin_run(
     print_ = fingerprint(source.path, source.sheet)
     latest = journal.latest(target, print_)
     notes: list[str] = []
-    where = f"{source.path} into {target} (journal {journal.path})"
+    where = f"{source.path} into {target} (journal {journal.where})"
     if options.journal.resume:
         if latest is None:
             raise UsageError(f"nothing to resume: no run of {where}; run it without --resume")
@@ -245,7 +246,7 @@ async def refuse_a_lost_journal(
     prepared: Prepared,
     directory: Directory | None,
     options: RunOptions,
-    journal_path: Path,
+    journal_where: str,
 ) -> None:
     """UsageError (exit 2) when a keyed run begins with a journal that knows no keys while the
     account already holds tasks like its first rows: the journal of the earlier nights is
@@ -267,7 +268,7 @@ async def refuse_a_lost_journal(
         ):
             if matches(task, payload.params):
                 raise UsageError(
-                    f"the journal ({journal_path.name}) knows no row imported with --key "
+                    f"the journal ({journal_where}) knows no row imported with --key "
                     f"{options.key!r} into this account, yet the account already holds task "
                     f"{task.get('id')}, like row {payload.row.number} ({plain(name)!r}): the "
                     "journal of the earlier runs looks lost (a new machine, a worker without a "
@@ -366,9 +367,8 @@ async def run_import(
     prepared, directory = await prepare_online(source_path, client, options)
     summary, results_path = _summary(prepared, options, client)
     target = client.credentials.target
-    state = options.journal.state or default_journal_path(target)
-    with Journal(state, make_folder=options.journal.state is None) as journal:
-        summary.journal = journal.path
+    with open_journal(options.journal.state, target) as journal:
+        summary.journal = journal.where
         known = journal.known(target)
         if note := refuse_their_tasks(prepared, known, options, target):
             summary.warnings.append(note)
@@ -385,7 +385,7 @@ async def run_import(
             # No row of a run keyed so into this target, not even of one killed before its
             # keys were written (its rows in flight are looked up): the journal is new, or it
             # is not the one of the earlier runs.
-            await refuse_a_lost_journal(client, prepared, directory, options, journal.path)
+            await refuse_a_lost_journal(client, prepared, directory, options, journal.name)
         if options.max_changes is not None:
             refuse_too_many_changes(prepared, directory, known, options)
         reconciler = Reconciler(client, settle=options.send.settle)
@@ -621,8 +621,8 @@ async def validate_source(
             "and IVVY_API_SECRET, or give --sandbox)"
         )
     target = client.credentials.target if client is not None else target
-    journal_path = options.journal.state or (default_journal_path(target) if target else None)
-    db = read_only_journal(journal_path) if journal_path is not None and target else None
+    journal_at = options.journal.state or (default_journal_path(target) if target else None)
+    db = read_only_journal(journal_at) if journal_at is not None and target else None
     if target is None:
         summary.warnings.append(
             "no target (no credentials): the plan counts every row without a task id as a "

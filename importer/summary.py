@@ -41,8 +41,9 @@ class RunSummary:
     interrupted: bool = False
     #: Why iVvy ended the session mid-run (462 Session Expired, 463 Key Revoked), if it did.
     session_ended: str | None = None
-    #: The journal file and this run's number in it (``None`` for ``validate``).
-    journal: Path | None = None
+    #: The journal (its file, or its database's URL without a password) and this run's number
+    #: in it (``None`` for ``validate``).
+    journal: str | None = None
     run_id: int | None = None
     #: ``validate``: what a run would do with the rows (create, update…: see :data:`CREATE`).
     plan: Counter[str] = field(default_factory=Counter)

@@ -28,8 +28,8 @@ from .journal import (
     RunJournal,
     RunRecord,
     Touched,
-    default_journal_path,
     is_done,
+    open_journal,
 )
 from .model import Outcome, Payload, Row
 from .pipeline import settle_in_flight
@@ -45,13 +45,13 @@ CANCELLED = 3
 def _chosen(journal: Journal, target: str, run_id: int | None) -> RunRecord:
     imports = [r for r in journal.runs(target) if r.kind == "import"]
     if not imports:
-        raise UsageError(f"nothing to undo: no import into {target} in the journal {journal.path}")
+        raise UsageError(f"nothing to undo: no import into {target} in the journal {journal.where}")
     if run_id is None:
         run_id = imports[0].id
     chosen = next((r for r in imports if r.id == run_id), None)
     if chosen is None:
         known = ", ".join(f"{r.id} ({Path(r.source).name}, {r.started})" for r in imports[:10])
-        raise UsageError(f"no import run {run_id} into {target} in {journal.path}; runs: {known}")
+        raise UsageError(f"no import run {run_id} into {target} in {journal.where}; runs: {known}")
     if chosen.status == "pruned":
         raise UsageError(
             f"run {run_id}'s rows were pruned from the journal (task-import runs "
@@ -78,7 +78,7 @@ async def undo_run(
     client: IvvyClient,
     run_id: int | None = None,
     *,
-    state: Path | None = None,
+    state: Path | str | None = None,
     results: Path | Literal["beside"] | None = None,
     concurrency: int = 8,
     stop: asyncio.Event | None = None,
@@ -92,7 +92,7 @@ async def undo_run(
     stop = stop or asyncio.Event()
     target = client.credentials.target
     await client.measure_clock()
-    with Journal(state or default_journal_path(target), make_folder=state is None) as journal:
+    with open_journal(state, target) as journal:
         reconciler = Reconciler(client)
         await settle_in_flight(journal, target, reconciler, client)
         original = _chosen(journal, target, run_id)
@@ -108,7 +108,7 @@ async def undo_run(
         current = await tasks_among(client, journal.updated_tasks(original.id))
         actions = _Actions(original, current, client.clock_offset)
         summary = RunSummary(source=Path(original.source), results=results, target=target)
-        summary.journal, summary.undoes = journal.path, original.id
+        summary.journal, summary.undoes = journal.where, original.id
         if plan_only:
             _write_plan(summary, journal, original, actions)
             summary.seconds = time.monotonic() - clock

@@ -3,6 +3,8 @@
 from __future__ import annotations
 
 import asyncio
+import os
+import uuid
 from collections.abc import Callable, Iterator
 from pathlib import Path
 from typing import Any
@@ -95,3 +97,53 @@ def sent(server: SandboxServer, action: str = "addOrUpdateTask") -> list[dict[st
         for r in server.get(f"/_sandbox/requests?action={action}")
         if r["status"] == 200 and isinstance(r["body"], dict)
     ]
+
+
+#: The PostgreSQL server the journal's tests use (``.ci/run`` starts one there).
+POSTGRES = os.environ.get("IVVY_TEST_POSTGRES", "postgresql://postgres@127.0.0.1:55432/postgres")
+
+
+@pytest.fixture(scope="session")
+def postgres_server() -> str:
+    """The test PostgreSQL server's URL. Locally a missing server skips its tests, with the
+    reason; under CI=true it fails them (``.ci/run`` installs and starts one)."""
+    import psycopg
+
+    try:
+        with psycopg.connect(POSTGRES, connect_timeout=5) as db:
+            db.execute("SELECT 1")
+    except psycopg.Error as exc:
+        why = f"no PostgreSQL server at {POSTGRES} ({str(exc).strip()})"
+        if os.environ.get("CI") == "true":
+            pytest.fail(f"CI=true and {why}: .ci/run starts one (.ci/postgres)")
+        pytest.skip(f"{why}: start one with .ci/postgres, or set IVVY_TEST_POSTGRES")
+    return POSTGRES
+
+
+@pytest.fixture(params=["sqlite", "postgresql"])
+def journal_at(
+    request: pytest.FixtureRequest, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> Iterator[Callable[[str], str]]:
+    """Journals on each backend: ``journal_at(name)`` is a journal's ``--state`` (a file in
+    the test's folder, or a schema of its own in the test server's database), and a command
+    given no ``--state`` uses ``journal_at("default")`` (through ``IVVY_STATE``)."""
+    if request.param == "sqlite":
+        yield lambda name: str(tmp_path / f"{name}.sqlite")
+        return
+    import psycopg
+
+    server = request.getfixturevalue("postgres_server")
+    schemas: dict[str, str] = {}
+
+    def at(name: str) -> str:
+        if name not in schemas:
+            schemas[name] = f"t_{uuid.uuid4().hex[:12]}_{name}".lower().replace("-", "_")
+            with psycopg.connect(server, autocommit=True) as db:
+                db.execute(f'CREATE SCHEMA "{schemas[name]}"')
+        return f"{server}?options=-csearch_path%3D{schemas[name]}"
+
+    monkeypatch.setenv("IVVY_STATE", at("default"))
+    yield at
+    with psycopg.connect(server, autocommit=True) as db:
+        for schema in schemas.values():
+            db.execute(f'DROP SCHEMA "{schema}" CASCADE')

@@ -280,7 +280,7 @@ def test_a_batch_that_never_completes_is_given_up_and_never_sent_again(make_sand
 
 
 def test_a_queued_batch_given_up_is_settled_by_the_batch_api_on_the_next_run(
-    make_sandbox, tmp_path
+    journal_at, make_sandbox, tmp_path
 ):
     server = make_sandbox(batch_queue_s=2.0)
     rows = rows_of(300)
@@ -310,7 +310,9 @@ def _summary(outcome) -> dict[str, Any]:
     return json.loads(outcome.stdout.strip().splitlines()[-1])
 
 
-def test_a_killed_batch_run_is_settled_by_the_batch_api_before_any_look_up(make_sandbox, tmp_path):
+def test_a_killed_batch_run_is_settled_by_the_batch_api_before_any_look_up(
+    journal_at, make_sandbox, tmp_path
+):
     import os
     import signal
     import subprocess
@@ -320,9 +322,9 @@ def test_a_killed_batch_run_is_settled_by_the_batch_api_before_any_look_up(make_
     server = make_sandbox(batch_queue_s=3.0)
     rows = rows_of(300)
     source = write(tmp_path / "killed.csv", rows)
-    state = tmp_path / "state.sqlite"
+    state = journal_at("state")
     command = [sys.executable, "-m", "importer.cli", "run", str(source), "--via", "batch",
-               "--state", str(state), "--settle-s", "0.5"]  # fmt: skip
+               "--state", state, "--settle-s", "0.5"]  # fmt: skip
     env = {**os.environ, **env_for(server)}
     process = subprocess.Popen(command, env=env, stdout=subprocess.PIPE, stderr=subprocess.PIPE)
     deadline = time.monotonic() + 30

@@ -14,10 +14,12 @@ from collections import Counter
 from pathlib import Path
 
 import httpx
+import pytest
 from click.testing import CliRunner
 
 from importer.cli import main
 from importer.client import IvvyClient
+from importer.errors import UsageError
 from importer.journal import Journal, default_journal_path
 from importer.undo import EDIT_SLACK, undo_run
 
@@ -52,12 +54,26 @@ def invoke(server, *args: object):
     return CliRunner().invoke(main, [*map(str, args)], env=env_for(server))
 
 
+def journal_bytes(state: str) -> bytes:
+    """Everything a journal holds: its files' bytes, or its database tables' text."""
+    if state.startswith("postgresql://"):
+        import psycopg
+
+        with psycopg.connect(state) as db:
+            tables = ("runs", "rows", "batches", "keys", "lineage", "befores")
+            return "".join(
+                str(db.execute(f"SELECT * FROM {t}").fetchall()) for t in tables
+            ).encode()
+    journal = Path(state)
+    return b"".join(f.read_bytes() for f in journal.parent.glob(journal.name + "*"))
+
+
 def as_json(outcome) -> dict:
     return json.loads(outcome.stdout.strip().splitlines()[-1])
 
 
 def test_nightly_re_run_updates_changed_rows_creates_new_ones_and_leaves_the_rest(
-    make_sandbox, tmp_path
+    journal_at, make_sandbox, tmp_path
 ):
     server = make_sandbox()
     rows = keyed_rows(100)
@@ -67,10 +83,12 @@ def test_nightly_re_run_updates_changed_rows_creates_new_ones_and_leaves_the_res
     summary = as_json(first)
     assert summary["counts"] == {"created": 100}
     assert summary["exit_code"] == 0 and summary["run"] == 1
-    assert Path(summary["journal"]) == default_journal_path(server.credentials.target)
+    if os.environ.get("IVVY_STATE"):  # PostgreSQL: its URL, shown without a password or query
+        assert summary["journal"].startswith("postgresql://") and "?" not in summary["journal"]
+    else:
+        assert Path(summary["journal"]) == default_journal_path(server.credentials.target)
     ids = {r["Legacy Id"]: int(r["task_id"]) for r in read_results(tmp_path / "night1.results.csv")}
-    journal = Path(summary["journal"])
-    stored = b"".join(f.read_bytes() for f in journal.parent.glob(journal.name + "*"))
+    stored = journal_bytes(os.environ.get("IVVY_STATE") or summary["journal"])
     assert server.config.key.encode() in stored
     assert server.config.secret.encode() not in stored  # the key is there, never the secret
 
@@ -102,7 +120,9 @@ def test_nightly_re_run_updates_changed_rows_creates_new_ones_and_leaves_the_res
     assert len(server.tasks()) == 102
 
 
-def test_a_task_deleted_in_ivvy_fails_with_24392_unless_recreate_missing(make_sandbox, tmp_path):
+def test_a_task_deleted_in_ivvy_fails_with_24392_unless_recreate_missing(
+    journal_at, make_sandbox, tmp_path
+):
     server = make_sandbox()
     rows = keyed_rows(3)
     first = invoke(server, "run", write_rows(tmp_path / "a.csv", rows), "--key", "Legacy Id")
@@ -125,7 +145,9 @@ def test_a_task_deleted_in_ivvy_fails_with_24392_unless_recreate_missing(make_sa
     assert sorted(t["name"] for t in server.tasks()) == ["Task 0", "Task 1", "Task 2"]
 
 
-def test_only_failed_sends_the_failed_rows_of_a_results_sheet_again(make_sandbox, tmp_path):
+def test_only_failed_sends_the_failed_rows_of_a_results_sheet_again(
+    journal_at, make_sandbox, tmp_path
+):
     server = make_sandbox()
     rows = keyed_rows(3)
     initial = invoke(server, "run", write_rows(tmp_path / "a.csv", rows), "--key", "Legacy Id")
@@ -154,7 +176,7 @@ def test_only_failed_sends_the_failed_rows_of_a_results_sheet_again(make_sandbox
     assert {t["status"] for t in server.tasks() if t["name"] == "Task 2"} == {4}
 
 
-def test_a_stopped_undo_goes_on_when_given_again(make_sandbox, tmp_path):
+def test_a_stopped_undo_goes_on_when_given_again(journal_at, make_sandbox, tmp_path):
     server = make_sandbox()
     invoke(server, "run", write_rows(tmp_path / "a.csv", keyed_rows(5)))
 
@@ -163,7 +185,7 @@ def test_a_stopped_undo_goes_on_when_given_again(make_sandbox, tmp_path):
         if stop:
             event.set()
         async with IvvyClient(server.credentials) as client:
-            return await undo_run(client, stop=event)
+            return await undo_run(client, stop=event, state=os.environ.get("IVVY_STATE"))
 
     stopped = asyncio.run(undo(stop=True))
     assert stopped.interrupted and stopped.counts == {"skipped": 5}
@@ -173,7 +195,7 @@ def test_a_stopped_undo_goes_on_when_given_again(make_sandbox, tmp_path):
     assert {t["status"] for t in server.tasks()} == {3}
 
 
-def test_re_running_a_finished_source_says_so_and_what_to_do(sandbox, tmp_path):
+def test_re_running_a_finished_source_says_so_and_what_to_do(journal_at, sandbox, tmp_path):
     source = write_rows(tmp_path / "once.csv", keyed_rows(3))
     assert invoke(sandbox, "run", source).exit_code == 0
     again = invoke(sandbox, "run", source)
@@ -188,9 +210,9 @@ def test_re_running_a_finished_source_says_so_and_what_to_do(sandbox, tmp_path):
     assert len(sandbox.tasks()) == 3
 
 
-def test_a_second_run_on_a_journal_in_use_refuses(sandbox, tmp_path):
+def test_a_second_run_on_a_journal_in_use_refuses(journal_at, sandbox, tmp_path):
     source = write_rows(tmp_path / "locked.csv", keyed_rows(3))
-    state = tmp_path / "journal.sqlite"
+    state = journal_at("journal")
     with Journal(state):
         outcome = invoke(sandbox, "run", source, "--state", state)
     assert outcome.exit_code == 2
@@ -199,7 +221,9 @@ def test_a_second_run_on_a_journal_in_use_refuses(sandbox, tmp_path):
     assert invoke(sandbox, "run", source, "--state", state).exit_code == 0
 
 
-def test_undo_cancels_what_a_run_created_and_puts_back_what_it_updated(make_sandbox, tmp_path):
+def test_undo_cancels_what_a_run_created_and_puts_back_what_it_updated(
+    journal_at, make_sandbox, tmp_path
+):
     server = make_sandbox()
     rows = keyed_rows(4)
     invoke(server, "run", write_rows(tmp_path / "n1.csv", rows), "--key", "Legacy Id")
@@ -247,7 +271,9 @@ def test_undo_cancels_what_a_run_created_and_puts_back_what_it_updated(make_sand
     assert len(server.tasks()) == 6
 
 
-def test_undo_leaves_a_task_changed_in_ivvy_since_the_run_updated_it(make_sandbox, tmp_path):
+def test_undo_leaves_a_task_changed_in_ivvy_since_the_run_updated_it(
+    journal_at, make_sandbox, tmp_path
+):
     server = make_sandbox()
     rows = keyed_rows(4)
     invoke(server, "run", write_rows(tmp_path / "n1.csv", rows), "--key", "Legacy Id")
@@ -280,7 +306,7 @@ def test_undo_leaves_a_task_changed_in_ivvy_since_the_run_updated_it(make_sandbo
     assert "a person" in tasks["Task 2"]["description"]
 
 
-def test_sigkill_three_times_then_resume_creates_every_row_once(make_sandbox, tmp_path):
+def test_sigkill_three_times_then_resume_creates_every_row_once(journal_at, make_sandbox, tmp_path):
     # Some latency, so that rows settled by one run were sent long before a later run's
     # look-up window opens: their tasks are still this source's, never "another writer's".
     server = make_sandbox(fail_rate=0.05, drop_rate=0.05, random_seed=11, latency_ms=20)
@@ -288,7 +314,7 @@ def test_sigkill_three_times_then_resume_creates_every_row_once(make_sandbox, tm
     source = tmp_path / "big.csv"
     write_rows(source, [{"Task Name": f"Task {n}", "Due Date": "2026-12-01 09:00"}
                         for n in range(total)])  # fmt: skip
-    state = tmp_path / "state.sqlite"
+    state = journal_at("state")
     command = [sys.executable, "-m", "importer.cli", "run", str(source), "--state", str(state),
                "--rate", "150", "--concurrency", "8", "--settle-s", "1"]  # fmt: skip
     env = {**os.environ, **env_for(server)}
@@ -321,7 +347,7 @@ def test_sigkill_three_times_then_resume_creates_every_row_once(make_sandbox, tm
     assert server.stats()["drops"] > 0 and server.stats()["failures_injected"] > 0
 
 
-def test_runs_are_listed_and_old_ones_pruned_keeping_the_keys(make_sandbox, tmp_path):
+def test_runs_are_listed_and_old_ones_pruned_keeping_the_keys(journal_at, make_sandbox, tmp_path):
     server = make_sandbox()
     rows = keyed_rows(3)
     first = invoke(server, "run", write_rows(tmp_path / "n1.csv", rows), "--key", "Legacy Id")
@@ -385,7 +411,7 @@ def test_a_journal_of_an_earlier_version_gains_the_lineage_of_its_rows(tmp_path)
         assert journal.run(1).lineage == "F" and journal.run(1).ref is None
 
 
-def test_undo_of_a_results_sheet_run_touches_only_what_that_run_sent(sandbox, tmp_path):
+def test_undo_of_a_results_sheet_run_touches_only_what_that_run_sent(journal_at, sandbox, tmp_path):
     source = tmp_path / "r.csv"
     source.write_text(
         "Task Name,Due Date\nKept,2026-12-01 10:00\nFixed,31/02/2026\n", encoding="utf-8"
@@ -405,13 +431,13 @@ def test_undo_of_a_results_sheet_run_touches_only_what_that_run_sent(sandbox, tm
 
 
 def test_an_update_in_flight_when_its_run_died_is_undone_to_the_task_as_it_was_first(
-    sandbox, tmp_path
+    journal_at, sandbox, tmp_path
 ):
     from importer.journal import RunJournal
 
     from .conftest import call
 
-    state = tmp_path / "state.sqlite"
+    state = journal_at("state")
     rows = keyed_rows(1)
     first = invoke(sandbox, "run", write_rows(tmp_path / "n1.csv", rows), "--key", "Legacy Id",
                    "--state", state)  # fmt: skip
@@ -437,50 +463,54 @@ def test_an_update_in_flight_when_its_run_died_is_undone_to_the_task_as_it_was_f
     assert sandbox.tasks()[0]["status"] == 0  # as it was before the first send, not after
 
 
-def test_a_keyed_run_whose_journal_was_lost_is_refused_until_told(make_sandbox, tmp_path):
+def test_a_keyed_run_whose_journal_was_lost_is_refused_until_told(
+    journal_at, make_sandbox, tmp_path
+):
     # A nightly job on a worker without a lasting disk: night 2 starts with an empty journal.
     server = make_sandbox()
     rows = keyed_rows(20)
     night1 = write_rows(tmp_path / "night1.csv", rows)
-    first = invoke(server, "run", night1, "--key", "Legacy Id", "--state", tmp_path / "a.sqlite")
+    first = invoke(server, "run", night1, "--key", "Legacy Id", "--state", journal_at("a"))
     assert first.exit_code == 0, first.output
     rows[3]["Status"] = "Done"
     night2 = write_rows(tmp_path / "night2.csv", rows)
 
-    lost = invoke(server, "run", night2, "--key", "Legacy Id", "--state", tmp_path / "new.sqlite")
+    lost = invoke(server, "run", night2, "--key", "Legacy Id", "--state", journal_at("new"))
     assert lost.exit_code == 2, lost.output
     assert "looks lost" in lost.output and "--trust-empty-journal" in lost.output
     assert "--state" in lost.output
     assert len(server.tasks()) == 20  # nothing was sent
     # Pointed at the journal, the night goes as it should.
-    found = invoke(server, "run", night2, "--key", "Legacy Id", "--state", tmp_path / "a.sqlite",
+    found = invoke(server, "run", night2, "--key", "Legacy Id", "--state", journal_at("a"),
                    "--json")  # fmt: skip
     assert as_json(found)["counts"] == {"updated": 1, "unchanged": 19}
     # Told the tasks are not this export's, it creates them (the person's decision).
-    told = invoke(server, "run", night2, "--key", "Legacy Id", "--state", tmp_path / "b.sqlite",
+    told = invoke(server, "run", night2, "--key", "Legacy Id", "--state", journal_at("b"),
                   "--trust-empty-journal", "--json")  # fmt: skip
     assert as_json(told)["counts"] == {"created": 20} and len(server.tasks()) == 40
 
 
 def test_a_first_keyed_run_into_an_account_without_such_tasks_is_not_refused(
-    make_sandbox, tmp_path
+    journal_at, make_sandbox, tmp_path
 ):
     server = make_sandbox()
     others = [{**r, "Task Name": f"Other {n}"} for n, r in enumerate(keyed_rows(3))]
     other = write_rows(tmp_path / "other.csv", others)
-    assert invoke(server, "run", other, "--state", tmp_path / "x.sqlite").exit_code == 0
+    assert invoke(server, "run", other, "--state", journal_at("x")).exit_code == 0
     first = invoke(server, "run", write_rows(tmp_path / "n.csv", keyed_rows(5)), "--key",
-                   "Legacy Id", "--state", tmp_path / "k.sqlite", "--json")  # fmt: skip
+                   "Legacy Id", "--state", journal_at("k"), "--json")  # fmt: skip
     assert as_json(first)["counts"] == {"created": 5}
 
 
-def test_max_rejects_lets_a_nightly_run_with_a_few_bad_rows_end_with_exit_0(make_sandbox, tmp_path):
+def test_max_rejects_lets_a_nightly_run_with_a_few_bad_rows_end_with_exit_0(
+    journal_at, make_sandbox, tmp_path
+):
     server = make_sandbox()
     rows = keyed_rows(20)
     rows[4]["Due Date"] = "31/02/2026"
     rows[9]["Contact ID"] = "not-a-contact"
     source = write_rows(tmp_path / "n.csv", rows)
-    state = ("--state", str(tmp_path / "j.sqlite"))
+    state = ("--state", journal_at("j"))
 
     def night(*limit: str):
         done = invoke(server, "run", source, "--key", "Legacy Id", *state, "--json", *limit)
@@ -499,12 +529,12 @@ def test_max_rejects_lets_a_nightly_run_with_a_few_bad_rows_end_with_exit_0(make
 
 
 def test_failed_rows_of_a_keyed_run_come_back_by_themselves_and_stubborn_ones_are_flagged(
-    make_sandbox, tmp_path
+    journal_at, make_sandbox, tmp_path
 ):
     server = make_sandbox()
     rows = keyed_rows(5)
     night1 = write_rows(tmp_path / "night1.csv", rows)
-    state = ("--state", str(tmp_path / "j.sqlite"))
+    state = ("--state", journal_at("j"))
     assert invoke(server, "run", night1, "--key", "Legacy Id", *state).exit_code == 0
     made = {
         r["Legacy Id"]: int(r["task_id"]) for r in read_results(tmp_path / "night1.results.csv")
@@ -538,7 +568,7 @@ def test_failed_rows_of_a_keyed_run_come_back_by_themselves_and_stubborn_ones_ar
 
 
 def test_a_keyed_run_after_a_first_one_killed_before_its_keys_were_written_is_not_refused(
-    make_sandbox, tmp_path
+    journal_at, make_sandbox, tmp_path
 ):
     # The first keyed run was killed after sending rows whose keys were not written yet: its
     # journal holds the run and its rows in flight, no key. That journal is not lost: the next
@@ -548,8 +578,8 @@ def test_a_keyed_run_after_a_first_one_killed_before_its_keys_were_written_is_no
     server = make_sandbox()
     rows = keyed_rows(4)
     source = write_rows(tmp_path / "n.csv", rows)
-    state = tmp_path / "j.sqlite"
-    made = invoke(server, "run", source, "--key", "Legacy Id", "--state", tmp_path / "other.sqlite")
+    state = journal_at("j")
+    made = invoke(server, "run", source, "--key", "Legacy Id", "--state", journal_at("other"))
     assert made.exit_code == 0, made.output
     with Journal(state) as journal:
         record = journal.start(kind="import", target=server.credentials.target, source=str(source),
@@ -562,7 +592,7 @@ def test_a_keyed_run_after_a_first_one_killed_before_its_keys_were_written_is_no
 
 
 def test_notify_tells_a_webhook_when_a_night_needs_attention_and_once_when_it_recovers(
-    make_sandbox, tmp_path
+    journal_at, make_sandbox, tmp_path
 ):
     import http.server
     import json as json_module
@@ -588,7 +618,7 @@ def test_notify_tells_a_webhook_when_a_night_needs_attention_and_once_when_it_re
         rows = keyed_rows(6)
         rows[2]["Due Date"] = "31/02/2026"
         source = tmp_path / "nightly.csv"
-        state = ("--state", str(tmp_path / "j.sqlite"))
+        state = ("--state", journal_at("j"))
 
         def night():
             write_rows(source, rows)
@@ -618,10 +648,12 @@ def test_notify_tells_a_webhook_when_a_night_needs_attention_and_once_when_it_re
         receiver.shutdown()
 
 
-def test_max_changes_refuses_a_night_that_would_update_too_many_tasks(make_sandbox, tmp_path):
+def test_max_changes_refuses_a_night_that_would_update_too_many_tasks(
+    journal_at, make_sandbox, tmp_path
+):
     server = make_sandbox()
     rows = keyed_rows(50)
-    state = ("--state", str(tmp_path / "j.sqlite"))
+    state = ("--state", journal_at("j"))
     night1 = write_rows(tmp_path / "night1.csv", rows)
     assert invoke(server, "run", night1, "--key", "Legacy Id", *state).exit_code == 0
     for n in range(5):  # 5 of 50 rows changed: 10%
@@ -644,3 +676,45 @@ def test_max_changes_refuses_a_night_that_would_update_too_many_tasks(make_sandb
     assert as_json(done)["counts"] == {"updated": 5, "unchanged": 45}
     bad = invoke(server, "run", night2, "--key", "Legacy Id", *state, "--max-changes", "some")
     assert bad.exit_code == 2 and "--max-changes takes a number" in bad.output
+
+
+@pytest.mark.parametrize("journal_at", ["postgresql"], indirect=True)
+def test_many_targets_share_one_postgresql_journal_each_locked_alone(journal_at, sandbox, tmp_path):
+    state = journal_at("shared")
+    with Journal(state, target="account A"), Journal(state, target="account B"):
+        # Another run into A at once is refused, into a third account it is not.
+        with Journal(state, target="account C"):
+            pass
+        try:
+            Journal(state, target="account A")
+        except UsageError as exc:
+            assert "another task-import run is using the journal" in str(exc)
+        else:
+            raise AssertionError("a second run into account A was let in")
+    # Freed with its holders: a run goes ahead, and its rows are in that journal.
+    source = write_rows(tmp_path / "a.csv", keyed_rows(3))
+    done = invoke(sandbox, "run", source, "--state", state, "--json")
+    assert done.exit_code == 0, done.output
+    with Journal(state) as journal:
+        (record,) = journal.runs(sandbox.credentials.target)
+        assert journal.row_counts(record.id) == {"created": 3}
+
+
+def test_a_postgresql_journal_never_shows_its_password(postgres_server, sandbox, tmp_path):
+    from importer.journal import shown_state
+
+    secret_url = "postgresql://importer:s3cret-pw@127.0.0.1:1/jobs?sslmode=disable&password=x"
+    assert shown_state(secret_url) == "postgresql://importer@127.0.0.1:1/jobs"
+    source = write_rows(tmp_path / "a.csv", keyed_rows(2))
+    outcome = invoke(sandbox, "run", source, "--state", secret_url)
+    assert outcome.exit_code == 2
+    assert "cannot use the PostgreSQL journal postgresql://importer@127.0.0.1:1/jobs" in (
+        outcome.output
+    )
+    assert "s3cret-pw" not in outcome.output and "password=x" not in outcome.output
+    assert sandbox.tasks() == []  # nothing sent without a journal
+    # Given through the environment (a Kubernetes Secret), as --state's default.
+    env = {**env_for(sandbox), "IVVY_STATE": secret_url}
+    by_env = CliRunner().invoke(main, ["run", str(source)], env=env)
+    assert by_env.exit_code == 2 and "s3cret-pw" not in by_env.output
+    assert "postgresql://importer@127.0.0.1:1/jobs" in by_env.output

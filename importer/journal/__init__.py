@@ -1,7 +1,8 @@
-"""Record: the run journal, a SQLite file that holds every row's state as it changes.
+"""Record: the run journal, a SQLite file (or a PostgreSQL database) that holds every row's
+state as it changes.
 
 One journal per target by default (under the user's data directory; ``--state PATH`` chooses
-another), holding:
+another file, ``--state postgresql://…`` a database, which many targets may share), holding:
 
 - ``runs``: one line per run (an import or an undo), keyed by the target (base URL and API key,
   never the secret) and the source's fingerprint (its bytes and sheet);
@@ -31,7 +32,10 @@ The file is in WAL mode, and a lock file beside it keeps two runs from using it 
 
 from __future__ import annotations
 
+from pathlib import Path
+
 from ._known import Known
+from ._pg import is_postgres, shown
 from ._run import RunJournal
 from ._schema import (
     FLUSH_ROWS,
@@ -47,6 +51,28 @@ from ._schema import (
 )
 from ._store import Journal, list_runs
 
+
+def state_of(value: object) -> Path | str | None:
+    """A ``--state`` value as the journal takes it: a PostgreSQL database's URL stays text,
+    any other text is a file's path."""
+    if value is None or isinstance(value, Path) or is_postgres(value):
+        return value  # type: ignore[return-value]
+    return Path(value)  # type: ignore[arg-type]
+
+
+def shown_state(state: Path | str) -> str:
+    """A journal as a message names it (a database's URL without its password)."""
+    return shown(str(state)) if is_postgres(state) else str(state)
+
+
+def open_journal(state: Path | str | None, target: str) -> Journal:
+    """The journal a run into ``target`` uses: ``state`` (a file, whose folder must exist, or
+    a PostgreSQL database), else the target's own file under the user's data folder."""
+    if state is None:
+        return Journal(default_journal_path(target), target=target)
+    return Journal(state, make_folder=False, target=target)
+
+
 __all__ = [
     "FLUSH_ROWS",
     "FLUSH_SECONDS",
@@ -60,6 +86,10 @@ __all__ = [
     "digest_of",
     "fingerprint",
     "is_done",
+    "is_postgres",
     "list_runs",
+    "open_journal",
     "read_only_journal",
+    "shown_state",
+    "state_of",
 ]

@@ -3,19 +3,18 @@
 from __future__ import annotations
 
 import json
-import sqlite3
 from collections import Counter
 from collections.abc import Iterable
 from typing import Any
 
-from ._schema import _RUN_COLUMNS, RunRecord, _chunked, _record, _row_counts
+from ._schema import _RUN_COLUMNS, Db, RunRecord, _chunked, _record, _row_counts
 
 
 class Known:
     """What a journal knows of one target's tasks, on a connection of its own or the journal's
     (``validate`` reads without the lock, a run with it). A ``None`` journal knows nothing."""
 
-    def __init__(self, db: sqlite3.Connection | None, target: str) -> None:
+    def __init__(self, db: Db | None, target: str) -> None:
         self._db = db
         self.target = target
 

@@ -107,9 +107,9 @@ class RunJournal:
                 "?, ?, ?, ?, ?, ?, ?, ?) ON CONFLICT (run, number) DO UPDATE SET state = 'done', "
                 "result = excluded.result, task_id = excluded.task_id, error_code = "
                 "excluded.error_code, field = excluded.field, message = excluded.message, "
-                "warnings = excluded.warnings, sent_at = COALESCE(excluded.sent_at, sent_at), "
-                "params = excluded.params, origin = COALESCE(excluded.origin, origin), "
-                "line = COALESCE(excluded.line, line)",
+                "warnings = excluded.warnings, sent_at = COALESCE(excluded.sent_at, rows.sent_at), "
+                "params = excluded.params, origin = COALESCE(excluded.origin, rows.origin), "
+                "line = COALESCE(excluded.line, rows.line)",
                 (
                     self.id,
                     number,

@@ -6,16 +6,29 @@ import hashlib
 import json
 import sqlite3
 from collections import Counter
-from collections.abc import Mapping, Sequence
+from collections.abc import Iterable, Mapping, Sequence
 from dataclasses import dataclass
 from datetime import UTC, datetime
 from pathlib import Path
-from typing import Any
+from typing import Any, Protocol
 
 import platformdirs
 
 from ..errors import UsageError
 from ..model import Outcome
+from ._pg import PgConnection, is_postgres
+
+
+class Db(Protocol):
+    """A journal's connection: ``sqlite3``'s, or :class:`~._pg.PgConnection` speaking as it
+    does."""
+
+    def execute(self, sql: str, args: Sequence[Any] = ..., /) -> Any: ...
+
+    def executemany(self, sql: str, seq: Iterable[Sequence[Any]], /) -> Any: ...
+
+    def close(self) -> None: ...
+
 
 _SCHEMA = """
 CREATE TABLE IF NOT EXISTS runs (
@@ -191,7 +204,7 @@ def _record(row: Sequence[Any]) -> RunRecord:
     return RunRecord(*values)
 
 
-def _row_counts(db: sqlite3.Connection, run_id: int) -> Counter[str]:
+def _row_counts(db: Db, run_id: int) -> Counter[str]:
     counts: Counter[str] = Counter()
     for state, result, n in db.execute(
         "SELECT state, result, COUNT(*) FROM rows WHERE run = ? GROUP BY state, result",
@@ -214,9 +227,7 @@ class Touched:
     sent_at: float | None = None
 
 
-def _chunked(
-    db: sqlite3.Connection, query: str, args: tuple[Any, ...], values: Sequence[Any]
-) -> dict[Any, Any]:
+def _chunked(db: Db, query: str, args: tuple[Any, ...], values: Sequence[Any]) -> dict[Any, Any]:
     """``query`` (one ``IN ({})``) over ``values`` 500 at a time: first column → the rest (a
     tuple, or the one value when there is one)."""
     found: dict[Any, Any] = {}
@@ -228,17 +239,25 @@ def _chunked(
     return found
 
 
-def read_only_journal(path: Path) -> sqlite3.Connection | None:
-    """The journal at ``path`` opened for reading only, without its lock (a run may be writing
-    it); ``None`` when there is none yet."""
+def read_only_journal(path: Path | str) -> Db | None:
+    """The journal at ``path`` (a file, or a PostgreSQL database's URL) opened for reading
+    only, without its lock (a run may be writing it); ``None`` when there is none yet."""
+    if is_postgres(path):
+        db = PgConnection(str(path), read_only=True)
+        try:
+            db.raw("SELECT 1 FROM keys LIMIT 1")
+        except Exception:  # no journal's tables in this database yet
+            db.close()
+            return None
+        return db
     if not Path(path).exists():
         return None
     try:
-        db = sqlite3.connect(f"{Path(path).resolve().as_uri()}?mode=ro", uri=True)
-        db.execute("SELECT 1 FROM keys LIMIT 1")
+        lite = sqlite3.connect(f"{Path(path).resolve().as_uri()}?mode=ro", uri=True)
+        lite.execute("SELECT 1 FROM keys LIMIT 1")
     except sqlite3.DatabaseError as exc:
         raise UsageError(f"the journal {path} cannot be read: {exc}") from None
-    return db
+    return lite
 
 
 def _outcome_values(outcome: Outcome) -> tuple[Any, ...]:

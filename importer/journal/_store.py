@@ -18,12 +18,15 @@ from filelock import FileLock, Timeout
 from ..errors import UsageError
 from ..model import Outcome
 from ._known import Known
+from ._pg import PgConnection, is_postgres, lock_key, shown
+from ._pg import schema as pg_schema
 from ._schema import (
     _ADDED,
     _RUN_COLUMNS,
     _SCHEMA,
     _SET_KEY,
     _SET_LINEAGE,
+    Db,
     InFlight,
     RunRecord,
     Touched,
@@ -40,9 +43,16 @@ class Journal:
     """A journal file, held by this process alone while open (``UsageError`` otherwise). Its
     folder is made when ``make_folder`` (the default journals' folder), else it must exist."""
 
-    def __init__(self, path: Path, *, make_folder: bool = True) -> None:
+    def __init__(
+        self, path: Path | str, *, make_folder: bool = True, target: str | None = None
+    ) -> None:
+        self.url: str | None = None
+        if is_postgres(path):
+            self._open_postgres(str(path), target)
+            return
         self.path = Path(path)
-        self._lock = FileLock(f"{self.path}.lock", timeout=0)
+        self.where = str(self.path)
+        self._lock: FileLock | None = FileLock(f"{self.path}.lock", timeout=0)
         folder = self.path.parent
         if not make_folder and not folder.is_dir():
             why = "is not a folder" if folder.exists() else "does not exist (it is not created)"
@@ -64,23 +74,24 @@ class Journal:
                 "a file in a folder you can write"
             ) from None
         try:
-            self.db = sqlite3.connect(self.path, isolation_level=None, check_same_thread=False)
-            self.db.execute("PRAGMA journal_mode=WAL")
-            self.db.execute("PRAGMA synchronous=NORMAL")
-            had_lineage = self.db.execute(
+            db = sqlite3.connect(self.path, isolation_level=None, check_same_thread=False)
+            self.db: Db = db
+            db.execute("PRAGMA journal_mode=WAL")
+            db.execute("PRAGMA synchronous=NORMAL")
+            had_lineage = db.execute(
                 "SELECT 1 FROM sqlite_master WHERE name = 'lineage'"
             ).fetchone()
-            self.db.executescript(_SCHEMA)
+            db.executescript(_SCHEMA)
             for table, columns in _ADDED.items():
-                have = {row[1] for row in self.db.execute(f"PRAGMA table_info({table})")}
+                have = {row[1] for row in db.execute(f"PRAGMA table_info({table})")}
                 for column in columns:
                     if column.split()[0] not in have:
-                        self.db.execute(f"ALTER TABLE {table} ADD COLUMN {column}")
-            self.db.execute("CREATE INDEX IF NOT EXISTS runs_by_ref ON runs (ref)")
+                        db.execute(f"ALTER TABLE {table} ADD COLUMN {column}")
+            db.execute("CREATE INDEX IF NOT EXISTS runs_by_ref ON runs (ref)")
             if not had_lineage:
                 # A journal of an earlier version: its rows' tasks become their lineage (with
                 # no digest, so that a row sent again is an update, never taken as unchanged).
-                self.db.execute(
+                db.execute(
                     "INSERT OR IGNORE INTO lineage SELECT runs.target, runs.fingerprint, "
                     "rows.number, rows.task_id, '', rows.run FROM rows JOIN runs ON runs.id = "
                     "rows.run WHERE runs.kind = 'import' AND rows.state = 'done' AND "
@@ -90,9 +101,57 @@ class Journal:
             self._lock.release()
             raise UsageError(f"the journal {self.path} cannot be used: {exc}") from None
 
+    def _open_postgres(self, url: str, target: str | None) -> None:
+        """The journal in the PostgreSQL database at ``url``; its tables are made if missing,
+        and the run holds an advisory lock on ``target`` (on the whole journal without one)."""
+        self.url, self.where, self._lock = url, shown(url), None
+        self.path = Path(self.where)  # (shown only)
+        db = PgConnection(url)
+        # One journal is a database's schema: a run holds its target's lock and the journal's
+        # shared; a Journal opened for no target holds the journal's alone.
+        (where,) = db.raw("SELECT current_database() || '.' || current_schema()").fetchone()
+        whole = lock_key(where)
+        if target is None:
+            held = db.raw("SELECT pg_try_advisory_lock(%s)", (whole,)).fetchone()[0]
+        else:
+            held = db.raw(
+                "SELECT pg_try_advisory_lock_shared(%s) AND pg_try_advisory_lock(%s)",
+                (whole, lock_key(f"{where}:{target}")),
+            ).fetchone()[0]
+        if not held:
+            db.close()
+            raise UsageError(
+                f"another task-import run is using the journal {self.where} for this target: "
+                "wait for it to finish (two runs into one target at once could both send the "
+                "same rows)"
+            )
+        try:
+            db.raw("BEGIN")
+            db.raw("SELECT pg_advisory_xact_lock(%s)", (lock_key(f"{where}:(schema)"),))
+            for statement in pg_schema(_SCHEMA):
+                db.raw(statement)
+            db.raw("CREATE INDEX IF NOT EXISTS runs_by_ref ON runs (ref)")
+            db.raw("COMMIT")
+        except Exception as exc:
+            db.close()
+            raise UsageError(f"the journal {self.where} cannot be used: {exc}") from None
+        self.db = db
+
+    @property
+    def name(self) -> str:
+        """How a message names it: the file's name, or the database's URL (no password)."""
+        return self.where if self.url is not None else self.path.name
+
+    def reader(self) -> Db | None:
+        """A connection of its own, for reading only, without the lock."""
+        if self.url is not None:
+            return PgConnection(self.url, read_only=True)
+        return read_only_journal(self.path)
+
     def close(self) -> None:
-        self.db.close()
-        self._lock.release()
+        self.db.close()  # (PostgreSQL's advisory lock goes with its connection)
+        if self._lock is not None:
+            self._lock.release()
 
     def __enter__(self) -> Journal:
         return self
@@ -169,13 +228,14 @@ class Journal:
         undoes: int | None = None,
         origin: str | None = None,
     ) -> RunRecord:
-        cursor = self.db.execute(
+        (run_id,) = self.db.execute(
             "INSERT INTO runs (kind, target, source, fingerprint, options, started, status, "
-            "results, undoes, origin, ref) VALUES (?, ?, ?, ?, ?, ?, 'running', ?, ?, ?, ?)",
+            "results, undoes, origin, ref) VALUES (?, ?, ?, ?, ?, ?, 'running', ?, ?, ?, ?) "
+            "RETURNING id",
             (kind, target, source, print_, json.dumps(options, default=str), _now(), results,
              undoes, origin or print_, secrets.token_hex(6)),
-        )  # fmt: skip
-        return self.run(int(cursor.lastrowid or 0))  # type: ignore[return-value]
+        ).fetchone()  # fmt: skip
+        return self.run(int(run_id))  # type: ignore[return-value]
 
     def reopen(self, run_id: int, results: str | None = None) -> RunRecord:
         self.db.execute(
@@ -255,15 +315,16 @@ class Journal:
                     found.setdefault(async_id, []).append(wanted[(run, number)])
         return found
 
-    def tasks_sent_since(self, moment: datetime) -> set[int]:
-        """Task ids that rows done since ``moment`` created or updated (rows own them): a row's
-        time is when it was done, after its task was made."""
+    def tasks_sent_since(self, target: str, moment: datetime) -> set[int]:
+        """Task ids in ``target`` that rows done since ``moment`` created or updated (rows own
+        them): a row's time is when it was done, after its task was made."""
         return {
             task_id
             for (task_id,) in self.db.execute(
-                "SELECT task_id FROM rows WHERE state = 'done' AND task_id IS NOT NULL "
-                "AND sent_at >= ?",
-                (moment.timestamp(),),
+                "SELECT rows.task_id FROM rows JOIN runs ON runs.id = rows.run WHERE "
+                "runs.target = ? AND rows.state = 'done' AND rows.task_id IS NOT NULL "
+                "AND rows.sent_at >= ?",
+                (target, moment.timestamp()),
             )
         }
 
@@ -339,7 +400,7 @@ class Journal:
     def touched(self, run_id: int) -> Generator[Touched, None, None]:
         """The rows run ``run_id`` created or updated, in row order, read on a connection of
         their own (what an undo of it does is written on this one meanwhile)."""
-        reader = read_only_journal(self.path)
+        reader = self.reader()
         assert reader is not None
         try:
             for number, result, task_id, params, before, sent_at in reader.execute(
@@ -360,7 +421,7 @@ class Journal:
             reader.close()
 
 
-def list_runs(path: Path, target: str) -> list[tuple[RunRecord, Counter[str]]]:
+def list_runs(path: Path | str, target: str) -> list[tuple[RunRecord, Counter[str]]]:
     """The runs into ``target`` that the journal at ``path`` holds, the newest first, with their
     rows by result; read without the lock (a run may be going on)."""
     db = read_only_journal(path)

@@ -68,7 +68,7 @@ class ServeConfig:
 
     credentials: Credentials
     uploads: Path
-    state: Path | None = None
+    state: Path | str | None = None
     #: Required on every request when the page is served beyond loopback.
     token: str | None = None
     max_upload: int = 50 << 20
