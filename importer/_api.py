@@ -323,7 +323,7 @@ def results_rows(sheet: Path) -> Iterator[RowResult]:
             warnings=tuple(w for w in str(warnings or "").split("; ") if w),
         )
         values = {h: unneutralise(c) for h, c in zip(data, cells, strict=False)}
-        yield RowResult(int(number), values, outcome)
+        yield RowResult(0 if _blank(number) else int(number), values, outcome)
 
 
 def _blank(value: Any) -> bool:

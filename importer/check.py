@@ -8,7 +8,7 @@ from typing import Any, get_args
 
 from .directory import Directory
 from .fields import DUPLICATE_KEY
-from .model import Outcome, Payload, Result, Row
+from .model import VANISHED, Outcome, Payload, Result, Row
 from .prepare import Prepared
 from .read import Batch, is_blank
 from .results import (
@@ -47,9 +47,10 @@ def checked_rows(
                 continue
             batch = Batch([batch.numbers[i] for i in keep], [batch.rows[i] for i in keep])
         for row, normalised in normaliser.batch(batch).items():
-            if earlier is not None and only is not None:
+            if earlier is not None:
                 before = str(row.cells.get(earlier["result"]) or "").strip()
-                if before not in only:
+                # A key gone from an earlier export is no row to send: kept as it was.
+                if before in VANISHED or (only is not None and before not in only):
                     yield row, _kept(row, earlier, before)
                     continue
             checked = normalised

@@ -30,7 +30,7 @@ from .client import AuthError, Credentials, IvvyClient, IvvyError, TransportErro
 from .errors import ImporterError, UsageError
 from .journal import Journal, default_journal_path, is_postgres, list_runs, shown_state
 from .model import ProgressEvent
-from .options import BESIDE, RunOptions, parse_clock
+from .options import BESIDE, Missing, RunOptions, parse_clock
 from .profiles import PROFILES
 from .reconcile import SETTLE
 from .sandbox import (
@@ -308,6 +308,28 @@ def load_config(path: Path, group: click.Group) -> tuple[dict[str, dict[str, Any
     "(a number, or a share such as 20%).",
 )
 @click.option(
+    "--missing",
+    type=click.Choice(["ignore", "report", "cancel"]),
+    default="report",
+    show_default=True,
+    help="With --key: the keys earlier exports held that this one does not are listed in the "
+    "results (report), their tasks set to Cancelled (cancel), or neither (ignore).",
+)
+@click.option(
+    "--max-shrink",
+    metavar="P%",
+    default="20%",
+    show_default=True,
+    help="With --key: a source with this share fewer rows than the last run's (or none) "
+    "cancels nothing and ends with exit 1 (a broken export, not tasks to cancel).",
+)
+@click.option(
+    "--overwrite-edits",
+    is_flag=True,
+    help="Send an update although its task was changed in iVvy since this tool last wrote it "
+    "(by default such a row ends 'conflict', with the fields that differ, and is not sent).",
+)
+@click.option(
     "--notify",
     metavar="URL",
     help="POST the JSON summary (with a Slack-style text line) to this webhook when the run "
@@ -394,6 +416,9 @@ def run(
     new_run: bool,
     only: frozenset[str] | None,
     max_changes: str | None,
+    missing: Missing,
+    max_shrink: str,
+    overwrite_edits: bool,
     notify: str | None,
     max_rejects: str | None,
     trust_empty_journal: bool,
@@ -413,7 +438,8 @@ def run(
     rows that changed and leaves the others alone).
 
     \b
-    Exit codes: 0 every row done; 1 some rows invalid or failed (see the results);
+    Exit codes: 0 every row done; 1 some rows invalid, failed or in conflict (see the
+    results), or a keyed run's source looked broken (--max-shrink);
     2 bad invocation or unreadable source; 3 iVvy unreachable or credentials refused (or the
     session ended mid-run: 462/463); 130 interrupted.
 
@@ -443,6 +469,9 @@ def run(
             max_rejects=max_rejects,
             notify=notify,
             max_changes=max_changes,
+            missing=missing,
+            max_shrink=max_shrink,
+            overwrite_edits=overwrite_edits,
             settle=settle,
             callback_url=callback_url,
             batch_wait=batch_wait,

@@ -18,6 +18,7 @@ from .fields import UNREAD
 from .journal import (
     RunJournal,
 )
+from .missing import conflict, edited_since
 from .model import Outcome, Payload, Row
 from .plan import GROUP, Decision, snapshot
 from .send import (
@@ -74,6 +75,8 @@ class Feed:
         *,
         before_of: Callable[[int], Mapping[str, Any] | None] | None = None,
         keep_befores: bool = True,
+        written_of: Callable[[list[int]], Mapping[int, float]] | None = None,
+        clock_offset: float = 0.0,
     ) -> None:
         self._run = run
         self._rows = rows
@@ -81,6 +84,9 @@ class Feed:
         self._decide = decide
         self._before_of = before_of
         self._keep_befores = keep_befores
+        #: When this tool last wrote each task (``None``: edits in iVvy are not looked for).
+        self._written_of = written_of
+        self._offset = clock_offset
         self._unsent: deque[Payload] = deque()
         self._places: dict[int, Decision] = {}
         #: Updates put aside until their tasks are read (a spool on disk, not in memory).
@@ -141,6 +147,11 @@ class Feed:
 
     def _admit(self, decisions: list[Decision], *, deferring: bool = True) -> None:
         now = time.time()
+        written: Mapping[int, float] = {}
+        if self._written_of is not None:
+            updates = [int(d.checked.params["id"]) for d in decisions
+                       if isinstance(d.checked, Payload) and d.checked.is_update]  # fmt: skip
+            written = self._written_of(updates) if updates else {}
         for decision in decisions:
             checked = decision.checked
             origin, line = decision.origin, decision.line
@@ -154,6 +165,14 @@ class Feed:
                 before = self._before(int(checked.params["id"]))
                 if before is None and deferring:
                     self.later.put(decision)
+                    continue
+                task = int(checked.params["id"])
+                if before is not None and edited_since(before, written.get(task), self._offset):
+                    # Changed in iVvy since this tool wrote it: not sent (the key or row keeps
+                    # what was last sent, so the next run finds the same conflict).
+                    outcome = conflict(task, before, checked.params)
+                    outcome = dataclasses.replace(outcome, warnings=checked.warnings)
+                    self._run.done(number, outcome, origin=origin, line=line)
                     continue
             self._run.in_flight(number, checked.params, now, key=decision.key, before=before,
                                 origin=origin, line=line)  # fmt: skip

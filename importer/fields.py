@@ -108,6 +108,7 @@ UNSETTLED = "UNSETTLED"
 NOT_SAVED = "NOT_SAVED"
 RETRIES_EXHAUSTED = "RETRIES_EXHAUSTED"
 UNREAD = "UNREAD"
+EDITED_IN_IVVY = "EDITED_IN_IVVY"
 
 #: iVvy's specific codes (``specificCode``) that this project meets, with what each means.
 SPECIFIC_CODES: dict[int, str] = {
@@ -152,6 +153,9 @@ IMPORTER_CODES: dict[str, str] = {
     "with --resume, or re-send it from the results sheet with --only failed",
     UNREAD: "the task's current values could not be read before the update (an undo puts them "
     "back): the update was not sent; run again to send it",
+    EDITED_IN_IVVY: "someone changed the task in iVvy after this tool last wrote it: the row "
+    "was not sent, so that edit stays (the message lists the fields that differ); give "
+    "--overwrite-edits to send it anyway",
 }
 
 

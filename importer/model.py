@@ -6,10 +6,25 @@ from collections.abc import Mapping
 from dataclasses import dataclass
 from typing import Any, Literal, NamedTuple
 
-Result = Literal["created", "updated", "unchanged", "invalid", "failed", "skipped", "valid"]
+Result = Literal[
+    "created",
+    "updated",
+    "unchanged",
+    "invalid",
+    "failed",
+    "skipped",
+    "valid",
+    "conflict",
+    "missing",
+    "cancelled",
+]
 #: Results that mean the row is done in iVvy (or, for ``validate``, would pass); anything else
 #: needs a person.
 SUCCESSFUL: frozenset[str] = frozenset({"created", "updated", "unchanged", "valid"})
+#: A keyed run's lines for the keys of earlier exports that this one no longer holds (no row of
+#: the source): told of (``missing``) or their tasks set to Cancelled (``cancelled``); neither
+#: needs a person by itself.
+VANISHED: frozenset[str] = frozenset({"missing", "cancelled"})
 
 
 class Email(str):
@@ -70,8 +85,9 @@ class ProgressEvent:
 
 
 class RowResult(NamedTuple):
-    """One row of a run's (or a check's) results: its number, its cells as the source has
-    them, and what became of it."""
+    """One row of a run's (or a check's) results: its number (0 for a line of no source row:
+    a key an earlier export held that this one does not), its cells as the source has them,
+    and what became of it."""
 
     number: int
     cells: Mapping[str, Any]

@@ -61,6 +61,28 @@ class RejectLimit:
         return str(self.count) if self.count is not None else f"{(self.share or 0) * 100:g}%"
 
 
+#: What a keyed run does with the keys of earlier exports that this one no longer holds.
+Missing = Literal["ignore", "report", "cancel"]
+
+
+def _missing(value: str) -> Missing:
+    if value not in ("ignore", "report", "cancel"):
+        raise UsageError(f"--missing is ignore, report or cancel, not {value!r}")
+    return value  # type: ignore[return-value]
+
+
+def _share(value: float | str, option: str) -> float:
+    """A share given as 0.2 or "20%"; UsageError unless between 0 and 1."""
+    text = str(value).strip()
+    try:
+        share = float(text[:-1]) / 100 if text.endswith("%") else float(text)
+    except ValueError:
+        share = -1.0
+    if not 0 <= share <= 1:
+        raise UsageError(f"{option} is a share such as 20% or 0.2, not {value!r}")
+    return share
+
+
 def _path(value: Any) -> Any:
     """A path given as text, as a :class:`Path` (anything else as it is)."""
     if isinstance(value, str | os.PathLike) and not isinstance(value, Path):
@@ -140,8 +162,14 @@ class RunOptions:
     names the id column says so, ``False`` never, ``True`` always), and ``max_rejects`` (rows
     ``invalid`` or ``failed`` that still let the run count as done: ``"25"`` or ``"2%"``; every
     valid row is sent either way), ``max_changes`` (the most rows that may update a task, as a
-    number or a share, checked by a plan before anything is sent), and ``notify`` (a webhook's
-    URL: told when the run needs attention, and once when a later run recovers).
+    number or a share, checked by a plan before anything is sent; cancels count too),
+    ``notify`` (a webhook's URL: told when the run needs attention, and once when a later run
+    recovers), ``missing`` (for a keyed run: the keys earlier exports held that this one does
+    not are ``"report"``-ed in the results, ``"cancel"``-led, their tasks set to Cancelled, or
+    ``"ignore"``-d), ``max_shrink`` (a source that holds this share fewer rows than the last
+    keyed run's, or none, cancels nothing and ends with exit 1), and ``overwrite_edits`` (send
+    an update although the task was changed in iVvy since this tool last wrote it: by default
+    such a row ends ``conflict``, not sent).
 
     Each group's fields may also be given by name, as the command line's options are:
     ``RunOptions(key="Task ID", concurrency=16, timezone="Australia/Sydney")``; each is then
@@ -161,6 +189,9 @@ class RunOptions:
     max_rejects: RejectLimit | None
     max_changes: RejectLimit | None
     notify: str | None
+    missing: Missing
+    max_shrink: float
+    overwrite_edits: bool
 
     def __init__(
         self,
@@ -178,6 +209,9 @@ class RunOptions:
         max_rejects: str | int | RejectLimit | None = None,
         notify: str | None = None,
         max_changes: str | int | RejectLimit | None = None,
+        missing: Missing = "report",
+        max_shrink: float | str = 0.2,
+        overwrite_edits: bool = False,
         **flat: Any,
     ) -> None:
         groups: dict[str, Any] = {
@@ -201,7 +235,9 @@ class RunOptions:
                "all_or_nothing": all_or_nothing, "update_existing": update_existing,
                "max_rejects": limit, "notify": notify,
                "max_changes": None if max_changes is None
-               else RejectLimit.parse(max_changes, "--max-changes")}  # fmt: skip
+               else RejectLimit.parse(max_changes, "--max-changes"),
+               "missing": _missing(missing), "max_shrink": _share(max_shrink, "--max-shrink"),
+               "overwrite_edits": overwrite_edits}  # fmt: skip
         for name, value in own.items():
             object.__setattr__(self, name, value)
 

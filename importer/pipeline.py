@@ -19,7 +19,7 @@ import time
 from collections import Counter
 from collections.abc import Callable, Collection, Iterable, Iterator, Mapping
 from datetime import timedelta
-from itertools import islice
+from itertools import chain, islice
 from pathlib import Path
 from typing import Any
 
@@ -42,6 +42,7 @@ from .journal import (
     open_journal,
     read_only_journal,
 )
+from .missing import present_keys, settle_missing
 from .model import SUCCESSFUL, Outcome, Payload, Result, Row
 from .notify import notify
 from .options import DEFAULTS, RunOptions
@@ -292,12 +293,20 @@ def refuse_too_many_changes(
     planner = Planner(known, Lineage(known, prepared, origin, ""), options.key)
     rows = checked_rows(prepared, directory, default_venue=options.venue_id, key=options.key,
                         only=options.only)  # fmt: skip
+    present: set[str] = set()
+    if options.key:
+        rows = present_keys(rows, options.key, present)
     for _ in _planned(planner, rows, plan):
         pass
     changes = plan[UPDATE] + plan[UPDATE_THEIRS]
+    what = "update"
+    if options.key and options.missing == "cancel" and prepared.earlier is None:
+        gone = sum(1 for _ in known.vanished(options.key, present))
+        what = f"update or cancel ({changes} updated, {gone} cancelled: gone from the export)"
+        changes += gone
     if not options.max_changes.allows(changes, prepared.rows):
         raise UsageError(
-            f"this run would update {changes} of {prepared.rows} tasks, more than --max-changes "
+            f"this run would {what} {changes} of {prepared.rows} tasks, more than --max-changes "
             f"{options.max_changes} allows: nothing was sent. See the plan with task-import "
             "validate, and raise the limit if the export really changed that much"
         )
@@ -409,6 +418,10 @@ async def run_import(
         tally.started(prepared.rows - int.from_bytes(finished, "little").bit_count())
         rows = checked_rows(prepared, directory, default_venue=options.venue_id,
                             key=options.key, only=options.only)  # fmt: skip
+        present: set[str] | None = None
+        if options.key and options.missing != "ignore" and prepared.earlier is None:
+            present = set()  # the keys this source holds, any row's (see settle_missing)
+            rows = present_keys(rows, options.key, present)
         if resuming:
             rows = ((r, c) for r, c in rows if not is_done(finished, r.number))
         invalid = 0
@@ -431,7 +444,11 @@ async def run_import(
                     found = directory.task(task)
                 return found
 
-            feed = Feed(run, rows, stop, planner.decide, before_of=before_of)
+            feed = Feed(
+                run, rows, stop, planner.decide, before_of=before_of,
+                written_of=None if options.overwrite_edits else known.written,
+                clock_offset=client.measured_offset,
+            )  # fmt: skip
             await _send(client, feed, options, reconciler, stop, summary, tally)
         if reconciler.others_writing:
             summary.warnings.append(
@@ -443,10 +460,15 @@ async def run_import(
             summary.warnings.append(client.clock_note)
         summary.reconciled = reconciler.found
         summary.interrupted = stop.is_set()
+        vanished: list[tuple[Row, Outcome]] = []
         if options.key:
             run.flush()
             report_retries(journal, record.id, target, options.key, summary)
-        merged = _merged(prepared.source.rows(), run.outcomes())
+            if present is not None and not summary.interrupted and not invalid:
+                vanished = await settle_missing(
+                    client, journal, known, record.id, prepared.rows, present, options, summary
+                )
+        merged = chain(_merged(prepared.source.rows(), run.outcomes()), vanished)
         _finish(summary, merged, prepared, results_path, clock, lineage.cells)
         journal.end(record.id, "stopped" if summary.interrupted else "finished")
         if options.notify and (problem := notify(options.notify, journal, record, summary)):
@@ -588,7 +610,10 @@ def _finish(
     def ended() -> None:
         summary.seconds = time.monotonic() - clock
 
-    placed = ((row, outcome, place(row) if place else None) for row, outcome in outcomes)
+    placed = (
+        (row, outcome, (None, "") if row.number == 0 else place(row) if place else None)
+        for row, outcome in outcomes
+    )  # a line of no source row (a key gone from it: see settle_missing) has no number
     return write_results(summary, results, prepared.data_headers, placed, ending=ended)
 
 

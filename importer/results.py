@@ -174,7 +174,9 @@ def earlier_columns(headers: Sequence[str]) -> dict[str, str] | None:
     return None
 
 
-def outcome_cells(row: Row, outcome: Outcome, origin: tuple[int, str] | None = None) -> list[Any]:
+def outcome_cells(
+    row: Row, outcome: Outcome, origin: tuple[int | None, str] | None = None
+) -> list[Any]:
     """Our cells for a row: ``origin`` is its number in the file first imported and the
     reference of the run that imported it (default: its own number, no reference)."""
     line, ref = origin or (row.number, "")
@@ -227,7 +229,7 @@ class ResultsWriter:
         self.headers = list(source_headers)
         self.rows = 0
 
-    def add(self, row: Row, outcome: Outcome, origin: tuple[int, str] | None = None) -> None:
+    def add(self, row: Row, outcome: Outcome, origin: tuple[int | None, str] | None = None) -> None:
         raise NotImplementedError
 
     def close(self, summary: Sequence[tuple[str, Any]], codes: Mapping[str, int]) -> None:
@@ -240,7 +242,7 @@ class CsvResults(ResultsWriter):
         self._writer = csv.writer(handle)
         self._writer.writerow([neutralise(h) for h in result_headers(source_headers)])
 
-    def add(self, row: Row, outcome: Outcome, origin: tuple[int, str] | None = None) -> None:
+    def add(self, row: Row, outcome: Outcome, origin: tuple[int | None, str] | None = None) -> None:
         cells = [row.cells.get(h, "") for h in self.headers]
         ours = outcome_cells(row, outcome, origin)
         self._writer.writerow([_csv_cell(v) for v in (*cells, *ours)])
@@ -290,7 +292,7 @@ class XlsxResults(ResultsWriter):
             cells.append(cell)
         return cells
 
-    def add(self, row: Row, outcome: Outcome, origin: tuple[int, str] | None = None) -> None:
+    def add(self, row: Row, outcome: Outcome, origin: tuple[int | None, str] | None = None) -> None:
         cells = [row.cells.get(h) for h in self.headers]
         ours = outcome_cells(row, outcome, origin)
         self._sheet.append([_xlsx_value(v) for v in (*cells, *ours)])

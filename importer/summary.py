@@ -11,7 +11,7 @@ from typing import Any
 
 from .dates import DateRules
 from .errors import RunFailed, UsageError
-from .model import SUCCESSFUL, Outcome, Row, RowResult
+from .model import SUCCESSFUL, VANISHED, Outcome, Row, RowResult
 from .options import RejectLimit
 from .results import open_results
 
@@ -60,6 +60,9 @@ class RunSummary:
     failing_again: list[dict[str, Any]] = field(default_factory=list)
     #: Rows invalid or failed that still let the run count as done (exit 0), when given.
     reject_limit: RejectLimit | None = None
+    #: A keyed run whose source looked broken (empty, or much shorter than the last run's):
+    #: why the keys it no longer holds were not cancelled (exit 1).
+    missing_refused: str | None = None
     #: For an undo, the import run it undoes.
     undoes: int | None = None
 
@@ -94,12 +97,14 @@ class RunSummary:
             return self
         if self.refusal:
             why = self.refusal
+        elif self.missing_refused and not set(self.counts) - SUCCESSFUL - VANISHED:
+            why = self.missing_refused
         elif self.session_ended:
             why = f"iVvy ended the session ({self.session_ended})"
         elif self.interrupted:
             why = "the run was stopped before its end"
         else:
-            bad = {r: n for r, n in self.counts.items() if r not in SUCCESSFUL}
+            bad = {r: n for r, n in self.counts.items() if r not in SUCCESSFUL | VANISHED}
             why = ", ".join(f"{n} {r}" for r, n in sorted(bad.items())) + " rows"
             if self.codes:
                 why += " (" + ", ".join(f"{c}: {n}" for c, n in self.codes.most_common(5)) + ")"
@@ -116,7 +121,9 @@ class RunSummary:
             return 3
         if self.interrupted:
             return 130
-        needing = set(self.counts) - SUCCESSFUL
+        if self.missing_refused:
+            return 1
+        needing = set(self.counts) - SUCCESSFUL - VANISHED
         if not needing:
             return 0
         if self.reject_limit is not None and needing <= REJECTED:
@@ -154,6 +161,7 @@ class RunSummary:
             "failing_again": self.failing_again,
             "rejects": self.rejects,
             "max_rejects": None if self.reject_limit is None else str(self.reject_limit),
+            "missing_refused": self.missing_refused,
             "exit_code": self.exit_code,
         }
 
@@ -196,7 +204,7 @@ def write_results(
     summary: RunSummary,
     path: Path,
     headers: list[str],
-    rows: Iterable[tuple[Row, Outcome, tuple[int, str] | None]],
+    rows: Iterable[tuple[Row, Outcome, tuple[int | None, str] | None]],
     *,
     ending: Callable[[], None] | None = None,
 ) -> RunSummary:

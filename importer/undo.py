@@ -15,7 +15,6 @@ import html
 import re
 import time
 from collections.abc import Iterator, Mapping
-from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any, Literal
 
@@ -31,6 +30,7 @@ from .journal import (
     is_done,
     open_journal,
 )
+from .missing import EDIT_SLACK, stamp
 from .model import Outcome, Payload, Row
 from .pipeline import settle_in_flight
 from .plan import INVALID, UPDATE, Decision
@@ -66,9 +66,6 @@ def undo_results_path(original: RunRecord, *, plan: bool = False) -> Path:
     return base.with_name(f"{stem}.undo-{original.id}{'.plan' if plan else ''}.csv")
 
 
-#: The slack allowed between the time the import wrote a task and the ``modifiedDate`` iVvy
-#: gave it (seconds, on iVvy's clock): a later one means someone changed the task since.
-EDIT_SLACK = 2.0
 _IDS = ("assignedUserId", "contactId", "companyId", "leadId", "venueId")
 _BREAKS = re.compile(r"<br\s*/?>|</p>\s*<p[^>]*>", re.IGNORECASE)
 _TAGS = re.compile(r"</?[A-Za-z][^>]*>")
@@ -192,7 +189,7 @@ class _Actions:
         if changed:
             return _left(row, f"changed in iVvy since run {run} updated it ({', '.join(changed)} "
                          "differ from what the run set): left as it is")  # fmt: skip
-        modified = _stamp(now.get("modifiedDate"))
+        modified = stamp(now.get("modifiedDate"))
         if modified is not None and row.sent_at is not None:
             written = row.sent_at + self._offset + EDIT_SLACK
             if modified.timestamp() > written:
@@ -274,14 +271,6 @@ def _integer(value: Any, *, zero: bool = False) -> int | None:
     except ValueError:
         return None
     return number if number or zero else None
-
-
-def _stamp(value: Any) -> datetime | None:
-    try:
-        moment = datetime.strptime(str(value).removesuffix(" UTC"), "%Y-%m-%d %H:%M:%S")
-    except ValueError:
-        return None
-    return moment.replace(tzinfo=UTC)
 
 
 def _describe(row: Touched, action: Payload | Outcome, original: int) -> tuple[str, Outcome]:

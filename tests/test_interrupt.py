@@ -12,9 +12,7 @@ import time
 from .test_cli_run import env_for, read_results
 
 
-def test_sigint_stops_taking_rows_and_reports_only_what_is_known(
-    journal_at, make_sandbox, tmp_path
-):
+def test_sigint_stops_taking_rows_and_reports_only_what_is_known(make_sandbox, tmp_path):
     server = make_sandbox(latency_ms=20)
     source = tmp_path / "slow.csv"
     with source.open("w", newline="", encoding="utf-8") as handle:

@@ -129,6 +129,9 @@ class IvvyClient:
         #: iVvy's clock minus ours, in seconds, as measured (:meth:`measure_clock`, or a stale
         #: answer's ``Date``); requests are signed with our time plus this.
         self.clock_offset = 0.0
+        #: The offset last measured, however small (``clock_offset`` ignores one under
+        #: ``CLOCK_TOLERANCE``): what telling iVvy's times from this tool's needs.
+        self.measured_offset = 0.0
         #: What a person should know about the clocks, said once (None when they agree).
         self.clock_note: str | None = None
         self._urls: dict[str, httpx.URL] = {}
@@ -202,6 +205,7 @@ class IvvyClient:
         """Take iVvy's clock from ``server_time`` (read between ``sent`` and ``received``, our
         clock) when it is far enough from ours to matter; whether the offset changed."""
         offset = (server_time - (sent + (received - sent) / 2)).total_seconds()
+        self.measured_offset = offset
         if abs(offset - self.clock_offset) < CLOCK_TOLERANCE:
             return False
         self.clock_offset = offset if abs(offset) >= CLOCK_TOLERANCE else 0.0

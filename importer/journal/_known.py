@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import json
 from collections import Counter
-from collections.abc import Iterable
+from collections.abc import Iterable, Iterator
 from typing import Any
 
 from ._schema import _RUN_COLUMNS, Db, RunRecord, _chunked, _record, _row_counts
@@ -58,6 +58,33 @@ class Known:
             query = f"SELECT task_id, digest FROM {table} WHERE target = ? AND task_id IN ({{}})"
             found.update(self._ask(query, (self.target,), wanted))
         return found
+
+    def written(self, task_ids: Iterable[int]) -> dict[int, float]:
+        """``task id → when this tool last wrote it`` (its clock, seconds since the epoch), for
+        those of ``task_ids`` it knows the time of."""
+        wanted = list(task_ids)
+        found: dict[int, float] = {}
+        for table in ("lineage", "keys"):
+            query = (
+                f"SELECT task_id, MAX(written) FROM {table} WHERE target = ? AND written IS NOT "
+                "NULL AND task_id IN ({}) GROUP BY task_id"
+            )
+            for task, when in self._ask(query, (self.target,), wanted).items():
+                found[task] = max(when, found.get(task, when))
+        return found
+
+    def vanished(self, column: str, present: set[str]) -> Iterator[tuple[str, int, int]]:
+        """``(key, task id, run)`` for each key imported under ``column`` (not cancelled as
+        missing since) that ``present`` does not hold: the rows gone from the export."""
+        if self._db is None:
+            return
+        for value, task_id, run in self._db.execute(
+            "SELECT key_value, task_id, run FROM keys WHERE target = ? AND key_column = ? AND "
+            "gone IS NULL ORDER BY run, key_value",
+            (self.target, column),
+        ):
+            if value not in present:
+                yield str(value), int(task_id), int(run)
 
     def tasks(self, task_ids: Iterable[int]) -> set[int]:
         """Those of ``task_ids`` that this tool made in the target, or was told to update: the

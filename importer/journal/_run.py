@@ -128,13 +128,17 @@ class RunJournal:
             )  # fmt: skip
         if params is not None and outcome.task_id is not None and self.record.kind == "import":
             digest = digest_of(params)
+            # Written now, when sent; a row left unchanged keeps the last write's time.
+            written = time.time() if sent_at is not None else None
             if key and self.key_column:
-                keyed = (self.record.target, self.key_column, key, outcome.task_id, digest, self.id)
+                keyed = (self.record.target, self.key_column, key, outcome.task_id, digest,
+                         self.id, written)  # fmt: skip
                 self._pending.append((_SET_KEY, keyed))
             elif not key:
                 at = number if line is None else line
                 where = origin or self.record.lineage
-                placed = (self.record.target, where, at, outcome.task_id, digest, self.id)
+                placed = (self.record.target, where, at, outcome.task_id, digest, self.id,
+                          written)  # fmt: skip
                 self._pending.append((_SET_LINEAGE, placed))
         self._done_waiting += 1
         if self._on_done is not None:

@@ -79,6 +79,8 @@ CREATE TABLE IF NOT EXISTS keys (
     task_id INTEGER NOT NULL,
     digest TEXT NOT NULL,
     run INTEGER NOT NULL,
+    written REAL,
+    gone INTEGER,
     PRIMARY KEY (target, key_column, key_value)
 ) WITHOUT ROWID;
 CREATE TABLE IF NOT EXISTS lineage (
@@ -88,6 +90,7 @@ CREATE TABLE IF NOT EXISTS lineage (
     task_id INTEGER NOT NULL,
     digest TEXT NOT NULL,
     run INTEGER NOT NULL,
+    written REAL,
     PRIMARY KEY (target, origin, number)
 ) WITHOUT ROWID;
 CREATE INDEX IF NOT EXISTS lineage_by_task ON lineage (target, task_id);
@@ -105,6 +108,10 @@ CREATE TABLE IF NOT EXISTS befores (
 _ADDED = {
     "runs": ("origin TEXT", "ref TEXT"),
     "rows": ("line INTEGER", "origin TEXT", "before TEXT"),
+    # When this tool last wrote a key's or a row's task (its clock), and the run that found
+    # the key gone from its export and cancelled its task.
+    "keys": ("written REAL", "gone INTEGER"),
+    "lineage": ("written REAL",),
 }
 
 
@@ -191,10 +198,22 @@ _RUN_COLUMNS = (
 )
 
 
-_SET_LINEAGE = "INSERT OR REPLACE INTO lineage VALUES (?, ?, ?, ?, ?, ?)"
+#: A row's task, or a key's, and what was last sent to it, when (``written``: ``None`` keeps
+#: the time of the write before, for a row left unchanged); a key set again is no longer gone.
+_SET_LINEAGE = (
+    "INSERT INTO lineage (target, origin, number, task_id, digest, run, written) VALUES (?, ?, "
+    "?, ?, ?, ?, ?) ON CONFLICT (target, origin, number) DO UPDATE SET task_id = "
+    "excluded.task_id, digest = excluded.digest, run = excluded.run, written = "
+    "COALESCE(excluded.written, lineage.written)"
+)
 
 
-_SET_KEY = "INSERT OR REPLACE INTO keys VALUES (?, ?, ?, ?, ?, ?)"
+_SET_KEY = (
+    "INSERT INTO keys (target, key_column, key_value, task_id, digest, run, written) VALUES (?, "
+    "?, ?, ?, ?, ?, ?) ON CONFLICT (target, key_column, key_value) DO UPDATE SET task_id = "
+    "excluded.task_id, digest = excluded.digest, run = excluded.run, written = "
+    "COALESCE(excluded.written, keys.written), gone = NULL"
+)
 
 
 def _record(row: Sequence[Any]) -> RunRecord:

@@ -92,7 +92,8 @@ class Journal:
                 # A journal of an earlier version: its rows' tasks become their lineage (with
                 # no digest, so that a row sent again is an update, never taken as unchanged).
                 db.execute(
-                    "INSERT OR IGNORE INTO lineage SELECT runs.target, runs.fingerprint, "
+                    "INSERT OR IGNORE INTO lineage (target, origin, number, task_id, digest, run) "
+                    "SELECT runs.target, runs.fingerprint, "
                     "rows.number, rows.task_id, '', rows.run FROM rows JOIN runs ON runs.id = "
                     "rows.run WHERE runs.kind = 'import' AND rows.state = 'done' AND "
                     "rows.task_id IS NOT NULL AND rows.key IS NULL ORDER BY rows.run"
@@ -131,6 +132,10 @@ class Journal:
             for statement in pg_schema(_SCHEMA):
                 db.raw(statement)
             db.raw("CREATE INDEX IF NOT EXISTS runs_by_ref ON runs (ref)")
+            for table, columns in _ADDED.items():
+                for column in columns:
+                    typed = column.replace("INTEGER", "BIGINT").replace("REAL", "DOUBLE PRECISION")
+                    db.raw(f"ALTER TABLE {table} ADD COLUMN IF NOT EXISTS {typed}")
             db.raw("COMMIT")
         except Exception as exc:
             db.close()
@@ -245,6 +250,16 @@ class Journal:
         )
         return self.run(run_id)  # type: ignore[return-value]
 
+    def note(self, run_id: int, **values: Any) -> None:
+        """Facts learnt during run ``run_id`` kept with its options (its source's row count,
+        whether its source looked broken)."""
+        record = self.run(run_id)
+        assert record is not None
+        options = {**record.options, **values}
+        self.db.execute(
+            "UPDATE runs SET options = ? WHERE id = ?", (json.dumps(options, default=str), run_id)
+        )
+
     def end(self, run_id: int, status: str) -> None:
         self.db.execute(
             "UPDATE runs SET status = ?, finished = ? WHERE id = ?", (status, _now(), run_id)
@@ -354,8 +369,9 @@ class Journal:
         if outcome.task_id is not None and not row.key and row.origin:
             self.db.execute(
                 _SET_LINEAGE,
-                (target, row.origin, row.line, outcome.task_id, digest_of(row.params), row.run),
-            )
+                (target, row.origin, row.line, outcome.task_id, digest_of(row.params), row.run,
+                 time.time()),
+            )  # fmt: skip
 
     # -- keys ---------------------------------------------------------------------------
 
@@ -366,7 +382,17 @@ class Journal:
     def set_key(
         self, target: str, column: str, value: str, task_id: int, digest: str, run: int
     ) -> None:
-        self.db.execute(_SET_KEY, (target, column, value, task_id, digest, run))
+        self.db.execute(_SET_KEY, (target, column, value, task_id, digest, run, time.time()))
+
+    def gone(self, target: str, column: str, values: Iterable[str], run: int) -> None:
+        """The keys ``values`` were missing from run ``run``'s export and their tasks were
+        cancelled: not cancelled again, and a row holding one again updates its task (its
+        digest is cleared, so the row's values, status among them, are sent)."""
+        self.db.executemany(
+            "UPDATE keys SET gone = ?, digest = '' WHERE target = ? AND key_column = ? AND "
+            "key_value = ?",
+            [(run, target, column, value) for value in values],
+        )
 
     def forget_undone(self, target: str, undo_run: int, original: int) -> None:
         """After undo ``undo_run`` of import ``original``: legacy ids and rows whose task it

@@ -102,6 +102,13 @@ class SandboxServer:
     def tasks(self) -> list[dict[str, Any]]:
         return self.get("/_sandbox/tasks")
 
+    def task(self, task_id: int) -> dict[str, Any]:
+        """One task as the sandbox holds it (KeyError when it holds none of that id)."""
+        for task in self.tasks():
+            if int(task["id"]) == int(task_id):
+                return task
+        raise KeyError(task_id)
+
     def stats(self) -> dict[str, Any]:
         return self.get("/_sandbox/stats")
 
