@@ -147,6 +147,13 @@ class PgConnection:
         with self._conn.cursor() as cursor:
             cursor.executemany(dialect(sql), [tuple(args) for args in seq])
 
+    def write_all(self, statements: Sequence[tuple[str, Sequence[Any]]]) -> None:
+        """``statements`` in one transaction, sent in a pipeline (not one round trip each: a
+        run's writes alternate between tables, so they cannot be grouped by statement)."""
+        with self._conn.transaction(), self._conn.pipeline(), self._conn.cursor() as cursor:
+            for sql, args in statements:
+                cursor.execute(dialect(sql), tuple(args))
+
     def raw(self, sql: str, args: Sequence[Any] = ()) -> Any:
         """A statement in PostgreSQL's own dialect."""
         return self._conn.execute(sql, tuple(args))

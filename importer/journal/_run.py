@@ -8,6 +8,7 @@ from collections.abc import Callable, Iterable, Iterator, Mapping
 from typing import Any
 
 from ..model import Outcome
+from ._pg import PgConnection
 from ._schema import (
     _SET_KEY,
     _SET_LINEAGE,
@@ -153,6 +154,9 @@ class RunJournal:
             return
         pending, self._pending, self._done_waiting = self._pending, [], 0
         db = self.journal.db
+        if isinstance(db, PgConnection):
+            db.write_all(pending)
+            return
         db.execute("BEGIN IMMEDIATE")
         try:
             start = 0
