@@ -30,7 +30,7 @@ from .client import AuthError, Credentials, IvvyClient, IvvyError, TransportErro
 from .errors import ImporterError, UsageError
 from .journal import Journal, default_journal_path, is_postgres, list_runs, shown_state
 from .model import ProgressEvent
-from .options import BESIDE, Missing, RunOptions, parse_clock
+from .options import BESIDE, Blanks, Missing, RunOptions, parse_clock
 from .profiles import PROFILES
 from .reconcile import SETTLE
 from .sandbox import (
@@ -330,6 +330,15 @@ def load_config(path: Path, group: click.Group) -> tuple[dict[str, dict[str, Any
     "(by default such a row ends 'conflict', with the fields that differ, and is not sent).",
 )
 @click.option(
+    "--blanks",
+    type=click.Choice(["keep", "clear"]),
+    default="keep",
+    show_default=True,
+    help="What an update does with a blank description cell: leaves the task's description as "
+    "it is (keep), or clears it (clear; read back to check that iVvy did). Other fields are "
+    "never cleared: iVvy documents no empty value for them.",
+)
+@click.option(
     "--notify",
     metavar="URL",
     help="POST the JSON summary (with a Slack-style text line) to this webhook when the run "
@@ -419,6 +428,7 @@ def run(
     missing: Missing,
     max_shrink: str,
     overwrite_edits: bool,
+    blanks: Blanks,
     notify: str | None,
     max_rejects: str | None,
     trust_empty_journal: bool,
@@ -439,7 +449,8 @@ def run(
 
     \b
     Exit codes: 0 every row done; 1 some rows invalid, failed or in conflict (see the
-    results), or a keyed run's source looked broken (--max-shrink);
+    results), a keyed run's source looked broken (--max-shrink), or a field sent empty was
+    not cleared (--blanks clear);
     2 bad invocation or unreadable source; 3 iVvy unreachable or credentials refused (or the
     session ended mid-run: 462/463); 130 interrupted.
 
@@ -472,6 +483,7 @@ def run(
             missing=missing,
             max_shrink=max_shrink,
             overwrite_edits=overwrite_edits,
+            blanks=blanks,
             settle=settle,
             callback_url=callback_url,
             batch_wait=batch_wait,

@@ -12,15 +12,16 @@ from collections import deque
 from collections.abc import Callable, Iterator, Mapping
 from typing import Any
 
-from .client import IvvyClient
+from .client import IvvyClient, IvvyError
 from .directory import tasks_among
-from .fields import UNREAD
+from .fields import NOT_CLEARED, UNREAD
 from .journal import (
     RunJournal,
 )
 from .missing import conflict, edited_since
 from .model import Outcome, Payload, Row
-from .plan import GROUP, Decision, snapshot
+from .plan import CLEARABLE, GROUP, Decision, snapshot
+from .reconcile import plain
 from .send import (
     KEEP_IN_FLIGHT,
 )
@@ -92,6 +93,9 @@ class Feed:
         #: Updates put aside until their tasks are read (a spool on disk, not in memory).
         self.later = _Spool()
         self._befores: dict[int, Mapping[str, Any]] = {}
+        #: Updates that sent a field empty to clear it (``--blanks clear``), by task: the row,
+        #: the fields, its outcome (read back by :meth:`check_cleared`).
+        self.cleared: dict[int, tuple[int, tuple[str, ...], Outcome, str | None]] = {}
 
     def payloads(self) -> Iterator[Payload]:
         group: list[tuple[Row, Payload | Outcome]] = []
@@ -194,12 +198,51 @@ class Feed:
             return
         if payload.warnings:
             outcome = dataclasses.replace(outcome, warnings=payload.warnings + outcome.warnings)
+        emptied = tuple(n for n in CLEARABLE if payload.params.get(n) == "")
+        if emptied and outcome.result == "updated" and outcome.task_id is not None:
+            column = payload.columns.get(emptied[0])
+            self.cleared[outcome.task_id] = (number, emptied, outcome, column)
         self._run.done(
             number, outcome, sent_at=time.time(), params=payload.params,
             key=decision.key if decision else None,
             origin=decision.origin if decision else None,
             line=decision.line if decision else None,
         )  # fmt: skip
+
+    async def check_cleared(self, client: IvvyClient) -> int:
+        """Read back the tasks of updates that sent a field empty to clear it (the reference
+        does not say what iVvy does with one): a row whose task still holds the value, or
+        could not be read, ends ``updated`` with ``NOT_CLEARED``. How many did."""
+        if not self.cleared:
+            return 0
+        try:
+            listed: Mapping[int, Mapping[str, Any]] = await tasks_among(client, self.cleared)
+            unread = ""
+        except IvvyError as exc:
+            listed, unread = {}, f"the task could not be read back ({exc})"
+        kept = 0
+        for task, (number, names, outcome, column) in self.cleared.items():
+            now = listed.get(task)
+            if now is None:
+                why = unread or "the task is not listed by getTaskList now"
+                what = f"whether iVvy cleared {', '.join(names)} is not known: {why}"
+            else:
+                still = [f"{n} ({_sample(plain(now.get(n)))})" for n in names if plain(now.get(n))]
+                if not still:
+                    continue
+                what = (
+                    f"iVvy kept {', '.join(still)} although it was sent empty to clear it "
+                    "(this iVvy does not clear a field sent empty): clear it in iVvy by hand"
+                )
+            kept += 1
+            amended = dataclasses.replace(
+                outcome, error_code=NOT_CLEARED, field=column,
+                message=f"task {task} updated, but {what}",
+            )  # fmt: skip
+            self._run.amend(number, amended)
+        self.cleared.clear()
+        self._run.flush()
+        return kept
 
     def batch_sent(self, async_id: str, payloads: list[Payload]) -> None:
         """iVvy queued these rows as batch ``async_id``: into the journal at once."""
@@ -211,3 +254,8 @@ class Feed:
         self._run.forget(p.row.number for p in self._unsent)
         self._unsent.clear()
         self._run.flush()
+
+
+def _sample(text: str) -> str:
+    """A stored value, shortened for a message."""
+    return repr(text if len(text) <= 40 else text[:39] + "…")

@@ -109,6 +109,7 @@ NOT_SAVED = "NOT_SAVED"
 RETRIES_EXHAUSTED = "RETRIES_EXHAUSTED"
 UNREAD = "UNREAD"
 EDITED_IN_IVVY = "EDITED_IN_IVVY"
+NOT_CLEARED = "NOT_CLEARED"
 
 #: iVvy's specific codes (``specificCode``) that this project meets, with what each means.
 SPECIFIC_CODES: dict[int, str] = {
@@ -156,6 +157,8 @@ IMPORTER_CODES: dict[str, str] = {
     EDITED_IN_IVVY: "someone changed the task in iVvy after this tool last wrote it: the row "
     "was not sent, so that edit stays (the message lists the fields that differ); give "
     "--overwrite-edits to send it anyway",
+    NOT_CLEARED: "the task was updated, but a field sent empty to clear it (--blanks clear) "
+    "still holds its value when read back (or could not be read back): clear it in iVvy",
 }
 
 

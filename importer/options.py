@@ -71,6 +71,16 @@ def _missing(value: str) -> Missing:
     return value  # type: ignore[return-value]
 
 
+#: What an update does with a blank cell: leaves the field as iVvy holds it, or clears it.
+Blanks = Literal["keep", "clear"]
+
+
+def _blanks(value: str) -> Blanks:
+    if value not in ("keep", "clear"):
+        raise UsageError(f"--blanks is keep or clear, not {value!r}")
+    return value  # type: ignore[return-value]
+
+
 def _share(value: float | str, option: str) -> float:
     """A share given as 0.2 or "20%"; UsageError unless between 0 and 1."""
     text = str(value).strip()
@@ -169,7 +179,9 @@ class RunOptions:
     ``"ignore"``-d), ``max_shrink`` (a source that holds this share fewer rows than the last
     keyed run's, or none, cancels nothing and ends with exit 1), and ``overwrite_edits`` (send
     an update although the task was changed in iVvy since this tool last wrote it: by default
-    such a row ends ``conflict``, not sent).
+    such a row ends ``conflict``, not sent), and ``blanks`` (``"clear"``: an update whose
+    description cell is blank clears the task's description, checked by reading it back; by
+    default, ``"keep"``, a blank cell leaves the field as it is).
 
     Each group's fields may also be given by name, as the command line's options are:
     ``RunOptions(key="Task ID", concurrency=16, timezone="Australia/Sydney")``; each is then
@@ -192,6 +204,7 @@ class RunOptions:
     missing: Missing
     max_shrink: float
     overwrite_edits: bool
+    blanks: Blanks
 
     def __init__(
         self,
@@ -212,6 +225,7 @@ class RunOptions:
         missing: Missing = "report",
         max_shrink: float | str = 0.2,
         overwrite_edits: bool = False,
+        blanks: Blanks = "keep",
         **flat: Any,
     ) -> None:
         groups: dict[str, Any] = {
@@ -237,7 +251,7 @@ class RunOptions:
                "max_changes": None if max_changes is None
                else RejectLimit.parse(max_changes, "--max-changes"),
                "missing": _missing(missing), "max_shrink": _share(max_shrink, "--max-shrink"),
-               "overwrite_edits": overwrite_edits}  # fmt: skip
+               "overwrite_edits": overwrite_edits, "blanks": _blanks(blanks)}  # fmt: skip
         for name, value in own.items():
             object.__setattr__(self, name, value)
 

@@ -435,7 +435,7 @@ async def run_import(
                     checked = Outcome("skipped", message=note, warnings=checked.warnings)
                 run.done(row.number, checked)
         else:
-            planner = Planner(known, lineage, options.key)
+            planner = Planner(known, lineage, options.key, clear_blanks=options.blanks == "clear")
 
             def before_of(task: int) -> Mapping[str, Any] | None:
                 # An update in flight when a run stopped read the task as it was first.
@@ -514,6 +514,14 @@ async def _send(
         else:
             stats.append(await send(feed.later_payloads()))
     feed.release()
+    if feed.cleared and all(s.session_ended is None for s in stats):
+        summary.not_cleared = await feed.check_cleared(client)
+        if summary.not_cleared:
+            summary.warnings.append(
+                f"--blanks clear: {summary.not_cleared} updated tasks still hold a field sent "
+                "empty to clear it, or could not be read back (NOT_CLEARED in the results): "
+                "iVvy may not clear a field sent empty; clear those in iVvy"
+            )
     summary.send_seconds = time.monotonic() - began
     summary.rate_limited = sum(s.rate_limited for s in stats)
     ended = next((s.session_ended for s in stats if s.session_ended is not None), None)

@@ -18,6 +18,7 @@ from .journal import (
 from .model import Outcome, Payload, Row
 from .options import RunOptions
 from .prepare import Prepared
+from .read import is_blank
 from .results import (
     whole,
 )
@@ -110,10 +111,14 @@ class Planner:
     unchanged when it would send what was sent last; a row whose source gives a task id updates
     that task (a task this tool did not make is told apart); any other row is created."""
 
-    def __init__(self, known: Known, lineage: Lineage, key: str | None) -> None:
+    def __init__(
+        self, known: Known, lineage: Lineage, key: str | None, *, clear_blanks: bool = False
+    ) -> None:
         self.known = known
         self.lineage = lineage
         self.key = key
+        #: ``--blanks clear``: an update whose description cell is blank sends it empty.
+        self.clear_blanks = clear_blanks
 
     def decide(self, group: list[tuple[Row, Payload | Outcome]]) -> list[Decision]:
         places = [self.lineage.of(row) for row, _ in group]
@@ -158,9 +163,29 @@ class Planner:
             else:
                 decision.verb = UPDATE if not checked.is_update or task in ours else UPDATE_THEIRS
                 if not checked.is_update:
-                    decision.checked = checked._replace(params={**params, "id": task})
+                    params = {**params, "id": task}
+                if self.clear_blanks and (cleared := blanks_cleared(checked)):
+                    params = {**params, **cleared}
+                decision.checked = checked._replace(params=params)
             decisions.append(decision)
         return decisions
+
+
+#: The fields ``--blanks clear`` clears: the only optional text. iVvy documents no empty value
+#: for the ids, ``priority`` or ``status``, and ``name`` and ``endDatetime`` must be given.
+CLEARABLE = ("description",)
+
+
+def blanks_cleared(payload: Payload) -> dict[str, str]:
+    """The fields of an update to send empty, to clear them: those mapped to a column whose
+    cell is blank in this row."""
+    return {
+        name: ""
+        for name in CLEARABLE
+        if name not in payload.params
+        and (column := payload.columns.get(name, "")) in payload.row.cells
+        and is_blank(payload.row.cells[column])
+    }
 
 
 def message_of(decision: Decision) -> str:

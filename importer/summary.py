@@ -63,6 +63,9 @@ class RunSummary:
     #: A keyed run whose source looked broken (empty, or much shorter than the last run's):
     #: why the keys it no longer holds were not cancelled (exit 1).
     missing_refused: str | None = None
+    #: ``--blanks clear``: updated rows whose task still holds a field sent empty to clear it,
+    #: or could not be read back (exit 1).
+    not_cleared: int = 0
     #: For an undo, the import run it undoes.
     undoes: int | None = None
 
@@ -99,6 +102,8 @@ class RunSummary:
             why = self.refusal
         elif self.missing_refused and not set(self.counts) - SUCCESSFUL - VANISHED:
             why = self.missing_refused
+        elif self.not_cleared and not set(self.counts) - SUCCESSFUL - VANISHED:
+            why = f"{self.not_cleared} updated rows did not clear a field (NOT_CLEARED)"
         elif self.session_ended:
             why = f"iVvy ended the session ({self.session_ended})"
         elif self.interrupted:
@@ -121,7 +126,7 @@ class RunSummary:
             return 3
         if self.interrupted:
             return 130
-        if self.missing_refused:
+        if self.missing_refused or self.not_cleared:
             return 1
         needing = set(self.counts) - SUCCESSFUL - VANISHED
         if not needing:
@@ -162,6 +167,7 @@ class RunSummary:
             "rejects": self.rejects,
             "max_rejects": None if self.reject_limit is None else str(self.reject_limit),
             "missing_refused": self.missing_refused,
+            "not_cleared": self.not_cleared,
             "exit_code": self.exit_code,
         }
 

@@ -169,3 +169,61 @@ def test_a_blank_cell_does_not_clear_the_field_it_maps_to(make_sandbox, tmp_path
     (sent,) = writes(server, seen)
     assert sent["id"] == task and "description" not in sent and sent["status"] == 4
     assert "notes 0" in server.task(task)["description"]  # iVvy keeps what the row left blank
+
+
+def _blank_night(server, tmp_path, *more: str):
+    """Night 1 imports two rows with descriptions; night 2 blanks the first one's (and changes
+    its status): what night 2 sent, its summary and results, and the first row's task."""
+    rows = [{**row, "Description": f"notes {n}"} for n, row in enumerate(keyed_rows(2))]
+    _, results = night(server, tmp_path, "night1", rows, *more)
+    task = int(results[0]["task_id"])
+    rows[0]["Description"] = "  "
+    rows[0]["Status"] = "Done"
+    seen = len(server.get("/_sandbox/requests"))
+    second, results = night(server, tmp_path, "night2", rows, *more)
+    return writes(server, seen), second, results, task, rows
+
+
+def test_blanks_clear_clears_the_description_and_a_later_night_leaves_it_alone(
+    journal_at, make_sandbox, tmp_path
+):
+    server = make_sandbox(empty_text="clear")
+    sent, second, results, task, rows = _blank_night(server, tmp_path, "--blanks", "clear")
+    assert second["counts"] == {"updated": 1, "unchanged": 1} and second["exit_code"] == 0
+    (update,) = sent
+    assert update["id"] == task and update["description"] == "" and update["status"] == 4
+    assert server.task(task)["description"] == "" and results[0]["error_code"] == ""
+    # Night 3, the same export: nothing to send (a blank cell's digest is the same either way).
+    seen = len(server.get("/_sandbox/requests"))
+    third, _ = night(server, tmp_path, "night3", rows, "--blanks", "clear")
+    assert third["counts"] == {"unchanged": 2} and writes(server, seen) == []
+
+
+def test_blanks_clear_never_sends_an_empty_field_on_a_create(make_sandbox, tmp_path):
+    server = make_sandbox(empty_text="refuse")
+    rows = [{**row, "Description": ""} for row in keyed_rows(2)]
+    first, _ = night(server, tmp_path, "night1", rows, "--blanks", "clear")
+    assert first["counts"] == {"created": 2}
+    assert all("description" not in body for body in writes(server, 0))
+
+
+def test_blanks_clear_that_ivvy_ignores_is_reported_not_claimed(make_sandbox, tmp_path):
+    """An iVvy that keeps a field sent empty (the sandbox's default: the reference is silent):
+    the row is updated (its status), and says the description is still there."""
+    server = make_sandbox()  # empty_text="keep"
+    sent, second, results, task, _ = _blank_night(server, tmp_path, "--blanks", "clear")
+    assert [body.get("description") for body in sent] == [""]
+    assert "notes 0" in server.task(task)["description"] and server.task(task)["status"] == 4
+    assert results[0]["result"] == "updated" and results[0]["error_code"] == "NOT_CLEARED"
+    assert "iVvy kept description ('notes 0')" in results[0]["message"]
+    assert second["not_cleared"] == 1 and second["exit_code"] == 1
+    assert second["counts"] == {"updated": 1, "unchanged": 1}
+
+
+def test_blanks_clear_that_ivvy_refuses_fails_the_row_with_its_reason(make_sandbox, tmp_path):
+    server = make_sandbox(empty_text="refuse")
+    _, second, results, task, _ = _blank_night(server, tmp_path, "--blanks", "clear")
+    assert results[0]["result"] == "failed" and results[0]["error_code"] == "24395"
+    assert "description: *Value must not be empty*" in results[0]["message"]
+    assert "notes 0" in server.task(task)["description"] and server.task(task)["status"] == 0
+    assert second["exit_code"] == 1

@@ -172,6 +172,17 @@ class RunJournal:
             raise
         db.execute("COMMIT")
 
+    def amend(self, number: int, outcome: Outcome) -> None:
+        """Row ``number``, done, ends ``outcome`` instead (what it sent and the task's key or
+        place stay as they are)."""
+        self._pending.append(
+            (
+                "UPDATE rows SET result = ?, task_id = ?, error_code = ?, field = ?, message = ?, "
+                "warnings = ? WHERE run = ? AND number = ? AND state = 'done'",
+                (*_outcome_values(outcome), self.id, number),
+            )
+        )
+
     def unsettled(self, number: int, outcome: Outcome) -> None:
         """Row ``number`` stays in flight (it may be in iVvy; the next run settles it), with
         ``outcome`` saying so in the results meanwhile."""

@@ -141,8 +141,10 @@ def fingerprint(path: Path, sheet: str | None = None) -> str:
 
 
 def digest_of(params: Mapping[str, Any]) -> str:
-    """A stable digest of what a row sends (its task ``id`` left out): equal digests, same task."""
-    content = {k: v for k, v in params.items() if k != "id"}
+    """A stable digest of what a row sends (its task ``id`` left out, and a field sent empty to
+    clear it: a blank cell's digest is the same whether it clears or keeps): equal digests,
+    same task."""
+    content = {k: v for k, v in params.items() if k != "id" and v != ""}
     text = json.dumps(content, sort_keys=True, default=str, separators=(",", ":"))
     return hashlib.sha1(text.encode()).hexdigest()
 

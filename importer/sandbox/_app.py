@@ -65,6 +65,11 @@ class SandboxConfig:
         True, "Refuse integers sent as strings and parameters the reference does not name."
     )
     string_ids: bool = _knob(True, "Show contacts' and companies' ids as numeric strings.")
+    empty_text: Literal["keep", "clear", "refuse"] = _knob(
+        "keep",
+        "What a description sent empty does (the reference is silent): nothing, the field kept "
+        "as if left out (keep); clears it (clear); or is refused, 24395 (refuse).",
+    )
     ignore_filters: bool = _knob(False, "Lists ignore 'filter'.")
     read_lag_s: float = _knob(0.0, "A new task shows in getTaskList only this long after.")
     clock_skew_s: float = _knob(0.0, "The server's clock, this many seconds off from real time.")
@@ -159,6 +164,7 @@ class Sandbox:
             text=config.text,
             strict_types=config.strict_types,
             string_ids=config.string_ids,
+            empty_text=config.empty_text,
             read_lag=config.read_lag_s,
             clock=self.clock,
         )

@@ -55,6 +55,7 @@ class Store:
         text: str = "html",
         strict_types: bool = True,
         string_ids: bool = True,
+        empty_text: str = "keep",
         read_lag: float = 0.0,
         clock: Callable[[], datetime],
     ):
@@ -63,6 +64,7 @@ class Store:
         self.text = text
         self.strict_types = strict_types
         self.string_ids = string_ids
+        self.empty_text = empty_text
         self.read_lag = read_lag
         self._clock = clock
         #: Who made the next write, and through which request (set by the caller of a handler).
@@ -133,6 +135,13 @@ class Store:
                 if creating and required_on_create:
                     raise required(name)
                 continue
+            if raw == "" and not required_on_create:
+                # An optional text sent empty: the reference does not say what it does.
+                if self.empty_text == "refuse":
+                    raise Refusal(400, "The request contains invalid data", ref.INVALID_DATA,
+                                  [f"{name}: *Value must not be empty*"])  # fmt: skip
+                if self.empty_text == "keep":
+                    continue
             values[name] = self._check(name, kind, required_on_create, raw, creating)
         existing = None if creating else self.tasks.get(values["id"])
         if not creating and existing is None:
@@ -185,7 +194,7 @@ class Store:
         for name, value in values.items():
             if name == "id":
                 continue
-            if self.text == "html" and name == "description":
+            if self.text == "html" and name == "description" and value != "":
                 value = as_html(value)
             elif self.text == "html" and name == "name":
                 value = html.escape(value)
