@@ -58,6 +58,9 @@ class Lineage:
         self._ref_column = earlier.get("run_ref")
         self._line_column = earlier.get("row")
         self._origins: dict[str, str | None] = {}
+        #: Whether every row is this run's own source's, at its own number (not a results
+        #: sheet of ours, whose rows may name another run's rows, the same one twice).
+        self.own_only = self._ref_column is None or self._line_column is None
 
     def _given(self, row: Row) -> tuple[str, int] | None:
         """The reference and number a row of a results sheet of ours carries, if it does."""
@@ -79,6 +82,10 @@ class Lineage:
             if (origin := self._origins[ref]) is not None:
                 return origin, line, ref
         return self._own[0], row.number, self._own[1]
+
+    @property
+    def own_origin(self) -> str:
+        return self._own[0]
 
     def cells(self, row: Row) -> tuple[int, str]:
         """What the results sheet says of ``row``'s place: its number there and the reference,
@@ -119,6 +126,18 @@ class Planner:
         self.key = key
         #: ``--blanks clear``: an update whose description cell is blank sends it empty.
         self.clear_blanks = clear_blanks
+        #: Whether this run's own source had no row with a task when first asked: then none of
+        #: its rows has one (each row asks for its own number, which only this run, holding
+        #: the target's lock, writes), and the journal is not asked again.
+        self._fresh_origin: bool | None = None
+
+    def _placed(self, origin: str, lines: set[int]) -> dict[int, tuple[int, str]]:
+        if self.lineage.own_only and origin == self.lineage.own_origin:
+            if self._fresh_origin is None:
+                self._fresh_origin = not self.known.has_lineage(origin)
+            if self._fresh_origin:
+                return {}
+        return self.known.lineage(origin, lines)
 
     def decide(self, group: list[tuple[Row, Payload | Outcome]]) -> list[Decision]:
         places = [self.lineage.of(row) for row, _ in group]
@@ -131,7 +150,7 @@ class Planner:
         for (origin, line, _), value, s in zip(places, values, sending, strict=True):
             if s and value not in keyed:
                 wanted.setdefault(origin, set()).add(line)
-        placed = {origin: self.known.lineage(origin, lines) for origin, lines in wanted.items()}
+        placed = {origin: self._placed(origin, lines) for origin, lines in wanted.items()}
         given = {int(c.params["id"]) for _, c in group if isinstance(c, Payload) and c.is_update}
         ours = self.known.tasks(given) if given else set()
         digests = self.known.digests(given) if given else {}

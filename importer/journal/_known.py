@@ -49,6 +49,15 @@ class Known:
             numbers,
         )
 
+    def has_lineage(self, origin: str) -> bool:
+        """Whether any row of ``origin`` became a task of this target."""
+        if self._db is None:
+            return False
+        found = self._db.execute(
+            "SELECT 1 FROM lineage WHERE target = ? AND origin = ? LIMIT 1", (self.target, origin)
+        ).fetchone()
+        return found is not None
+
     def digests(self, task_ids: Iterable[int]) -> dict[int, str]:
         """``task id → digest`` of what this tool last sent to each of ``task_ids`` it knows by
         a row's lineage or a legacy id."""

@@ -388,10 +388,11 @@ class Journal:
         """The keys ``values`` were missing from run ``run``'s export and their tasks were
         cancelled: not cancelled again, and a row holding one again updates its task (its
         digest is cleared, so the row's values, status among them, are sent)."""
+        now = time.time()  # the cancel is this tool's write: not an edit made in iVvy
         self.db.executemany(
-            "UPDATE keys SET gone = ?, digest = '' WHERE target = ? AND key_column = ? AND "
-            "key_value = ?",
-            [(run, target, column, value) for value in values],
+            "UPDATE keys SET gone = ?, digest = '', written = ? WHERE target = ? AND "
+            "key_column = ? AND key_value = ?",
+            [(run, now, target, column, value) for value in values],
         )
 
     def forget_undone(self, target: str, undo_run: int, original: int) -> None:
