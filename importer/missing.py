@@ -218,13 +218,25 @@ async def _cancel(
 
     if payloads:
         await send_all(client, payloads, heard, options.send, stop=asyncio.Event())
+    was = {v.key: _status(current.get(v.task_id)) for v in gone}
     journal.gone(
         client.credentials.target,
         column,
-        [key for key, outcome in done.items() if outcome.result == "cancelled"],
+        [(key, was[key]) for key, outcome in done.items() if outcome.result == "cancelled"],
         run_id,
     )
     return [(_line(column, v), done[v.key]) for v in gone]
+
+
+def _status(task: Mapping[str, Any] | None) -> int | None:
+    """A task's status as iVvy lists it, as a number (``None`` when it has none)."""
+    value = (task or {}).get("status")
+    if value is None or isinstance(value, bool):
+        return None
+    try:
+        return int(str(value).strip())
+    except ValueError:
+        return None
 
 
 def present_keys(rows: Iterable[tuple[Row, Any]], column: str, into: set[str]) -> Any:

@@ -22,7 +22,9 @@ from .client import IvvyClient
 from .directory import tasks_among
 from .errors import UsageError
 from .feed import Feed
+from .fields import STATUSES
 from .journal import (
+    Cancelled,
     Journal,
     RunJournal,
     RunRecord,
@@ -102,12 +104,15 @@ async def undo_run(
         if not isinstance(results, Path):
             results = undo_results_path(original, plan=plan_only)
         check_results_path(results)
-        current = await tasks_among(client, journal.updated_tasks(original.id))
+        cancelled = journal.cancelled_by(target, original.id)
+        wanted = journal.updated_tasks(original.id) | {c.task_id for c in cancelled}
+        current = await tasks_among(client, wanted)
         actions = _Actions(original, current, client.clock_offset)
+        back = [(c, _put_back(c, current, client.clock_offset, original.id)) for c in cancelled]
         summary = RunSummary(source=Path(original.source), results=results, target=target)
         summary.journal, summary.undoes = journal.where, original.id
         if plan_only:
-            _write_plan(summary, journal, original, actions)
+            _write_plan(summary, journal, original, actions, back)
             summary.seconds = time.monotonic() - clock
             return summary
         if earlier is not None:
@@ -141,12 +146,13 @@ async def undo_run(
         finally:
             touched.close()
         journal.forget_undone(target, record.id, original.id)
+        lines = await _uncancel(client, journal, target, original.id, back, concurrency, stop)
         summary.run_id = record.id
         summary.interrupted = stop.is_set()
         if stats.session_ended is not None:
             summary.session_ended = stats.session_ended.full_message
         summary.seconds = time.monotonic() - clock
-        _write(summary, journal, original, run, actions)
+        _write(summary, journal, original, run, actions, lines)
         journal.end(record.id, "stopped" if summary.interrupted else "finished")
     return summary
 
@@ -205,6 +211,80 @@ class _Actions:
             f"{name}: the value before run {run} was empty and iVvy cannot clear it"
             for name in lost
         ))  # fmt: skip
+
+
+def _put_back(
+    gone: Cancelled, current: Mapping[int, Mapping[str, Any]], offset: float, run: int
+) -> Payload | Outcome:
+    """What the undo does with a task run ``run`` cancelled as gone from its export: its
+    status put back, unless it was Cancelled already, is no longer in iVvy, or was changed in
+    iVvy since the cancel (an ``Outcome`` saying so)."""
+    why = f"{gone.column} {gone.key!r}: run {run} cancelled task {gone.task_id} as gone from its "
+    why += "export"
+    task = current.get(gone.task_id)
+    if gone.status is None:
+        message = (
+            f"{why}; the status it had before was not kept (an earlier version): set it in iVvy"
+        )
+        return Outcome("skipped", task_id=gone.task_id, message=message)
+    if gone.status == CANCELLED:
+        message = f"{why}, but it was Cancelled before: nothing to put back"
+        return Outcome("unchanged", task_id=gone.task_id, message=message)
+    if task is None:
+        message = f"{why}; it is no longer in iVvy: nothing to put back"
+        return Outcome("skipped", task_id=gone.task_id, message=message)
+    modified = stamp(task.get("modifiedDate"))
+    edited = (
+        modified is not None
+        and gone.written is not None
+        and modified.timestamp() > gone.written + offset + EDIT_SLACK
+    )
+    if not same_value(task, "status", CANCELLED) or edited:
+        message = (f"{why}; changed in iVvy since (on {task.get('modifiedDate')}, status "
+                   f"{task.get('status')} now): left as it is")  # fmt: skip
+        return Outcome("skipped", task_id=gone.task_id, message=message)
+    return Payload(Row(0, {gone.column: gone.key}), {"id": gone.task_id, "status": gone.status})
+
+
+async def _uncancel(
+    client: IvvyClient,
+    journal: Journal,
+    target: str,
+    run: int,
+    back: list[tuple[Cancelled, Payload | Outcome]],
+    concurrency: int,
+    stop: asyncio.Event,
+) -> list[tuple[Row, Outcome, None]]:
+    """The tasks run ``run`` cancelled as gone from its export, their status put back (a
+    status sent twice is the same status: an undo stopped meanwhile sends it again); the
+    results lines of them all."""
+    heard: dict[int, Outcome] = {}
+
+    def record(payload: Payload, outcome: Outcome) -> None:
+        heard[int(payload.params["id"])] = outcome
+
+    payloads = [action for _, action in back if isinstance(action, Payload)]
+    if payloads and not stop.is_set():
+        await send_all(client, payloads, record, SendOptions(concurrency=concurrency), stop=stop)
+    restored = [c for c, _ in back if heard.get(c.task_id, Outcome("skipped")).result == "updated"]
+    journal.back(target, restored)
+    lines = []
+    for gone, action in back:
+        if isinstance(action, Outcome):
+            outcome = action
+        elif (done := heard.get(gone.task_id)) is None or done.result == "skipped":
+            outcome = Outcome("skipped", task_id=gone.task_id, message=f"{gone.column} "
+                              f"{gone.key!r}: not put back yet: the undo was stopped; run it "
+                              "again to go on")  # fmt: skip
+        elif done.result == "updated":
+            label = STATUSES.get(gone.status or 0, gone.status)
+            outcome = Outcome("updated", task_id=gone.task_id, message=f"{gone.column} "
+                              f"{gone.key!r}: put back to status {gone.status} ({label}), as "
+                              f"before run {run} cancelled it as gone from its export")  # fmt: skip
+        else:
+            outcome = done
+        lines.append((Row(0, {}), outcome, None))
+    return lines
 
 
 def _left(row: Touched, message: str) -> Outcome:
@@ -286,7 +366,11 @@ def _describe(row: Touched, action: Payload | Outcome, original: int) -> tuple[s
 
 
 def _write_plan(
-    summary: RunSummary, journal: Journal, original: RunRecord, actions: _Actions
+    summary: RunSummary,
+    journal: Journal,
+    original: RunRecord,
+    actions: _Actions,
+    back: list[tuple[Cancelled, Payload | Outcome]],
 ) -> None:
     def planned() -> Iterator[tuple[Row, Outcome, None]]:
         touched = journal.touched(original.id)
@@ -297,6 +381,17 @@ def _write_plan(
                 yield Row(row.number, {}), outcome, None
         finally:
             touched.close()
+        for gone, action in back:
+            if isinstance(action, Outcome):
+                summary.plan["leave"] += 1
+                yield Row(0, {}), action, None
+                continue
+            summary.plan["restore"] += 1
+            message = (
+                f"plan: {gone.column} {gone.key!r}: put back status {gone.status}, as before "
+                f"run {original.id} cancelled it as gone from its export"
+            )
+            yield Row(0, {}), Outcome("valid", task_id=gone.task_id, message=message), None
 
     assert summary.results is not None
     write_results(summary, summary.results, [], planned())
@@ -308,6 +403,7 @@ def _write(
     original: RunRecord,
     run: RunJournal,
     actions: _Actions,
+    lines: list[tuple[Row, Outcome, None]],
 ) -> None:
     """The undo's results: each row the import created (cancelled, or why not) or updated (put
     back, or why not), in row order; the import's rows and the undo's, merged as they stream."""
@@ -338,6 +434,9 @@ def _write(
                 yield Row(row.number, {}), outcome, None
         finally:
             touched.close()
+        for line in lines:  # the tasks it cancelled as gone from its export
+            summary.plan["restore"] += line[1].result == "updated"
+            yield line
 
     assert summary.results is not None
     write_results(summary, summary.results, [], merged())

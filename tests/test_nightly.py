@@ -230,3 +230,38 @@ def test_blanks_clear_that_ivvy_refuses_fails_the_row_with_its_reason(make_sandb
     assert "description: *Value must not be empty*" in results[0]["message"]
     assert "notes 0" in server.task(task)["description"] and server.task(task)["status"] == 0
     assert second["exit_code"] == 1
+
+
+def test_undo_of_a_night_puts_back_the_tasks_it_cancelled_as_missing(
+    journal_at, make_sandbox, tmp_path
+):
+    server = make_sandbox()
+    rows = keyed_rows(4)
+    rows[1]["Status"] = "In Progress"
+    rows[2]["Status"] = "On Hold"
+    _, results = night(server, tmp_path, "night1", rows)
+    ids = {r["Legacy Id"]: int(r["task_id"]) for r in results}
+    # Night 2: L1 and L2 are gone, and cancelled; then a person reopens L2's task in iVvy.
+    second, _ = night(server, tmp_path, "night2", [rows[0], rows[3]], "--missing", "cancel",
+                      "--max-shrink", "50%")  # fmt: skip
+    assert second["counts"] == {"unchanged": 2, "cancelled": 2}
+    edit = httpx.post(f"{server.base_url}/_sandbox/tasks/{ids['L2']}", json={"status": 4})
+    edit.raise_for_status()
+
+    planned = invoke(server, "undo", "--plan", "--json")
+    assert as_json(planned)["plan"] == {"restore": 1, "leave": 1}
+    seen = len(server.get("/_sandbox/requests"))
+    undone = invoke(server, "undo", "--json")
+    assert undone.exit_code == 1, undone.output  # L2's task was left: a person should look
+    assert writes(server, seen) == [{"id": ids["L1"], "status": 1}]
+    assert server.task(ids["L1"])["status"] == 1 and server.task(ids["L2"])["status"] == 4
+    lines = {r["task_id"]: r for r in read_results(tmp_path / f"night2.undo-{second['run']}.csv")}
+    assert lines[str(ids["L1"])]["result"] == "updated"
+    assert "'L1': put back to status 1 (In Progress)" in lines[str(ids["L1"])]["message"]
+    assert lines[str(ids["L2"])]["result"] == "skipped"
+    assert "changed in iVvy since" in lines[str(ids["L2"])]["message"]
+
+    # L1's key is live again: a night without it reports it gone again (and may cancel it).
+    third, results = night(server, tmp_path, "night3", [rows[0], rows[3]])
+    assert third["counts"] == {"unchanged": 2, "missing": 1}
+    assert results[-1]["Legacy Id"] == "L1"

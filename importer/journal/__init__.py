@@ -40,6 +40,7 @@ from ._run import RunJournal
 from ._schema import (
     FLUSH_ROWS,
     FLUSH_SECONDS,
+    Cancelled,
     InFlight,
     RunRecord,
     Touched,
@@ -76,6 +77,7 @@ def open_journal(state: Path | str | None, target: str) -> Journal:
 __all__ = [
     "FLUSH_ROWS",
     "FLUSH_SECONDS",
+    "Cancelled",
     "InFlight",
     "Journal",
     "Known",

@@ -108,9 +108,10 @@ CREATE TABLE IF NOT EXISTS befores (
 _ADDED = {
     "runs": ("origin TEXT", "ref TEXT"),
     "rows": ("line INTEGER", "origin TEXT", "before TEXT"),
-    # When this tool last wrote a key's or a row's task (its clock), and the run that found
-    # the key gone from its export and cancelled its task.
-    "keys": ("written REAL", "gone INTEGER"),
+    # When this tool last wrote a key's or a row's task (its clock), the run that found the
+    # key gone from its export and cancelled its task, and the task's status before (an undo
+    # of that run puts it back).
+    "keys": ("written REAL", "gone INTEGER", "gone_status INTEGER"),
     "lineage": ("written REAL",),
 }
 
@@ -233,6 +234,18 @@ def _row_counts(db: Db, run_id: int) -> Counter[str]:
     ):
         counts[result if state == "done" else state] += n
     return counts
+
+
+@dataclass(frozen=True)
+class Cancelled:
+    """A key whose task a run cancelled as gone from its export: the task's ``status`` before
+    (``None``: not kept, by an earlier version) and when this tool wrote it (the cancel)."""
+
+    column: str
+    key: str
+    task_id: int
+    status: int | None
+    written: float | None
 
 
 @dataclass(frozen=True)

@@ -26,6 +26,7 @@ from ._schema import (
     _SCHEMA,
     _SET_KEY,
     _SET_LINEAGE,
+    Cancelled,
     Db,
     InFlight,
     RunRecord,
@@ -384,15 +385,40 @@ class Journal:
     ) -> None:
         self.db.execute(_SET_KEY, (target, column, value, task_id, digest, run, time.time()))
 
-    def gone(self, target: str, column: str, values: Iterable[str], run: int) -> None:
-        """The keys ``values`` were missing from run ``run``'s export and their tasks were
-        cancelled: not cancelled again, and a row holding one again updates its task (its
-        digest is cleared, so the row's values, status among them, are sent)."""
+    def gone(
+        self, target: str, column: str, values: Iterable[tuple[str, int | None]], run: int
+    ) -> None:
+        """The keys ``values`` (each with its task's status before) were missing from run
+        ``run``'s export and their tasks were cancelled: not cancelled again, and a row
+        holding one again updates its task (its digest is cleared, so the row's values,
+        status among them, are sent)."""
         now = time.time()  # the cancel is this tool's write: not an edit made in iVvy
         self.db.executemany(
-            "UPDATE keys SET gone = ?, digest = '', written = ? WHERE target = ? AND "
+            "UPDATE keys SET gone = ?, gone_status = ?, digest = '', written = ? WHERE "
+            "target = ? AND key_column = ? AND key_value = ?",
+            [(run, status, now, target, column, value) for value, status in values],
+        )
+
+    def cancelled_by(self, target: str, run: int) -> list[Cancelled]:
+        """The keys whose tasks run ``run`` cancelled as gone from its export (and that no
+        later run or undo has brought back), in key order."""
+        return [
+            Cancelled(str(column), str(value), int(task), status, written)
+            for column, value, task, status, written in self.db.execute(
+                "SELECT key_column, key_value, task_id, gone_status, written FROM keys WHERE "
+                "target = ? AND gone = ? ORDER BY key_column, key_value",
+                (target, run),
+            )
+        ]
+
+    def back(self, target: str, cancelled: Iterable[Cancelled]) -> None:
+        """These keys' tasks were put back (their cancel undone): live keys again, written
+        now, whose rows are sent again when an export holds them."""
+        now = time.time()
+        self.db.executemany(
+            "UPDATE keys SET gone = NULL, gone_status = NULL, written = ? WHERE target = ? AND "
             "key_column = ? AND key_value = ?",
-            [(run, now, target, column, value) for value in values],
+            [(now, target, c.column, c.key) for c in cancelled],
         )
 
     def forget_undone(self, target: str, undo_run: int, original: int) -> None:
