@@ -3,8 +3,12 @@
 Error                    anything the library raises on purpose
  ├── ImporterError       a problem the user can fix; carries the exit code the CLI uses
  │    ├── UsageError     bad invocation, configuration or credentials (exit 2)
- │    └── SourceError    the source cannot be read as a table of tasks (exit 2); names the
- │                       file, sheet, row and column where they are known
+ │    ├── SourceError    the source cannot be read as a table of tasks (exit 2); names the
+ │    │                  file, sheet, row and column where they are known
+ │    │    └── EmptySource  a header and no rows
+ │    ├── BrokenExport   a keyed run's source holds no rows: nothing sent or cancelled (exit 1)
+ │    └── JournalLost    the journal stopped answering mid-run (exit 1): the run stopped,
+ │                       its rows sent and not yet recorded are settled by the next run
  ├── IvvyError           anything between us and iVvy (:mod:`importer.client`)
  └── RunFailed           ``RunSummary.raise_for_failures()``: rows need a person
 
@@ -54,6 +58,34 @@ class SourceError(ImporterError):
         if column is not None:
             where.append(f"column {column!r}")
         super().__init__(f"{', '.join(where)}: {message}")
+
+
+class EmptySource(SourceError):
+    """A table with its header and no data rows."""
+
+
+class BrokenExport(ImporterError):
+    """A keyed (nightly) run's source holds no rows: taken as a broken export, not as every
+    key gone. Nothing is sent or cancelled; exit 1, as for a shrunken export."""
+
+    exit_code = 1
+
+
+class JournalLost(ImporterError):
+    """The journal could not be written or read mid-run (its database went away, its disk is
+    full): the run stopped at once. Every row sent was written in flight first, so the next
+    run looks those up before sending anything: nothing is sent twice."""
+
+    exit_code = 1
+
+    def __init__(self, where: str, why: str) -> None:
+        self.where = where
+        super().__init__(
+            f"the journal {where} stopped answering ({why}): the run stopped. Nothing is lost: "
+            "the rows sent and not yet recorded are in flight in the journal, and the next run "
+            "looks each up in iVvy before sending anything. When the journal is back, run the "
+            "same command again with --resume; the results sheet was not written"
+        )
 
 
 class RunFailed(Error):

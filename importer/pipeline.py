@@ -26,7 +26,7 @@ from typing import Any
 from .check import checked_rows
 from .client import ApiError, IvvyClient, IvvyError
 from .directory import Directory
-from .errors import UsageError
+from .errors import BrokenExport, EmptySource, UsageError
 from .feed import Feed
 from .fields import BATCH_NOT_DONE
 from .journal import (
@@ -373,7 +373,15 @@ async def run_import(
     """
     clock = time.monotonic()
     stop = stop or asyncio.Event()
-    prepared, directory = await prepare_online(source_path, client, options)
+    try:
+        prepared, directory = await prepare_online(source_path, client, options)
+    except EmptySource as exc:
+        if options.key is None:
+            raise
+        raise BrokenExport(
+            f"{exc}: for a --key run, an empty export is taken as a broken one, not as every "
+            "task gone: nothing was sent or cancelled; check the export"
+        ) from None
     summary, results_path = _summary(prepared, options, client)
     target = client.credentials.target
     with open_journal(options.journal.state, target) as journal:

@@ -146,9 +146,19 @@ async def send_all(
         finally:
             alike.release(key)
 
+    #: An exception that is not a row's outcome (the journal lost, a bug): every worker stops
+    #: taking rows, and it is raised once the rows in flight are answered.
+    broken: list[BaseException] = []
+
     async def worker() -> None:
+        try:
+            await rows()
+        except Exception as exc:
+            broken.append(exc)
+
+    async def rows() -> None:
         for payload in source:
-            if stop.is_set():
+            if stop.is_set() or broken:
                 return
             key = signature(payload.params)
             await alike.acquire(key)
@@ -189,9 +199,12 @@ async def send_all(
             _, late = await asyncio.wait(busy, timeout=options.grace)
             for task in late:
                 task.cancel()
-    await asyncio.gather(*workers, *parked, return_exceptions=True)
+    done = await asyncio.gather(*workers, *parked, return_exceptions=True)
     stopping.cancel()
     stats.rate_limited = pace.rate_limited
+    broken += [e for e in done if isinstance(e, Exception)]
+    if broken:
+        raise broken[0]
     return stats
 
 

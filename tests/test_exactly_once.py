@@ -410,3 +410,59 @@ def test_a_task_found_by_one_look_up_does_not_hold_back_the_next(make_sandbox, m
     outcome, lookups = _reconciled(server, monkeypatch, steps)
     assert outcome is not None and outcome.result == "created", outcome
     assert lookups == 2, lookups
+
+
+@pytest.mark.parametrize("journal_at", ["postgresql"], indirect=True)
+def test_a_postgresql_journal_lost_mid_run_stops_it_and_the_next_run_sends_nothing_twice(
+    journal_at, make_sandbox, tmp_path
+):
+    """The database ends the run's connection while rows are being sent (a failover, a
+    restart): the run stops at once with what to do, no traceback; run again, every row is one
+    task, the rows sent before the loss looked up, never sent again blind."""
+    import os
+    import subprocess
+    import sys
+    import time
+    import uuid
+
+    import psycopg
+
+    server = make_sandbox(latency_ms=20)
+    rows = rows_of(300)
+    source = write(tmp_path / "lost.csv", rows)
+    name = f"lost-{uuid.uuid4().hex[:8]}"
+    state = f"{journal_at('state')}&application_name={name}"
+    command = [sys.executable, "-m", "importer.cli", "run", str(source), "--state", state,
+               "--concurrency", "4", "--settle-s", "0.2"]  # fmt: skip
+    env = {**os.environ, **env_for(server)}
+    process = subprocess.Popen(command, env=env, stdout=subprocess.PIPE, stderr=subprocess.PIPE)
+    deadline = time.monotonic() + 60
+    while len(server.get("/_sandbox/requests?action=addOrUpdateTask")) < 60:
+        assert process.poll() is None, process.communicate()[1].decode()
+        assert time.monotonic() < deadline
+        time.sleep(0.02)
+    with psycopg.connect(state.split("?")[0], autocommit=True) as db:
+        ended = db.execute(
+            "SELECT pg_terminate_backend(pid) FROM pg_stat_activity WHERE application_name = %s",
+            (name,),
+        ).fetchall()
+    assert ended
+    _, err = process.communicate(timeout=60)
+    message = err.decode()
+    assert process.returncode == 1, message
+    assert message.strip().splitlines() == [message.strip()]  # one line, nothing else
+    assert message.startswith("task-import: the journal postgresql://")
+    assert "stopped answering" in message and "--resume" in message
+    assert "Traceback" not in message and "unexpected error" not in message
+    sent = len(server.get("/_sandbox/requests?action=addOrUpdateTask"))
+    assert sent < 300  # it stopped: not every row went
+
+    made_before = len(server.tasks())
+    seen = len(server.get("/_sandbox/requests"))
+    done = subprocess.run([*command, "--resume", "--json"], env=env, capture_output=True,
+                          text=True, timeout=120)  # fmt: skip
+    assert done.returncode == 0, done.stderr
+    found = truth(server, source, rows)
+    assert len(found["made"]) == 300
+    again = server.get(f"/_sandbox/requests?since={seen}&action=addOrUpdateTask")
+    assert len(again) == 300 - made_before  # only the rows the first run never sent

@@ -718,3 +718,81 @@ def test_a_postgresql_journal_never_shows_its_password(postgres_server, sandbox,
     by_env = CliRunner().invoke(main, ["run", str(source)], env=env)
     assert by_env.exit_code == 2 and "s3cret-pw" not in by_env.output
     assert "postgresql://importer@127.0.0.1:1/jobs" in by_env.output
+
+
+def test_a_flush_to_postgresql_merges_each_kind_of_insert_and_keeps_each_tables_order():
+    from importer.journal._pg import merged, schema
+    from importer.journal._schema import _SCHEMA, _SET_LINEAGE
+
+    schema(_SCHEMA)  # the tables' columns, keys and types
+    done = ("INSERT INTO rows (run, number, state) VALUES (?, ?, 'done') ON CONFLICT (run, "
+            "number) DO UPDATE SET state = excluded.state")  # fmt: skip
+    statements = []
+    for n in (2, 3, 4):
+        statements += [(done, (1, n)), (_SET_LINEAGE, ("t", "o", n, 10 + n, "d", 1, None))]
+    statements += [("DELETE FROM rows WHERE run = ? AND number = ?", (1, 3)), (done, (1, 3))]
+    out = list(merged(statements))
+    # Rows' inserts together, lineage's together; the row done after the delete stays after it.
+    assert [sql.split()[2] if sql.startswith("INSERT") else "DELETE" for sql, _ in out] == [
+        "rows", "lineage", "DELETE", "rows"
+    ]  # fmt: skip
+    assert "unnest(%s::bigint[], %s::bigint[])" in out[0][0] and out[0][1] == ([1, 1, 1], [2, 3, 4])
+    assert out[1][1][2] == [2, 3, 4] and out[3][1] == (1, 3)
+    # Two rows with one key: an upsert may not touch a row twice, so each is its own statement.
+    twice = list(merged([(done, (1, 5)), (done, (1, 5))]))
+    assert twice == [(twice[0][0], (1, 5))] * 2 and "unnest" not in twice[0][0]
+
+
+def test_a_row_recorded_twice_in_one_flush_keeps_its_last_outcome(journal_at, tmp_path):
+    from importer.journal import RunJournal
+    from importer.model import Outcome
+
+    with Journal(journal_at("twice"), target="t") as journal:
+        record = journal.start(kind="import", target="t", source="s", print_="p", options={})
+        run = RunJournal(journal, record)
+        for n in range(2, 12):
+            run.in_flight(n, {"name": f"T{n}"}, 0.0)
+        run.flush()
+        for n in range(2, 12):
+            run.done(n, Outcome("created", task_id=n), sent_at=1.0, params={"name": f"T{n}"})
+        run.done(5, Outcome("failed", error_code=24395, message="again"))
+        run.flush()
+        outcomes = dict(run.outcomes())
+        assert outcomes[5] is not None and outcomes[5].result == "failed"
+        assert journal.row_counts(record.id) == {"created": 9, "failed": 1}
+        placed = journal.known("t").lineage(record.lineage, range(2, 12))
+        assert sorted(placed) == list(range(2, 12)) and placed[7][0] == 7
+
+
+@pytest.mark.parametrize("journal_at", ["postgresql"], indirect=True)
+def test_what_must_be_known_before_a_row_is_sent_waits_for_the_servers_disk(
+    journal_at, monkeypatch
+):
+    """Rows in flight and a batch's id are committed durably (synchronous_commit as the
+    server has it) before anything is sent; outcomes may be committed without waiting: lost
+    in a crash of the server, their rows are in flight still, and looked up."""
+    from importer.journal import RunJournal
+    from importer.journal._pg import PgConnection
+    from importer.model import Outcome
+
+    flags: list[bool] = []
+    real = PgConnection.write_all
+
+    def write_all(self, statements, *, durable=True):
+        flags.append(durable)
+        return real(self, statements, durable=durable)
+
+    monkeypatch.setattr(PgConnection, "write_all", write_all)
+    with Journal(journal_at("durable"), target="t") as journal:
+        record = journal.start(kind="import", target="t", source="s", print_="p", options={})
+        run = RunJournal(journal, record)
+        run.in_flight(2, {"name": "T"}, 0.0)
+        run.flush()
+        run.done(2, Outcome("created", task_id=7), sent_at=1.0, params={"name": "T"})
+        run.flush()
+        run.in_flight(3, {"name": "U"}, 0.0)
+        run.batch_sent([3], "job-1")
+        run.done(3, Outcome("created", task_id=8), sent_at=1.0, params={"name": "U"})
+        run.flush()
+        assert journal.row_counts(record.id) == {"created": 2}
+    assert flags == [True, False, True, False]

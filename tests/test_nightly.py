@@ -93,11 +93,12 @@ def test_a_broken_export_cancels_nothing_and_says_why(journal_at, make_sandbox, 
     assert half["exit_code"] == 1 and "50% fewer than run 1's 10" in half["missing_refused"]
     assert half["counts"] == {"unchanged": 5, "missing": 5}
     assert all("not cancelled" in r["message"] for r in results[5:])
-    # An empty export (the header alone) is refused before anything is sent (exit 2).
+    # An empty export (the header alone) is a broken one: nothing sent or cancelled (exit 1).
     empty = tmp_path / "empty.csv"
     empty.write_text(",".join(rows[0]) + "\n", encoding="utf-8")
     nothing = invoke(server, "run", empty, *KEY, "--missing", "cancel", "--json")
-    assert nothing.exit_code == 2 and "no data rows below the header" in nothing.output
+    assert nothing.exit_code == 1 and "no data rows below the header" in nothing.output
+    assert "nothing was sent or cancelled" in nothing.output
     assert writes(server, seen) == [] and {t["status"] for t in server.tasks()} == {0}
 
     # The refused nights are not the baseline: the next night is still compared with night 1,

@@ -235,3 +235,33 @@ def test_a_batch_whose_run_answer_was_lost_is_looked_up_not_resent(make_sandbox)
     assert len(server.tasks()) == 450 == len(stored)
     assert server.stats()["by_action"]["batch.run"] == 3  # 200 + 200 + 50, none sent again
     assert all(outcomes[n].task_id == stored[f"T{n - 2}"] for n in range(2, 452))
+
+
+def test_an_error_recording_an_outcome_stops_the_send_and_is_raised(sandbox):
+    """What records outcomes fails (the journal's database went away): no worker takes a new
+    row, the rows in flight are answered, and the error is raised to the caller, never lost."""
+    recorded: list[int] = []
+    raised: list[int] = []
+
+    class Lost(Exception):
+        pass
+
+    def record(payload, outcome):
+        if len(recorded) == 5 and not raised:  # once: the other workers could go on
+            raised.append(payload.row.number)
+            raise Lost("the journal went away")
+        recorded.append(payload.row.number)
+
+    async def go():
+        async with IvvyClient(sandbox.credentials) as client:
+            await send_all(client, payloads(200), record, SendOptions(concurrency=4))
+
+    try:
+        asyncio.run(go())
+    except Lost:
+        pass
+    else:
+        raise AssertionError("send_all swallowed the error")
+    assert 5 <= len(recorded) < 20
+    sent = sandbox.get("/_sandbox/requests?action=addOrUpdateTask")
+    assert len(sent) < 20  # the workers stopped taking rows (a few were in flight)

@@ -3,10 +3,12 @@
 from __future__ import annotations
 
 import json
+import sqlite3
 import time
 from collections.abc import Callable, Iterable, Iterator, Mapping
 from typing import Any
 
+from ..errors import JournalLost
 from ..model import Outcome
 from ._pg import PgConnection
 from ._schema import (
@@ -39,6 +41,9 @@ class RunJournal:
         self.key_column = key_column
         self._on_done = on_done
         self._pending: list[tuple[str, tuple[Any, ...]]] = []
+        #: Whether what is pending must be on disk before the flush returns (a row about to
+        #: be sent, a batch's id): everything else may wait for a later commit.
+        self._durable = False
         self._done_waiting = 0
         self._flushed = time.monotonic()
 
@@ -61,6 +66,7 @@ class RunJournal:
         :meth:`flush`, which the caller makes before sending it. ``origin`` and ``line``: where
         the row comes from (when not this run's source and ``number``); ``before``: for an
         update, the task as iVvy held it (what an undo restores)."""
+        self._durable = True
         self._pending.append(
             (
                 "INSERT OR REPLACE INTO rows (run, number, state, sent_at, params, key, origin, "
@@ -153,24 +159,31 @@ class RunJournal:
         if not self._pending:
             return
         pending, self._pending, self._done_waiting = self._pending, [], 0
+        durable, self._durable = self._durable, False
         db = self.journal.db
         if isinstance(db, PgConnection):
-            db.write_all(pending)
+            # Only what must be known before a row is sent waits for the server's disk: a
+            # row's outcome lost in a crash of the server leaves it in flight, and the next
+            # run looks it up in iVvy (as it does after a kill).
+            db.write_all(pending, durable=durable)
             return
-        db.execute("BEGIN IMMEDIATE")
         try:
-            start = 0
-            while start < len(pending):
-                sql = pending[start][0]
-                end = start
-                while end < len(pending) and pending[end][0] == sql:
-                    end += 1
-                db.executemany(sql, [args for _, args in pending[start:end]])
-                start = end
-        except BaseException:
-            db.execute("ROLLBACK")
-            raise
-        db.execute("COMMIT")
+            db.execute("BEGIN IMMEDIATE")
+            try:
+                start = 0
+                while start < len(pending):
+                    sql = pending[start][0]
+                    end = start
+                    while end < len(pending) and pending[end][0] == sql:
+                        end += 1
+                    db.executemany(sql, [args for _, args in pending[start:end]])
+                    start = end
+            except BaseException:
+                db.execute("ROLLBACK")
+                raise
+            db.execute("COMMIT")
+        except sqlite3.OperationalError as exc:  # a full disk, an I/O error, a lock kept
+            raise JournalLost(str(self.journal.where), str(exc)) from None
 
     def amend(self, number: int, outcome: Outcome) -> None:
         """Row ``number``, done, ends ``outcome`` instead (what it sent and the task's key or
@@ -197,6 +210,7 @@ class RunJournal:
     def batch_sent(self, numbers: Iterable[int], async_id: str) -> None:
         """Rows ``numbers`` went in batch ``async_id``: written at once (before anything else is
         done with the batch), so a kill from now on leaves the next run its id to ask about."""
+        self._durable = True
         self._pending.extend(
             ("INSERT OR REPLACE INTO batches (run, number, async_id) VALUES (?, ?, ?)",
              (self.id, n, async_id))

@@ -81,6 +81,7 @@ CREATE TABLE IF NOT EXISTS keys (
     run INTEGER NOT NULL,
     written REAL,
     gone INTEGER,
+    gone_status INTEGER,
     PRIMARY KEY (target, key_column, key_value)
 ) WITHOUT ROWID;
 CREATE TABLE IF NOT EXISTS lineage (

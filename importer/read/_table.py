@@ -10,7 +10,7 @@ from operator import itemgetter
 from pathlib import Path
 from typing import Any
 
-from ..errors import SourceError
+from ..errors import EmptySource, SourceError
 from ._limits import LIMITS
 
 Record = tuple[int, list[Any]]
@@ -101,7 +101,7 @@ def find_layout(
         if 2 * len(filled) >= widest:
             layout = _layout(number, cells, path=path, sheet=sheet, column_offset=column_offset)
             if not below:
-                raise SourceError(
+                raise EmptySource(
                     "no data rows below the header", path=path, sheet=sheet, row=number
                 )
             return layout
