@@ -29,11 +29,11 @@ from pathlib import Path
 
 import psycopg
 
+from benchmarks.journal import written_as_a_run
 from benchmarks.sandbox import KEY, SECRET
 from benchmarks.throughput import Sandbox, write_rows
 from importer.client import Credentials, IvvyClient
-from importer.journal import Journal, RunJournal
-from importer.model import Outcome
+from importer.journal import RunJournal
 from importer.options import RunOptions
 from importer.pipeline import run_import
 
@@ -85,21 +85,9 @@ class Counted:
 
 def journal_alone(where: Path | str, rows: int) -> float:
     """Journal writes per second, rows written as a run writes them."""
-    with Journal(where, target="t") as journal, Counted() as counted:
-        record = journal.start(kind="import", target="t", source="s", print_="p", options={})
-        run = RunJournal(journal, record)
-        params = {"name": "Task", "endDatetime": "2026-12-01 09:00:00", "priority": "high"}
-        began = time.perf_counter()
-        for start in range(0, rows, 64):
-            numbers = range(start + 2, min(start + 64, rows) + 2)
-            now = time.time()
-            for number in numbers:
-                run.in_flight(number, params, now)
-            run.flush()
-            for number in numbers:
-                run.done(number, Outcome("created", task_id=number), sent_at=now, params=params)
-        run.flush()
-        return counted.writes / (time.perf_counter() - began)
+    with Counted() as counted:
+        seconds = written_as_a_run(where, rows)
+    return counted.writes / seconds
 
 
 async def one_import(base: str, source: Path, results: Path, state: Path | str) -> float:
