@@ -53,8 +53,10 @@ EXIT_UNREACHABLE = 3
 EXIT_INTERRUPTED = 130
 
 
-def _fail(message: str, code: int) -> None:
+def _fail(message: str, code: int, as_json: bool = False) -> None:
     click.echo(f"task-import: {message}", err=True)
+    if as_json:  # a scheduler reading the last line of stdout reads why, too
+        click.echo(json.dumps({"error": message, "exit_code": code}))
     sys.exit(code)
 
 
@@ -72,28 +74,39 @@ def user_errors(command: Callable[..., Any]) -> Callable[..., Any]:
 
     @functools.wraps(command)
     def wrapper(*args: Any, **kwargs: Any) -> Any:
+        as_json = bool(kwargs.get("as_json"))
         try:
             return command(*args, **kwargs)
+        except click.ClickException as exc:  # a usage error of click's kind: click shows it
+            if as_json:
+                click.echo(json.dumps({"error": exc.format_message(), "exit_code": exc.exit_code}))
+            raise
+        except (click.exceptions.Exit, click.Abort):
+            raise
         except ImporterError as exc:
-            _fail(str(exc), exc.exit_code)
+            _fail(str(exc), exc.exit_code, as_json)
         except AuthError as exc:
             _fail(
                 f"iVvy refused the credentials ({exc.full_message}): check IVVY_API_KEY, "
                 "IVVY_API_SECRET and this machine's clock; nothing was sent",
                 EXIT_UNREACHABLE,
+                as_json,
             )
         except TransportError as exc:
-            _fail(f"cannot reach iVvy: {exc}; nothing was sent", EXIT_UNREACHABLE)
+            _fail(f"cannot reach iVvy: {exc}; nothing was sent", EXIT_UNREACHABLE, as_json)
         except IvvyError as exc:
-            _fail(f"iVvy answered an error before any row was sent: {exc}", EXIT_UNREACHABLE)
+            _fail(
+                f"iVvy answered an error before any row was sent: {exc}", EXIT_UNREACHABLE, as_json
+            )
         except KeyboardInterrupt:
-            _fail("interrupted", EXIT_INTERRUPTED)
+            _fail("interrupted", EXIT_INTERRUPTED, as_json)
         except Exception as exc:
             log = _log_unexpected(exc)
             _fail(
                 f"unexpected error ({type(exc).__name__}: {exc}); details in {log}. "
                 "Please report it.",
                 1,
+                as_json,
             )
 
     return wrapper

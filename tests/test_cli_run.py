@@ -123,6 +123,28 @@ def test_sources_that_cannot_be_imported_are_exit_2(sandbox, tmp_path, text, mes
     assert "Traceback" not in outcome.output
 
 
+def test_a_run_refused_with_json_ends_stdout_with_a_json_line_saying_why(sandbox, tmp_path):
+    source = write_csv(tmp_path / "s.csv", "label,remark\nA,B\n")
+    outcome = CliRunner().invoke(main, ["run", str(source), "--json"], env=env_for(sandbox))
+    assert outcome.exit_code == 2
+    last = json.loads(outcome.stdout.strip().splitlines()[-1])
+    assert last["exit_code"] == 2 and "no column for name, endDatetime" in last["error"]
+    assert "no column for name, endDatetime" in outcome.stderr
+
+
+def test_options_that_contradict_each_other_are_a_usage_error_not_an_unexpected_one(
+    sandbox, tmp_path
+):
+    source = write_csv(tmp_path / "t.csv", "name,endDatetime\nA,2026-12-01\n")
+    args = ["run", str(source), "--resume", "--new-run", "--json"]
+    outcome = CliRunner().invoke(main, args, env=env_for(sandbox))
+    assert outcome.exit_code == 2, outcome.output
+    assert "Error: --resume goes on with a run" in outcome.stderr
+    assert "unexpected error" not in outcome.output
+    assert json.loads(outcome.stdout.strip().splitlines()[-1])["exit_code"] == 2
+    assert sandbox.stats()["requests"] == 0
+
+
 def test_unreachable_api_is_exit_3(tmp_path):
     with socket.socket() as sock:
         sock.bind(("127.0.0.1", 0))

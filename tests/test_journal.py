@@ -796,3 +796,16 @@ def test_what_must_be_known_before_a_row_is_sent_waits_for_the_servers_disk(
         run.flush()
         assert journal.row_counts(record.id) == {"created": 2}
     assert flags == [True, False, True, False]
+
+
+def test_psycopgs_ignored_second_errors_never_reach_the_terminal(caplog):
+    """Closing a pipeline on a connection already lost, psycopg logs the error it ignores
+    (with no logging set up, Python prints it on stderr): the first error is the one shown."""
+    import logging
+
+    import importer.journal._pg  # noqa: F401 (installs the filter)
+
+    with caplog.at_level(logging.WARNING, logger="psycopg"):
+        logging.getLogger("psycopg").warning("error ignored terminating %r: %s", "<P>", "lost")
+        logging.getLogger("psycopg").warning("something else: %s", "kept")
+    assert [r.getMessage() for r in caplog.records] == ["something else: kept"]

@@ -10,6 +10,7 @@ share one database at once, and a run killed any way frees its lock with its con
 from __future__ import annotations
 
 import hashlib
+import logging
 import re
 from collections.abc import Iterable, Iterator, Sequence
 from contextlib import contextmanager
@@ -18,6 +19,15 @@ from typing import Any
 from urllib.parse import urlsplit, urlunsplit
 
 from ..errors import JournalLost, UsageError
+
+
+def _not_ignored(record: logging.LogRecord) -> bool:
+    """psycopg logs the error it meets closing a pipeline or a transaction on a connection
+    already lost, and ignores it: the first error is raised, shown as :class:`JournalLost`."""
+    return not str(record.msg).startswith("error ignored")
+
+
+logging.getLogger("psycopg").addFilter(_not_ignored)
 
 #: What a ``--state`` value that is a PostgreSQL database begins with.
 SCHEMES = ("postgresql://", "postgres://")
