@@ -99,6 +99,10 @@ def sent(server: SandboxServer, action: str = "addOrUpdateTask") -> list[dict[st
     ]
 
 
+#: The repository's root: the folder that holds ``pyproject.toml`` above this file (found by
+#: looking, not by counting folders, so a test moved deeper still finds it).
+REPOSITORY = next(p for p in Path(__file__).resolve().parents if (p / "pyproject.toml").is_file())
+
 #: The PostgreSQL server the journal's tests use (``.ci/run`` starts one there).
 POSTGRES = os.environ.get("IVVY_TEST_POSTGRES", "postgresql://postgres@127.0.0.1:55432/postgres")
 

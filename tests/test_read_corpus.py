@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+import os
 from datetime import date
 from pathlib import Path
 
@@ -12,9 +13,15 @@ from importer.errors import SourceError
 from importer.read import open_source
 from importer.read._workbook import read_workbook
 
-CORPUS = Path(__file__).resolve().parents[2] / "shared" / "corpus"
+from .conftest import REPOSITORY
+
+#: The shared corpus: ``../shared/corpus`` from the repository's root (or IVVY_TEST_CORPUS).
+CORPUS = Path(os.environ.get("IVVY_TEST_CORPUS") or REPOSITORY.parent / "shared" / "corpus")
 if not CORPUS.is_dir():
-    pytest.skip(f"the shared corpus is not at {CORPUS}", allow_module_level=True)
+    why = f"the shared corpus is not at {CORPUS} (set IVVY_TEST_CORPUS to where it is)"
+    if os.environ.get("CI") == "true":
+        pytest.fail(f"CI=true and {why}", pytrace=False)
+    pytest.skip(why, allow_module_level=True)
 
 SPECTRUM = sorted((CORPUS / "csv-spectrum").glob("*.csv"))
 
