@@ -53,13 +53,19 @@ FORMATS = (".csv", ".xlsx")
 _FIRST = frozenset("=+-@\t\r\0'")
 
 
+#: A plain number, which a spreadsheet reads as that number, never as a formula (``-1.00``).
+_PLAIN_NUMBER = re.compile(r"[+-]?(?:\d+(?:\.\d*)?|\.\d+)(?:[eE][+-]?\d+)?")
+
+
 def neutralise(value: Any) -> Any:
-    """``value``, with text that a spreadsheet would run as a formula prefixed by ``'``."""
+    """``value``, with text that a spreadsheet would run as a formula prefixed by ``'`` (a
+    plain number such as ``-1.00`` is not: it reads as itself)."""
     if (
         isinstance(value, str)
         and value
         and value[0] in _FIRST  # most text starts otherwise: no pattern to match
         and _NEUTRALISED.match(value)
+        and not _PLAIN_NUMBER.fullmatch(value)
     ):
         return "'" + value
     return value
@@ -260,8 +266,11 @@ def _csv_cell(value: Any) -> Any:
 
 def _xlsx_text(text: str) -> str:
     """Text as an XLSX cell can hold it: XML reads a lone CR as a line feed, and cannot hold
-    other control characters at all."""
-    return neutralise(_NOT_XML.sub("\ufffd", text.replace("\r\n", "\n").replace("\r", "\n")))
+    other control characters at all. A text cell is never evaluated (one starting with ``=``
+    is written as text: see :meth:`XlsxResults.add`), so nothing is prefixed, except text
+    already starting with ``'`` before a formula start (so that it reads back as itself)."""
+    text = _NOT_XML.sub("\ufffd", text.replace("\r\n", "\n").replace("\r", "\n"))
+    return neutralise(text) if text.startswith("'") else text
 
 
 def _xlsx_value(value: Any) -> Any:
@@ -272,6 +281,15 @@ def _xlsx_value(value: Any) -> Any:
     if isinstance(value, float):
         return whole(value)
     return "" if value is None else _xlsx_text(str(value))
+
+
+def _text_cell(sheet: Any, value: Any) -> Any:
+    """``value``, as a text cell when it starts with ``=`` (never a formula)."""
+    if value.__class__ is str and value[:1] == "=":
+        cell = WriteOnlyCell(sheet, value=value)
+        cell.data_type = "s"
+        return cell
+    return value
 
 
 class XlsxResults(ResultsWriter):
@@ -288,6 +306,8 @@ class XlsxResults(ResultsWriter):
         cells = []
         for name in names:
             cell = WriteOnlyCell(self._sheet, value=_xlsx_value(name))
+            if cell.data_type == "f":
+                cell.data_type = "s"
             cell.font = self._bold
             cells.append(cell)
         return cells
@@ -295,14 +315,14 @@ class XlsxResults(ResultsWriter):
     def add(self, row: Row, outcome: Outcome, origin: tuple[int | None, str] | None = None) -> None:
         cells = [row.cells.get(h) for h in self.headers]
         ours = outcome_cells(row, outcome, origin)
-        self._sheet.append([_xlsx_value(v) for v in (*cells, *ours)])
+        self._sheet.append([_text_cell(self._sheet, _xlsx_value(v)) for v in (*cells, *ours)])
         self.rows += 1
 
     def close(self, summary: Sequence[tuple[str, Any]], codes: Mapping[str, int]) -> None:
         sheet = self._book.create_sheet("Summary")
         sheet.append(self._heading(["what", "value"]))
         for name, value in summary:
-            sheet.append([_xlsx_value(name), _xlsx_value(value)])
+            sheet.append([_xlsx_value(name), _text_cell(sheet, _xlsx_value(value))])
         errors = self._book.create_sheet("Errors")
         errors.append(self._heading(["error_code", "rows", "meaning"]))
         for code, n in sorted(codes.items(), key=lambda item: (-item[1], str(item[0]))):

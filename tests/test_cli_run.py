@@ -87,13 +87,13 @@ def test_run_with_embedded_sandbox(tmp_path):
 
 def test_cells_that_would_start_a_formula_are_neutralised_in_results(sandbox, tmp_path):
     source = write_csv(
-        tmp_path / "f.csv", 'name,endDatetime\n"=HYPERLINK(""x"")",2026-12-01\n+1,2026-12-01\n'
+        tmp_path / "f.csv", 'name,endDatetime\n"=HYPERLINK(""x"")",2026-12-01\n+1+1,2026-12-01\n'
     )
     outcome = CliRunner().invoke(main, ["run", str(source)], env=env_for(sandbox))
     assert outcome.exit_code == 0, outcome.output
     rows = read_results(tmp_path / "f.results.csv")
-    assert [r["name"] for r in rows] == ['\'=HYPERLINK("x")', "'+1"]
-    assert [p["name"] for p in sent(sandbox)] == ['=HYPERLINK("x")', "+1"]
+    assert [r["name"] for r in rows] == ['\'=HYPERLINK("x")', "'+1+1"]
+    assert [p["name"] for p in sent(sandbox)] == ['=HYPERLINK("x")', "+1+1"]
     assert len(sandbox.tasks()) == 2
 
 

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+import re
 from datetime import datetime
 
 import openpyxl
@@ -17,18 +18,26 @@ from importer.results import neutralise, unneutralise
 from .conftest import sent
 from .test_cli_run import env_for, read_results, write_csv
 
-DANGEROUS = ["=1+2", "+1", "-1", "@SUM(A1)", "\tx", "\rx", "'=x", "''+y"]
+DANGEROUS = ["=1+2", "+1+2", "-1-A1", "@SUM(A1)", "\tx", "\rx", "'=x", "''+y"]
+#: Text a spreadsheet reads as a number, never as a formula: kept as it is.
+NUMBERS = ["-1.00", "+1", "-5", "-.5", "1e-3", "-2E+4"]
 
 
 def invoke(server, *args: object):
     return CliRunner().invoke(main, [*map(str, args)], env=env_for(server))
 
 
-@given(st.text())
+@given(st.text() | st.sampled_from(NUMBERS + DANGEROUS) | st.from_regex(r"'*[+-]?[0-9.eE+-]*"))
 def test_neutralise_is_undone_exactly_and_never_leaves_a_formula_start(text):
     written = neutralise(text)
-    assert not written.startswith(("=", "+", "-", "@", "\t", "\r", "\0"))
+    plain = re.fullmatch(r"[+-]?(\d+(\.\d*)?|\.\d+)([eE][+-]?\d+)?", text) is not None
+    assert plain or not written.startswith(("=", "+", "-", "@", "\t", "\r", "\0"))
     assert unneutralise(written) == text
+
+
+def test_a_plain_number_is_never_prefixed():
+    assert [neutralise(n) for n in NUMBERS] == NUMBERS
+    assert [neutralise(d) for d in DANGEROUS] == ["'" + d for d in DANGEROUS]
 
 
 def test_xlsx_results_have_numbers_text_a_summary_and_errors(sandbox, tmp_path):
@@ -59,8 +68,8 @@ def test_xlsx_results_have_numbers_text_a_summary_and_errors(sandbox, tmp_path):
     assert call[5].value == "created"
     assert ghost[7].value == 24390 and ghost[8].value == "Contact ID"  # codes are numbers
     assert bad[7].value == "BAD_DATE"
-    assert formula[0].value == "'=1+2" and formula[0].data_type == "s"
-    assert formula[3].value == "'-5"
+    assert formula[0].value == "=1+2" and formula[0].data_type == "s"  # text, never run
+    assert formula[3].value == "-5"
     assert all(c.data_type != "f" for r in rows for c in r)  # no formula anywhere
     assert {p["name"] for p in sent(sandbox)} == {"Call", "=1+2"}  # sent as written
 
@@ -84,10 +93,14 @@ def test_every_dangerous_start_is_neutralised(sandbox, tmp_path, suffix):
     outcome = invoke(sandbox, "run", source, "--results", results)
     assert outcome.exit_code == 0, outcome.output
     written = [r["name"] for r in read_results(results)]
-    if suffix == ".xlsx":  # XML holds no lone CR: it is a line feed there, harmless
-        assert written[5] == "\nx"
-        del written[5]
-    assert written == ["'" + text for text in DANGEROUS if suffix == ".csv" or text != "\rx"]
+    if suffix == ".csv":
+        assert written == ["'" + text for text in DANGEROUS]
+    else:  # a text cell of XLSX is never evaluated: only text already quoted gains one more
+        book = openpyxl.load_workbook(results)
+        assert all(c.data_type != "f" for r in book["Results"].iter_rows() for c in r)
+        expected = ["'" + t if t.startswith("'") else t for t in DANGEROUS]
+        expected[5] = "\nx"  # XML holds no lone CR: it is a line feed there, harmless
+        assert written == expected
     # Sent as written (names are trimmed of spaces around them, as every text field is).
     assert sorted(p["name"] for p in sent(sandbox)) == sorted(t.strip() for t in DANGEROUS)
     assert len(sandbox.tasks()) == len(DANGEROUS)
@@ -124,7 +137,9 @@ def test_a_results_sheet_fixed_by_hand_is_sent_again_with_only(sandbox, tmp_path
     rows = read_results(fixed)
     assert [r["result"] for r in rows] == ["created"] * 4
     assert int(rows[0]["task_id"]) == created["Good"] and "not picked" in rows[0]["warnings"]
-    assert rows[3]["Task Name"] == "'=Formula"  # neutralised again, once
+    assert rows[3]["Task Name"] == "=Formula"  # as it was: a text cell, never a formula
+    fixed_book = openpyxl.load_workbook(fixed)
+    assert all(c.data_type != "f" for r in fixed_book["Results"].iter_rows() for c in r)
     headers = list(rows[0])
     assert headers.count("result") == 1 and "import_result" not in headers
 
@@ -164,3 +179,36 @@ def test_a_crash_while_writing_leaves_no_sheet_and_no_temporary_file(tmp_path, s
     with pytest.raises(RuntimeError), open_results(path, ["name"]) as sheet:
         raise RuntimeError("killed while writing")
     assert path.read_text() == "the earlier results"  # the earlier sheet stays whole
+
+
+@pytest.mark.parametrize("suffix", [".csv", ".xlsx"])
+def test_kept_values_come_back_as_they_were_in_the_results(tmp_path, suffix):
+    """tests/data/kept-values.csv: a negative amount is a number, not a formula, and is kept as
+    it is; in XLSX no text is evaluated, so only text already starting with a quote gains
+    one; in CSV only what a spreadsheet would evaluate is prefixed. Read back, every cell is
+    what the source held."""
+    from importer._api import results_rows
+
+    from .conftest import REPOSITORY
+
+    source = tmp_path / "kept-values.csv"
+    source.write_bytes((REPOSITORY / "tests" / "data" / "kept-values.csv").read_bytes())
+    results = tmp_path / f"kept.results{suffix}"
+    outcome = CliRunner().invoke(
+        main, ["validate", str(source), "--offline", "--results", str(results)]
+    )
+    assert outcome.exit_code == 0, outcome.output
+    (row,) = read_results(results)
+    kept = {k: row[k] for k in ("Amount", "Phone", "Formula", "Quoted")}
+    if suffix == ".csv":
+        assert kept == {"Amount": "-1.00", "Phone": "'+61 2 9999 0000",
+                        "Formula": "'=SUM(A1:A2)", "Quoted": "''-3"}  # fmt: skip
+    else:
+        assert kept == {"Amount": "-1.00", "Phone": "+61 2 9999 0000",
+                        "Formula": "=SUM(A1:A2)", "Quoted": "''-3"}  # fmt: skip
+        book = openpyxl.load_workbook(results)
+        assert all(c.data_type != "f" for r in book.worksheets[0].iter_rows() for c in r)
+    (back,) = results_rows(results)
+    assert {k: back.cells[k] for k in kept} == {
+        "Amount": "-1.00", "Phone": "+61 2 9999 0000", "Formula": "=SUM(A1:A2)", "Quoted": "'-3"
+    }  # fmt: skip
