@@ -265,9 +265,18 @@ def map_columns(
         if target is not None and not (prof is not None and target == "id"):
             assign(target, header, "alias")
 
+    typos: dict[str, list[str]] = {}  # by field: the mapping file's columns the source lacks
     for column, target in absent:  # an alternative for a field another column feeds is fine
         if target is None or target not in columns:
-            warnings.append(f"mapping file names column {column!r}, which the source does not have")
+            hint = _closest_header(column, headers)
+            note = (
+                f"mapping file names column {column!r}"
+                + (f" for {target}" if target else "")
+                + ", which the source does not have"
+                + (f" (did you mean {hint!r}?)" if hint else "")
+            )
+            warnings.append(note)
+            typos.setdefault(target or "", []).append(note)
     unused = tuple(h for h in headers if h not in columns.values())
     ignored = taken - set(columns.values())
     legacy = {canon(c) for c in prof.legacy} if prof else set()
@@ -292,8 +301,10 @@ def map_columns(
     if "id" not in columns and require:
         missing = [f.name for f in TASK_FIELDS if f.required_on_create and f.name not in columns]
         if missing:
+            told = [n for f in missing for n in typos.get(f, [])]
             raise SourceError(
-                f"no column for {', '.join(missing)} (required to create tasks); the headers "
+                "".join(f"{n}; " for n in told)
+                + f"no column for {', '.join(missing)} (required to create tasks); the headers "
                 f"are: {', '.join(repr(h) for h in headers)}. Rename a column, or give --mapping "
                 "or --profile",
                 path=path,
@@ -326,6 +337,13 @@ def map_columns(
         epoch_ms=prof.epoch_ms if prof else False,
         options=options,
     )
+
+
+def _closest_header(column: str, headers: Sequence[str]) -> str | None:
+    """The source's header that a mapping file's column most likely meant (a typo)."""
+    by_canon = {canon(h): h for h in headers}
+    match = difflib.get_close_matches(canon(column), list(by_canon), n=1, cutoff=0.6)
+    return by_canon[match[0]] if match else None
 
 
 def _closest(header: str) -> str | None:

@@ -150,3 +150,27 @@ def test_hubspot_profile():
 def test_unknown_profile_is_a_usage_error():
     with pytest.raises(UsageError, match="unknown profile 'sap'"):
         mapped(["name"], profile="sap")
+
+
+def test_a_typo_in_a_mapping_file_is_named_when_it_leaves_a_required_field_without_a_column(
+    tmp_path,
+):
+    """tests/data/mapping-typo.*: the mapping file names 'Finsh' for endDatetime; the run stops
+    (nothing can be created without a due date), and says which line of the file is wrong."""
+    from click.testing import CliRunner
+
+    from importer.cli import main
+
+    from .conftest import REPOSITORY
+
+    data = REPOSITORY / "tests" / "data"
+    for name in ("mapping-typo.csv", "mapping-typo.toml"):
+        (tmp_path / name).write_bytes((data / name).read_bytes())
+    args = ["validate", str(tmp_path / "mapping-typo.csv"), "--offline",
+            "--mapping", str(tmp_path / "mapping-typo.toml")]  # fmt: skip
+    outcome = CliRunner().invoke(main, args)
+    assert outcome.exit_code == 2
+    assert (
+        "mapping file names column 'Finsh' for endDatetime, which the source does not have "
+        "(did you mean 'Finish'?); no column for endDatetime"
+    ) in outcome.stderr
