@@ -235,6 +235,8 @@ def prepare(
 
     ref_column = earlier.get("run_ref") if earlier else None
     count, seen = source.scan(lambda: FirstPass(source.headers, mapping, ref_column))
+    # What reading every row found (text after a closing quote…), after what opening found.
+    warnings = [*source.notes, *(w for w in warnings if w not in source.notes)]
     first = seen or FirstPass(source.headers, mapping, ref_column)
     evidence = first.evidence
     due_column = mapping.columns.get("endDatetime")

@@ -368,3 +368,35 @@ def test_the_first_pass_of_a_big_text_file_takes_the_fastest_reader_that_reads_i
     assert got == expected
     # pyarrow (or pandas' reader) for a file of one-line records; the record reader else.
     assert (source.arrow or source.fast) == (case != "line break in a cell")
+
+
+def test_text_after_a_closing_quote_is_kept_as_spreadsheets_read_it_and_told():
+    """tests/data/space-after-quote.csv: row 34 has a space after two closing quotes. Excel,
+    pandas and Python's csv read it (the space kept in the cell): so does the tool, naming
+    the row and each column; the other rows are as they are."""
+    from .conftest import REPOSITORY
+
+    source = open_source(REPOSITORY / "tests" / "data" / "space-after-quote.csv")
+    rows = {r.number: r.cells for r in source.rows()}
+    assert len(rows) == 39
+    assert rows[34] == {"Task": "Call the venue ", "Due": "2026-12-01 10:00",
+                        "Notes": 'ask about "parking" '}  # fmt: skip
+    assert rows[35]["Task"] == "Task 34"
+    assert [n for n in source.notes if "closing quote" in n] == [
+        "row 34, column 'Task': text after the closing quote ('\"Call the venue\" ') is kept "
+        "as part of the cell, as Excel reads it",
+        "row 34, column 'Notes': text after the closing quote ('\"ask about \"\"parking\"\"\" ') "
+        "is kept as part of the cell, as Excel reads it",
+    ]
+    list(source.rows())  # a second pass tells nothing twice
+    assert len([n for n in source.notes if "closing quote" in n]) == 2
+
+
+def test_a_quote_never_closed_is_refused_naming_its_record():
+    """It would swallow every later row into one cell: refused, not read leniently."""
+    from .conftest import REPOSITORY
+
+    with pytest.raises(SourceError) as caught:
+        source = open_source(REPOSITORY / "tests" / "data" / "unclosed-quote.csv")
+        list(source.rows())
+    assert "row 3" in str(caught.value) and "never closed" in str(caught.value)

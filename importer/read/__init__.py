@@ -143,7 +143,12 @@ class Source:
             )
         if self.kind == "text":
             return text_batches(
-                self.path, self.encoding or "utf-8", self.delimiter or ",", self.layout, size
+                self.path,
+                self.encoding or "utf-8",
+                self.delimiter or ",",
+                self.layout,
+                size,
+                self.notes,
             )
         return table_batches(
             self._sheet_rows(), self.layout, path=self.path, sheet=self.sheet, size=size

@@ -174,16 +174,26 @@ def sniff_delimiter(path: Path, encoding: str) -> str:
 
 
 def text_batches(
-    path: Path, encoding: str, delimiter: str, layout: Layout, size: int
+    path: Path,
+    encoding: str,
+    delimiter: str,
+    layout: Layout,
+    size: int,
+    notes: list[str] | None = None,
 ) -> Iterator[Batch]:
     """The data rows of a text table in batches, as :func:`table_batches` gives them, but read
     ``size`` records at a time by the CSV reader itself: a million-row file goes through here.
 
     Row numbers come from the reader's line count: a batch of one-line records numbers itself;
     only a batch holding a quoted line break counts the breaks in its cells.
+
+    Text after a closing quote (``"abc" ,x``, ``"ab"c``) is kept as part of the cell, as
+    Excel, pandas and Python's csv read it, and each such cell is told in ``notes`` (row and
+    column); a quote never closed is refused, naming the record.
     """
     with path.open(encoding=encoding, newline="") as handle:
         reader = csv.reader(handle, delimiter=delimiter, strict=True)
+        line = 0
         try:
             _skip_header(reader, layout)
             line = reader.line_num
@@ -198,12 +208,63 @@ def text_batches(
                 if batch.numbers:
                     yield batch
         except csv.Error:
-            pass  # found again below, record by record, to say where
+            pass  # read again from there, the way spreadsheets read it
         else:
             return
-    for _ in text_records(path, encoding, delimiter):
-        pass
-    raise AssertionError("the CSV reader failed once and not again")  # pragma: no cover
+    yield from _lenient_batches(path, encoding, delimiter, layout, size, line, notes)
+
+
+#: The most cells with text after a closing quote that are each named in the notes.
+_TOLD_CELLS = 5
+
+
+def _lenient_batches(
+    path: Path,
+    encoding: str,
+    delimiter: str,
+    layout: Layout,
+    size: int,
+    after: int,
+    notes: list[str] | None,
+) -> Iterator[Batch]:
+    """The batches of the records that start after line ``after`` (the strict reader stopped
+    there), read by :func:`text_records`, with what it found told in ``notes``."""
+    found: list[tuple[int, int, str]] = []
+    numbers: list[int] = []
+    chunk: list[list[str]] = []
+    for start, cells in text_records(path, encoding, delimiter, found):
+        if start <= max(after, layout.header_row):
+            continue
+        numbers.append(start)
+        chunk.append(cells)
+        if len(chunk) >= size:
+            batch = batch_of(numbers, chunk, layout, path=path, sheet=None)
+            numbers, chunk = [], []
+            if batch.numbers:
+                yield batch
+    if chunk:
+        batch = batch_of(numbers, chunk, layout, path=path, sheet=None)
+        if batch.numbers:
+            yield batch
+    if notes is not None:
+        for note in _after_quote_notes(found, layout):
+            if note not in notes:
+                notes.append(note)
+
+
+def _after_quote_notes(found: list[tuple[int, int, str]], layout: Layout) -> list[str]:
+    """What to tell of the cells with text after their closing quote."""
+    if not found:
+        return []
+    names = dict(zip(layout.positions, layout.headers, strict=True))
+    told = [
+        f"row {row}, column {names.get(field, f'#{field + 1}')!r}: text after the closing quote "
+        f"({sample!r}) is kept as part of the cell, as Excel reads it"
+        for row, field, sample in found[:_TOLD_CELLS]
+    ]
+    if len(found) > _TOLD_CELLS:
+        told.append(f"and {len(found) - _TOLD_CELLS} more cells with text after a closing quote")
+    return told
 
 
 def _skip_header(reader: Any, layout: Layout) -> None:
@@ -450,16 +511,75 @@ def _record_starts(chunk: list[list[str]], line: int) -> list[int]:
     return starts
 
 
-def text_records(path: Path, encoding: str, delimiter: str) -> Iterator[Record]:
-    """``(line where the record starts, cells)`` for every record, blank ones included."""
+def text_records(
+    path: Path, encoding: str, delimiter: str, found: list[tuple[int, int, str]] | None = None
+) -> Iterator[Record]:
+    """``(line where the record starts, cells)`` for every record, blank ones included.
+
+    Text after a closing quote is kept in the cell, as Excel, pandas and Python's csv read it
+    (each such cell goes into ``found``: its row, field and a sample); a quote that is never
+    closed (which would swallow the rest of the file into one cell) is refused."""
     with path.open(encoding=encoding, newline="") as handle:
-        reader = csv.reader(handle, delimiter=delimiter, strict=True)
+        lines: list[str] = []
+
+        def read() -> Iterator[str]:
+            for text in handle:
+                lines.append(text)
+                yield text
+
+        reader = csv.reader(read(), delimiter=delimiter, strict=False)
         start = 1
         try:
             for cells in reader:
+                raw = "".join(lines)
+                lines.clear()
+                if '"' in raw:
+                    after, unclosed = _quotes_of(raw, delimiter)
+                    if unclosed is not None:
+                        raise SourceError(
+                            "malformed CSV (a quote opened in this record is never closed): "
+                            "check the quotes on this record",
+                            path=path,
+                            row=start,
+                        )
+                    if found is not None:
+                        found.extend((start, field, sample) for field, sample in after)
                 yield start, cells
                 start = reader.line_num + 1
         except csv.Error as exc:
             raise SourceError(
                 f"malformed CSV ({exc}): check the quotes on this record", path=path, row=start
             ) from None
+
+
+def _quotes_of(raw: str, delimiter: str) -> tuple[list[tuple[int, str]], int | None]:
+    """In one record's text: the fields with text after their closing quote (each with a
+    sample of it), and the field whose quote is never closed, if one is."""
+    after: list[tuple[int, str]] = []
+    field, i, n = 0, 0, len(raw)
+    while i < n:
+        if raw[i] == '"':  # a quoted field
+            opened = i
+            i += 1
+            while True:
+                i = raw.find('"', i)
+                if i < 0:
+                    return after, field
+                if raw.startswith('""', i):
+                    i += 2
+                    continue
+                i += 1
+                break
+            end = i
+            while end < n and raw[end] not in (delimiter, "\r", "\n"):
+                end += 1
+            if end > i:
+                after.append((field, raw[opened:end][-40:]))
+            i = end
+        else:  # an unquoted field: up to the delimiter
+            while i < n and raw[i] not in (delimiter, "\r", "\n"):
+                i += 1
+        if i < n and raw[i] == delimiter:
+            field += 1
+        i += 1
+    return after, None
