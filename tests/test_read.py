@@ -400,3 +400,25 @@ def test_a_quote_never_closed_is_refused_naming_its_record():
         source = open_source(REPOSITORY / "tests" / "data" / "unclosed-quote.csv")
         list(source.rows())
     assert "row 3" in str(caught.value) and "never closed" in str(caught.value)
+
+
+@pytest.mark.parametrize("name", ["title-over-two-columns.csv", "title-over-two-columns.xlsx"])
+def test_a_title_row_above_a_two_column_table_is_not_its_header(name):
+    """tests/data/title-over-two-columns.*: one cell of title, then the header of a table of
+    two columns (a narrow table: the title is half as wide as it)."""
+    from .conftest import REPOSITORY
+
+    source = open_source(REPOSITORY / "tests" / "data" / name)
+    assert source.headers == ["name", "endDatetime"] and source.header_row == 2
+    rows = list(source.rows())
+    assert [r.number for r in rows] == [3, 4]
+    assert rows[0].cells["name"] == "Call the venue"
+
+
+def test_a_one_column_header_over_wider_rows_is_still_refused(tmp_path):
+    """The title rule does not hide a real fault: a one-column header over rows of values."""
+    path = tmp_path / "one.csv"
+    path.write_text("name\nCall,2026-12-01\nSend,2026-12-02\n", encoding="utf-8")
+    with pytest.raises(SourceError) as caught:
+        list(open_source(path).rows())
+    assert "more cells than headers" in str(caught.value)

@@ -3,6 +3,7 @@ rows checked and turned into :class:`Row`. Shared by the text and the workbook r
 
 from __future__ import annotations
 
+import re
 from collections.abc import Iterable, Iterator, Sequence
 from dataclasses import dataclass
 from itertools import islice
@@ -98,6 +99,10 @@ def find_layout(
             )
         below = buffered[index + 1 : index + 1 + LOOKAHEAD]
         widest = max((len(_filled(r[1])) for r in below), default=0)
+        if len(filled) == 1 < widest and len(below) > 1 and _spans(below[0][1], widest):
+            # One cell, right above a row of names as wide as the table (with rows below it):
+            # a title, even over two columns (a header names every column that holds values).
+            continue
         if 2 * len(filled) >= widest:
             layout = _layout(number, cells, path=path, sheet=sheet, column_offset=column_offset)
             if not below:
@@ -110,6 +115,19 @@ def find_layout(
         path=path,
         sheet=sheet,
         row=buffered[0][0],
+    )
+
+
+#: Text that reads as a number, a date or a time: a value, never a column's name.
+_VALUE_LIKE = re.compile(r"[\d\s.,:/+\-]*\d[\d\s.,:/+\-]*")
+
+
+def _spans(cells: list[Any], widest: int) -> bool:
+    """Whether a row reads as a table's header: names (text, none of them a number or a date)
+    in as many cells as the table's widest row."""
+    filled = _filled(cells)
+    return len(filled) >= widest and all(
+        isinstance(c, str) and not _VALUE_LIKE.fullmatch(c.strip()) for c in filled
     )
 
 
