@@ -110,6 +110,7 @@ RETRIES_EXHAUSTED = "RETRIES_EXHAUSTED"
 UNREAD = "UNREAD"
 EDITED_IN_IVVY = "EDITED_IN_IVVY"
 NOT_CLEARED = "NOT_CLEARED"
+UNSAVED_FORMULA = "UNSAVED_FORMULA"
 
 #: iVvy's specific codes (``specificCode``) that this project meets, with what each means.
 SPECIFIC_CODES: dict[int, str] = {
@@ -157,6 +158,8 @@ IMPORTER_CODES: dict[str, str] = {
     EDITED_IN_IVVY: "someone changed the task in iVvy after this tool last wrote it: the row "
     "was not sent, so that edit stays (the message lists the fields that differ); give "
     "--overwrite-edits to send it anyway",
+    UNSAVED_FORMULA: "the cell holds a formula with no saved value (the file was written by a "
+    "program that does not compute formulas): open and save the file in Excel or LibreOffice",
     NOT_CLEARED: "the task was updated, but a field sent empty to clear it (--blanks clear) "
     "still holds its value when read back (or could not be read back): clear it in iVvy",
 }

@@ -19,11 +19,11 @@ from operator import is_
 from typing import Any, NamedTuple
 
 from .dates import DateError, DateRules, to_api
-from .fields import BAD_DATE, FIELDS_BY_NAME, STATUSES
+from .fields import BAD_DATE, FIELDS_BY_NAME, STATUSES, UNSAVED_FORMULA
 from .fields import DOES_NOT_VALIDATE as INVALID_VALUE
 from .map import END_TIME, ColumnMapping, canon
 from .model import Email, Outcome, Payload, Row
-from .read import Batch, is_blank
+from .read import Batch, Unsaved, is_blank
 
 _WHOLE = re.compile(r"\s*\+?(\d+)(?:\.0*)?\s*")
 #: How many distinct due-date texts a run remembers: sheets repeat their dates a lot.
@@ -84,6 +84,14 @@ def to_text(value: Any) -> str:
     if isinstance(value, float) and value.is_integer():
         return str(int(value))  # a workbook's 1234.0 is the 1234 a person typed
     return str(value)
+
+
+def _unsaved(value: Unsaved) -> CellError:
+    return CellError(
+        UNSAVED_FORMULA,
+        f"a formula with no saved value ({str(value)[:60]}): open and save the file in Excel or "
+        "LibreOffice",
+    )
 
 
 def _shown(value: Any) -> str:
@@ -260,7 +268,12 @@ class Normaliser:
         if kind == "string":
             if self._text_only or _all_text(raw):
                 return list(map(str.strip, raw))
-            return [v.strip() if v.__class__ is str else to_text(v) for v in raw]
+            values: list[Any] = [v.strip() if v.__class__ is str else to_text(v) for v in raw]
+            if Unsaved in set(map(type, raw)):
+                self._errors[name] = True
+                values = [_unsaved(r) if r.__class__ is Unsaved else v
+                          for r, v in zip(raw, values, strict=True)]  # fmt: skip
+            return values
         convert = {"integer": to_integer, "status": self._status_of, "priority": self._priority_of}[
             kind
         ]
@@ -270,6 +283,9 @@ class Normaliser:
         def fill(value: Any) -> Any:
             if is_blank(value):
                 return None
+            if value.__class__ is Unsaved:
+                self._errors[name] = True
+                return _unsaved(value)
             try:
                 return convert(value)
             except CellError as exc:
@@ -288,6 +304,9 @@ class Normaliser:
             value, clock = pair
             if is_blank(value):
                 return None
+            if value.__class__ is Unsaved or clock.__class__ is Unsaved:
+                self._errors["endDatetime"] = True
+                return _unsaved(value if value.__class__ is Unsaved else clock)
             try:
                 converted = to_api(value, self.rules, None if is_blank(clock) else clock)
             except DateError as exc:

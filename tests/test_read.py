@@ -385,7 +385,7 @@ def test_text_after_a_closing_quote_is_kept_as_spreadsheets_read_it_and_told():
     assert [n for n in source.notes if "closing quote" in n] == [
         "row 34, column 'Task': text after the closing quote ('\"Call the venue\" ') is kept "
         "as part of the cell, as Excel reads it",
-        "row 34, column 'Notes': text after the closing quote ('\"ask about \"\"parking\"\"\" ') "
+        'row 34, column \'Notes\': text after the closing quote (\'"ask about ""parking""" \') '
         "is kept as part of the cell, as Excel reads it",
     ]
     list(source.rows())  # a second pass tells nothing twice
@@ -422,3 +422,41 @@ def test_a_one_column_header_over_wider_rows_is_still_refused(tmp_path):
     with pytest.raises(SourceError) as caught:
         list(open_source(path).rows())
     assert "more cells than headers" in str(caught.value)
+
+
+def test_a_formula_with_no_saved_value_is_named_not_read_as_empty(tmp_path):
+    """tests/data/unsaved-formulas.xlsx, written by openpyxl (which computes no formula): the
+    name of row 3, its notes and the due date of row 4 are formulas with no saved value. Each
+    row says which column and what to do; saved-formulas.xlsx, the same with values saved as
+    Excel does, reads as those values."""
+    from click.testing import CliRunner
+
+    from importer.cli import main
+
+    from .conftest import REPOSITORY
+    from .test_cli_run import read_results
+
+    data = REPOSITORY / "tests" / "data"
+    rows = {}
+    for name in ("unsaved-formulas.xlsx", "saved-formulas.xlsx"):
+        results = tmp_path / f"{name}.results.csv"
+        outcome = CliRunner().invoke(
+            main, ["validate", str(data / name), "--offline", "--results", str(results)]
+        )
+        rows[name] = {int(r["row"]): r for r in read_results(results)}
+        if name == "unsaved-formulas.xlsx":
+            assert outcome.exit_code == 1
+            assert "3 cells hold a formula with no saved value" in outcome.stderr
+    unsaved = rows["unsaved-formulas.xlsx"]
+    assert unsaved[2]["result"] == "valid"
+    assert (unsaved[3]["result"], unsaved[3]["error_code"], unsaved[3]["field"]) == (
+        "invalid", "UNSAVED_FORMULA", "name"
+    )  # fmt: skip
+    assert unsaved[3]["message"] == (
+        'a formula with no saved value (=CONCATENATE("Send ","the quote")): open and save the '
+        "file in Excel or LibreOffice"
+    )
+    assert unsaved[4]["field"] == "endDatetime" and "(=B2+1)" in unsaved[4]["message"]
+    saved = rows["saved-formulas.xlsx"]
+    assert [r["result"] for r in saved.values()] == ["valid"] * 3
+    assert saved[3]["name"] == "Send the quote" and saved[3]["Notes"] == "Call the venue"

@@ -20,6 +20,8 @@ from typing import Any, Literal, TypeVar
 
 from ..errors import SourceError
 from ..model import Row
+from ._formulas import MOST as MOST_UNSAVED
+from ._formulas import Unsaved, unsaved_formulas
 from ._limits import LIMITS, ReadLimits
 from ._table import Batch, Layout, column_letter, find_layout, is_blank, table_batches
 from ._text import (
@@ -46,6 +48,7 @@ __all__ = [
     "ReadLimits",
     "Source",
     "SourceError",
+    "Unsaved",
     "column_letter",
     "is_blank",
     "list_sheets",
@@ -271,8 +274,32 @@ def _open_workbook(path: Path, requested: str | None, limits: ReadLimits) -> Sou
         _sheet_rows=read.iter_rows,
         _keep=read,
     )
+    _mark_unsaved_formulas(source, read.column_offset)  # (an XLSX/XLSM's: others hold none)
     _check_first_rows(source)
     return source
+
+
+def _mark_unsaved_formulas(source: Source, column_offset: int) -> None:
+    """Cells holding a formula and no saved value read as :class:`Unsaved` (their formula's
+    text) instead of empty, and the source says how many there are."""
+    if source.sheet is None:
+        return
+    found = unsaved_formulas(source.path, source.sheet)
+    if not found:
+        return
+    at = {p: h for h, p in enumerate(source.layout.positions)}
+    patches: dict[int, dict[int, Any]] = {}
+    for (row, column), formula in found.items():
+        header = at.get(column - column_offset)
+        if header is not None and row > source.layout.header_row:
+            patches.setdefault(row, {})[header] = Unsaved(formula)
+    source.patches.update(patches)
+    many = f"{len(found):,}" + ("+" if len(found) >= MOST_UNSAVED else "")
+    source.notes.append(
+        f"{many} cells hold a formula with no saved value (the file was written by a program "
+        "that does not compute formulas; they would read as empty): open and save the file in "
+        "Excel or LibreOffice"
+    )
 
 
 def _check_first_rows(source: Source) -> None:
