@@ -134,6 +134,22 @@ def source_options(command: Callable[..., Any]) -> Callable[..., Any]:
                      help="A column that identifies each row (a legacy id): a value twice is "
                      "refused."),
     ]  # fmt: skip
+
+    inner = command
+
+    @functools.wraps(inner)
+    def defaults_known(*args: Any, **kwargs: Any) -> Any:
+        # A zone from the configuration file is a default: a profile that knows the zone its
+        # export writes times in wins over it (a zone given on the command line does not).
+        ctx = click.get_current_context()
+        if kwargs.get("timezone") is not None and (
+            ctx.get_parameter_source("timezone") is click.core.ParameterSource.DEFAULT_MAP
+        ):
+            kwargs["default_timezone"] = kwargs.pop("timezone")
+            kwargs["timezone"] = None
+        return inner(*args, **kwargs)
+
+    command = defaults_known
     for option in reversed(options):
         command = option(command)
     return command

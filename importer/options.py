@@ -122,11 +122,15 @@ class DateOptions:
     """How dates are read (each ``None``: the mapping file's, else the profile's, else the
     default): ``timezone``, the IANA zone of the sheet's times (default UTC), or ``"venue"``
     for the zone of the run's venue; ``date_order``, ``dmy`` or ``mdy`` for dates like
-    03/04/2026; ``default_time``, the time given to dates without one (09:00)."""
+    03/04/2026; ``default_time``, the time given to dates without one (09:00);
+    ``default_timezone``, the zone of a sheet that says nothing of its own (a configuration's
+    default): a profile whose export writes its times in a known zone (Pipedrive's, in UTC)
+    wins over it, where ``timezone`` wins over the profile."""
 
     timezone: str | None = None
     date_order: DateOrder | None = None
     default_time: clock_time | None = None
+    default_timezone: str | None = None
 
 
 @dataclass(frozen=True)

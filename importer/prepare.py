@@ -230,9 +230,12 @@ def prepare(
             + ", ".join(repr(h) for h in source.headers)
         )
     rules = date_rules(options, mapping, source, venue_zone)
+    zone_note = profile_zone_note(options, mapping)
     key_column = f"column {options.key!r} is not imported"
     warnings = [*source.notes, *(w for w in mapping.warnings if not w.startswith(key_column))]
 
+    if zone_note:
+        warnings.append(zone_note)
     ref_column = earlier.get("run_ref") if earlier else None
     count, seen = source.scan(lambda: FirstPass(source.headers, mapping, ref_column))
     # What reading every row found (text after a closing quote…), after what opening found.
@@ -268,7 +271,12 @@ def date_rules(
     options: RunOptions, mapping: ColumnMapping, source: Source, venue_zone: str | None
 ) -> DateRules:
     """How to read the sheet's dates, from the options, the mapping file and the profile."""
-    zone_name = _option(options, mapping, "timezone") or mapping.timezone or "UTC"
+    zone_name = (
+        _option(options, mapping, "timezone")
+        or mapping.timezone
+        or options.dates.default_timezone
+        or "UTC"
+    )
     if str(zone_name).lower() == VENUE_ZONE:
         if venue_zone is None:
             raise UsageError("--timezone venue needs --venue-id and a connection to iVvy")
@@ -290,6 +298,28 @@ def date_rules(
         date1904=source.date1904,
         epoch_ms=mapping.epoch_ms,
     )
+
+
+def profile_zone_note(options: RunOptions, mapping: ColumnMapping) -> str | None:
+    """What to say when a profile's zone and a zone given disagree: which one the times are
+    read in, and why."""
+    known = mapping.timezone
+    if known is None:
+        return None
+    name = options.source.profile or "the profile"
+    given = _option(options, mapping, "timezone")
+    if given is not None and str(given) != known:
+        return (
+            f"the times are read in {given}, as given, although --profile {name} exports them "
+            f"in {known}: check a few tasks' due times"
+        )
+    default = options.dates.default_timezone
+    if given is None and default is not None and default != known:
+        return (
+            f"the times are read in {known}, the zone --profile {name} exports them in, not in "
+            f"the default zone {default} (give --timezone to choose another)"
+        )
+    return None
 
 
 async def prepare_online(

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import json
 from datetime import date
 
 import pytest
@@ -121,3 +122,41 @@ def test_due_time_column_joins_the_date():
     norm = normaliser(["name", "Due Date", "Due Time"])
     row = Row(3, {"name": "x", "Due Date": date(2026, 12, 1), "Due Time": "16:45"})
     assert norm(row).params["endDatetime"] == "2026-12-01 16:45:00"
+
+
+def test_a_profiles_utc_times_win_over_a_configured_default_zone(sandbox, tmp_path):
+    """tests/data/pipedrive-utc.csv with a configuration whose default zone is Sydney (as the
+    README's example): Pipedrive writes due times in UTC, so 10:30 is sent as 10:30, not as
+    23:30 the day before, and the run says so. A zone given on the command line is used, and
+    the run warns that the profile exports UTC."""
+    from click.testing import CliRunner
+
+    from importer.cli import main
+
+    from .conftest import REPOSITORY, sent
+    from .test_cli_run import env_for
+
+    data = REPOSITORY / "tests" / "data"
+    config = tmp_path / "ivvy.toml"
+    config.write_text('[run]\ntimezone = "Australia/Sydney"\n', encoding="utf-8")
+
+    def night(name: str, *more: str) -> tuple[str, list[str]]:
+        source = tmp_path / f"{name}.csv"
+        text = (data / "pipedrive-utc.csv").read_text(encoding="utf-8")
+        source.write_text(text.replace("Call the venue", f"Call ({name})"), encoding="utf-8")
+        args = ["--config", str(config), "run", str(source), "--profile", "pipedrive",
+                "--json", *more]  # fmt: skip
+        outcome = CliRunner().invoke(main, args, env=env_for(sandbox))
+        assert outcome.exit_code == 0, outcome.output
+        summary = json.loads(outcome.stdout.strip().splitlines()[-1])
+        return sent(sandbox)[-1]["endDatetime"], summary["warnings"]
+
+    due, warnings = night("configured")
+    assert due == "2026-12-01 10:30:00"
+    assert (
+        "the times are read in UTC, the zone --profile pipedrive exports them in, not in the "
+        "default zone Australia/Sydney (give --timezone to choose another)"
+    ) in warnings
+    due, warnings = night("given", "--timezone", "Australia/Sydney")
+    assert due == "2026-11-30 23:30:00"  # as told, and told what the profile says
+    assert any("although --profile pipedrive exports them in UTC" in w for w in warnings)
