@@ -31,6 +31,10 @@ _DATE_CACHE = 200_000
 _WORD_CACHE = 10_000
 
 
+#: Text fields sent as written, not trimmed (a name is trimmed of the spaces around it).
+KEPT_AS_WRITTEN = frozenset({"description"})
+
+
 class CellError(ValueError):
     """A cell that cannot become its field's value; ``code`` is the row's error code."""
 
@@ -266,9 +270,16 @@ class Normaliser:
         """One column converted: a value, None or "" (blank, or a word meaning "not set"), or
         the CellError, for each cell."""
         if kind == "string":
-            if self._text_only or _all_text(raw):
+            if name in KEPT_AS_WRITTEN:
+                # Free text keeps its spaces (trailing ones, non-breaking ones); only a cell of
+                # spaces alone is blank.
+                values: list[Any] = [
+                    (v if v.strip() else "") if v.__class__ is str else to_text(v) for v in raw
+                ]
+            elif self._text_only or _all_text(raw):
                 return list(map(str.strip, raw))
-            values: list[Any] = [v.strip() if v.__class__ is str else to_text(v) for v in raw]
+            else:
+                values = [v.strip() if v.__class__ is str else to_text(v) for v in raw]
             if Unsaved in set(map(type, raw)):
                 self._errors[name] = True
                 values = [_unsaved(r) if r.__class__ is Unsaved else v

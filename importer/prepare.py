@@ -249,7 +249,7 @@ def prepare(
         rules = dataclasses.replace(rules, order=evidence.order())
         if conflict := evidence.conflict():
             warnings.append(f"column {due_column!r}: {conflict}")
-    if mapping.suggested_key:
+    if mapping.suggested_key and options.key != mapping.suggested_key:
         warnings.append(
             f"column {mapping.suggested_key!r} identifies rows in this export: give "
             f"--key {mapping.suggested_key!r} to update them on later runs"

@@ -174,3 +174,24 @@ def test_a_typo_in_a_mapping_file_is_named_when_it_leaves_a_required_field_witho
         "mapping file names column 'Finsh' for endDatetime, which the source does not have "
         "(did you mean 'Finish'?); no column for endDatetime"
     ) in outcome.stderr
+
+
+def test_a_profiles_key_is_advised_only_when_not_given_and_free_text_is_kept(tmp_path):
+    """tests/data/salesforce-tasks.csv: the advice to give --key 'Id' is for a run without it;
+    the description keeps its trailing spaces and its non-breaking space."""
+    from importer.options import RunOptions
+    from importer.prepare import prepare
+
+    from .conftest import REPOSITORY
+
+    source = REPOSITORY / "tests" / "data" / "salesforce-tasks.csv"
+    advice = "give --key 'Id' to update them on later runs"
+    without = prepare(source, RunOptions(profile="salesforce"))
+    assert any(advice in w for w in without.warnings)
+    given = prepare(source, RunOptions(profile="salesforce", key="Id"))
+    assert not any(advice in w for w in given.warnings)
+    (row,) = list(given.source.rows())
+    from importer.normalise import Normaliser
+
+    payload = Normaliser(given.mapping, given.rules, given.source.headers)(row)
+    assert payload.params["description"] == "Ask about parking  \u00a0"

@@ -94,9 +94,10 @@ def test_hubspot_none_priority_means_no_priority():
 
 
 def test_text_is_trimmed_and_otherwise_kept():
-    payload = run(normaliser(ROW), name="  Café\n“quoted”  ", description=" 007 ")
-    assert payload.params["name"] == "Café\n“quoted”"
-    assert payload.params["description"] == "007"
+    payload = run(normaliser(ROW), name="  Café\n“quoted”  ", description=" 007 \u00a0")
+    assert payload.params["name"] == "Café\n“quoted”"  # a name: trimmed
+    assert payload.params["description"] == " 007 \u00a0"  # free text: as written
+    assert "description" not in run(normaliser(ROW), description=" \u00a0 ").params  # blank
 
 
 def test_blank_cells_are_absent():
