@@ -112,6 +112,17 @@ def user_errors(command: Callable[..., Any]) -> Callable[..., Any]:
     return wrapper
 
 
+def _column_pairs(ctx: click.Context, param: click.Parameter, value: Any) -> Any:
+    """``--column 'Finish=endDatetime'``, repeated, as ``{"Finish": "endDatetime"}``."""
+    pairs: dict[str, str] = {}
+    for given in value or ():
+        column, sign, target = str(given).rpartition("=")
+        if not sign or not column.strip() or not target.strip():
+            raise click.BadParameter(f"{given!r}: write it COLUMN=FIELD, e.g. 'Finish=endDatetime'")
+        pairs[column.strip()] = target.strip()
+    return pairs or None
+
+
 def source_options(command: Callable[..., Any]) -> Callable[..., Any]:
     """The options that say how to read and map a source, shared by the commands that read one."""
     options = [
@@ -123,6 +134,10 @@ def source_options(command: Callable[..., Any]) -> Callable[..., Any]:
         click.option("--mapping", type=click.Path(exists=True, dir_okay=False, path_type=Path),
                      help="TOML file: which column feeds which field, extra status and "
                      "priority words, options."),
+        click.option("--column", "columns", multiple=True, metavar="COLUMN=FIELD",
+                     callback=_column_pairs,
+                     help="Map one column to a field (or 'ignore'), over the mapping file: "
+                     "--column 'Finish=endDatetime'. Repeatable."),
         click.option("--timezone", help="IANA zone of the sheet's dates and times (default UTC), "
                      "or 'venue' for the zone of --venue-id."),
         click.option("--venue-id", type=click.IntRange(min=1), help="The default venue."),

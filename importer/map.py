@@ -9,6 +9,7 @@ the status and priority words to accept, so that normalise never guesses.
 
 from __future__ import annotations
 
+import dataclasses
 import difflib
 import re
 import tomllib
@@ -73,6 +74,35 @@ class MappingFile:
     status: dict[str, int | None] = field(default_factory=dict)
     priority: dict[str, str | None] = field(default_factory=dict)
     options: dict[str, Any] = field(default_factory=dict)
+
+    @property
+    def said_by(self) -> str:
+        """How a message names it: the file, or ``--column`` for columns given one by one."""
+        return "--column" if self.path == GIVEN_COLUMNS else f"mapping file {self.path.name}"
+
+
+#: The "path" of the columns given one by one (``--column 'Finish=endDatetime'``).
+GIVEN_COLUMNS = Path("--column")
+
+
+def given_columns(pairs: Mapping[str, str], mapping_file: MappingFile | None) -> MappingFile:
+    """A mapping file's columns with ``pairs`` (column → field, or ``ignore``) given one by
+    one on top (they win); UsageError for an unknown field."""
+    columns: dict[str, str | None] = dict(mapping_file.columns) if mapping_file else {}
+    for column, target in pairs.items():
+        if target.strip().lower() in IGNORE:
+            columns[column] = None
+            continue
+        resolved = _TARGET_BY_CANON.get(canon(target))
+        if resolved is None:
+            raise UsageError(
+                f"--column {column}={target}: unknown field; the fields are "
+                f'{", ".join(TARGETS)} (or "ignore")'
+            )
+        columns[column] = resolved
+    if mapping_file is None:
+        return MappingFile(path=GIVEN_COLUMNS, columns=columns)
+    return dataclasses.replace(mapping_file, columns=columns)
 
 
 @dataclass(frozen=True)
@@ -246,7 +276,7 @@ def map_columns(
             elif target is None:
                 taken.add(header)  # left unused on purpose
             else:
-                assign(target, header, f"mapping file {mapping_file.path.name}")
+                assign(target, header, mapping_file.said_by)
     if prof is not None:
         if prof.key and (key := by_canon.get(canon(prof.key))) is not None:
             taken.add(key)  # a legacy id: kept in the results, never sent as an iVvy id
@@ -269,8 +299,9 @@ def map_columns(
     for column, target in absent:  # an alternative for a field another column feeds is fine
         if target is None or target not in columns:
             hint = _closest_header(column, headers)
+            who = "--column" if mapping_file and mapping_file.path == GIVEN_COLUMNS else None
             note = (
-                f"mapping file names column {column!r}"
+                f"{who or 'mapping file'} names column {column!r}"
                 + (f" for {target}" if target else "")
                 + ", which the source does not have"
                 + (f" (did you mean {hint!r}?)" if hint else "")
@@ -305,8 +336,8 @@ def map_columns(
             raise SourceError(
                 "".join(f"{n}; " for n in told)
                 + f"no column for {', '.join(missing)} (required to create tasks); the headers "
-                f"are: {', '.join(repr(h) for h in headers)}. Rename a column, or give --mapping "
-                "or --profile",
+                f"are: {', '.join(repr(h) for h in headers)}. Rename a column, or give "
+                "--column, --mapping or --profile",
                 path=path,
                 sheet=sheet,
                 column=missing[0],

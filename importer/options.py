@@ -104,14 +104,17 @@ def _path(value: Any) -> Any:
 class SourceOptions:
     """How the source is read: the workbook ``sheet`` (a name or a position from 1), the text
     ``encoding``, a legacy CRM's ``profile``, a ``mapping`` file (its path, or its value from
-    :func:`~importer.map.load_mapping_file`), and cells a person corrected (``fixes``: (row
-    number, column) → the value to read instead; the file itself is never changed)."""
+    :func:`~importer.map.load_mapping_file`), cells a person corrected (``fixes``: (row
+    number, column) → the value to read instead; the file itself is never changed), and
+    ``columns`` mapped one by one (``{"Finish": "endDatetime"}``: over the mapping file's)."""
 
     sheet: str | None = None
     encoding: str | None = None
     profile: str | None = None
     mapping: Path | MappingFile | None = None
     fixes: Mapping[tuple[int, str], Any] | None = None
+    #: Columns mapped one by one (column → field, or ``"ignore"``), on top of the mapping file.
+    columns: Mapping[str, str] | None = None
 
     def __post_init__(self) -> None:
         object.__setattr__(self, "mapping", _path(self.mapping))

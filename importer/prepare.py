@@ -14,7 +14,7 @@ from .client import IvvyClient
 from .dates import DateEvidence, DateRules, zone_named
 from .directory import Directory, Needed
 from .errors import UsageError
-from .map import ColumnMapping, MappingFile, load_mapping_file, map_columns
+from .map import ColumnMapping, MappingFile, given_columns, load_mapping_file, map_columns
 from .model import Email
 from .normalise import CellError, Normaliser, to_id_or_email, to_integer
 from .options import DEFAULTS, VENUE_ZONE, RunOptions, parse_clock
@@ -160,6 +160,8 @@ def open_mapped(
         if isinstance(options.source.mapping, MappingFile) or options.source.mapping is None
         else load_mapping_file(options.source.mapping)
     )
+    if options.source.columns:
+        mapping_file = given_columns(options.source.columns, mapping_file)
     sheet = options.source.sheet or (mapping_file.options.get("sheet") if mapping_file else None)
     source = open_source(source_path, sheet=sheet, encoding=options.source.encoding)
     earlier = earlier_columns(source.headers)

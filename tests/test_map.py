@@ -195,3 +195,29 @@ def test_a_profiles_key_is_advised_only_when_not_given_and_free_text_is_kept(tmp
 
     payload = Normaliser(given.mapping, given.rules, given.source.headers)(row)
     assert payload.params["description"] == "Ask about parking  \u00a0"
+
+
+def test_one_column_is_mapped_on_the_command_line_without_a_mapping_file(tmp_path):
+    """--column 'Finish=endDatetime' (repeatable, 'ignore' too) maps columns one by one, over a
+    mapping file's; a typo in it is named as for a mapping file."""
+    from click.testing import CliRunner
+
+    from importer.cli import main
+
+    from .conftest import REPOSITORY
+    from .test_cli_run import read_results
+
+    source = tmp_path / "mapping-typo.csv"
+    source.write_bytes((REPOSITORY / "tests" / "data" / "mapping-typo.csv").read_bytes())
+    results = tmp_path / "r.csv"
+    args = ["validate", str(source), "--offline", "--results", str(results),
+            "--column", "Finish=endDatetime", "--column", "Owner=ignore"]  # fmt: skip
+    outcome = CliRunner().invoke(main, args)
+    assert outcome.exit_code == 0, outcome.output
+    assert read_results(results)[0]["result"] == "valid"
+    typo = CliRunner().invoke(main, [*args[:5], "--column", "Finsh=endDatetime"])
+    assert typo.exit_code == 2
+    assert "--column names column 'Finsh' for endDatetime" in typo.stderr
+    assert "did you mean 'Finish'?" in typo.stderr
+    bad = CliRunner().invoke(main, [*args[:5], "--column", "Finish=dueDate"])
+    assert bad.exit_code == 2 and "--column Finish=dueDate: unknown field" in bad.stderr
