@@ -764,8 +764,11 @@ def runs(state: Path | str | None, days: int | None, as_json: bool) -> None:
     for record, counts in listed:
         parts = ", ".join(f"{n} {result}" for result, n in sorted(counts.items()))
         what = f"undo of run {record.undoes}" if record.kind == "undo" else record.kind
+        status = record.status
+        if status == "killed":
+            status = "killed (its process is gone: give the same command with --resume to go on)"
         click.echo(
-            f"run {record.id}: {what}, {record.status}, started {record.started}, "
+            f"run {record.id}: {what}, {status}, started {record.started}, "
             f"{Path(record.source).name}: {parts or 'no rows'}"
         )
 

@@ -329,9 +329,16 @@ def test_sigkill_three_times_then_resume_creates_every_row_once(journal_at, make
             time.sleep(0.02)
         process.send_signal(signal.SIGKILL)
         process.wait(timeout=10)
+    # `runs` tells a killed run from a running one (its process is gone).
+    listed = invoke(server, "runs", "--state", state, "--json")
+    assert [r["status"] for r in json.loads(listed.stdout)] == ["killed"]
+    shown = invoke(server, "runs", "--state", state)
+    assert "killed (its process is gone: give the same command with --resume" in shown.stdout
     done = subprocess.run([*command, "--resume", "--json"], env=env, capture_output=True,
                           text=True, timeout=120)  # fmt: skip
     assert done.returncode in (0, 1), done.stderr
+    assert [r["status"] for r in json.loads(invoke(server, "runs", "--state", state,
+                                                   "--json").stdout)] == ["finished"]  # fmt: skip
     tasks = server.tasks()
     names = Counter(t["name"] for t in tasks)
     assert len(tasks) == total and set(names.values()) == {1}  # every row once in the sandbox

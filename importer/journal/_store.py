@@ -3,8 +3,11 @@ needs outside a run's own rows."""
 
 from __future__ import annotations
 
+import dataclasses
 import json
+import os
 import secrets
+import socket
 import sqlite3
 import time
 from collections import Counter
@@ -238,8 +241,8 @@ class Journal:
             "INSERT INTO runs (kind, target, source, fingerprint, options, started, status, "
             "results, undoes, origin, ref) VALUES (?, ?, ?, ?, ?, ?, 'running', ?, ?, ?, ?) "
             "RETURNING id",
-            (kind, target, source, print_, json.dumps(options, default=str), _now(), results,
-             undoes, origin or print_, secrets.token_hex(6)),
+            (kind, target, source, print_, json.dumps({**options, **_process()}, default=str),
+             _now(), results, undoes, origin or print_, secrets.token_hex(6)),
         ).fetchone()  # fmt: skip
         return self.run(int(run_id))  # type: ignore[return-value]
 
@@ -249,6 +252,7 @@ class Journal:
             "WHERE id = ?",
             (results, run_id),
         )
+        self.note(run_id, **_process())
         return self.run(run_id)  # type: ignore[return-value]
 
     def note(self, run_id: int, **values: Any) -> None:
@@ -474,9 +478,32 @@ class Journal:
             reader.close()
 
 
+def _process() -> dict[str, Any]:
+    """Which process runs a run (so that ``runs`` can tell one that was killed)."""
+    return {"process": {"pid": os.getpid(), "host": socket.gethostname()}}
+
+
+def gone(record: RunRecord) -> bool:
+    """Whether a run still marked ``running`` was run by a process of this machine that is no
+    longer there (killed, or the machine restarted): it is stopped, not running."""
+    if record.status != "running":
+        return False
+    process = record.options.get("process")
+    if not isinstance(process, dict) or process.get("host") != socket.gethostname():
+        return False  # another machine's (a pod, a worker): not known from here
+    try:
+        os.kill(int(process["pid"]), 0)
+    except ProcessLookupError:
+        return True
+    except (OSError, ValueError, KeyError, TypeError):
+        return False
+    return False
+
+
 def list_runs(path: Path | str, target: str) -> list[tuple[RunRecord, Counter[str]]]:
     """The runs into ``target`` that the journal at ``path`` holds, the newest first, with their
-    rows by result; read without the lock (a run may be going on)."""
+    rows by result; read without the lock (a run may be going on). A run whose process is
+    gone is listed ``killed``."""
     db = read_only_journal(path)
     if db is None:
         return []
@@ -486,6 +513,10 @@ def list_runs(path: Path | str, target: str) -> list[tuple[RunRecord, Counter[st
             for row in db.execute(
                 f"SELECT {_RUN_COLUMNS} FROM runs WHERE target = ? ORDER BY id DESC", (target,)
             ).fetchall()
+        ]
+        records = [
+            dataclasses.replace(record, status="killed") if gone(record) else record
+            for record in records
         ]
         return [(record, _row_counts(db, record.id)) for record in records]
     finally:
