@@ -419,17 +419,24 @@ def _write(
                 done = pending[1] if pending is not None and pending[0] == row.number else None
                 verb = "cancelled" if row.result == "created" else "put back"
                 if done is not None and done.result == "updated":
-                    message = ("set to Cancelled" if row.result == "created" else
-                               f"put back the values run {original.id} replaced")  # fmt: skip
-                    outcome = Outcome("updated", task_id=row.task_id, message=message,
-                                      warnings=done.warnings)  # fmt: skip
+                    if row.result == "created":
+                        outcome = Outcome(
+                            "cancelled",
+                            task_id=row.task_id,
+                            message="set to Cancelled",
+                            warnings=done.warnings,
+                        )
+                    else:
+                        outcome = Outcome("updated", task_id=row.task_id, message="put back "
+                                          f"the values run {original.id} replaced",
+                                          warnings=done.warnings)  # fmt: skip
                 elif done is not None:
                     outcome = done
                 else:
                     outcome = Outcome("skipped", task_id=row.task_id, message=f"not {verb} yet: "
                                       "the undo was stopped; run it again to go on")  # fmt: skip
                 summary.plan["cancel" if row.result == "created" else "restore"] += (
-                    outcome.result == "updated"
+                    outcome.result in ("updated", "cancelled")
                 )
                 yield Row(row.number, {}), outcome, None
         finally:

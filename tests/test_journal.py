@@ -191,7 +191,7 @@ def test_a_stopped_undo_goes_on_when_given_again(journal_at, make_sandbox, tmp_p
     assert stopped.interrupted and stopped.counts == {"skipped": 5}
     assert {t["status"] for t in server.tasks()} == {0}
     done = asyncio.run(undo(stop=False))
-    assert done.run_id == stopped.run_id and done.counts == {"updated": 5}
+    assert done.run_id == stopped.run_id and done.counts == {"cancelled": 5}
     assert {t["status"] for t in server.tasks()} == {3}
 
 
@@ -247,7 +247,7 @@ def test_undo_cancels_what_a_run_created_and_puts_back_what_it_updated(
     undone = invoke(server, "undo", "--json")
     assert undone.exit_code == 0, undone.output
     summary = as_json(undone)
-    assert summary["counts"] == {"updated": 3}
+    assert summary["counts"] == {"updated": 2, "cancelled": 1}  # a cancel says so
     statuses = {t["name"]: t["status"] for t in server.tasks()}
     assert statuses == {"Task 0": 0, "Task 1": 0, "Task 2": 0, "Task 3": 0, "Task 4": 3}
     restores = [b for b in sent(server) if set(b) != {"id", "status"} or b["status"] != 3]
@@ -256,7 +256,7 @@ def test_undo_cancels_what_a_run_created_and_puts_back_what_it_updated(
     ]  # fmt: skip
     listed = read_results(Path(summary["results"]))
     assert [(r["row"], r["result"]) for r in listed] == [
-        ("2", "updated"), ("3", "updated"), ("6", "updated")
+        ("2", "updated"), ("3", "updated"), ("6", "cancelled")
     ]  # fmt: skip
     assert "put back" in listed[0]["message"] and listed[2]["message"] == "set to Cancelled"
 
