@@ -59,6 +59,7 @@ _MDY_WITNESS = re.compile(
 )
 _CLOCK = re.compile(r"(?P<H>\d{1,2}):(?P<M>\d{2})(?::(?P<S>\d{2}))?\s*(?P<ap>[AaPp]\.?[Mm]\.?)?")
 _SERIAL = re.compile(r"\d{5,6}(?:\.\d+)?")
+_SERIAL_LINE = re.compile(r"^[ \t]*(\d{5,6}(?:\.\d+)?)[ \t]*$", re.M)
 
 #: Excel serials outside these years are not taken for dates (a number in a date column that is
 #: really something else must be refused, not converted).
@@ -101,6 +102,11 @@ class DateEvidence:
 
     dmy_row: int | None = None  # first row whose first number can only be a day (> 12)
     mdy_row: int | None = None  # first row whose second number can only be a day
+    #: Text cells that are plain numbers read as Excel date serials: how many, the first's
+    #: row, and the smallest and largest (a text file rarely holds serials: codes do look so).
+    serials: int = 0
+    serial_row: int | None = None
+    serial_range: tuple[float, float] | None = None
 
     def observe(self, value: Any, row: int) -> None:
         """Note one value of the column, found first on ``row``."""
@@ -128,12 +134,44 @@ class DateEvidence:
         text = "\n".join(values)
         if text.count("\n") != len(values) - 1:  # a value with a line break of its own
             text = "\n".join(v.replace("\n", " ") for v in values)
+        self._serials(numbers, text)
         for pattern, attribute in ((_DMY_WITNESS, "dmy_row"), (_MDY_WITNESS, "mdy_row")):
             if getattr(self, attribute) is not None:
                 continue  # batches come in row order: the first witness stays the first
             match = pattern.search(text)
             if match is not None:
                 setattr(self, attribute, numbers[text.count("\n", 0, match.start())])
+
+    def _serials(self, numbers: Sequence[int], text: str) -> None:
+        found = [(m.start(), float(m.group(1))) for m in _SERIAL_LINE.finditer(text)]
+        if not found:
+            return
+        if self.serial_row is None:
+            self.serial_row = numbers[text.count("\n", 0, found[0][0])]
+        values = [v for _, v in found]
+        low, high = min(values), max(values)
+        if self.serial_range is not None:
+            low, high = min(low, self.serial_range[0]), max(high, self.serial_range[1])
+        self.serial_range = (low, high)
+        self.serials += len(found)
+
+    def serial_note(self, column: str, date1904: bool) -> str | None:
+        """What to say of the text cells read as Excel date serials."""
+        if not self.serials or self.serial_range is None:
+            return None
+        epoch = _EPOCH_1904 if date1904 else _EPOCH_1900
+        years = []
+        for serial in self.serial_range:
+            try:
+                years.append((epoch + timedelta(days=serial)).year)
+            except OverflowError:
+                years.append(9999)
+        span = f"{years[0]}" if years[0] == years[1] else f"{years[0]}–{years[1]}"
+        return (
+            f"column {column!r}: {self.serials:,} cells are plain numbers (the first on row "
+            f"{self.serial_row}), read as Excel date serials, dates in {span}: a text file "
+            "rarely holds those. If they are codes, not dates, map another column to the due date"
+        )
 
     def order(self) -> DateOrder | None:
         """The order the column shows, or None when it shows none or both."""

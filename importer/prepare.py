@@ -251,6 +251,8 @@ def prepare(
         rules = dataclasses.replace(rules, order=evidence.order())
         if conflict := evidence.conflict():
             warnings.append(f"column {due_column!r}: {conflict}")
+    if due_column and (serials := evidence.serial_note(due_column, source.date1904)):
+        warnings.append(serials)
     if mapping.suggested_key and options.key != mapping.suggested_key:
         warnings.append(
             f"column {mapping.suggested_key!r} identifies rows in this export: give "

@@ -181,3 +181,19 @@ def test_any_offset_timestamp_is_the_same_instant(instant, offset_minutes):
     text = aware.isoformat()
     expected = aware.astimezone(UTC).strftime("%Y-%m-%d %H:%M:%S")
     assert to_api(text, DateRules(zone=SYDNEY)).timestamp == expected
+
+
+def test_plain_numbers_in_a_text_files_date_column_are_told_with_the_years_they_became():
+    """tests/data/numbers-in-a-date-column.csv: 5-digit codes in the due column read as Excel
+    serials (years 2050–2157), which a text file rarely holds: the run says so, on the
+    terminal, with the row of the first and the years."""
+    from importer.options import RunOptions
+    from importer.prepare import prepare
+
+    from .conftest import REPOSITORY
+
+    prepared = prepare(REPOSITORY / "tests" / "data" / "numbers-in-a-date-column.csv", RunOptions())
+    assert (
+        "column 'Due Date': 2 cells are plain numbers (the first on row 2), read as Excel date "
+        "serials, dates in 2050–2157: a text file rarely holds those"
+    ) in " ".join(prepared.warnings)
