@@ -19,7 +19,7 @@ from operator import is_
 from typing import Any, NamedTuple
 
 from .dates import DateError, DateRules, to_api
-from .fields import BAD_DATE, FIELDS_BY_NAME, STATUSES, UNSAVED_FORMULA
+from .fields import BAD_DATE, FIELDS_BY_NAME, REQUIRED, STATUSES, UNSAVED_FORMULA
 from .fields import DOES_NOT_VALIDATE as INVALID_VALUE
 from .map import END_TIME, ColumnMapping, canon
 from .model import Email, Outcome, Payload, Row
@@ -30,6 +30,9 @@ _WHOLE = re.compile(r"\s*\+?(\d+)(?:\.0*)?\s*")
 _DATE_CACHE = 200_000
 _WORD_CACHE = 10_000
 
+
+#: The fields a create must have (checked with a row's other problems).
+REQUIRED_TO_CREATE = frozenset(f.name for f in FIELDS_BY_NAME.values() if f.required_on_create)
 
 #: Text fields sent as written, not trimmed (a name is trimmed of the spaces around it).
 KEPT_AS_WRITTEN = frozenset({"description"})
@@ -154,14 +157,22 @@ class Normalised(NamedTuple):
             yield row, Payload(row, params, self.mapped, warnings)
 
     def _first_error(self, i: int, warnings: tuple[str, ...]) -> Outcome:
-        for _, header, values in self.plan:
-            error = values[i]
-            if error.__class__ is CellError:
-                return Outcome(
-                    "invalid", error_code=error.code, field=header, message=str(error),
-                    warnings=warnings,
-                )  # fmt: skip
-        raise AssertionError("a row marked bad has no error")
+        """The row's outcome: its first problem's code and column, and in its message every
+        problem of the row (a person fixes a row once, not in rounds)."""
+        errors = [(h, v[i]) for _, h, v in self.plan if v[i].__class__ is CellError]
+        if not errors:
+            raise AssertionError("a row marked bad has no error")
+        creating = not any(n == "id" and v[i] not in (None, "") for n, _, v in self.plan)
+        if creating:
+            for name, header, values in self.plan:
+                if name in REQUIRED_TO_CREATE and values[i] in (None, ""):
+                    errors.append((header, CellError(REQUIRED, f"{name} is required to create a "
+                                                     "task")))  # fmt: skip
+        header, first = errors[0]
+        message = str(first) + "".join(f"; also {h}: {e}" for h, e in errors[1:])
+        return Outcome(
+            "invalid", error_code=first.code, field=header, message=message, warnings=warnings
+        )
 
 
 _MISS = object()

@@ -161,3 +161,25 @@ def test_a_profiles_utc_times_win_over_a_configured_default_zone(sandbox, tmp_pa
     due, warnings = night("given", "--timezone", "Australia/Sydney")
     assert due == "2026-11-30 23:30:00"  # as told, and told what the profile says
     assert any("although --profile pipedrive exports them in UTC" in w for w in warnings)
+
+
+def test_every_problem_of_a_row_is_in_its_message_and_the_first_ones_code_in_error_code(
+    tmp_path,
+):
+    """tests/data/many-problems.csv: row 2 has an impossible date, a contact that is no number,
+    an unknown priority and no name. A person fixes a row once, not in four rounds."""
+    from importer.options import RunOptions
+    from importer.prepare import prepare
+
+    from .conftest import REPOSITORY
+
+    prepared = prepare(REPOSITORY / "tests" / "data" / "many-problems.csv", RunOptions())
+    rows = list(prepared.source.rows())
+    outcome = Normaliser(prepared.mapping, prepared.rules, prepared.source.headers)(rows[0])
+    assert isinstance(outcome, Outcome) and outcome.result == "invalid"
+    assert (outcome.error_code, outcome.field) == ("BAD_DATE", "Due Date")
+    assert outcome.message.startswith("'31/02/2026' is not a real date")
+    for part in ("also Contact ID: 'abc' is not a whole number",
+                 "also Priority: unknown priority 'urgent'",
+                 "also name: name is required to create a task"):  # fmt: skip
+        assert part in outcome.message
