@@ -14,6 +14,7 @@ from .read import Batch, is_blank
 from .results import (
     whole,
 )
+from .summary import IDENTICAL
 from .validate import validate
 
 #: How many rows' contents are remembered to warn of identical rows (memory stays bounded).
@@ -73,9 +74,7 @@ def checked_rows(
                 content = hash(tuple(sorted(checked.params.items())))
                 first = first_of_content.setdefault(content, row.number)
                 if first != row.number:
-                    checked = checked._replace(
-                        warnings=(*checked.warnings, f"identical to row {first}")
-                    )
+                    checked = checked._replace(warnings=(*checked.warnings, f"{IDENTICAL}{first}"))
             yield row, checked
 
 

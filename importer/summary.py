@@ -206,6 +206,10 @@ class RunSummary:
         )
 
 
+#: How a row's warning says it repeats an earlier row.
+IDENTICAL = "identical to row "
+
+
 def write_results(
     summary: RunSummary,
     path: Path,
@@ -220,13 +224,24 @@ def write_results(
     Summary sheet is written (to complete the summary)."""
     counts: Counter[str] = Counter()
     codes: Counter[str] = Counter()
+    identical: list[int] = []  # rows identical to an earlier one (told on the terminal too)
     with open_results(path, headers) as sheet:
         for row, outcome, place in rows:
             counts[outcome.result] += 1
             if outcome.error_code is not None:
                 codes[str(outcome.error_code)] += 1
+            if outcome.warnings and any(w.startswith(IDENTICAL) for w in outcome.warnings):
+                identical.append(row.number)
             sheet.add(row, outcome, place)
         summary.counts, summary.codes = counts, codes
+        if identical:
+            shown = ", ".join(map(str, identical[:5])) + (", …" if len(identical) > 5 else "")
+            many = len(identical) > 1
+            summary.warnings.append(
+                f"{len(identical):,} {'rows are' if many else 'row is'} identical to an earlier "
+                f"row (row{'s' if many else ''} {shown}; the results' warnings name the row each "
+                "repeats): each is a task of its own"
+            )
         if ending is not None:
             ending()
         sheet.close(summary.sheet_lines(), codes)

@@ -454,7 +454,8 @@ def test_a_formula_with_no_saved_value_is_named_not_read_as_empty(tmp_path):
     )  # fmt: skip
     assert unsaved[3]["message"] == (
         'a formula with no saved value (=CONCATENATE("Send ","the quote")): open and save the '
-        "file in Excel or LibreOffice"
+        "file in Excel or LibreOffice; also Notes: a formula with no saved value (=A2): open "
+        "and save the file in Excel or LibreOffice"
     )
     assert unsaved[4]["field"] == "endDatetime" and "(=B2+1)" in unsaved[4]["message"]
     saved = rows["saved-formulas.xlsx"]

@@ -213,3 +213,23 @@ def test_the_validator_predicts_the_sandbox(seeded, params, drop):
 async def _send(server, params):
     async with IvvyClient(server.credentials) as client:
         await client.add_or_update_task(params)
+
+
+def test_identical_rows_are_told_on_the_terminal_not_only_in_the_results(tmp_path):
+    """tests/data/identical-rows.csv: row 3 repeats row 2."""
+    import json
+
+    from click.testing import CliRunner
+
+    from importer.cli import main
+
+    from .conftest import REPOSITORY
+
+    args = ["validate", str(REPOSITORY / "tests" / "data" / "identical-rows.csv"), "--offline",
+            "--results", str(tmp_path / "r.csv"), "--json"]  # fmt: skip
+    outcome = CliRunner().invoke(main, args)
+    warnings = json.loads(outcome.stdout.strip().splitlines()[-1])["warnings"]
+    assert (
+        "1 row is identical to an earlier row (row 3; the results' warnings name the row "
+        "each repeats): each is a task of its own" in warnings
+    )
