@@ -200,16 +200,17 @@ def begin_run(
     if latest is not None and not options.journal.new_run:
         counts = journal.row_counts(latest.id)
         done = sum(n for result, n in counts.items() if result != "in_flight")
+        reached = _reached(done, counts["in_flight"])
         if latest.status != "finished" and options.key is None:
             raise UsageError(
-                f"run {latest.id} of {where} stopped after {done} of {prepared.rows} rows: give "
+                f"run {latest.id} of {where} stopped after {reached} of {prepared.rows} rows: give "
                 "--resume to go on where it stopped (rows it may have sent are looked up, not "
                 "sent twice), or --new-run to begin a new run through every row (rows that "
                 "already have a task are updated or left unchanged, never created again)"
             )
         if latest.status != "finished":
             notes.append(
-                f"run {latest.id} of this source stopped after {done} rows; this run goes "
+                f"run {latest.id} of this source stopped after {reached} rows; this run goes "
                 f"through every row (--key: rows already imported are updated or left alone)"
             )
         elif options.key is None and (counts["created"] or counts["updated"]):
@@ -240,6 +241,13 @@ def begin_run(
 #: Rows of a keyed run looked for in iVvy when its journal knows no keys, and pages read each.
 LOST_JOURNAL_ROWS = 3
 LOST_JOURNAL_PAGES = 5
+
+
+def _reached(done: int, in_flight: int) -> str:
+    """How far a stopped run got: its rows done, and those sent with no answer recorded."""
+    if not in_flight:
+        return f"{done}"
+    return f"{done + in_flight} ({done} done, {in_flight} in flight: looked up first)"
 
 
 async def refuse_a_lost_journal(
