@@ -14,7 +14,7 @@ import json
 import random
 import re
 import time
-from collections.abc import Callable, Iterable, Iterator, Mapping
+from collections.abc import Callable, Iterable, Iterator, Mapping, Sequence
 from dataclasses import dataclass
 from datetime import UTC, datetime
 from itertools import islice
@@ -185,20 +185,28 @@ async def send_all(
 
     workers = [asyncio.ensure_future(worker()) for _ in range(max(1, options.concurrency))]
     stopping = asyncio.ensure_future(stop.wait())
-    ending: list[asyncio.Future[Any]] = [stopping, asyncio.gather(*workers)]
-    await asyncio.wait(ending, return_when=asyncio.FIRST_COMPLETED)
-    if not stop.is_set() and parked:
-        # Every row was taken; the lost creates still waiting for their look-up finish now.
-        ending = [stopping, asyncio.gather(*parked)]
-        await asyncio.wait(ending, return_when=asyncio.FIRST_COMPLETED)
-    if stop.is_set():
-        # No new row is taken; the rows in flight get the grace to finish, then are reported.
-        # (After an ended session too: their answers come at once, and say so.)
-        busy = [*workers, *parked]
-        if busy:
-            _, late = await asyncio.wait(busy, timeout=options.grace)
-            for task in late:
-                task.cancel()
+    try:
+        await asyncio.wait([stopping, _gathered(workers)], return_when=asyncio.FIRST_COMPLETED)
+        if not stop.is_set() and parked:
+            # Every row was taken; the lost creates still waiting for their look-up finish now.
+            waiting = [stopping, _gathered(list(parked))]
+            await asyncio.wait(waiting, return_when=asyncio.FIRST_COMPLETED)
+        if stop.is_set():
+            # No new row is taken; the rows in flight get the grace to finish, then are
+            # reported. (After an ended session too: their answers come at once, and say so.)
+            busy = [*workers, *parked]
+            if busy:
+                _, late = await asyncio.wait(busy, timeout=options.grace)
+                for task in late:
+                    task.cancel()
+    except asyncio.CancelledError:
+        # Stopped at once (a second Ctrl-C): every row in flight is ended here, and reported
+        # (interrupted), before the cancel goes on; nothing is left running unawaited.
+        stopping.cancel()
+        for task in (*workers, *parked):
+            task.cancel()
+        await asyncio.gather(*workers, *parked, return_exceptions=True)
+        raise
     done = await asyncio.gather(*workers, *parked, return_exceptions=True)
     stopping.cancel()
     stats.rate_limited = pace.rate_limited
@@ -206,6 +214,14 @@ async def send_all(
     if broken:
         raise broken[0]
     return stats
+
+
+def _gathered(tasks: Sequence[asyncio.Future[Any]]) -> asyncio.Future[Any]:
+    """``tasks`` gathered, for a wait: whatever it ends with is taken (never "exception was
+    never retrieved"); the tasks' own ends are looked at by the caller."""
+    future = asyncio.gather(*tasks, return_exceptions=True)
+    future.add_done_callback(lambda f: f.cancelled() or f.exception())
+    return future
 
 
 def _interrupted() -> Outcome:

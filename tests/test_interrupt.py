@@ -61,3 +61,34 @@ def test_sigint_stops_taking_rows_and_reports_only_what_is_known(make_sandbox, t
     rows = read_results(tmp_path / "slow.results.csv")
     assert {r["result"] for r in rows} == {"created"}
     assert {int(r["task_id"]) for r in rows} == {t["id"] for t in server.tasks()}
+
+
+def test_a_second_ctrl_c_stops_at_once_without_a_traceback(make_sandbox, tmp_path):
+    """The first Ctrl-C lets the rows in flight finish; a second, right after, stops at once:
+    exit 130, one line on what happened, no traceback ("exception was never retrieved"), and
+    --resume still sends each row once."""
+    server = make_sandbox(latency_ms=300)
+    source = tmp_path / "slow.csv"
+    with source.open("w", newline="", encoding="utf-8") as handle:
+        writer = csv.writer(handle)
+        writer.writerow(["name", "endDatetime"])
+        writer.writerows([f"Task {n}", "2026-12-01 09:00"] for n in range(400))
+    command = [sys.executable, "-m", "importer.cli", "run", str(source), "--concurrency", "8"]
+    env = {**os.environ, **env_for(server)}
+    process = subprocess.Popen(command, env=env, stdout=subprocess.PIPE, stderr=subprocess.PIPE,
+                               text=True)  # fmt: skip
+    deadline = time.monotonic() + 60
+    while len(server.tasks()) < 16:
+        assert process.poll() is None and time.monotonic() < deadline, "the run ended too soon"
+        time.sleep(0.02)
+    process.send_signal(signal.SIGINT)
+    time.sleep(0.1)  # inside the grace: rows are in flight (each answer takes 300 ms)
+    process.send_signal(signal.SIGINT)
+    _, stderr = process.communicate(timeout=60)
+    assert process.returncode == 130, stderr
+    assert "Traceback" not in stderr and "never retrieved" not in stderr, stderr
+    resumed = subprocess.run([*command, "--resume", "--json"], env=env, capture_output=True,
+                             text=True, timeout=120)  # fmt: skip
+    assert resumed.returncode == 0, resumed.stderr
+    names = [t["name"] for t in server.tasks()]
+    assert len(names) == 400 and len(set(names)) == 400

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import asyncio
+import contextlib
 
 from importer.client import IvvyClient
 from importer.model import Payload, Row
@@ -265,3 +266,38 @@ def test_an_error_recording_an_outcome_stops_the_send_and_is_raised(sandbox):
     assert 5 <= len(recorded) < 20
     sent = sandbox.get("/_sandbox/requests?action=addOrUpdateTask")
     assert len(sent) < 20  # the workers stopped taking rows (a few were in flight)
+
+
+def test_a_send_cancelled_at_once_leaves_nothing_running_or_unretrieved(make_sandbox, caplog):
+    """A second Ctrl-C cancels the send while rows are in flight, after a first one set the
+    stop: every row in flight is ended and reported there, and no task or future is left
+    behind with an error nobody took ("_GatheringFuture exception was never retrieved")."""
+    import gc
+    import logging
+
+    server = make_sandbox(latency_ms=300)
+    heard: list[int] = []
+
+    async def go():
+        async with IvvyClient(server.credentials) as client:
+            stop = asyncio.Event()
+            send = asyncio.ensure_future(send_all(
+                client, payloads(100), lambda p, o: heard.append(p.row.number),
+                SendOptions(concurrency=8, grace=5.0), stop=stop,
+            ))  # fmt: skip
+            while len(server.get("/_sandbox/requests?action=addOrUpdateTask")) < 8:
+                await asyncio.sleep(0.01)
+            stop.set()  # the first Ctrl-C
+            await asyncio.sleep(0.05)
+            send.cancel()  # the second, inside the grace
+            with contextlib.suppress(asyncio.CancelledError):
+                await send
+            left = [t for t in asyncio.all_tasks() if t is not asyncio.current_task()]
+            return left
+
+    with caplog.at_level(logging.ERROR, logger="asyncio"):
+        left = asyncio.run(go())
+        gc.collect()
+    assert left == []  # nothing of the send still running
+    assert len(heard) == 8  # each row in flight reported (interrupted)
+    assert not [r for r in caplog.records if "never retrieved" in r.getMessage()]
