@@ -72,7 +72,7 @@ def test_a_second_ctrl_c_stops_at_once_without_a_traceback(make_sandbox, tmp_pat
     with source.open("w", newline="", encoding="utf-8") as handle:
         writer = csv.writer(handle)
         writer.writerow(["name", "endDatetime"])
-        writer.writerows([f"Task {n}", "2026-12-01 09:00"] for n in range(400))
+        writer.writerows([f"Task {n}", "2026-12-01 09:00"] for n in range(160))
     command = [sys.executable, "-m", "importer.cli", "run", str(source), "--concurrency", "8"]
     env = {**os.environ, **env_for(server)}
     process = subprocess.Popen(command, env=env, stdout=subprocess.PIPE, stderr=subprocess.PIPE,
@@ -91,4 +91,4 @@ def test_a_second_ctrl_c_stops_at_once_without_a_traceback(make_sandbox, tmp_pat
                              text=True, timeout=120)  # fmt: skip
     assert resumed.returncode == 0, resumed.stderr
     names = [t["name"] for t in server.tasks()]
-    assert len(names) == 400 and len(set(names)) == 400
+    assert len(names) == 160 and len(set(names)) == 160
