@@ -51,7 +51,10 @@ def test_cp1252_smart_quotes_are_decoded_and_the_guess_reported(tmp_path):
     source = open_source(write(tmp_path, "t.csv", text.encode("cp1252")))
     assert [r[1]["name"] for r in rows(source)] == ["“Quote” for Café Noël", "Smörgåsbord – ‘x’"]
     assert source.encoding == "cp1252"
-    assert "not UTF-8: read as cp1252 (a guess" in source.notes[0]
+    assert (
+        "not UTF-8: read as cp1252, the encoding whose reading shows a language"
+        in (source.notes[0])
+    )
 
 
 def test_encoding_can_be_forced(tmp_path):
@@ -461,3 +464,42 @@ def test_a_formula_with_no_saved_value_is_named_not_read_as_empty(tmp_path):
     saved = rows["saved-formulas.xlsx"]
     assert [r["result"] for r in saved.values()] == ["valid"] * 3
     assert saved[3]["name"] == "Send the quote" and saved[3]["Notes"] == "Call the venue"
+
+
+@pytest.mark.parametrize(
+    ("name", "encoding", "column", "text"),
+    [
+        ("greek-iso-8859-7.csv", "cp1253", "name", "Λεωνιδας Παπαδοπουλος"),
+        ("french-iso-8859-1.csv", "cp1252", "Notes", "Réserver la salle à côté"),
+        ("polish-cp1250.csv", "cp1250", "Notes", "Zapytać o źródło"),
+    ],
+)
+def test_a_legacy_encoding_is_read_in_the_language_its_text_shows(name, encoding, column, text):
+    """Greek ISO-8859-7 was read as cp1251 (Лещнйдбт), French ISO-8859-1 as cp1250: the
+    encoding chosen is the one whose reading shows a language (cp1253 reads ISO-8859-7's
+    Greek letters alike), and the run says which."""
+    from .conftest import REPOSITORY
+
+    source = open_source(REPOSITORY / "tests" / "data" / name)
+    assert source.encoding == encoding
+    assert next(source.rows()).cells[column] == text
+    assert any(f"read as {encoding}" in n for n in source.notes)
+
+
+def test_a_text_that_reads_cleanly_two_ways_is_refused_with_each_reading():
+    """tests/data/turkish-cp1254.csv: 'ğ ş ı' in cp1254 is 'š ž ż' in cp1257, common letters
+    too; nothing in so little text decides (cp1252's 'ð þ ý' is ruled out: letters of few
+    languages). Refused (exit 2) with a line read each way and the --encoding to give; given,
+    it reads."""
+    from .conftest import REPOSITORY
+
+    path = REPOSITORY / "tests" / "data" / "turkish-cp1254.csv"
+    with pytest.raises(SourceError) as caught:
+        open_source(path)
+    message = str(caught.value)
+    assert "reads cleanly in more than one encoding, differently" in message
+    assert "as cp1254 (" in message and "'Teklif gönder ğ ş ı,2026-12-02'" in message
+    assert "as cp1257 (" in message and "'Teklif gönder š ž ż,2026-12-02'" in message
+    assert "--encoding cp1254 or --encoding cp1257" in message
+    chosen = open_source(path, encoding="cp1254")
+    assert list(chosen.rows())[1].cells["name"] == "Teklif gönder ğ ş ı"

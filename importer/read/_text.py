@@ -59,7 +59,20 @@ def detect_encoding(
     _refuse_binary(path, head)
     if _decodes(path, "utf-8", line_limit) is None:
         return "utf-8", None
-    guess = _guess_legacy(path)
+    try:
+        guess = _guess_legacy(path)
+    except Ambiguous as ambiguous:
+        told = "; ".join(
+            f"as {encoding}" + (f" ({language})" if language else "") + f": {line!r}"
+            for encoding, language, line in ambiguous.readings
+        )
+        choices = " or ".join(f"--encoding {e}" for e, _, _ in ambiguous.readings)
+        raise SourceError(
+            f"the text is not UTF-8, and it reads cleanly in more than one encoding, "
+            f"differently: {told}. Give the one that reads right: {choices} (or save the file "
+            "as 'CSV UTF-8')",
+            path=path,
+        ) from None
     if guess is None:
         raise SourceError(
             "the text is not UTF-8 and no single encoding fits it: save it as 'CSV UTF-8' "
@@ -67,7 +80,8 @@ def detect_encoding(
             path=path,
         )
     return guess, (
-        f"{path.name} is not UTF-8: read as {guess} (a guess; give --encoding to choose another)"
+        f"{path.name} is not UTF-8: read as {guess}, the encoding whose reading shows a language "
+        "best (give --encoding to choose another)"
     )
 
 
@@ -120,6 +134,32 @@ def _check_decodes(path: Path, encoding: str, line_limit: int = LINE_LIMIT) -> N
         raise SourceError(f"byte {bad} of the file is not valid {encoding}", path=path)
 
 
+#: The legacy encodings spreadsheets and CRMs write text in (Windows code pages, the ISO
+#: sets and the East Asian ones): a guess is one of these. Others (Mac, KOI8, DOS code pages)
+#: are read when given with --encoding, never guessed: they fit almost any bytes.
+_LIKELY = (
+    "cp1252", "iso8859_15", "latin_1", "cp1250", "iso8859_2", "cp1251", "cp1253", "iso8859_7",
+    "cp1254", "iso8859_9", "cp1255", "iso8859_8", "cp1256", "cp1257", "cp1258", "cp874",
+    "shift_jis", "cp932", "euc_jp", "gb18030", "gbk", "big5", "euc_kr", "cp949",
+)  # fmt: skip
+_C1 = re.compile("[\x80-\x9f]")
+#: Letters of few languages (Slovak's ĺ ŕ, Icelandic's ð þ, Baltic ones…): a reading full of
+#: them is most likely bytes of another code page, read wrong.
+_RARE_LETTERS = "ĺŕţđðþėōīūŗļķņģĸŀĹŔŢĐÐÞĖŌĪŪŖĻĶŅĢ"
+#: A character outside ASCII that is no letter, between two letters: a symbol inside a word.
+_BETWEEN_LETTERS = re.compile(r"(?<=[^\W\d_])[^\x00-\x7f](?=[^\W\d_])")
+#: How much more a guess's language must show than another reading's for the guess to stand.
+_LANGUAGE_MARGIN = 0.03
+
+
+class Ambiguous(Exception):
+    """Two encodings read the text cleanly, and differently: the person must choose."""
+
+    def __init__(self, readings: list[tuple[str, str | None, str]]) -> None:
+        super().__init__("ambiguous")
+        self.readings = readings  # (encoding, language, a sample line read so)
+
+
 def _guess_legacy(path: Path) -> str | None:
     with path.open("rb") as handle:
         sample = handle.read(_CHUNK)
@@ -130,6 +170,9 @@ def _guess_legacy(path: Path) -> str | None:
         return "cp1252"
     if not matches:
         return None
+    likely = [m for m in matches if m.encoding in _LIKELY]
+    if likely:
+        return _by_language(path, sample, likely)
     best = min(m.chaos for m in matches)
     close = [m.encoding for m in matches if m.chaos <= best + 0.01]
     ranked = sorted(close, key=lambda e: _PREFERRED.index(e) if e in _PREFERRED else 99)
@@ -140,6 +183,55 @@ def _guess_legacy(path: Path) -> str | None:
         if _decodes(path, encoding) is None:
             return encoding
     return None
+
+
+def _by_language(path: Path, sample: bytes, matches: list[Any]) -> str | None:
+    """The likely encoding whose reading shows a language best (charset_normalizer's
+    coherence, then the least chaos, then the most common encoding). Encodings that read the
+    text alike are one reading. When another reading shows a language almost as well, and
+    reads differently: :class:`Ambiguous` (the person chooses)."""
+    ranked = sorted(
+        matches,
+        key=lambda m: (-round(m.coherence, 3), round(m.chaos, 3), _LIKELY.index(m.encoding)),
+    )
+    readings: list[tuple[Any, str, int]] = []
+    for match in ranked:
+        if _decodes(path, match.encoding) is not None:
+            continue
+        text = sample.decode(match.encoding, errors="replace")
+        if _C1.search(text):
+            continue  # control characters no text holds: bytes of another encoding
+        if any(text == seen for _, seen, _ in readings):
+            continue  # the same reading as a better-placed encoding
+        odd = sum(1 for c in _BETWEEN_LETTERS.findall(text) if not c.isalpha())
+        odd += sum(text.count(c) for c in _RARE_LETTERS if c in text)
+        readings.append((match, text, odd))
+    if not readings:
+        return None
+    # A symbol inside a word ("Ÿród³o") is a wrong reading's mark: fewest first.
+    readings.sort(key=lambda r: r[2])
+    best, text, odd = readings[0]
+    rivals = [
+        (m, t) for m, t, o in readings[1:]
+        if o <= odd
+        and m.coherence >= best.coherence - _LANGUAGE_MARGIN
+        and m.chaos <= best.chaos + 0.01
+    ]  # fmt: skip
+    if rivals and best.coherence > 0:
+        shown = [(best, text), *rivals[:2]]
+        raise Ambiguous([(m.encoding, m.language or None, _differing_line(t, text, shown))
+                         for m, t in shown])  # fmt: skip
+    return str(best.encoding)
+
+
+def _differing_line(text: str, first: str, shown: list[Any]) -> str:
+    """A line of ``text`` where the readings differ (the first such line of ``first``)."""
+    others = [t.splitlines() for _, t in shown]
+    for number, line in enumerate(first.splitlines()):
+        if any(number >= len(o) or o[number] != line for o in others):
+            mine = text.splitlines()
+            return (mine[number] if number < len(mine) else "")[:80]
+    return text.splitlines()[0][:80] if text else ""
 
 
 def sniff_delimiter(path: Path, encoding: str) -> str:
