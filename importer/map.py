@@ -85,21 +85,25 @@ class MappingFile:
 GIVEN_COLUMNS = Path("--column")
 
 
+def field_of(target: str, said: str) -> str | None:
+    """The field a mapping names (``None`` for ``ignore``); UsageError, after ``said`` (where
+    it was said), for a name that is no field."""
+    if target.strip().lower() in IGNORE:
+        return None
+    resolved = _TARGET_BY_CANON.get(canon(target))
+    if resolved is None:
+        raise UsageError(
+            f'{said}: unknown field; the fields are {", ".join(TARGETS)} (or "ignore")'
+        )
+    return resolved
+
+
 def given_columns(pairs: Mapping[str, str], mapping_file: MappingFile | None) -> MappingFile:
     """A mapping file's columns with ``pairs`` (column → field, or ``ignore``) given one by
     one on top (they win); UsageError for an unknown field."""
     columns: dict[str, str | None] = dict(mapping_file.columns) if mapping_file else {}
     for column, target in pairs.items():
-        if target.strip().lower() in IGNORE:
-            columns[column] = None
-            continue
-        resolved = _TARGET_BY_CANON.get(canon(target))
-        if resolved is None:
-            raise UsageError(
-                f"--column {column}={target}: unknown field; the fields are "
-                f'{", ".join(TARGETS)} (or "ignore")'
-            )
-        columns[column] = resolved
+        columns[column] = field_of(target, f"--column {column}={target}")
     if mapping_file is None:
         return MappingFile(path=GIVEN_COLUMNS, columns=columns)
     return dataclasses.replace(mapping_file, columns=columns)
@@ -171,16 +175,9 @@ def load_mapping_file(path: str | Path) -> MappingFile:
     for column, target in _table(data, "columns", path).items():
         if not isinstance(target, str):
             raise UsageError(f"mapping file {path}: [columns] {column!r} must be a field name")
-        if target.strip().lower() in IGNORE:
-            columns[column] = None
-            continue
-        resolved = _TARGET_BY_CANON.get(canon(target))
-        if resolved is None:
-            raise UsageError(
-                f"mapping file {path}: [columns] {column!r} = {target!r}: unknown field; "
-                f'the fields are {", ".join(TARGETS)} (or "ignore")'
-            )
-        columns[column] = resolved
+        columns[column] = field_of(
+            target, f"mapping file {path}: [columns] {column!r} = {target!r}"
+        )
     status = {
         word: _status_value(value, path, word)
         for word, value in _table(data, "status", path).items()
