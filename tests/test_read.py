@@ -503,3 +503,17 @@ def test_a_text_that_reads_cleanly_two_ways_is_refused_with_each_reading():
     assert "--encoding cp1254 or --encoding cp1257" in message
     chosen = open_source(path, encoding="cp1254")
     assert list(chosen.rows())[1].cells["name"] == "Teklif gönder ğ ş ı"
+
+
+def test_a_short_file_showing_no_language_is_not_guessed_quietly(tmp_path):
+    """One Russian word in cp1251 read as cp1252 gave 'Ìîñêâà' with only a warning. With no
+    language to show, a reading that mixes scripts in a word ('Cafй') is wrong; two clean,
+    different readings are refused with each; one clean reading is taken."""
+    moscow = write(tmp_path, "ru.csv", "name,endDatetime\nМосква,2026-12-01\n".encode("cp1251"))
+    with pytest.raises(SourceError) as caught:
+        open_source(moscow)
+    assert "as cp1251: 'Москва,2026-12-01'" in str(caught.value)
+    assert "--encoding cp1251" in str(caught.value)
+    cafe = write(tmp_path, "fr.csv", "name,endDatetime\nCafé Noël,2026-12-01\n".encode("cp1252"))
+    source = open_source(cafe)
+    assert source.encoding == "cp1252" and next(source.rows()).cells["name"] == "Café Noël"

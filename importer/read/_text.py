@@ -9,8 +9,10 @@ import csv
 import functools
 import io
 import re
+import unicodedata
 from collections import Counter
 from collections.abc import Callable, Iterator, Sequence
+from dataclasses import dataclass
 from itertools import islice
 from pathlib import Path
 from typing import Any
@@ -152,6 +154,20 @@ _BETWEEN_LETTERS = re.compile(r"(?<=[^\W\d_])[^\x00-\x7f](?=[^\W\d_])")
 _LANGUAGE_MARGIN = 0.03
 
 
+#: The single-byte code pages among :data:`_LIKELY`.
+_SINGLE_BYTE = frozenset(e for e in _LIKELY if e.startswith(("cp12", "iso8859", "latin", "cp874")))
+
+
+@dataclass(frozen=True)
+class _Unscored:
+    """An encoding to try when no language shows through: every one scored alike."""
+
+    encoding: str
+    coherence: float = 0.0
+    chaos: float = 0.0
+    language: str | None = None
+
+
 class Ambiguous(Exception):
     """Two encodings read the text cleanly, and differently: the person must choose."""
 
@@ -165,9 +181,10 @@ def _guess_legacy(path: Path) -> str | None:
         sample = handle.read(_CHUNK)
     matches = list(charset_normalizer.from_bytes(sample))
     if all(m.coherence == 0 for m in matches) and _decodes(path, "cp1252") is None:
-        # No language shows through (a short file): take what Excel on a Western Windows
-        # would, rather than a multi-byte encoding that happens to fit a few bytes.
-        return "cp1252"
+        # No language shows through (a short file): the single-byte code pages alone (a
+        # multi-byte encoding fits a few bytes by chance), cp1252 (Excel's on a Western
+        # Windows) first; refused when another reads the text cleanly and differently.
+        return _by_language(path, sample, [_Unscored(e) for e in _LIKELY if e in _SINGLE_BYTE])
     if not matches:
         return None
     likely = [m for m in matches if m.encoding in _LIKELY]
@@ -205,6 +222,7 @@ def _by_language(path: Path, sample: bytes, matches: list[Any]) -> str | None:
             continue  # the same reading as a better-placed encoding
         odd = sum(1 for c in _BETWEEN_LETTERS.findall(text) if not c.isalpha())
         odd += sum(text.count(c) for c in _RARE_LETTERS if c in text)
+        odd += _mixed_words(text[: 64 * 1024])
         readings.append((match, text, odd))
     if not readings:
         return None
@@ -217,11 +235,32 @@ def _by_language(path: Path, sample: bytes, matches: list[Any]) -> str | None:
         and m.coherence >= best.coherence - _LANGUAGE_MARGIN
         and m.chaos <= best.chaos + 0.01
     ]  # fmt: skip
-    if rivals and best.coherence > 0:
+    if rivals:
         shown = [(best, text), *rivals[:2]]
         raise Ambiguous([(m.encoding, m.language or None, _differing_line(t, text, shown))
                          for m, t in shown])  # fmt: skip
     return str(best.encoding)
+
+
+_NOT_WORD = r"\s\d_,;:.!?()\[\]{}<>/\\|\"'“”‘’«»–—-"
+_WORD = re.compile(f"[^{_NOT_WORD}]*[^\\x00-\\x7f][^{_NOT_WORD}]*")
+
+
+def _mixed_words(text: str) -> int:
+    """Words whose letters belong to more than one script ("Cafй", "Noлl"): a text is written
+    in one script a word, so such words mark bytes of another code page, read wrong."""
+    mixed = 0
+    for word in _WORD.findall(text):
+        scripts = {_script(c) for c in word if c.isalpha() or unicodedata.category(c)[0] == "M"}
+        mixed += len(scripts) > 1
+    return mixed
+
+
+@functools.lru_cache(maxsize=4096)
+def _script(letter: str) -> str:
+    if letter.isascii():
+        return "LATIN"
+    return unicodedata.name(letter, "?").split(" ")[0]
 
 
 def _differing_line(text: str, first: str, shown: list[Any]) -> str:
