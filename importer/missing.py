@@ -218,7 +218,8 @@ async def _cancel(
 
     if payloads:
         await send_all(client, payloads, heard, options.send, stop=asyncio.Event())
-    was = {v.key: _status(current.get(v.task_id)) for v in gone}
+    was = {v.key: whole_number((current.get(v.task_id) or {}).get("status"), zero=True)
+           for v in gone}  # fmt: skip
     journal.gone(
         client.credentials.target,
         column,
@@ -228,15 +229,16 @@ async def _cancel(
     return [(_line(column, v), done[v.key]) for v in gone]
 
 
-def _status(task: Mapping[str, Any] | None) -> int | None:
-    """A task's status as iVvy lists it, as a number (``None`` when it has none)."""
-    value = (task or {}).get("status")
+def whole_number(value: Any, *, zero: bool = False) -> int | None:
+    """An id or a status as iVvy lists it, as a number (an id of 0 is none; ``zero``: a
+    status of 0 is one)."""
     if value is None or isinstance(value, bool):
         return None
     try:
-        return int(str(value).strip())
+        number = int(str(value).strip())
     except ValueError:
         return None
+    return number if number or zero else None
 
 
 def present_keys(rows: Iterable[tuple[Row, Any]], column: str, into: set[str]) -> Any:

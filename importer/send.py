@@ -14,7 +14,7 @@ import json
 import random
 import re
 import time
-from collections.abc import Callable, Iterable, Iterator, Mapping, Sequence
+from collections.abc import Callable, Iterable, Iterator, Mapping
 from dataclasses import dataclass
 from datetime import UTC, datetime
 from itertools import islice
@@ -186,11 +186,15 @@ async def send_all(
     workers = [asyncio.ensure_future(worker()) for _ in range(max(1, options.concurrency))]
     stopping = asyncio.ensure_future(stop.wait())
     try:
-        await asyncio.wait([stopping, _gathered(workers)], return_when=asyncio.FIRST_COMPLETED)
+        # (Gathered with their exceptions: none is left for nobody to take.)
+        ending: list[asyncio.Future[Any]] = [
+            stopping, asyncio.gather(*workers, return_exceptions=True)
+        ]  # fmt: skip
+        await asyncio.wait(ending, return_when=asyncio.FIRST_COMPLETED)
         if not stop.is_set() and parked:
             # Every row was taken; the lost creates still waiting for their look-up finish now.
-            waiting = [stopping, _gathered(list(parked))]
-            await asyncio.wait(waiting, return_when=asyncio.FIRST_COMPLETED)
+            ending = [stopping, asyncio.gather(*parked, return_exceptions=True)]
+            await asyncio.wait(ending, return_when=asyncio.FIRST_COMPLETED)
         if stop.is_set():
             # No new row is taken; the rows in flight get the grace to finish, then are
             # reported. (After an ended session too: their answers come at once, and say so.)
@@ -214,14 +218,6 @@ async def send_all(
     if broken:
         raise broken[0]
     return stats
-
-
-def _gathered(tasks: Sequence[asyncio.Future[Any]]) -> asyncio.Future[Any]:
-    """``tasks`` gathered, for a wait: whatever it ends with is taken (never "exception was
-    never retrieved"); the tasks' own ends are looked at by the caller."""
-    future = asyncio.gather(*tasks, return_exceptions=True)
-    future.add_done_callback(lambda f: f.cancelled() or f.exception())
-    return future
 
 
 def _interrupted() -> Outcome:

@@ -32,7 +32,7 @@ from .journal import (
     is_done,
     open_journal,
 )
-from .missing import EDIT_SLACK, stamp
+from .missing import edited_since, whole_number
 from .model import Outcome, Payload, Row
 from .pipeline import settle_in_flight
 from .plan import INVALID, UPDATE, Decision
@@ -195,12 +195,9 @@ class _Actions:
         if changed:
             return _left(row, f"changed in iVvy since run {run} updated it ({', '.join(changed)} "
                          "differ from what the run set): left as it is")  # fmt: skip
-        modified = stamp(now.get("modifiedDate"))
-        if modified is not None and row.sent_at is not None:
-            written = row.sent_at + self._offset + EDIT_SLACK
-            if modified.timestamp() > written:
-                return _left(row, f"changed in iVvy on {now.get('modifiedDate')}, after run "
-                             f"{run} updated it: left as it is")  # fmt: skip
+        if edited_since(now, row.sent_at, self._offset):
+            return _left(row, f"changed in iVvy on {now.get('modifiedDate')}, after run "
+                         f"{run} updated it: left as it is")  # fmt: skip
         params, lost = restore_params(row.task_id, row.before, row.sent)
         if len(params) <= 1 and not lost:
             message = f"run {run}'s update changed nothing: nothing to put back"
@@ -233,13 +230,7 @@ def _put_back(
     if task is None:
         message = f"{why}; it is no longer in iVvy: nothing to put back"
         return Outcome("skipped", task_id=gone.task_id, message=message)
-    modified = stamp(task.get("modifiedDate"))
-    edited = (
-        modified is not None
-        and gone.written is not None
-        and modified.timestamp() > gone.written + offset + EDIT_SLACK
-    )
-    if not same_value(task, "status", CANCELLED) or edited:
+    if not same_value(task, "status", CANCELLED) or edited_since(task, gone.written, offset):
         message = (f"{why}; changed in iVvy since (on {task.get('modifiedDate')}, status "
                    f"{task.get('status')} now): left as it is")  # fmt: skip
         return Outcome("skipped", task_id=gone.task_id, message=message)
@@ -310,9 +301,9 @@ def restore_params(
             else:
                 lost.append(name)
         elif name in _IDS or name == "status":
-            number = _integer(old, zero=name == "status")
+            number = whole_number(old, zero=name == "status")
             if number is None and name == "contactId":
-                number = _integer(before.get("companyContactId"))
+                number = whole_number(before.get("companyContactId"))
             if number is None:
                 lost.append(name)
             else:
@@ -340,17 +331,6 @@ def text_of(stored: Any) -> str:
     if "<" in value:
         value = _TAGS.sub("", _BREAKS.sub("\n", value))
     return html.unescape(value).strip()
-
-
-def _integer(value: Any, *, zero: bool = False) -> int | None:
-    """An id or a status as a number (an id of 0 is none; ``zero``: a status of 0 is one)."""
-    if value is None or isinstance(value, bool):
-        return None
-    try:
-        number = int(str(value).strip())
-    except ValueError:
-        return None
-    return number if number or zero else None
 
 
 def _describe(row: Touched, action: Payload | Outcome, original: int) -> tuple[str, Outcome]:

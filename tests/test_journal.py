@@ -21,7 +21,8 @@ from importer.cli import main
 from importer.client import IvvyClient
 from importer.errors import UsageError
 from importer.journal import Journal, default_journal_path
-from importer.undo import EDIT_SLACK, undo_run
+from importer.missing import EDIT_SLACK
+from importer.undo import undo_run
 
 from .conftest import sent
 from .test_cli_run import env_for, read_results

@@ -137,8 +137,9 @@ def _check_decodes(path: Path, encoding: str, line_limit: int = LINE_LIMIT) -> N
 
 
 #: The legacy encodings spreadsheets and CRMs write text in (Windows code pages, the ISO
-#: sets and the East Asian ones): a guess is one of these. Others (Mac, KOI8, DOS code pages)
-#: are read when given with --encoding, never guessed: they fit almost any bytes.
+#: sets and the East Asian ones): a guess is one of these whenever one is a candidate. Others
+#: (Mac, KOI8, DOS code pages) fit almost any bytes: guessed only when no likely one is a
+#: candidate, and read when given with --encoding.
 _LIKELY = (
     "cp1252", "iso8859_15", "latin_1", "cp1250", "iso8859_2", "cp1251", "cp1253", "iso8859_7",
     "cp1254", "iso8859_9", "cp1255", "iso8859_8", "cp1256", "cp1257", "cp1258", "cp874",
