@@ -1,7 +1,7 @@
 """Write results: every source row once, in source order, with its cells and its outcome.
 
-XLSX (streamed with openpyxl's write-only workbook: rows go to disk as they come, strings inline,
-so a million rows are never held) with a Summary and an Errors sheet, or CSV (UTF-8 with a BOM,
+XLSX (streamed by :mod:`._xlsx`: rows go to disk as they come, strings inline, so a million
+rows are never held) with a Summary and an Errors sheet, or CSV (UTF-8 with a BOM,
 so Excel shows accents), chosen by the extension. No cell written can start a spreadsheet
 formula. The file appears whole or not at all: it is written beside the target under a
 temporary name, then renamed.
@@ -23,10 +23,7 @@ from datetime import date, datetime, time
 from pathlib import Path
 from typing import IO, Any
 
-from openpyxl import Workbook
-from openpyxl.cell import WriteOnlyCell
-from openpyxl.styles import Font
-
+from ._xlsx import XlsxWriter
 from .errors import UsageError
 from .fields import describe_code
 from .model import Outcome, Row
@@ -45,8 +42,6 @@ _FORMULA_STARTS = ("=", "+", "-", "@", "\t", "\r", "\0")
 #: Text that :func:`neutralise` prefixes: a formula start, after any quotes already there (so
 #: that a cell a person wrote as ``'=x`` comes back as itself, too).
 _NEUTRALISED = re.compile(r"'*[=+\-@\t\r\0]")
-#: Characters XML (so XLSX) cannot hold at all.
-_NOT_XML = re.compile(r"[\x00-\x08\x0b\x0c\x0e-\x1f]")
 FORMATS = (".csv", ".xlsx")
 
 
@@ -265,81 +260,66 @@ def _csv_cell(value: Any) -> Any:
 
 
 def _xlsx_text(text: str) -> str:
-    """Text as an XLSX cell can hold it: XML reads a lone CR as a line feed, and cannot hold
-    other control characters at all. A text cell is never evaluated (one starting with ``=``
-    is written as text: see :meth:`XlsxResults.add`), so nothing is prefixed, except text
-    already starting with ``'`` before a formula start (so that it reads back as itself)."""
-    text = _NOT_XML.sub("\ufffd", text.replace("\r\n", "\n").replace("\r", "\n"))
-    return neutralise(text) if text.startswith("'") else text
+    """Text as an XLSX results cell holds it. A text cell is never evaluated (every text is an
+    inline string: see :mod:`._xlsx`), so nothing is prefixed, except text already starting
+    with ``'`` before a formula start (so that it reads back as itself)."""
+    return neutralise(text) if text[:1] == "'" else text
 
 
 def _xlsx_value(value: Any) -> Any:
-    if isinstance(value, str):
-        return _xlsx_text(value)
-    if isinstance(value, time | date | datetime | bool | int):
+    kind = value.__class__
+    if kind is str:
+        return neutralise(value) if value[:1] == "'" else value
+    if kind is float:
+        return whole(value)
+    if value is None or kind is int or isinstance(value, time | date | datetime | bool | int):
         return value
     if isinstance(value, float):
         return whole(value)
-    return "" if value is None else _xlsx_text(str(value))
-
-
-def _text_cell(sheet: Any, value: Any) -> Any:
-    """``value``, as a text cell when it starts with ``=`` (never a formula)."""
-    if value.__class__ is str and value[:1] == "=":
-        cell = WriteOnlyCell(sheet, value=value)
-        cell.data_type = "s"
-        return cell
-    return value
+    return _xlsx_text(str(value))
 
 
 class XlsxResults(ResultsWriter):
     def __init__(self, path: Path, source_headers: Sequence[str], temporary: Path) -> None:
         super().__init__(path, source_headers)
-        self._temporary = temporary
-        self._book = Workbook(write_only=True)
-        self._sheet = self._book.create_sheet("Results")
-        self._sheet.freeze_panes = "A2"
-        self._bold = Font(bold=True)
-        self._sheet.append(self._heading(result_headers(source_headers)))
-
-    def _heading(self, names: Sequence[str]) -> list[WriteOnlyCell]:
-        cells = []
-        for name in names:
-            cell = WriteOnlyCell(self._sheet, value=_xlsx_value(name))
-            if cell.data_type == "f":
-                cell.data_type = "s"
-            cell.font = self._bold
-            cells.append(cell)
-        return cells
+        self._book = XlsxWriter(temporary)
+        self._book.sheet("Results", frozen_header=True)
+        self._book.header([_xlsx_value(h) for h in result_headers(source_headers)])
+        self._pending: list[list[Any]] = []
 
     def add(self, row: Row, outcome: Outcome, origin: tuple[int | None, str] | None = None) -> None:
-        cells = [row.cells.get(h) for h in self.headers]
-        ours = outcome_cells(row, outcome, origin)
-        self._sheet.append([_text_cell(self._sheet, _xlsx_value(v)) for v in (*cells, *ours)])
+        cells = row.cells
+        values = [cells.get(h) for h in self.headers]
+        values += outcome_cells(row, outcome, origin)
+        self._pending.append([_xlsx_value(v) for v in values])
         self.rows += 1
+        if len(self._pending) >= 2000:
+            self._flush()
+
+    def _flush(self) -> None:
+        self._book.rows(self._pending)
+        self._pending = []
 
     def close(self, summary: Sequence[tuple[str, Any]], codes: Mapping[str, int]) -> None:
-        sheet = self._book.create_sheet("Summary")
-        sheet.append(self._heading(["what", "value"]))
-        for name, value in summary:
-            sheet.append([_xlsx_value(name), _text_cell(sheet, _xlsx_value(value))])
-        errors = self._book.create_sheet("Errors")
-        errors.append(self._heading(["error_code", "rows", "meaning"]))
-        for code, n in sorted(codes.items(), key=lambda item: (-item[1], str(item[0]))):
-            number = int(code) if str(code).isdigit() else code
-            errors.append([_xlsx_value(number), n, _xlsx_value(describe_code(code))])
-        self._book.save(self._temporary)
+        self._flush()
+        self._book.sheet("Summary")
+        self._book.header(["what", "value"])
+        self._book.rows([[_xlsx_value(name), _xlsx_value(value)] for name, value in summary])
+        self._book.sheet("Errors")
+        self._book.header(["error_code", "rows", "meaning"])
+        self._book.rows(
+            [
+                [_xlsx_value(int(code) if str(code).isdigit() else code), n,
+                 _xlsx_value(describe_code(code))]
+                for code, n in sorted(codes.items(), key=lambda item: (-item[1], str(item[0])))
+            ]
+        )  # fmt: skip
+        self._book.close()
 
     def discard(self) -> None:
-        """Close and remove the sheets' temporary files (the results will not be saved)."""
-        for sheet in self._book.worksheets:
-            writer = getattr(sheet, "_writer", None)
-            if writer is None:
-                continue
-            with suppress(Exception):
-                sheet.close()
-            with suppress(OSError, ValueError):
-                writer.cleanup()
+        """Stop writing (the results will not be saved: the caller removes the file)."""
+        with suppress(Exception):
+            self._book.discard()
 
 
 @contextmanager

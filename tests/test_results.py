@@ -212,3 +212,51 @@ def test_kept_values_come_back_as_they_were_in_the_results(tmp_path, suffix):
     assert {k: back.cells[k] for k in kept} == {
         "Amount": "-1.00", "Phone": "+61 2 9999 0000", "Formula": "=SUM(A1:A2)", "Quoted": "'-3"
     }  # fmt: skip
+
+
+def test_the_xlsx_writer_keeps_every_kind_of_value_and_writes_valid_parts(tmp_path):
+    """The results' own XLSX writer: every part is well-formed XML; openpyxl and calamine (the
+    readers the importer and its users use) read back each value as it was given; spaces at
+    either end survive; what XML cannot hold becomes U+FFFD; a text is never a formula."""
+    import zipfile
+    import xml.etree.ElementTree as ElementTree
+    from datetime import date, time
+
+    import python_calamine
+
+    from importer._xlsx import XlsxWriter
+
+    values = [
+        "=SUM(A1)", "  padded  ", "a < b & c > d", "line\r\nnext", "bell\x07", "\ud83d", "日本 😀",
+        "", None, 0, -1, 2**40, 1.25, True, False,
+        datetime(2026, 3, 4, 10, 30, 15), date(2026, 3, 4), time(10, 30), float("nan"),
+    ]  # fmt: skip
+    path = tmp_path / "book.xlsx"
+    book = XlsxWriter(path)
+    book.sheet("Results", frozen_header=True)
+    book.header(["name", 7])
+    book.rows([values, ["second"]])
+    book.sheet("Summary & more")
+    book.rows([["x", 1]])
+    book.close()
+
+    with zipfile.ZipFile(path) as archive:
+        for name in archive.namelist():
+            ElementTree.fromstring(archive.read(name))  # raises on malformed XML
+    expected = [
+        "=SUM(A1)", "  padded  ", "a < b & c > d", "line\nnext", "bell\ufffd", "\ufffd", "日本 😀",
+        None, None, 0, -1, 2**40, 1.25, True, False,
+        datetime(2026, 3, 4, 10, 30, 15), datetime(2026, 3, 4), time(10, 30), "nan",
+    ]  # fmt: skip
+    opened = openpyxl.load_workbook(path)
+    assert opened.sheetnames == ["Results", "Summary & more"]
+    sheet = opened["Results"]
+    assert sheet.freeze_panes == "A2"
+    assert [c.value for c in sheet[1]][:2] == ["name", 7] and sheet["A1"].font.b
+    assert [c.value for c in sheet[2]] == expected
+    assert all(c.data_type != "f" for r in sheet.iter_rows() for c in r)
+    assert [c.value for c in sheet[3]][:1] == ["second"]
+    calamine = python_calamine.CalamineWorkbook.from_path(str(path))
+    rows = calamine.get_sheet_by_name("Results").to_python()
+    assert rows[1][:7] == expected[:7] and rows[1][15] == expected[15]
+    assert calamine.get_sheet_by_name("Summary & more").to_python() == [["x", 1.0]]

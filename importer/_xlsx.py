@@ -1,0 +1,230 @@
+"""A streaming XLSX writer for the results sheet: rows go straight into the zip as SpreadsheetML
+as they come (a million rows are never held), every text as an inline string.
+
+openpyxl's write-only workbook builds an object per cell and writes about 60,000 cells a second,
+so a 100,000-row results sheet (1.6 million cells) took 25 s, twenty times the read of the same
+file. This writer makes one string per row and deflates at level 1: the same sheet in about a
+second. It writes only what a results sheet needs (ECMA-376 Part 1, the parts Excel requires):
+named sheets, a bold header row frozen at the top, text, numbers, booleans, dates and times.
+
+No cell it writes can be evaluated: a text is an inline string (``t="inlineStr"``), which a
+spreadsheet shows as it is, even when it starts with ``=``; the writer has no way to write a
+formula at all.
+"""
+
+from __future__ import annotations
+
+import re
+import zipfile
+from collections.abc import Sequence
+from datetime import date, datetime, time, timedelta
+from numbers import Integral, Real
+from pathlib import Path
+from typing import IO, Any
+from xml.sax.saxutils import escape
+
+#: Characters XML cannot hold at all (a lone CR it would read as a line feed).
+_NOT_XML = re.compile(r"[\x00-\x08\x0b\x0c\x0e-\x1f\ud800-\udfff\ufffe\uffff]")
+#: Excel's day 0 (its 1900 date system, with the phantom 29 February 1900 behind it).
+_EPOCH = datetime(1899, 12, 30)
+_DAY = 86400.0
+#: Style numbers (``cellXfs`` in styles.xml, below): bold, datetime, date, time.
+_BOLD, _DATETIME, _DATE, _TIME = 1, 2, 3, 4
+#: The rows written to the zip at once.
+_CHUNK = 2000
+
+_MAIN = "application/vnd.openxmlformats-officedocument"
+_RELS = "http://schemas.openxmlformats.org/officeDocument/2006/relationships"
+_CONTENT_TYPES = (
+    '<?xml version="1.0" encoding="UTF-8" standalone="yes"?>\n'
+    '<Types xmlns="http://schemas.openxmlformats.org/package/2006/content-types">'
+    '<Default Extension="rels" '
+    'ContentType="application/vnd.openxmlformats-package.relationships+xml"/>'
+    '<Default Extension="xml" ContentType="application/xml"/>'
+    f'<Override PartName="/xl/workbook.xml" ContentType="{_MAIN}.spreadsheetml.sheet.main+xml"/>'
+    f'<Override PartName="/xl/styles.xml" ContentType="{_MAIN}.spreadsheetml.styles+xml"/>'
+    f'<Override PartName="/docProps/app.xml" ContentType="{_MAIN}.extended-properties+xml"/>'
+    "{sheets}</Types>"
+)
+_SHEET_TYPE = (
+    '<Override PartName="/xl/worksheets/sheet{n}.xml" '
+    f'ContentType="{_MAIN}.spreadsheetml.worksheet+xml"/>'
+)
+_ROOT_RELS = (
+    '<?xml version="1.0" encoding="UTF-8" standalone="yes"?>\n'
+    '<Relationships xmlns="http://schemas.openxmlformats.org/package/2006/relationships">'
+    f'<Relationship Id="rId1" Type="{_RELS}/officeDocument" Target="xl/workbook.xml"/>'
+    f'<Relationship Id="rId2" Type="{_RELS}/extended-properties" Target="docProps/app.xml"/>'
+    "</Relationships>"
+)
+_APP = (
+    '<?xml version="1.0" encoding="UTF-8" standalone="yes"?>\n'
+    '<Properties xmlns="http://schemas.openxmlformats.org/officeDocument/2006/extended-properties">'
+    "<Application>ivvy-task-importer</Application></Properties>"
+)
+_WORKBOOK = (
+    '<?xml version="1.0" encoding="UTF-8" standalone="yes"?>\n'
+    '<workbook xmlns="http://schemas.openxmlformats.org/spreadsheetml/2006/main" '
+    f'xmlns:r="{_RELS}">'
+    "<bookViews><workbookView/></bookViews><sheets>{sheets}</sheets></workbook>"
+)
+_WORKBOOK_RELS = (
+    '<?xml version="1.0" encoding="UTF-8" standalone="yes"?>\n'
+    '<Relationships xmlns="http://schemas.openxmlformats.org/package/2006/relationships">'
+    "{sheets}"
+    f'<Relationship Id="rIdStyles" Type="{_RELS}/styles" Target="styles.xml"/>'
+    "</Relationships>"
+)
+_SHEET_LINK = (
+    f'<Relationship Id="rId{{n}}" Type="{_RELS}/worksheet" Target="worksheets/sheet{{n}}.xml"/>'
+)
+_STYLES = (
+    '<?xml version="1.0" encoding="UTF-8" standalone="yes"?>\n'
+    '<styleSheet xmlns="http://schemas.openxmlformats.org/spreadsheetml/2006/main">'
+    '<numFmts count="2"><numFmt numFmtId="164" formatCode="yyyy\\-mm\\-dd\\ h:mm:ss"/>'
+    '<numFmt numFmtId="165" formatCode="yyyy\\-mm\\-dd"/></numFmts>'
+    '<fonts count="2"><font><sz val="11"/><name val="Calibri"/></font>'
+    '<font><b/><sz val="11"/><name val="Calibri"/></font></fonts>'
+    '<fills count="2"><fill><patternFill patternType="none"/></fill>'
+    '<fill><patternFill patternType="gray125"/></fill></fills>'
+    '<borders count="1"><border><left/><right/><top/><bottom/><diagonal/></border></borders>'
+    '<cellStyleXfs count="1"><xf numFmtId="0" fontId="0" fillId="0" borderId="0"/></cellStyleXfs>'
+    '<cellXfs count="5"><xf numFmtId="0" fontId="0" fillId="0" borderId="0" xfId="0"/>'
+    '<xf numFmtId="0" fontId="1" fillId="0" borderId="0" xfId="0" applyFont="1"/>'
+    '<xf numFmtId="164" fontId="0" fillId="0" borderId="0" xfId="0" applyNumberFormat="1"/>'
+    '<xf numFmtId="165" fontId="0" fillId="0" borderId="0" xfId="0" applyNumberFormat="1"/>'
+    '<xf numFmtId="21" fontId="0" fillId="0" borderId="0" xfId="0" applyNumberFormat="1"/>'
+    "</cellXfs>"
+    '<cellStyles count="1"><cellStyle name="Normal" xfId="0" builtinId="0"/></cellStyles>'
+    "</styleSheet>"
+)
+_SHEET_START = (
+    '<?xml version="1.0" encoding="UTF-8" standalone="yes"?>\n'
+    '<worksheet xmlns="http://schemas.openxmlformats.org/spreadsheetml/2006/main">'
+    "{views}<sheetData>"
+)
+_FROZEN = (
+    '<sheetViews><sheetView workbookViewId="0"><pane ySplit="1" topLeftCell="A2" '
+    'activePane="bottomLeft" state="frozen"/><selection pane="bottomLeft"/></sheetView>'
+    "</sheetViews>"
+)
+_SHEET_END = "</sheetData></worksheet>"
+
+
+def xml_text(text: str) -> str:
+    """``text`` as XML character data: escaped, with what XML cannot hold replaced by U+FFFD
+    and line ends as line feeds (XML reads a lone CR as one anyway)."""
+    if text.isprintable():  # no control character, surrogate or non-character: most text
+        if "&" in text or "<" in text or ">" in text:
+            return escape(text)
+        return text
+    if "\r" in text:
+        text = text.replace("\r\n", "\n").replace("\r", "\n")
+    return escape(_NOT_XML.sub("\ufffd", text))
+
+
+def _serial(value: datetime | date | time) -> float:
+    if isinstance(value, datetime):
+        return (value.replace(tzinfo=None) - _EPOCH) / timedelta(days=1)
+    if isinstance(value, date):
+        return float((value - _EPOCH.date()).days)
+    return (value.hour * 3600 + value.minute * 60 + value.second + value.microsecond / 1e6) / _DAY
+
+
+def cell(value: Any, style: int = 0) -> str:
+    """One ``<c>`` element (no reference: a cell follows the one before it)."""
+    kind = value.__class__
+    if kind is str:
+        if not value:
+            return "<c/>"
+        styled = f' s="{style}"' if style else ""
+        # Excel trims the spaces at either end of a text unless told to keep them.
+        keep = ' xml:space="preserve"' if value[0].isspace() or value[-1].isspace() else ""
+        return f'<c t="inlineStr"{styled}><is><t{keep}>{xml_text(value)}</t></is></c>'
+    if value is None:
+        return "<c/>"
+    if kind is bool:
+        return f'<c t="b"><v>{int(value)}</v></c>'
+    if kind is int or kind is float:
+        if value != value or value in (float("inf"), float("-inf")):  # no XML number for these
+            return cell(str(value), style)
+        return f"<c><v>{value!r}</v></c>" if kind is float else f"<c><v>{value}</v></c>"
+    if isinstance(value, datetime):
+        if value.tzinfo is not None:  # a sheet's dates have no zone: written as the text it is
+            return cell(value.isoformat(sep=" "), style)
+        return f'<c s="{_DATETIME}"><v>{_serial(value)!r}</v></c>'
+    if isinstance(value, date):
+        return f'<c s="{_DATE}"><v>{_serial(value)!r}</v></c>'
+    if isinstance(value, time):
+        return f'<c s="{_TIME}"><v>{_serial(value)!r}</v></c>'
+    if isinstance(value, Integral):  # numpy's and other number types
+        return cell(int(value), style)
+    if isinstance(value, Real):
+        return cell(float(value), style)
+    return cell(str(value), style)
+
+
+class XlsxWriter:
+    """Sheets written one after the other (:meth:`sheet`, then :meth:`rows`), then
+    :meth:`close`. The workbook is the file at ``path``, whole once :meth:`close` returns."""
+
+    def __init__(self, path: Path) -> None:
+        self._zip = zipfile.ZipFile(path, "w", zipfile.ZIP_DEFLATED, compresslevel=1)
+        self._names: list[str] = []
+        self._part: IO[bytes] | None = None
+
+    def sheet(self, name: str, *, frozen_header: bool = False) -> None:
+        """Begin the sheet ``name`` (ending the one before)."""
+        self._end_sheet()
+        self._names.append(name)
+        part = f"xl/worksheets/sheet{len(self._names)}.xml"
+        self._part = self._zip.open(part, "w", force_zip64=True)
+        self._part.write(_SHEET_START.format(views=_FROZEN if frozen_header else "").encode())
+
+    def header(self, names: Sequence[Any]) -> None:
+        """A row of bold cells."""
+        self._write("<row>" + "".join(cell(v, _BOLD) for v in names) + "</row>")
+
+    def rows(self, rows: Sequence[Sequence[Any]]) -> None:
+        """Rows of cells, written at once (give a few thousand at a time)."""
+        self._write("".join(["<row>" + "".join(map(cell, r)) + "</row>" for r in rows]))
+
+    def _write(self, text: str) -> None:
+        if self._part is None:
+            raise RuntimeError("no sheet begun")
+        self._part.write(text.encode("utf-8", "surrogatepass"))
+
+    def _end_sheet(self) -> None:
+        if self._part is not None:
+            self._part.write(_SHEET_END.encode())
+            self._part.close()
+            self._part = None
+
+    def close(self) -> None:
+        """End the last sheet and write the parts that name them."""
+        self._end_sheet()
+        numbers = range(1, len(self._names) + 1)
+        types = "".join(_SHEET_TYPE.format(n=n) for n in numbers)
+        sheets = "".join(
+            f'<sheet name="{xml_text(name[:31])}" sheetId="{n}" r:id="rId{n}"/>'
+            for n, name in zip(numbers, self._names, strict=True)
+        )
+        links = "".join(_SHEET_LINK.format(n=n) for n in numbers)
+        for name, text in (
+            ("[Content_Types].xml", _CONTENT_TYPES.format(sheets=types)),
+            ("_rels/.rels", _ROOT_RELS),
+            ("docProps/app.xml", _APP),
+            ("xl/workbook.xml", _WORKBOOK.format(sheets=sheets)),
+            ("xl/_rels/workbook.xml.rels", _WORKBOOK_RELS.format(sheets=links)),
+            ("xl/styles.xml", _STYLES),
+        ):
+            self._zip.writestr(name, text)
+        self._zip.close()
+
+    def discard(self) -> None:
+        """Stop writing (the caller removes the file)."""
+        try:
+            if self._part is not None:
+                self._part.close()
+        finally:
+            self._zip.close()
