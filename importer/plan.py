@@ -209,13 +209,15 @@ def blanks_cleared(payload: Payload) -> dict[str, str]:
 
 def message_of(decision: Decision) -> str:
     """The plan for one row, as ``validate`` writes it in the row's message."""
-    task = decision.task_id
-    return {
-        CREATE: "plan: create",
-        UPDATE: f"plan: update task {task}",
-        UPDATE_THEIRS: f"plan: update task {task}, which this tool did not make",
-        UNCHANGED: f"plan: unchanged (task {task})",
-    }.get(decision.verb, "")
+    return _PLANS.get(decision.verb, "").format(task=decision.task_id)
+
+
+_PLANS = {
+    CREATE: "plan: create",
+    UPDATE: "plan: update task {task}",
+    UPDATE_THEIRS: "plan: update task {task}, which this tool did not make",
+    UNCHANGED: "plan: unchanged (task {task})",
+}
 
 
 def refuse_their_tasks(

@@ -244,9 +244,13 @@ class CsvResults(ResultsWriter):
         self._writer.writerow([neutralise(h) for h in result_headers(source_headers)])
 
     def add(self, row: Row, outcome: Outcome, origin: tuple[int | None, str] | None = None) -> None:
-        cells = [row.cells.get(h, "") for h in self.headers]
-        ours = outcome_cells(row, outcome, origin)
-        self._writer.writerow([_csv_cell(v) for v in (*cells, *ours)])
+        cells = row.cells
+        values = [cells.get(h, "") for h in self.headers]
+        values += outcome_cells(row, outcome, origin)
+        first = _FIRST  # most cells are text that starts with no formula start: kept as they are
+        self._writer.writerow(
+            [v if v.__class__ is str and v[:1] not in first else _csv_cell(v) for v in values]
+        )
         self.rows += 1
 
     def close(self, summary: Sequence[tuple[str, Any]], codes: Mapping[str, int]) -> None:

@@ -26,7 +26,6 @@ from .fields import (
     REQUIRED,
     STATUSES,
     TASK_FIELDS,
-    TIMESTAMP_FORMAT,
     UNRESOLVED,
 )
 from .model import Email, Outcome, Payload
@@ -70,30 +69,33 @@ def check_params(
 ) -> Checked:
     """The API's verdict on ``params``, as far as it can be known: offline always, online when a
     ``directory`` is given."""
-    params = dict(params)
-    result = Checked(params)
     creating = params.get("id") in (None, "")
+    typed = _well_typed(params, creating)
+    params = dict(params) if typed is None else typed
+    result = Checked(params)
 
     def refuse(code: int | str, parameter: str | None, message: str) -> Checked:
         result.error = Finding(code, parameter, message)
         return result
 
-    for spec in TASK_FIELDS:
-        value = params.get(spec.name)
-        if value is None or (value == "" and spec.type != "string"):
-            params.pop(spec.name, None)
-            if creating and spec.required_on_create:
-                return refuse(REQUIRED, spec.name, f"{spec.name} is required to create a task")
+    for name, type_name, required in () if typed is not None else _SPECS:
+        value = params.get(name)
+        if value is None or (value == "" and type_name != "string"):
+            params.pop(name, None)
+            if creating and required:
+                return refuse(REQUIRED, name, f"{name} is required to create a task")
             continue
-        problem = _type_problem(spec.type, value, spec.required_on_create)
+        if type_name == "string" and value.__class__ is str and (not required or value.strip()):
+            continue  # most cells: text, and not blank where it must not be
+        problem, whole = _verdict(type_name, value, required)
         if problem == "blank" and creating:
-            return refuse(REQUIRED, spec.name, f"{spec.name} is required to create a task")
+            return refuse(REQUIRED, name, f"{name} is required to create a task")
         if problem == "blank":
-            return refuse(DOES_NOT_VALIDATE, spec.name, f"{spec.name} cannot be emptied")
+            return refuse(DOES_NOT_VALIDATE, name, f"{name} cannot be emptied")
         if problem:
-            return refuse(DOES_NOT_VALIDATE, spec.name, f"{spec.name}: {problem}")
-        if spec.type in ("integer", "status"):
-            params[spec.name] = _whole(value)  # "12" is the whole number 12
+            return refuse(DOES_NOT_VALIDATE, name, f"{name}: {problem}")
+        if type_name in ("integer", "status"):
+            params[name] = whole  # "12" is the whole number 12
     if not creating and len(params) == 1:
         return refuse(NOTHING_TO_UPDATE, "id", "an update must change something besides the id")
 
@@ -144,6 +146,66 @@ def check_params(
 
 
 _WHOLE = re.compile(r"\s*\d+\s*")
+#: Each field's name, kind and whether a create needs it, in the reference's order.
+_SPECS = tuple((spec.name, spec.type, spec.required_on_create) for spec in TASK_FIELDS)
+#: The verdicts on values already judged (ids, statuses, priorities and due times repeat down
+#: a file), by kind, the value's type (``True == 1``, but True is no whole number) and value.
+_VERDICTS: dict[tuple[str, type, Any, bool], tuple[str | None, int | None]] = {}
+
+
+_KINDS = {name: (type_name, required) for name, type_name, required in _SPECS}
+#: Each field's verdicts on the ints and texts judged already, by value.
+_JUDGED: dict[str, dict[Any, tuple[str | None, int | None]]] = {name: {} for name in _KINDS}
+_NEEDED = tuple(name for name, _, required in _SPECS if required)
+
+
+def _well_typed(params: Mapping[str, Any], creating: bool) -> dict[str, Any] | None:
+    """``params`` with the whole numbers made so, when every field is present with a value of
+    its kind and nothing a create needs is missing (most rows: one pass over what is given);
+    None when anything is amiss (then each field is checked in the reference's order, and the
+    first problem is the one the API would report)."""
+    typed = {}
+    for name, value in params.items():
+        spec = _KINDS.get(name)
+        if spec is None:
+            typed[name] = value  # not an API field: left for the caller
+            continue
+        type_name, required = spec
+        if type_name == "string" and value.__class__ is str and (not required or value.strip()):
+            typed[name] = value
+            continue
+        cls = value.__class__
+        known = _JUDGED[name].get(value) if cls is int or cls is str else None
+        if known is None:  # not judged yet (or a value of another type: True == 1)
+            if value is None or value == "":
+                return None
+            known = _verdict(type_name, value, required)
+            if cls is int or cls is str:
+                judged = _JUDGED[name]
+                if len(judged) >= 20_000:
+                    judged.clear()
+                judged[value] = known
+        if known[0] is not None:
+            return None
+        typed[name] = known[1] if type_name in ("integer", "status") else value
+    if creating and not all(name in typed for name in _NEEDED):
+        return None
+    return typed
+
+
+def _verdict(kind: str, value: Any, required: bool) -> tuple[str | None, int | None]:
+    """``_type_problem`` of the value, and the value as a whole number (for the integer kinds),
+    each distinct value judged once."""
+    try:
+        key = (kind, value.__class__, value, required)
+        known = _VERDICTS.get(key)
+    except TypeError:  # an unhashable value: judged each time
+        return _type_problem(kind, value, required), _whole(value)
+    if known is None:
+        if len(_VERDICTS) >= 100_000:
+            _VERDICTS.clear()
+        known = _VERDICTS[key] = (_type_problem(kind, value, required), _whole(value))
+    return known
 
 
 def _whole(value: Any) -> int | None:
@@ -163,8 +225,9 @@ def _is_timestamp(value: str) -> bool:
     repeat: each distinct one is parsed once)."""
     if _TIMESTAMP.fullmatch(value) is None:
         return False
-    try:
-        datetime.strptime(value[:19], TIMESTAMP_FORMAT)
+    try:  # the pattern matched: the digits are where the API's format has them
+        datetime(int(value[:4]), int(value[5:7]), int(value[8:10]),
+                 int(value[11:13]), int(value[14:16]), int(value[17:19]))  # fmt: skip
     except ValueError:
         return False
     return True
@@ -222,8 +285,13 @@ def validate(
     default_venue: int | None = None,
 ) -> Payload | Outcome:
     """The payload ready to send (warnings added), or the ``invalid`` outcome that stops it."""
-    params = dict(payload.params)
-    finding = resolve_emails(params, directory)
+    params = payload.params
+    finding = None
+    if isinstance(params.get("assignedUserId"), Email) or isinstance(
+        params.get("contactId"), Email
+    ):
+        params = dict(params)  # resolved in place
+        finding = resolve_emails(params, directory)
     checked = None
     if finding is None:
         checked = check_params(params, directory, default_venue=default_venue)
@@ -238,9 +306,8 @@ def validate(
             warnings=payload.warnings,
         )
     assert checked is not None
-    return payload._replace(
-        params=checked.params, warnings=payload.warnings + tuple(checked.warnings)
-    )
+    warnings = payload.warnings + tuple(checked.warnings) if checked.warnings else payload.warnings
+    return Payload(payload.row, checked.params, payload.columns, warnings)
 
 
 __all__ = ["Checked", "Directory", "Email", "Finding", "check_params", "validate"]

@@ -218,8 +218,8 @@ def test_the_xlsx_writer_keeps_every_kind_of_value_and_writes_valid_parts(tmp_pa
     """The results' own XLSX writer: every part is well-formed XML; openpyxl and calamine (the
     readers the importer and its users use) read back each value as it was given; spaces at
     either end survive; what XML cannot hold becomes U+FFFD; a text is never a formula."""
-    import zipfile
     import xml.etree.ElementTree as ElementTree
+    import zipfile
     from datetime import date, time
 
     import python_calamine

@@ -233,3 +233,30 @@ def test_identical_rows_are_told_on_the_terminal_not_only_in_the_results(tmp_pat
         "1 row is identical to an earlier row (row 3; the results' warnings name the row "
         "each repeats): each is a task of its own" in warnings
     )
+
+
+_ANY_VALUE = st.one_of(
+    st.none(), st.just(""), st.just("  "), st.booleans(), st.integers(-2, 5), st.floats(0, 3),
+    st.sampled_from(["1", " 2 ", "x", "low", "High", "medium", "2026-03-04 10:15:00",
+                     "2026-02-30 10:15:00", "2026-03-04 10:15:00 UTC", "a name"]),
+)  # fmt: skip
+
+
+_FIELD_NAMES = ["id", "venueId", "leadId", "contactId", "companyId", "name", "endDatetime",
+                "priority", "assignedUserId", "status", "description", "other"]  # fmt: skip
+
+
+@given(st.dictionaries(st.sampled_from(_FIELD_NAMES), _ANY_VALUE))
+def test_the_one_pass_check_gives_the_verdict_of_the_check_in_the_references_order(params):
+    """check_params takes one pass over what is given when all is well: its verdict (payload,
+    error, warnings) is always the one of the field-by-field check in the reference's order."""
+    import sys
+    from unittest import mock
+
+    validate_module = sys.modules["importer.validate"]  # (importer.validate is the function)
+
+    quick = check_params(params)
+    with mock.patch.object(validate_module, "_well_typed", lambda params, creating: None):
+        ordered = check_params(params)
+    assert quick == ordered
+    assert [type(v) for v in quick.params.values()] == [type(v) for v in ordered.params.values()]
