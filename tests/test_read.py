@@ -395,6 +395,33 @@ def test_text_after_a_closing_quote_is_kept_as_spreadsheets_read_it_and_told():
     assert len([n for n in source.notes if "closing quote" in n]) == 2
 
 
+def test_a_big_file_with_text_after_a_closing_quote_is_read_by_the_reader_that_tells_of_it(
+    tmp_path, monkeypatch
+):
+    """pyarrow and pandas keep the text after a closing quote without a word: a big file that
+    may hold some is read by the record reader, which names each cell (a file with only a
+    quote inside a field that is not quoted, an inch mark, reads the same either way)."""
+    import importer.read as read_module
+
+    from .conftest import REPOSITORY
+
+    monkeypatch.setattr(read_module, "FAST_FROM", 0)  # every file counts as big
+    source = open_source(REPOSITORY / "tests" / "data" / "space-after-quote.csv")
+    count, _ = source.scan()
+    assert count == 39 and not (source.arrow or source.fast)
+    assert len([n for n in source.notes if "closing quote" in n]) == 2
+    assert {r.number: r.cells for r in source.rows()}[34]["Task"] == "Call the venue "
+
+    inches = tmp_path / "inches.csv"
+    inches.write_text("name,notes\n" + "".join(f'Pipe {n},"a 5"" pipe"\n' for n in range(30)))
+    clean = open_source(inches)
+    assert clean.scan()[0] == 30 and (clean.arrow or clean.fast)  # an escaped quote: fast
+    inches.write_text("name,notes\n" + "".join(f'Pipe {n},5" pipe\n' for n in range(30)))
+    stray = open_source(inches)
+    assert stray.scan()[0] == 30 and not (stray.arrow or stray.fast)
+    assert [r.cells["notes"] for r in stray.rows()][:1] == ['5" pipe'] and not stray.notes
+
+
 def test_a_quote_never_closed_is_refused_naming_its_record():
     """It would swallow every later row into one cell: refused, not read leniently."""
     from .conftest import REPOSITORY

@@ -30,6 +30,7 @@ from ._text import (
     detect_encoding,
     fast_batches,
     sniff_delimiter,
+    text_after_quote,
     text_batches,
     text_records,
 )
@@ -184,6 +185,8 @@ class Source:
             return count, seen
 
         big = self.path.stat().st_size >= FAST_FROM
+        if big and self.kind == "text" and text_after_quote(self.path, self.delimiter or ","):
+            big = False  # the record reader tells of each cell with text after its quote
         if self.kind == "text" and not (self.fast or self.arrow) and big:
             for reader in ("arrow", "fast"):
                 setattr(self, reader, True)

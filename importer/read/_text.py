@@ -408,6 +408,33 @@ def _skip_header(reader: Any, layout: Layout) -> None:
         start = reader.line_num + 1
 
 
+def text_after_quote(path: Path, delimiter: str, *, chunk: int = 8 << 20) -> bool:
+    """Whether the file may hold text after a closing quote (``"abc" ,x``), which the fast
+    readers keep as pyarrow and pandas do, without telling of it: a quote with text on both
+    sides (neither a quote, the delimiter nor a line end). A stray quote inside a field that
+    is not quoted (``5" pipe``) looks the same: either way the record reader reads the file,
+    and tells of each cell. (A quoted field that ends with the delimiter, ``"a;"b``, is missed:
+    its closing quote looks like an opening one.) Read in chunks: memory stays bounded."""
+    if not delimiter.isascii() or len(delimiter) != 1:
+        return True  # judged by the record reader
+    stop = delimiter.encode("ascii")
+    # A quote with text after it; then the byte before it says whether it opens a field.
+    pattern = re.compile(rb'"[^"' + re.escape(stop) + rb"\r\n]")
+    opening = frozenset(b'"\n\r' + stop)
+    tail = b""
+    with path.open("rb") as handle:
+        while block := handle.read(chunk):
+            # The last two bytes of the block before: a quote there is judged with the byte
+            # after it, and the byte before it.
+            text = tail + block
+            for found in pattern.finditer(text, max(len(tail) - 1, 0)):
+                at = found.start()
+                if at > 0 and text[at - 1] not in opening:
+                    return True
+            tail = text[-2:]
+    return False
+
+
 class NotFast(Exception):
     """The fast reader cannot read this file exactly as the record reader would."""
 
