@@ -200,18 +200,18 @@ def begin_run(
     if latest is not None and not options.journal.new_run:
         counts = journal.row_counts(latest.id)
         done = sum(n for result, n in counts.items() if result != "in_flight")
-        reached = _reached(done, counts["in_flight"])
+        reached, detail = _reached(done, counts["in_flight"])
         if latest.status != "finished" and options.key is None:
             raise UsageError(
-                f"run {latest.id} of {where} stopped after {reached} of {prepared.rows} rows: give "
-                "--resume to go on where it stopped (rows it may have sent are looked up, not "
-                "sent twice), or --new-run to begin a new run through every row (rows that "
-                "already have a task are updated or left unchanged, never created again)"
+                f"run {latest.id} of {where} stopped after {reached} of {prepared.rows} rows"
+                f"{detail}: give --resume to go on where it stopped (rows it may have sent are "
+                "looked up, not sent twice), or --new-run to begin a new run through every row "
+                "(rows that already have a task are updated or left unchanged, never created again)"
             )
         if latest.status != "finished":
             notes.append(
-                f"run {latest.id} of this source stopped after {reached} rows; this run goes "
-                f"through every row (--key: rows already imported are updated or left alone)"
+                f"run {latest.id} of this source stopped after {reached} rows{detail}; this run "
+                f"goes through every row (--key: rows already imported are updated or left alone)"
             )
         elif options.key is None and (counts["created"] or counts["updated"]):
             summary = ", ".join(f"{n} {r}" for r, n in sorted(counts.items()))
@@ -243,11 +243,12 @@ LOST_JOURNAL_ROWS = 3
 LOST_JOURNAL_PAGES = 5
 
 
-def _reached(done: int, in_flight: int) -> str:
-    """How far a stopped run got: its rows done, and those sent with no answer recorded."""
+def _reached(done: int, in_flight: int) -> tuple[int, str]:
+    """How far a stopped run got (its rows done, and those sent with no answer recorded), and
+    what to say of the rows in flight, if any."""
     if not in_flight:
-        return f"{done}"
-    return f"{done + in_flight} ({done} done, {in_flight} in flight: looked up first)"
+        return done, ""
+    return done + in_flight, f" ({done} done, {in_flight} in flight: looked up first)"
 
 
 async def refuse_a_lost_journal(

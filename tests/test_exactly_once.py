@@ -336,6 +336,11 @@ def test_a_killed_batch_run_is_settled_by_the_batch_api_before_any_look_up(
     process.send_signal(signal.SIGKILL)
     process.wait(timeout=10)
     assert server.tasks() == []  # killed while its batches wait in the queue
+    # A run again without --resume is refused, counting the rows sent with no answer too.
+    again = subprocess.run(command, env=env, capture_output=True, text=True, timeout=60)
+    assert again.returncode == 2, again.stderr
+    said = " ".join(again.stderr.split())
+    assert "stopped after 300 of 300 rows (0 done, 300 in flight: looked up first)" in said, said
     seen = len(server.get("/_sandbox/requests"))
     time.sleep(3.5)  # the queue runs them meanwhile
     done = subprocess.run([*command, "--resume", "--json"], env=env, capture_output=True,
