@@ -544,3 +544,41 @@ def test_a_short_file_showing_no_language_is_not_guessed_quietly(tmp_path):
     cafe = write(tmp_path, "fr.csv", "name,endDatetime\nCafé Noël,2026-12-01\n".encode("cp1252"))
     source = open_source(cafe)
     assert source.encoding == "cp1252" and next(source.rows()).cells["name"] == "Café Noël"
+
+
+@pytest.mark.parametrize(
+    ("name", "how"),
+    [
+        ("xor-protected.xls", "an .xls obfuscated by Excel's XOR method"),
+        ("rc4-protected.xls", "an encrypted .xls"),
+    ],
+)
+def test_a_password_protected_xls_is_refused_saying_so_never_read(name, how):
+    """tests/data/xor-protected.xls: an .xls whose FILEPASS record says it is obfuscated by
+    Excel's XOR method, its records' data scrambled (made from the calamine corpus's date.xls).
+    calamine reads such a file as if it were not protected (into scrambled cells) or fails on
+    it ("Codepage 5EEA not found"), which was told as a damaged file. rc4-protected.xls: the
+    same file saying RC4 encryption."""
+    from .conftest import REPOSITORY
+
+    with pytest.raises(SourceError) as caught:
+        open_source(REPOSITORY / "tests" / "data" / name)
+    said = str(caught.value)
+    assert f"the workbook is protected with a password ({how})" in said
+    assert "Encrypt with Password" in said and "damaged" not in said
+
+
+def test_an_xlsm_with_an_excel_4_macro_sheet_is_read_without_it_and_says_so():
+    """tests/data/excel4-macro-sheet.xlsm: a sheet of tasks and an Excel 4 macro sheet
+    (xl/macrosheets/), which calamine refuses the whole workbook for ("Unrecognized
+    sheet:type"). The tasks are read; the macro sheet is left out, and named."""
+    from .conftest import REPOSITORY
+
+    source = open_source(REPOSITORY / "tests" / "data" / "excel4-macro-sheet.xlsm")
+    assert source.sheet == "Tasks"
+    assert [r.cells for r in source.rows()] == [
+        {"name": "Call the venue", "endDatetime": "2026-12-01 10:00"}
+    ]
+    assert "'Macro1': an Excel 4 macro sheet, not read (macros never run)" in source.notes
+    with pytest.raises(SourceError, match="no sheet 'Macro1'; the sheets are: 'Tasks'"):
+        open_source(REPOSITORY / "tests" / "data" / "excel4-macro-sheet.xlsm", sheet="Macro1")

@@ -103,7 +103,7 @@ REFUSED = {
     "has_x000D_.xlsx": "row 1: no data rows below the header",
     "merge_cells.xlsx": "row 2, column 'B': a value in a column with no header",
     "merge_cells.xls": "row 2, column 'B': a value in a column with no header",
-    "pass_protected.xlsx": "password-protected",
+    "pass_protected.xlsx": "protected with a password (an encrypted workbook)",
 }
 
 

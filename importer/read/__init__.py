@@ -277,6 +277,7 @@ def _open_workbook(path: Path, requested: str | None, limits: ReadLimits) -> Sou
         _sheet_rows=read.iter_rows,
         _keep=read,
     )
+    source.notes.extend(read.notes)
     _mark_unsaved_formulas(source, read.column_offset)  # (an XLSX/XLSM's: others hold none)
     _check_first_rows(source)
     return source

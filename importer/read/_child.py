@@ -59,12 +59,97 @@ def column_letter(index: int) -> str:
     return letters
 
 
-def open_book(calamine: Any, path: str) -> Any:
+#: A compound file (an .xls, or an encrypted .xlsx).
+_CFB = b"\xd0\xcf\x11\xe0\xa1\xb1\x1a\xe1"
+#: The workbook globals' BOF record (BIFF8: version 0x0600, or BIFF5: 0x0500, type 0x0005),
+#: then perhaps WRITEPROT, then FILEPASS ([MS-XLS] 2.1.7.20.2): the file is obfuscated or
+#: encrypted, and its type (0: XOR, 1: RC4) follows.
+_FILEPASS = re.compile(
+    rb"\x09\x08(?:(?P<biff8>\x10\x00\x00\x06\x05\x00.{12})|\x08\x00\x00\x05\x05\x00.{4})"
+    rb"(?:\x86\x00\x00\x00)?\x2f\x00..(?P<kind>..)",
+    re.DOTALL,
+)
+_PROTECTED = (
+    "the workbook is protected with a password ({how}): open it in Excel with its password, "
+    "remove the password (File > Info > Protect Workbook > Encrypt with Password, then an "
+    "empty password) and save it, or save it as CSV"
+)
+#: An Excel 4 macro sheet, which calamine cannot read (and the tool never runs).
+_MACRO_SHEET = re.compile(
+    rb'<sheet\b[^>]*\bname="([^"]*)"[^>]*\br:id="([^"]+)"[^>]*/>', re.IGNORECASE
+)
+_MACRO_TYPE = "relationships/xlMacrosheet"
+
+
+def protection(path: str) -> str | None:
+    """How an .xls is protected with a password, if it is: its FILEPASS record says. (An .xls
+    obfuscated by Excel's XOR method is read by calamine as if it were not, into scrambled
+    cells: it is refused before, never read.)"""
+    with open(path, "rb") as handle:
+        if handle.read(8) != _CFB:
+            return None
+        handle.seek(0)
+        data = handle.read(64 << 20)
+    found = _FILEPASS.search(data)
+    if found is None:
+        return None
+    if found.group("biff8") is None or found.group("kind") == b"\x00\x00":  # BIFF5: XOR only
+        return "an .xls obfuscated by Excel's XOR method"
+    return "an encrypted .xls"
+
+
+def without_macro_sheets(path: str, folder: str) -> tuple[str, list[str]] | None:
+    """A copy of the workbook at ``path`` without its Excel 4 macro sheets (in ``folder``),
+    and their names; None when it has none."""
+    with zipfile.ZipFile(path) as archive:
+        try:
+            links = archive.read("xl/_rels/workbook.xml.rels")
+            book = archive.read("xl/workbook.xml")
+        except KeyError:
+            return None
+        macro_ids = set(
+            re.findall(rb'<Relationship\b[^>]*\bId="([^"]+)"[^>]*\bType="[^"]*'
+                       + _MACRO_TYPE.encode() + rb'"', links)
+            + re.findall(rb'<Relationship\b[^>]*\bType="[^"]*' + _MACRO_TYPE.encode()
+                         + rb'"[^>]*\bId="([^"]+)"', links)
+        )  # fmt: skip
+        if not macro_ids:
+            return None
+        names: list[str] = []
+
+        def drop(found: re.Match[bytes]) -> bytes:
+            if found.group(2) not in macro_ids:
+                return found.group(0)
+            names.append(found.group(1).decode("utf-8", "replace"))
+            return b""
+
+        book = _MACRO_SHEET.sub(drop, book)
+        copy = os.path.join(folder, "without-macro-sheets.xlsx")
+        with zipfile.ZipFile(copy, "w", zipfile.ZIP_DEFLATED, compresslevel=1) as out:
+            for item in archive.infolist():
+                if item.filename.lower().startswith("xl/macrosheets/"):
+                    continue
+                data = book if item.filename == "xl/workbook.xml" else archive.read(item)
+                out.writestr(item.filename, data)
+    return copy, names
+
+
+def open_book(calamine: Any, path: str, folder: str | None = None) -> tuple[Any, list[str]]:
+    """The workbook, and what to tell of how it was read."""
+    if (how := protection(path)) is not None:
+        raise Refused(_PROTECTED.format(how=how))
     try:
-        return calamine.CalamineWorkbook.from_path(path)
+        return calamine.CalamineWorkbook.from_path(path), []
     except calamine.PasswordError:
-        raise Refused("the workbook is password-protected: save an unprotected copy") from None
+        raise Refused(_PROTECTED.format(how="an encrypted workbook")) from None
     except (calamine.CalamineError, OSError, ValueError) as exc:
+        if "macrosheets" in str(exc) and folder is not None:
+            with contextlib.suppress(zipfile.BadZipFile, OSError, ValueError):
+                copied = without_macro_sheets(path, folder)
+                if copied is not None:
+                    book, _ = open_book(calamine, copied[0])
+                    said = ", ".join(map(repr, copied[1])) or "a sheet"
+                    return book, [f"{said}: an Excel 4 macro sheet, not read (macros never run)"]
         raise Refused(
             f"cannot read the workbook: it is damaged, truncated or not a spreadsheet ({exc})"
         ) from None
@@ -179,7 +264,7 @@ def run(job: dict[str, Any]) -> dict[str, Any]:
     import python_calamine as calamine
 
     limits = job["limits"]
-    book = open_book(calamine, job["path"])
+    book, notes = open_book(calamine, job["path"], job.get("folder"))
     if job["mode"] == "sheets":
         found = []
         for name, visible in worksheets(calamine, book):
@@ -188,7 +273,7 @@ def run(job: dict[str, Any]) -> dict[str, Any]:
                 check_size(name, sheet, limits)
                 if has_data(sheet):
                     found.append(name)
-        return {"sheets": found}
+        return {"sheets": found, "notes": notes}
     name, sheet = pick(calamine, book, job["sheet"])
     check_size(name, sheet, limits)
     with open(job["spool"], "wb") as out:
@@ -199,6 +284,7 @@ def run(job: dict[str, Any]) -> dict[str, Any]:
         "rows": rows,
         "column_offset": start[1],
         "date1904": uses_1904_dates(job["path"]),
+        "notes": notes,
     }
 
 

@@ -40,6 +40,8 @@ class Spooled:
     date1904: bool
     spool: Path
     _folder: Path = field(repr=False)
+    #: What to tell of how the workbook was read (a macro sheet left out).
+    notes: list[str] = field(default_factory=list)
 
     def __post_init__(self) -> None:
         weakref.finalize(self, shutil.rmtree, str(self._folder), True)
@@ -82,12 +84,13 @@ def read_workbook(path: Path, requested: str | None, limits: ReadLimits = LIMITS
     folder = Path(tempfile.mkdtemp(prefix="task-import-read-"))
     spool = folder / "rows.pickle"
     try:
-        answer = _child(path, limits, mode="read", sheet=requested, spool=str(spool))
+        answer = _child(path, limits, mode="read", sheet=requested, spool=str(spool),
+                        folder=str(folder))  # fmt: skip
     except BaseException:
         shutil.rmtree(folder, ignore_errors=True)
         raise
     read = Spooled(answer["sheet"], answer["rows"], answer["column_offset"],
-                   answer["date1904"], spool, folder)  # fmt: skip
+                   answer["date1904"], spool, folder, list(answer.get("notes", [])))  # fmt: skip
     with _lock:
         _recent[key] = read
         while len(_recent) > _KEPT:
@@ -98,7 +101,11 @@ def read_workbook(path: Path, requested: str | None, limits: ReadLimits = LIMITS
 def sheets_with_data(path: Path, limits: ReadLimits = LIMITS) -> list[str]:
     """The visible sheets of the workbook at ``path`` that hold data, in order."""
     _check(path, limits)
-    return list(_child(path, limits, mode="sheets")["sheets"])
+    folder = tempfile.mkdtemp(prefix="task-import-read-")
+    try:
+        return list(_child(path, limits, mode="sheets", folder=folder)["sheets"])
+    finally:
+        shutil.rmtree(folder, ignore_errors=True)
 
 
 def _check(path: Path, limits: ReadLimits) -> None:
