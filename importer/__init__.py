@@ -37,7 +37,7 @@ from ._api import (
     validate_async,
 )
 from .client import ApiError, AuthError, Credentials, IvvyClient, IvvyError, TransportError
-from .errors import Error, ImporterError, RunFailed, SourceError, UsageError
+from .errors import AmbiguousEncoding, Error, ImporterError, RunFailed, SourceError, UsageError
 from .map import MappingFile, load_mapping_file
 from .model import Outcome, ProgressEvent, RowResult
 from .options import DateOptions, JournalOptions, RunOptions, SourceOptions
@@ -46,6 +46,7 @@ from .send import SendOptions
 from .summary import RunSummary
 
 __all__ = [
+    "AmbiguousEncoding",
     "ApiError",
     "AuthError",
     "Credentials",

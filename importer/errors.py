@@ -60,6 +60,18 @@ class SourceError(ImporterError):
         super().__init__(f"{', '.join(where)}: {message}")
 
 
+class AmbiguousEncoding(SourceError):
+    """A text file that is not UTF-8 reads cleanly in more than one encoding, differently: the
+    person chooses (``--encoding``; on the page, from the readings). ``readings``: each
+    candidate encoding, the language its reading shows (or None), and a line read so."""
+
+    def __init__(
+        self, message: str, *, path: str | Path, readings: list[tuple[str, str | None, str]]
+    ) -> None:
+        super().__init__(message, path=path)
+        self.readings = readings
+
+
 class EmptySource(SourceError):
     """A table with its header and no data rows."""
 

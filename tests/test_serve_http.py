@@ -206,6 +206,38 @@ def test_a_workbook_with_several_sheets_asks_which(served, tmp_path):
         assert str(mapped.url).endswith("/map") and "1 rows to import" in mapped.text
 
 
+def test_a_text_file_that_reads_two_ways_asks_which_and_the_run_reads_it_so(served, sandbox):
+    """tests/data/turkish-cp1254.csv reads cleanly as cp1254 (Turkish) and as cp1257 (Baltic):
+    the page shows each reading, and the one picked is how the check, and the import, read
+    it (iVvy receives the Turkish letters)."""
+    from .conftest import REPOSITORY
+
+    data = (REPOSITORY / "tests" / "data" / "turkish-cp1254.csv").read_bytes()
+    address = served()
+    with httpx.Client(follow_redirects=True) as client:
+        token = csrf_of(client, address)
+        asked = upload(client, address, data, "turkish.csv", token)
+        assert str(asked.url).endswith("/encoding"), asked.text
+        assert 'value="cp1254"' in asked.text and 'value="cp1257"' in asked.text
+        assert "Teklif gönder ğ ş ı" in asked.text  # the line as each reads it
+        assert "--encoding" not in asked.text
+        wrong = client.post(asked.url, data={"csrf": token, "encoding": "utf-16"})
+        assert wrong.status_code == 400
+        mapped = client.post(asked.url, data={"csrf": token, "encoding": "cp1254"})
+        assert str(mapped.url).endswith("/map"), mapped.text
+        assert "read as <code>cp1254</code>" in mapped.text and "rows to import" in mapped.text
+        base = str(mapped.url).removesuffix("/map")
+        page = checked(client, base)
+        assert page.status_code == 200
+        started = client.post(f"{base}/import", data={"csrf": token})
+        assert started.status_code == 200
+        deadline = time.monotonic() + 60
+        while len(sandbox.tasks()) < 2:
+            assert time.monotonic() < deadline
+            time.sleep(0.1)
+    assert "Teklif gönder ğ ş ı" in {t["name"] for t in sandbox.tasks()}
+
+
 def test_an_unreadable_file_shows_the_reader_s_message(served):
     address = served()
     with httpx.Client(follow_redirects=True) as client:

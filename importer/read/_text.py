@@ -19,7 +19,7 @@ from typing import Any
 
 import charset_normalizer
 
-from ..errors import SourceError
+from ..errors import AmbiguousEncoding, SourceError
 from ._limits import LIMITS
 from ._table import Batch, Layout, Record, batch_of
 
@@ -69,11 +69,12 @@ def detect_encoding(
             for encoding, language, line in ambiguous.readings
         )
         choices = " or ".join(f"--encoding {e}" for e, _, _ in ambiguous.readings)
-        raise SourceError(
+        raise AmbiguousEncoding(
             f"the text is not UTF-8, and it reads cleanly in more than one encoding, "
             f"differently: {told}. Give the one that reads right: {choices} (or save the file "
             "as 'CSV UTF-8')",
             path=path,
+            readings=ambiguous.readings,
         ) from None
     if guess is None:
         raise SourceError(
@@ -85,6 +86,33 @@ def detect_encoding(
         f"{path.name} is not UTF-8: read as {guess}, the encoding whose reading shows a language "
         "best (give --encoding to choose another)"
     )
+
+
+def encoding_choices(path: Path, first: Sequence[str] = ()) -> list[tuple[str, str]]:
+    """The encodings that read the text file at ``path`` without an error or a control
+    character, each with its
+    reading of the first line that differs between them (``first`` first, then UTF-8 and the
+    likely code pages); encodings that read the file alike are one choice. At most 12."""
+    with path.open("rb") as handle:
+        sample = handle.read(_CHUNK)
+    lines = sample.splitlines()
+    line = next((n for n, raw in enumerate(lines) if not raw.isascii()), 0)
+    choices: list[tuple[str, str]] = []
+    seen: set[str] = set()
+    whole = len(sample) < _CHUNK
+    for encoding in dict.fromkeys([*first, "utf-8", *_LIKELY]):
+        try:  # the first megabyte (the run checks the whole file in the encoding chosen)
+            text = codecs.getincrementaldecoder(encoding)().decode(sample, final=whole)
+        except (UnicodeDecodeError, LookupError):
+            continue
+        if _C1.search(text) or text in seen:
+            continue
+        seen.add(text)
+        shown = text.splitlines()
+        choices.append((encoding, (shown[line] if line < len(shown) else "")[:80]))
+        if len(choices) >= 12:
+            break
+    return choices
 
 
 def _refuse_binary(path: Path, head: bytes) -> None:

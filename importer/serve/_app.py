@@ -27,14 +27,14 @@ from starlette.staticfiles import StaticFiles
 from starlette.templating import Jinja2Templates
 
 from ..client import Credentials, IvvyClient, IvvyError
-from ..errors import ImporterError
+from ..errors import AmbiguousEncoding, ImporterError
 from ..fields import describe_code
 from ..map import TARGETS
 from ..options import RunOptions
 from ..pipeline import run_import, validate_source
 from ..prepare import prepare
 from ..profiles import PROFILES
-from ..read import WORKBOOK_SUFFIXES, list_sheets
+from ..read import WORKBOOK_SUFFIXES, detect_encoding, encoding_choices, list_sheets
 from ..summary import RunSummary
 from ._guard import Guard, NotFound, Secured, check_csrf
 from ._jobs import collect_verdicts, off_loop
@@ -82,6 +82,10 @@ class ServeConfig:
     stop_wait: float = 3.0
 
 
+#: Encodings that need no choosing (a legacy one is shown, with a way to change it).
+_UNICODE = frozenset({"utf_8", "utf_8_sig", "ascii", "utf_16", "utf_16_le", "utf_16_be"})
+
+
 def loopback_hosts(port: int) -> frozenset[str]:
     """The Host values of a page served on loopback at ``port``."""
     return frozenset(f"{name}:{port}" for name in ("127.0.0.1", "localhost", "[::1]"))
@@ -101,6 +105,7 @@ class Page:
                 Route("/", self.home),
                 Route("/upload", self.upload, methods=["POST"]),
                 Route("/u/{id}/sheet", self.sheet, methods=["GET", "POST"]),
+                Route("/u/{id}/encoding", self.encoding, methods=["GET", "POST"]),
                 Route("/u/{id}/map", self.mapping, methods=["GET", "POST"]),
                 Route("/u/{id}/mapping.toml", self.mapping_file),
                 Route("/u/{id}/check", self.check, methods=["GET", "POST"]),
@@ -149,6 +154,7 @@ class Page:
         more.setdefault("update_existing", False)
         return RunOptions(
             sheet=upload.sheet,
+            encoding=upload.encoding,
             profile=upload.profile if not upload.choices else None,
             mapping=mapping if upload.choices else None,
             fixes=dict(upload.fixes) or None,
@@ -210,7 +216,44 @@ class Page:
                 return self._refuse(request, 400, message)
             if len(sheets) > 1:
                 return RedirectResponse(f"/u/{upload.id}/sheet", status_code=303)
+        else:
+            try:
+                await off_loop(lambda: detect_encoding(upload.path))
+            except AmbiguousEncoding:  # the person reads which is right
+                return RedirectResponse(f"/u/{upload.id}/encoding", status_code=303)
+            except ImporterError:
+                pass  # the map step says what is wrong, with the file's columns where it can
         return RedirectResponse(f"/u/{upload.id}/map", status_code=303)
+
+    async def encoding(self, request: Request) -> Response:
+        """Which encoding reads the text file right: each that reads it, with a line read so
+        (the readings the importer could not choose between first)."""
+        upload = self._upload(request)
+        if upload.path.suffix.lower() in WORKBOOK_SUFFIXES:
+            return RedirectResponse(f"/u/{upload.id}/map", status_code=303)  # no encoding
+        form = await request.form() if request.method == "POST" else None
+        if form is not None:
+            check_csrf(request, form.get("csrf"))
+        ambiguous: list[str] = []
+        detected: str | None = None
+        try:
+            detected, _ = await off_loop(lambda: detect_encoding(upload.path))
+        except AmbiguousEncoding as exc:
+            ambiguous = [encoding for encoding, _, _ in exc.readings]
+        except ImporterError as exc:
+            return self._refuse(request, 400, self.plain(exc, upload))
+        first = [e for e in (upload.encoding, *ambiguous, detected) if e]
+        choices = await off_loop(lambda: encoding_choices(upload.path, first))
+        if form is not None:
+            chosen = str(form.get("encoding") or "")
+            if chosen not in {e for e, _ in choices}:
+                return self._refuse(request, 400, f"{chosen!r} does not read {upload.name}.")
+            upload.encoding = chosen
+            self._save(upload)
+            return RedirectResponse(f"/u/{upload.id}/map", status_code=303)
+        current = upload.encoding or detected
+        return self.render(request, "encoding.html", upload=upload, choices=choices,
+                           current=current, unsure=bool(ambiguous))  # fmt: skip
 
     async def sheet(self, request: Request) -> Response:
         upload = self._upload(request)
@@ -259,6 +302,8 @@ class Page:
         options = self.options(upload)
         try:
             headers, mapping = await off_loop(lambda: mapped_so_far(upload.path, options))
+        except AmbiguousEncoding:
+            return RedirectResponse(f"/u/{upload.id}/encoding", status_code=303)
         except ImporterError as exc:
             return self.render(request, "mapping.html", upload=upload,
                                error=self.plain(exc, upload), rows=[], profiles=PROFILES,
@@ -266,17 +311,21 @@ class Page:
         rows = describe_mapping(headers, mapping, upload.choices)
         error: str | None = None
         warnings, count = list(mapping.warnings), None
+        encoding: str | None = None
         try:
             prepared = await off_loop(lambda: prepare(upload.path, options))
             warnings, count = prepared.warnings, prepared.rows
+            encoding = prepared.source.encoding
         except ImporterError as exc:
             # The columns are shown all the same, to choose what is missing.
             error = self.plain(exc, upload).replace(
                 "Rename a column, or give --mapping or --profile",
                 "Choose below which column holds it.",
             )
+        legacy = encoding is not None and encoding.replace("-", "_") not in _UNICODE
         return self.render(request, "mapping.html", upload=upload, rows=rows, error=error,
-                           profiles=PROFILES, warnings=warnings, count=count)  # fmt: skip
+                           profiles=PROFILES, warnings=warnings, count=count,
+                           encoding=encoding if legacy else None)  # fmt: skip
 
     async def mapping_file(self, request: Request) -> Response:
         upload = self._upload(request)

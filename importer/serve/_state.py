@@ -106,6 +106,8 @@ class Upload:
     folder: Path
     name: str
     sheet: str | None = None
+    #: The text file's encoding, chosen on the page (None: detected).
+    encoding: str | None = None
     profile: str | None = None
     #: Column → field chosen on the page (None: not imported).
     choices: dict[str, str | None] = field(default_factory=dict)
@@ -124,9 +126,11 @@ class Upload:
     checking: asyncio.Lock = field(default_factory=asyncio.Lock, repr=False)
 
     def decided(self) -> tuple[Any, ...]:
-        """What a check depends on: the sheet, the profile, the choices, the corrections."""
+        """What a check depends on: the sheet, the encoding, the profile, the choices, the
+        corrections."""
         return (
             self.sheet,
+            self.encoding,
             self.profile,
             tuple(sorted((k, v or "") for k, v in self.choices.items())),
             tuple(sorted(self.fixes.items())),
@@ -160,6 +164,7 @@ class Upload:
         data = {
             "name": self.name,
             "sheet": self.sheet,
+            "encoding": self.encoding,
             "profile": self.profile,
             "choices": self.choices,
             "corrections": {
@@ -242,6 +247,7 @@ def _load(folder: Path) -> Upload | None:
         folder=folder,
         name=data["name"],
         sheet=data.get("sheet"),
+        encoding=data.get("encoding"),
         profile=data.get("profile"),
         choices=data.get("choices") or {},
         corrections={
