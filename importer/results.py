@@ -249,7 +249,14 @@ class CsvResults(ResultsWriter):
         values += outcome_cells(row, outcome, origin)
         first = _FIRST  # most cells are text that starts with no formula start: kept as they are
         self._writer.writerow(
-            [v if v.__class__ is str and v[:1] not in first else _csv_cell(v) for v in values]
+            [
+                v
+                if (v.__class__ is str and v[:1] not in first) or v.__class__ is int
+                else ""
+                if v is None
+                else _csv_cell(v)
+                for v in values
+            ]
         )
         self.rows += 1
 
