@@ -14,6 +14,7 @@ formula at all.
 
 from __future__ import annotations
 
+import math
 import re
 import zipfile
 from collections.abc import Sequence
@@ -145,10 +146,12 @@ def cell(value: Any, style: int = 0) -> str:
         return "<c/>"
     if kind is bool:
         return f'<c t="b"><v>{int(value)}</v></c>'
-    if kind is int or kind is float:
-        if value != value or value in (float("inf"), float("-inf")):  # no XML number for these
+    if kind is int:
+        return f"<c><v>{value}</v></c>"
+    if kind is float:
+        if not math.isfinite(value):  # no number of a sheet's is NaN or infinite
             return cell(str(value), style)
-        return f"<c><v>{value!r}</v></c>" if kind is float else f"<c><v>{value}</v></c>"
+        return f"<c><v>{value!r}</v></c>"
     if isinstance(value, datetime):
         if value.tzinfo is not None:  # a sheet's dates have no zone: written as the text it is
             return cell(value.isoformat(sep=" "), style)

@@ -283,9 +283,9 @@ def _xlsx_value(value: Any) -> Any:
         return neutralise(value) if value[:1] == "'" else value
     if kind is float:
         return whole(value)
-    if value is None or kind is int or isinstance(value, time | date | datetime | bool | int):
+    if value is None or isinstance(value, time | date | datetime | bool | int):
         return value
-    if isinstance(value, float):
+    if isinstance(value, float):  # a float's subclass (numpy's)
         return whole(value)
     return _xlsx_text(str(value))
 

@@ -19,6 +19,7 @@ import os
 import pickle
 import re
 import resource
+import shutil
 import signal
 import sys
 import zipfile
@@ -129,8 +130,11 @@ def without_macro_sheets(path: str, folder: str) -> tuple[str, list[str]] | None
             for item in archive.infolist():
                 if item.filename.lower().startswith("xl/macrosheets/"):
                     continue
-                data = book if item.filename == "xl/workbook.xml" else archive.read(item)
-                out.writestr(item.filename, data)
+                if item.filename == "xl/workbook.xml":
+                    out.writestr(item.filename, book)
+                    continue
+                with archive.open(item) as part, out.open(item.filename, "w") as copied:
+                    shutil.copyfileobj(part, copied, 1 << 20)  # streamed: memory stays bounded
     return copy, names
 
 
