@@ -369,3 +369,87 @@ def test_a_correction_re_checks_its_row_alone_unless_the_whole_column_reads_anew
             data={"csrf": token, "row": "22", "column": "endDatetime", "value": "13/04/2026 10:00"},
         )
         assert validation.stat().st_mtime_ns != written
+
+
+def test_a_second_import_waits_its_turn_then_runs_and_the_home_page_lists_both(
+    make_sandbox, tmp_path
+):
+    """Imports share the target's journal: a second one started while the first runs waits
+    its turn (saying so, and naming the first), then runs by itself; the home page lists the
+    imports going on, so a closed tab is not a dead end. Each row is made once."""
+    server = make_sandbox(latency_ms=20)
+    process, address = start_page(server, tmp_path)
+    try:
+        with httpx.Client(follow_redirects=True, timeout=60) as client:
+            token = csrf_of(client, address)
+            first = "".join(f"Alpha {n},2026-12-01 10:00\n" for n in range(300))
+            a = str(upload(client, address, "name,endDatetime\n" + first, "alpha.csv", token).url)
+            b = str(upload(client, address, "name,endDatetime\nBeta,2026-12-02 10:00\n",
+                           "beta.csv", token).url)  # fmt: skip
+            a, b = a.removesuffix("/map"), b.removesuffix("/map")
+            client.post(f"{a}/import", data={"csrf": token})
+            waiting = client.post(f"{b}/import", data={"csrf": token})
+            assert "Waiting for its turn" in waiting.text and "alpha.csv" in waiting.text
+            assert client.get(f"{b}/progress").json()["queued"] is True
+            home = client.get(address).text
+            assert "Imports going on" in home and f'href="/u/{b.rsplit("/", 1)[1]}/import"' in home
+            assert "waiting for its turn" in home
+            deadline = time.monotonic() + 90
+            while not client.get(f"{b}/progress").json()["finished"]:
+                assert time.monotonic() < deadline
+                time.sleep(0.2)
+            assert client.get(f"{a}/progress").json()["counts"] == {"created": 300}
+            done = client.get(f"{b}/progress").json()
+            assert done["error"] is None and done["counts"] == {"created": 1}
+    finally:
+        process.terminate()
+        process.wait(timeout=20)
+    names = [t["name"] for t in server.tasks()]
+    assert len(names) == 301 and len(set(names)) == 301
+
+
+def test_every_dead_end_has_a_way_on(served, tmp_path):
+    """A file the page cannot map (empty, malformed, a sheet with no table) shows its error on
+    the Map step with a way to upload another file or pick another sheet; an upload that is
+    gone answers a page with a way on; after an import and its download, every step answers
+    a page, never a bare error."""
+    import openpyxl
+
+    address = served()
+    with httpx.Client(follow_redirects=True) as client:
+        token = csrf_of(client, address)
+        for name, body in (("empty.csv", ""), ("bad.csv", "name,endDatetime\nA,2026,x\n")):
+            page = upload(client, address, body, name, token)
+            assert page.status_code == 400 and 'href="/"' in page.text
+            assert "Upload another file" in page.text and "Read it in another encoding" in page.text
+        book = openpyxl.Workbook()
+        book.active.title = "Notes"
+        book.active.append(["1", 2])
+        book.create_sheet("Tasks").append(["name", "endDatetime"])
+        book["Tasks"].append(["Call", "2026-12-01 10:00"])
+        path = tmp_path / "two.xlsx"
+        book.save(path)
+        asked = upload(client, address, path.read_bytes(), "two.xlsx", token)
+        wrong = client.post(asked.url, data={"csrf": token, "sheet": "Notes"})
+        assert wrong.status_code == 400 and "Pick another sheet" in wrong.text
+        base = str(wrong.url).removesuffix("/map")
+        assert f'href="/u/{base.rsplit("/", 1)[1]}/sheet"' in wrong.text
+        right = client.post(f"{base}/sheet", data={"csrf": token, "sheet": "Tasks"})
+        assert "1 rows to import" in right.text
+        checked(client, base)
+        client.post(f"{base}/import", data={"csrf": token})
+        deadline = time.monotonic() + 60
+        while not client.get(f"{base}/progress").json()["finished"]:
+            assert time.monotonic() < deadline
+            time.sleep(0.1)
+        assert client.get(f"{base}/results.xlsx").status_code == 200
+        for step in ("map", "check", "import", "sheet", "encoding", "corrected", "to-fix.xlsx"):
+            answer = client.get(f"{base}/{step}")
+            assert answer.status_code == 200, (step, answer.status_code, answer.text[:200])
+            assert answer.headers["content-type"].startswith(
+                ("text/html", "application/vnd.openxmlformats")
+            ), step
+        client.post(f"{base}/remove", data={"csrf": token})
+        gone = client.get(f"{base}/map")
+        assert gone.status_code == 404 and "<h2>No such upload</h2>" in gone.text
+        assert 'href="/"' in gone.text

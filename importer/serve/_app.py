@@ -12,7 +12,7 @@ import asyncio
 import dataclasses
 import logging
 from collections import Counter
-from collections.abc import AsyncIterator, Collection
+from collections.abc import AsyncIterator, Callable, Collection, Coroutine
 from contextlib import asynccontextmanager
 from dataclasses import dataclass
 from pathlib import Path
@@ -97,6 +97,10 @@ class Page:
     def __init__(self, config: ServeConfig) -> None:
         self.config = config
         self.uploads = Uploads(config.uploads)
+        #: One import at a time (they share the target's journal): the others wait their turn.
+        self._importing = asyncio.Lock()
+        #: The upload whose import holds the turn.
+        self._importer: Upload | None = None
         folder = Path(__file__).with_name("templates")
         self.templates = Jinja2Templates(directory=str(folder))
         self.templates.env.globals["targets"] = TARGETS
@@ -177,8 +181,10 @@ class Page:
     # -- routes -------------------------------------------------------------------------
 
     async def home(self, request: Request) -> Response:
-        waiting = [u for u in self.uploads.by_id.values() if u.needs_resume]
-        return self.render(request, "upload.html", waiting=waiting,
+        uploads = list(self.uploads.by_id.values())
+        waiting = [u for u in uploads if u.needs_resume]
+        running = [u for u in uploads if u.progress is not None and not u.progress.finished]
+        return self.render(request, "upload.html", waiting=waiting, running=running,
                            limit_mb=self.config.max_upload >> 20, suffixes=SUFFIXES)  # fmt: skip
 
     async def upload(self, request: Request) -> Response:
@@ -520,21 +526,21 @@ class Page:
                             update_existing=form.get("update_existing") == "1")  # fmt: skip
             return RedirectResponse(f"/u/{upload.id}/import", status_code=303)
         progress = upload.progress
+        busy = self._importer.name if self._importer is not None else None
         return self.render(request, "import.html", upload=upload, progress=progress,
-                           summary=progress.summary if progress else None)  # fmt: skip
+                           summary=progress.summary if progress else None,
+                           busy=busy)  # fmt: skip
 
     def _start(
         self, upload: Upload, *, resume: bool, new_run: bool, update_existing: bool = False
     ) -> None:
         progress = Progress()
-        was_imported = upload.imported
-        upload.progress, upload.imported, upload.finished = progress, True, False
-        upload.save()
+        upload.progress = progress
 
         options = self.options(upload, results=upload.results_path, resume=resume,
                                new_run=new_run, update_existing=update_existing)  # fmt: skip
 
-        async def run() -> Any:
+        async def run() -> RunSummary:
             # In a thread of its own, on a loop of its own: the page answers meanwhile.
             async with IvvyClient(self.config.credentials) as client:
                 return await run_import(upload.path, client, options, stop=progress.stopper(),
@@ -542,25 +548,50 @@ class Page:
 
         async def go() -> None:
             try:
-                summary = await off_loop(lambda: asyncio.run(run()))
-                progress.summary = summary
-                upload.finished = not summary.interrupted
-                if upload.finished:
-                    results = upload.results_path
-                    upload.downloads["results"] = results.read_bytes()
-                    upload.downloads["to-fix"] = await off_loop(lambda: rows_to_fix(results))
-            except (ImporterError, IvvyError) as exc:
-                # Refused before anything was sent: the upload is as it was before.
-                upload.imported = was_imported
-                progress.error = self.plain(exc, upload)
-            except Exception as exc:  # shown on the page, logged with its details
-                log.exception("import of %s failed", upload.name)
-                progress.error = f"unexpected error ({type(exc).__name__}); see the server's log"
+                progress.queued = self._importing.locked()
+                async with self._importing:  # its turn: the imports share the journal
+                    progress.queued = False
+                    if progress.stopped:  # stopped (or the server stopping) before its turn
+                        progress.error = "stopped before it began: nothing was sent"
+                        return
+                    was_imported = upload.imported
+                    upload.imported, upload.finished = True, False
+                    upload.save()
+                    self._importer = upload
+                    try:
+                        await self._import(upload, progress, run, was_imported)
+                    finally:
+                        self._importer = None
             finally:
+                progress.queued = False
                 progress.finished = True
                 upload.save()
 
         progress.task = asyncio.get_running_loop().create_task(go())
+
+    async def _import(
+        self,
+        upload: Upload,
+        progress: Progress,
+        run: Callable[[], Coroutine[Any, Any, RunSummary]],
+        was_imported: bool,
+    ) -> None:
+        """The import of ``upload``, its turn come; its results kept for the page."""
+        try:
+            summary = await off_loop(lambda: asyncio.run(run()))
+            progress.summary = summary
+            upload.finished = not summary.interrupted
+            if upload.finished:
+                results = upload.results_path
+                upload.downloads["results"] = results.read_bytes()
+                upload.downloads["to-fix"] = await off_loop(lambda: rows_to_fix(results))
+        except (ImporterError, IvvyError) as exc:
+            # Refused before anything was sent: the upload is as it was before.
+            upload.imported = was_imported
+            progress.error = self.plain(exc, upload)
+        except Exception as exc:  # shown on the page, logged with its details
+            log.exception("import of %s failed", upload.name)
+            progress.error = f"unexpected error ({type(exc).__name__}); see the server's log"
 
     async def progress(self, request: Request) -> Response:
         upload = self._upload(request)
@@ -606,6 +637,8 @@ class Page:
         progress = upload.progress
         if progress is not None and progress.task is not None and not progress.finished:
             progress.stop_run()
+            if progress.queued:  # nothing of it sent: it stops waiting at once
+                progress.task.cancel()
             await asyncio.wait([progress.task], timeout=self.config.stop_wait)
         self.uploads.forget(upload)
         return RedirectResponse("/", status_code=303)

@@ -126,12 +126,22 @@ class Guard:
         try:
             await self.app(scope, receive, send_with_cookies)
         except NotFound:
-            await Response("No such upload (it may have been removed).",
-                           status_code=404)(scope, receive, send_with_cookies)  # fmt: skip
+            await Response(_GONE, status_code=404,
+                           media_type="text/html")(scope, receive, send_with_cookies)  # fmt: skip
         except CsrfError:
             await _refused(
                 "Refused: the form's token is missing or stale. Reload the page and try again."
             )(scope, receive, send_with_cookies)
+
+
+#: The page for an upload that is not here (removed, or gone with a restart): a way on.
+_GONE = (
+    '<!doctype html><html lang="en"><head><meta charset="utf-8"><title>No such upload</title>'
+    '<meta name="viewport" content="width=device-width, initial-scale=1">'
+    '<link rel="stylesheet" href="/static/page.css"></head><body><main>'
+    "<h2>No such upload</h2><p>It may have been removed from this computer.</p>"
+    '<p><a href="/" class="button primary">Upload a file</a></p></main></body></html>'
+)
 
 
 def _refused(text: str) -> Response:

@@ -31,6 +31,8 @@ class Progress:
     failures: int = 0
     began: float = field(default_factory=time.monotonic)
     finished: bool = False
+    #: Waiting for another import to end (one import at a time: they share the journal).
+    queued: bool = False
     error: str | None = None
     summary: RunSummary | None = None
     task: asyncio.Task[Any] | None = None
@@ -72,6 +74,7 @@ class Progress:
             "rows_per_second": round(rate, 1),
             "eta_seconds": round(left) if left is not None else None,
             "finished": self.finished,
+            "queued": self.queued,
             "error": self.error,
         }
 

@@ -29,7 +29,10 @@ document.addEventListener("DOMContentLoaded", () => {
     const poll = async () => {
       const answer = await fetch(box.dataset.url, { credentials: "same-origin" });
       const state = await answer.json();
-      if (state.finished) { window.location.reload(); return; }
+      if (state.finished || (box.dataset.queued === "1" && !state.queued)) {
+        window.location.reload();  // done, or its turn has come
+        return;
+      }
       const bar = document.getElementById("bar");
       bar.max = state.total || 1;
       bar.value = state.done;
