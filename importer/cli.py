@@ -857,6 +857,30 @@ def ping(use_sandbox: bool) -> None:
 LOOPBACK = ("127.0.0.1", "localhost", "::1")
 
 
+def _check_credentials(credentials: Credentials) -> None:
+    """Before the page starts: the account must take the key, or the page would only say
+    so when a person's import fails. UsageError (exit 2) saying what to fix when it refuses
+    it; a warning when it does not answer (the page starts: imports wait until it does)."""
+
+    async def go() -> None:
+        async with IvvyClient(credentials, read_attempts=2) as client:
+            await client.ping()
+
+    try:
+        asyncio.run(go())
+    except AuthError as exc:
+        raise UsageError(
+            f"{credentials.target} refused the API key ({exc}): check IVVY_API_KEY and "
+            "IVVY_API_SECRET (or the --config file) and IVVY_REGION, then start the page again"
+        ) from None
+    except IvvyError as exc:
+        click.echo(
+            f"warning: {credentials.target} did not answer a ping ({exc}): the page starts, "
+            "and imports fail until it answers",
+            err=True,
+        )
+
+
 @main.command("serve")
 @click.option(
     "--host",
@@ -905,6 +929,8 @@ def serve_command(
         _state(state, use_sandbox) as journal,
         tempfile.TemporaryDirectory(prefix="task-import-serve-") as scratch,
     ):
+        if not use_sandbox:
+            _check_credentials(credentials)
         uploads = (
             Path(scratch) / "uploads"
             if use_sandbox

@@ -453,3 +453,22 @@ def test_every_dead_end_has_a_way_on(served, tmp_path):
         gone = client.get(f"{base}/map")
         assert gone.status_code == 404 and "<h2>No such upload</h2>" in gone.text
         assert 'href="/"' in gone.text
+
+
+def test_a_wrong_secret_stops_the_page_at_its_start_saying_what_to_fix(sandbox):
+    """The page checks the credentials before it starts: a secret the account refuses ends it
+    (exit 2) with what to fix, instead of a 401 shown on the page at the first import."""
+    import os
+    import subprocess
+    import sys
+
+    from .test_cli_run import env_for
+
+    env = {**os.environ, **env_for(sandbox), "IVVY_API_SECRET": "not-the-secret"}
+    done = subprocess.run([sys.executable, "-m", "importer.cli", "serve", "--port", "0"],
+                          env=env, capture_output=True, text=True, timeout=60)  # fmt: skip
+    assert done.returncode == 2, done.stderr
+    said = " ".join(done.stderr.split())
+    assert "refused the API key" in said and "check IVVY_API_KEY and IVVY_API_SECRET" in said
+    assert "Traceback" not in done.stderr and "not-the-secret" not in done.stderr
+    assert "The import page" not in done.stderr
