@@ -472,3 +472,38 @@ def test_a_wrong_secret_stops_the_page_at_its_start_saying_what_to_fix(sandbox):
     assert "refused the API key" in said and "check IVVY_API_KEY and IVVY_API_SECRET" in said
     assert "Traceback" not in done.stderr and "not-the-secret" not in done.stderr
     assert "The import page" not in done.stderr
+
+
+def test_the_map_step_takes_the_settings_a_run_takes_and_names_no_command_line_option(
+    served, sandbox
+):
+    """Dates like 03/04/2026 in a sheet written in Sydney: the page says the date order is to
+    be chosen, in its own words (no "--date-order"); the time zone and the date order given
+    under Settings are how the check and the import read the dates (iVvy receives UTC)."""
+    address = served()
+    sheet = "name,endDatetime\nCall,03/04/2026 10:00\nSend,05/06/2026 10:00\n"
+    with httpx.Client(follow_redirects=True) as client:
+        token = csrf_of(client, address)
+        mapped = upload(client, address, sheet, "sydney.csv", token)
+        assert "read as UTC unless you name the zone" in mapped.text
+        base = str(mapped.url).removesuffix("/map")
+        first = checked(client, base)
+        assert "ambiguous" in first.text and "date order, day first or month first" in first.text
+        assert "--date-order" not in first.text
+        form = {"csrf": token, "profile": "", "column:name": "name",
+                "column:endDatetime": "endDatetime", "next": "map"}  # fmt: skip
+        bad = client.post(f"{base}/map", data={**form, "setting:timezone": "Sydney"})
+        assert bad.status_code == 400 and "not an IANA zone" in bad.text
+        assert f'href="/u/{base.rsplit("/", 1)[1]}/map"' in bad.text  # a way back
+        saved = client.post(f"{base}/map", data={**form, "setting:timezone": "Australia/Sydney",
+                                                 "setting:date_order": "dmy"})  # fmt: skip
+        assert "2 rows to import" in saved.text, saved.text
+        assert 'value="Australia/Sydney"' in saved.text and 'value="dmy" selected' in saved.text
+        checked(client, base)
+        client.post(f"{base}/import", data={"csrf": token})
+        deadline = time.monotonic() + 60
+        while not client.get(f"{base}/progress").json()["finished"]:
+            assert time.monotonic() < deadline
+            time.sleep(0.1)
+    due = {t["name"]: t["endDatetime"] for t in sandbox.tasks()}
+    assert due == {"Call": "2026-04-02 23:00:00 UTC", "Send": "2026-06-05 00:00:00 UTC"}

@@ -41,15 +41,18 @@ from ._jobs import collect_verdicts, off_loop
 from ._state import Checked, Progress, Upload, Uploads, Verdict
 from ._views import (
     PLAN_ORDER,
+    SETTINGS,
     attachment,
     content_type,
     describe_mapping,
     for_the_page,
     mapped_so_far,
     mapping_toml,
+    page_words,
     read_verdicts,
     rows_to_fix,
     scrubbed,
+    settings_options,
 )
 
 log = logging.getLogger("importer.serve")
@@ -104,6 +107,7 @@ class Page:
         folder = Path(__file__).with_name("templates")
         self.templates = Jinja2Templates(directory=str(folder))
         self.templates.env.globals["targets"] = TARGETS
+        self.templates.env.filters["page_words"] = page_words
         self.starlette = Starlette(
             routes=[
                 Route("/", self.home),
@@ -157,6 +161,7 @@ class Page:
         # person's say-so to update tasks this tool did not make (the check page asks).
         more.setdefault("update_existing", False)
         return RunOptions(
+            **settings_options(upload.settings),
             sheet=upload.sheet,
             encoding=upload.encoding,
             profile=upload.profile if not upload.choices else None,
@@ -175,8 +180,9 @@ class Page:
 
     def plain(self, exc: BaseException, upload: Upload | None = None) -> str:
         """A message for the page: no server path (a file is named by its name), no other
-        upload's folder, nothing of the credentials."""
-        return scrubbed(str(exc), upload, self.config.credentials)
+        upload's folder, nothing of the credentials, and the page's own controls where the
+        message names a command-line option."""
+        return page_words(scrubbed(str(exc), upload, self.config.credentials))
 
     # -- routes -------------------------------------------------------------------------
 
@@ -300,6 +306,14 @@ class Page:
                             return self._refuse(request, 400, f"No field {field!r}.")
                         choices[key.removeprefix("column:")] = field or None
                 upload.choices = choices
+                settings = {name: str(form.get(f"setting:{name}") or "").strip()
+                            for name in SETTINGS}  # fmt: skip
+                try:
+                    settings_options(settings)
+                except ImporterError as exc:
+                    return self._refuse(request, 400, self.plain(exc, upload),
+                                        back=f"/u/{upload.id}/map")  # fmt: skip
+                upload.settings = {k: v for k, v in settings.items() if v}
             self._save(upload)
             if form.get("next") == "check":
                 await self._check(upload)
@@ -658,8 +672,12 @@ class Page:
 
     # -- refusals -------------------------------------------------------------------------
 
-    def _refuse(self, request: Request, status: int, message: str) -> Response:
-        return self.render(request, "error.html", status=status, message=message)
+    def _refuse(
+        self, request: Request, status: int, message: str, back: str | None = None
+    ) -> Response:
+        """A page saying what did not work, with a way on (``back``: the step to go back to;
+        the home page is always offered)."""
+        return self.render(request, "error.html", status=status, message=message, back=back)
 
     def _too_big(self, request: Request) -> Response:
         limit = self.config.max_upload >> 20

@@ -114,6 +114,8 @@ class Upload:
     profile: str | None = None
     #: Column → field chosen on the page (None: not imported).
     choices: dict[str, str | None] = field(default_factory=dict)
+    #: The settings given on the page (see :data:`SETTINGS`), as text; absent: the default.
+    settings: dict[str, str] = field(default_factory=dict)
     #: Per sheet ("" for a text file's one table): (row number, column) → corrected value. A
     #: correction belongs to the sheet it was made on, and only to it.
     corrections: dict[str, dict[tuple[int, str], str]] = field(default_factory=dict)
@@ -134,6 +136,7 @@ class Upload:
         return (
             self.sheet,
             self.encoding,
+            tuple(sorted(self.settings.items())),
             self.profile,
             tuple(sorted((k, v or "") for k, v in self.choices.items())),
             tuple(sorted(self.fixes.items())),
@@ -170,6 +173,7 @@ class Upload:
             "encoding": self.encoding,
             "profile": self.profile,
             "choices": self.choices,
+            "settings": self.settings,
             "corrections": {
                 sheet: [[n, c, v] for (n, c), v in fixes.items()]
                 for sheet, fixes in self.corrections.items()
@@ -253,6 +257,7 @@ def _load(folder: Path) -> Upload | None:
         encoding=data.get("encoding"),
         profile=data.get("profile"),
         choices=data.get("choices") or {},
+        settings={str(k): str(v) for k, v in (data.get("settings") or {}).items()},
         corrections={
             str(sheet): {(int(n), c): v for n, c, v in fixes}
             for sheet, fixes in (data.get("corrections") or {}).items()

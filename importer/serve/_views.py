@@ -6,14 +6,17 @@ from __future__ import annotations
 
 import io
 import re
+from collections.abc import Mapping
 from pathlib import Path
 from typing import Any
+from zoneinfo import available_timezones
 
 import openpyxl
 
 from ..client import Credentials
+from ..errors import UsageError
 from ..map import ColumnMapping, toml_string
-from ..options import RunOptions
+from ..options import RunOptions, parse_clock
 from ..plan import CREATE, INVALID, KEPT, UNCHANGED, UPDATE, UPDATE_THEIRS
 from ..prepare import open_mapped
 from ..results import RESULT_COLUMNS, read_back, unneutralise, whole
@@ -50,6 +53,75 @@ def content_type(path: Path) -> str:
 
 #: An absolute path in a message (a file, a folder, a journal), to be named by its last part.
 _PATH = re.compile(r"(?<![\w.:/])(?:/[^\s/'\"(),;]+)+/?")
+
+
+#: The settings the Map step takes: name → what the page calls it.
+SETTINGS = {
+    "timezone": "time zone",
+    "date_order": "date order",
+    "default_time": "default time",
+    "venue_id": "venue id",
+    "key": "key column",
+}
+_ORDERS = {"dmy": "day first", "mdy": "month first"}
+
+
+def settings_options(settings: Mapping[str, str]) -> dict[str, Any]:
+    """The run's options for the settings given on the page; UsageError naming the setting
+    for a value it cannot take."""
+    given = {k: v.strip() for k, v in settings.items() if k in SETTINGS and v.strip()}
+    options: dict[str, Any] = {}
+    if zone := given.get("timezone"):
+        if zone != "venue" and zone not in available_timezones():
+            raise UsageError(f"time zone: {zone!r} is not an IANA zone (such as Australia/Sydney)")
+        options["timezone"] = zone
+    if order := given.get("date_order"):
+        if order not in _ORDERS:
+            raise UsageError(f"date order: {order!r} is neither day first nor month first")
+        options["date_order"] = order
+    if clock := given.get("default_time"):
+        options["default_time"] = parse_clock(clock)
+    if venue := given.get("venue_id"):
+        if not venue.isdigit() or int(venue) < 1:
+            raise UsageError(f"venue id: {venue!r} is not a venue's id (a whole number)")
+        options["venue_id"] = int(venue)
+    if key := given.get("key"):
+        options["key"] = key
+    return options
+
+
+#: Command-line options named in messages, as the page names what it offers instead.
+_ON_MAP = "(Settings, on the Map step)"
+_OPTION_WORDS = tuple(
+    (re.compile(pattern), said)
+    for pattern, said in (
+        (r"--date-order dmy or (?:--date-order )?mdy",
+         f"the date order, day first or month first {_ON_MAP}"),
+        (r"--date-order dmy", f"the date order day first {_ON_MAP}"),
+        (r"--date-order mdy", f"the date order month first {_ON_MAP}"),
+        (r"--date-order for ([\w/-]+) dates", f"the date order for \\1 dates {_ON_MAP}"),
+        (r"--date-order\b", f"the date order {_ON_MAP}"),
+        (r"--timezone(?: [\w/+-]+)?", f"the time zone {_ON_MAP}"),
+        (r"--default-time(?: [\d:HM]+)?", f"the default time {_ON_MAP}"),
+        (r"--venue-id(?: (?:\d+|N))?", f"the venue id {_ON_MAP}"),
+        (r"--key(?: (?:'[^']*'|\S+))?", f"the key column {_ON_MAP}"),
+        (r"--encoding(?: [\w-]+)?(?: or --encoding [\w-]+)*",
+         "another encoding (Read it in another encoding)"),
+        (r"--mapping or --profile", "a column on the Map step"),
+        (r"--update-existing", "the tick on the check step"),
+        (r"--new-run", "Import it again"),
+        (r"--resume", "Resume the import"),
+    )
+)  # fmt: skip
+
+
+def page_words(text: str) -> str:
+    """``text`` with the command-line options it names put as the page's own controls."""
+    if "--" not in text:
+        return text
+    for pattern, said in _OPTION_WORDS:
+        text = pattern.sub(said, text)
+    return text
 
 
 def scrubbed(text: str, upload: Upload | None, credentials: Credentials | None) -> str:
