@@ -105,7 +105,13 @@ def test_the_whole_flow_in_a_browser(sandbox, page_server, tmp_path):
         when = page.locator('select[name="column:When"]')
         expect(when).to_have_value("")
         expect(page.locator('select[name="column:Task"]')).to_have_value("name")
+        # Two columns for one field: said on the spot, and the form cannot be sent.
+        when.select_option("name")
+        expect(page.locator("#twice")).to_contain_text("Task and When both feed Task name")
+        expect(page.locator("button[name=next][value=check]")).to_be_disabled()
         when.select_option("endDatetime")
+        expect(page.locator("#twice")).to_have_text("")
+        expect(page.locator("button[name=next][value=check]")).to_be_enabled()
         page.screenshot(path=shots / "serve-2-map.png", full_page=True)
         page.click("button[name=next][value=check]")
 

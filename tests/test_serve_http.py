@@ -507,3 +507,34 @@ def test_the_map_step_takes_the_settings_a_run_takes_and_names_no_command_line_o
             time.sleep(0.1)
     due = {t["name"]: t["endDatetime"] for t in sandbox.tasks()}
     assert due == {"Call": "2026-04-02 23:00:00 UTC", "Send": "2026-06-05 00:00:00 UTC"}
+
+
+def test_the_map_step_shows_samples_and_field_names_and_refuses_one_field_twice(served):
+    """Each column with its first two values; each field by its name on the page with the
+    API's name beside and the required ones marked; two columns mapped to one field refused
+    (with a way back), the mapping left as it was."""
+    address = served()
+    sheet = (
+        "Subject,Due,Notes\nCall the venue,2026-12-01 10:00,ask\n,2026-12-02 10:00,\n"
+        "Send,2026-12-03,ok\n"
+    )
+    with httpx.Client(follow_redirects=True) as client:
+        token = csrf_of(client, address)
+        mapped = upload(client, address, sheet, "tasks.csv", token)
+        assert "<q>Call the venue</q>, <q>Send</q>" in mapped.text  # blanks skipped
+        assert "<q>ask</q>, <q>ok</q>" in mapped.text
+        assert "Task name (name) · required" in mapped.text
+        assert "Due date (and time) (endDatetime) · required" in mapped.text
+        assert "Description (description)<" in mapped.text
+        base = str(mapped.url).removesuffix("/map")
+        twice = client.post(f"{base}/map", data={
+            "csrf": token, "profile": "", "column:Subject": "name", "column:Due": "endDatetime",
+            "column:Notes": "name", "next": "map"})  # fmt: skip
+        assert twice.status_code == 400
+        import html
+
+        assert "'Subject' and 'Notes' both feed Task name" in html.unescape(twice.text)
+        assert f'href="/u/{base.rsplit("/", 1)[1]}/map"' in twice.text
+        again = client.get(f"{base}/map")
+        notes = again.text.split('data-column="Notes">', 1)[1].split("</select>", 1)[0]
+        assert 'value="description" selected' in notes  # as the page mapped it, unchanged

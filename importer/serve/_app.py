@@ -40,7 +40,9 @@ from ._guard import Guard, NotFound, Secured, check_csrf
 from ._jobs import collect_verdicts, off_loop
 from ._state import Checked, Progress, Upload, Uploads, Verdict
 from ._views import (
+    LABELS,
     PLAN_ORDER,
+    REQUIRED_FIELDS,
     SETTINGS,
     attachment,
     content_type,
@@ -108,6 +110,8 @@ class Page:
         self.templates = Jinja2Templates(directory=str(folder))
         self.templates.env.globals["targets"] = TARGETS
         self.templates.env.filters["page_words"] = page_words
+        self.templates.env.globals["labels"] = LABELS
+        self.templates.env.globals["required"] = REQUIRED_FIELDS
         self.starlette = Starlette(
             routes=[
                 Route("/", self.home),
@@ -305,6 +309,17 @@ class Page:
                         if field not in ("", *TARGETS):
                             return self._refuse(request, 400, f"No field {field!r}.")
                         choices[key.removeprefix("column:")] = field or None
+                fed: dict[str, list[str]] = {}
+                for column, chosen in choices.items():
+                    if chosen:
+                        fed.setdefault(chosen, []).append(column)
+                twice = {f: c for f, c in fed.items() if len(c) > 1}
+                if twice:
+                    said = "; ".join(f"{' and '.join(map(repr, c))} both feed {LABELS[f]}"
+                                     for f, c in twice.items())  # fmt: skip
+                    return self._refuse(request, 400, f"One column a field: {said}. Choose "
+                                        "one of them, and “not imported” for the others.",
+                                        back=f"/u/{upload.id}/map")  # fmt: skip
                 upload.choices = choices
                 settings = {name: str(form.get(f"setting:{name}") or "").strip()
                             for name in SETTINGS}  # fmt: skip
@@ -321,7 +336,7 @@ class Page:
             return RedirectResponse(f"/u/{upload.id}/map", status_code=303)
         options = self.options(upload)
         try:
-            headers, mapping = await off_loop(lambda: mapped_so_far(upload.path, options))
+            headers, mapping, samples = await off_loop(lambda: mapped_so_far(upload.path, options))
         except AmbiguousEncoding:
             return RedirectResponse(f"/u/{upload.id}/encoding", status_code=303)
         except ImporterError as exc:
@@ -338,19 +353,16 @@ class Page:
             encoding = prepared.source.encoding
         except ImporterError as exc:
             # The columns are shown all the same, to choose what is missing.
-            error = self.plain(exc, upload).replace(
-                "Rename a column, or give --mapping or --profile",
-                "Choose below which column holds it.",
-            )
+            error = self.plain(exc, upload)
         legacy = encoding is not None and encoding.replace("-", "_") not in _UNICODE
         return self.render(request, "mapping.html", upload=upload, rows=rows, error=error,
-                           profiles=PROFILES, warnings=warnings, count=count,
+                           profiles=PROFILES, warnings=warnings, count=count, samples=samples,
                            encoding=encoding if legacy else None)  # fmt: skip
 
     async def mapping_file(self, request: Request) -> Response:
         upload = self._upload(request)
         options = self.options(upload)
-        headers, mapping = await off_loop(lambda: mapped_so_far(upload.path, options))
+        headers, mapping, _ = await off_loop(lambda: mapped_so_far(upload.path, options))
         described = describe_mapping(headers, mapping, upload.choices)
         text = mapping_toml({column: field for column, field, _ in described}, upload.profile)
         name = f"{upload.stem}.mapping.toml"

@@ -7,6 +7,7 @@ from __future__ import annotations
 import io
 import re
 from collections.abc import Mapping
+from itertools import islice
 from pathlib import Path
 from typing import Any
 from zoneinfo import available_timezones
@@ -15,10 +16,12 @@ import openpyxl
 
 from ..client import Credentials
 from ..errors import UsageError
-from ..map import ColumnMapping, toml_string
+from ..fields import TASK_FIELDS
+from ..map import END_TIME, ColumnMapping, toml_string
 from ..options import RunOptions, parse_clock
 from ..plan import CREATE, INVALID, KEPT, UNCHANGED, UPDATE, UPDATE_THEIRS
 from ..prepare import open_mapped
+from ..read import is_blank
 from ..results import RESULT_COLUMNS, read_back, unneutralise, whole
 from ._state import Upload
 
@@ -107,6 +110,7 @@ _OPTION_WORDS = tuple(
         (r"--key(?: (?:'[^']*'|\S+))?", f"the key column {_ON_MAP}"),
         (r"--encoding(?: [\w-]+)?(?: or --encoding [\w-]+)*",
          "another encoding (Read it in another encoding)"),
+        (r"Rename a column, or give --mapping or --profile", "Choose below which column holds it."),
         (r"--mapping or --profile", "a column on the Map step"),
         (r"--update-existing", "the tick on the check step"),
         (r"--new-run", "Import it again"),
@@ -139,11 +143,45 @@ def scrubbed(text: str, upload: Upload | None, credentials: Credentials | None) 
     return text
 
 
-def mapped_so_far(path: Path, options: RunOptions) -> tuple[list[str], ColumnMapping]:
-    """The source's own headers and what the mapper decides for them, even while a field every
-    create needs has no column yet."""
+def mapped_so_far(
+    path: Path, options: RunOptions
+) -> tuple[list[str], ColumnMapping, dict[str, list[str]]]:
+    """The source's own headers, what the mapper decides for them (even while a field every
+    create needs has no column yet), and two sample values of each column (its first cells
+    that are not blank, among the first rows)."""
     source, earlier, mapping = open_mapped(path, options, require=False)
-    return (source.headers[: -len(earlier)] if earlier else source.headers), mapping
+    headers = source.headers[: -len(earlier)] if earlier else source.headers
+    samples: dict[str, list[str]] = {h: [] for h in headers}
+    for row in islice(source.rows(), 200):
+        for header in headers:
+            value = row.cells.get(header)
+            shown = samples[header]
+            if len(shown) < 2 and not is_blank(value):
+                text = str(whole(value))
+                if text not in shown:
+                    shown.append(text[:40] + ("…" if len(text) > 40 else ""))
+        if all(len(v) >= 2 for v in samples.values()):
+            break
+    return headers, mapping, samples
+
+
+#: The fields as the page names them (the API's name is shown beside).
+LABELS = {
+    "id": "Task id (to update a task)",
+    "venueId": "Venue id",
+    "leadId": "Lead or opportunity id",
+    "contactId": "Contact (id or e-mail)",
+    "companyId": "Company id",
+    "name": "Task name",
+    "endDatetime": "Due date (and time)",
+    "priority": "Priority",
+    "assignedUserId": "Assigned user (id or e-mail)",
+    "status": "Status",
+    "description": "Description",
+    END_TIME: "Due time (beside a due date)",
+}
+#: The fields every new task needs.
+REQUIRED_FIELDS = frozenset(f.name for f in TASK_FIELDS if f.required_on_create)
 
 
 def describe_mapping(

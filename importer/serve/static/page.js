@@ -23,6 +23,24 @@ document.addEventListener("DOMContentLoaded", () => {
     profile.addEventListener("change", () => document.getElementById("profile-form").submit());
   }
 
+  // Two columns for one field are refused on the spot (the server refuses them too).
+  const mapping = document.getElementById("mapping-form");
+  if (mapping) {
+    const note = document.getElementById("twice");
+    const selects = Array.from(mapping.querySelectorAll("select.field"));
+    const check = () => {
+      const by = new Map();
+      selects.forEach((s) => { if (s.value) by.set(s.value, [...(by.get(s.value) || []), s]); });
+      const twice = [...by.values()].filter((list) => list.length > 1);
+      selects.forEach((s) => s.setAttribute("aria-invalid", "false"));
+      twice.flat().forEach((s) => s.setAttribute("aria-invalid", "true"));
+      note.textContent = twice.map((list) => `${list.map((s) => s.dataset.column).join(" and ")} `
+        + `both feed ${list[0].selectedOptions[0].textContent}: choose one`).join("; ");
+      mapping.querySelectorAll("button[type=submit]").forEach((b) => { b.disabled = twice.length > 0; });
+    };
+    selects.forEach((s) => s.addEventListener("change", check));
+  }
+
   const box = document.getElementById("progress");
   if (box) {
     const show = (id, text) => { document.getElementById(id).textContent = text; };
