@@ -394,6 +394,13 @@ def test_a_second_import_waits_its_turn_then_runs_and_the_home_page_lists_both(
             home = client.get(address).text
             assert "Imports going on" in home and f'href="/u/{b.rsplit("/", 1)[1]}/import"' in home
             assert "waiting for its turn" in home
+            # A third, stopped while it waits: it stops at once, and nothing of it is sent.
+            c = str(upload(client, address, "name,endDatetime\nGamma,2026-12-03 10:00\n",
+                           "gamma.csv", token).url).removesuffix("/map")  # fmt: skip
+            assert "Waiting for its turn" in client.post(f"{c}/import", data={"csrf": token}).text
+            stopped = client.post(f"{c}/stop", data={"csrf": token})
+            assert "Start the import" in stopped.text
+            assert client.get(f"{c}/progress").json()["finished"] is True
             deadline = time.monotonic() + 90
             while not client.get(f"{b}/progress").json()["finished"]:
                 assert time.monotonic() < deadline

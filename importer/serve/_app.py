@@ -634,8 +634,12 @@ class Page:
         upload = self._upload(request)
         form = await request.form()
         check_csrf(request, form.get("csrf"))
-        if upload.progress is not None:
-            upload.progress.stop_run()
+        progress = upload.progress
+        if progress is not None:
+            progress.stop_run()
+            if progress.queued and progress.task is not None:  # nothing of it sent
+                progress.task.cancel()  # it stops waiting at once
+                await asyncio.wait([progress.task], timeout=self.config.stop_wait)
         return RedirectResponse(f"/u/{upload.id}/import", status_code=303)
 
     async def results(self, request: Request) -> Response:
