@@ -169,9 +169,10 @@ def cell(value: Any, style: int = 0) -> str:
 
 class XlsxWriter:
     """Sheets written one after the other (:meth:`sheet`, then :meth:`rows`), then
-    :meth:`close`. The workbook is the file at ``path``, whole once :meth:`close` returns."""
+    :meth:`close`. The workbook is the file at ``path`` (or the binary file given), whole once
+    :meth:`close` returns."""
 
-    def __init__(self, path: Path) -> None:
+    def __init__(self, path: Path | IO[bytes]) -> None:
         self._zip = zipfile.ZipFile(path, "w", zipfile.ZIP_DEFLATED, compresslevel=1)
         self._names: list[str] = []
         self._part: IO[bytes] | None = None

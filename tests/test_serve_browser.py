@@ -160,8 +160,11 @@ def test_the_whole_flow_in_a_browser(sandbox, page_server, tmp_path):
     assert set(tasks) == {"Call the caterer", "Send the quote", "Book the band"}
     assert tasks["Send the quote"]["priority"] == "high"
     assert all(by_row[r]["task_id"] == tasks[by_row[r]["Task"]]["id"] for r in (2, 3, 5))
-    fix_rows = list(openpyxl.load_workbook(to_fix)["Results"].iter_rows(values_only=True))
+    fix_sheet = openpyxl.load_workbook(to_fix)["Results"]
+    fix_rows = list(fix_sheet.iter_rows(values_only=True))
     assert [r[0] for r in fix_rows[1:]] == ["Ring the florist"]
+    assert '=HYPERLINK("http://x")' in fix_rows[1]  # the row to fix holds the text, as text
+    assert all(c.data_type != "f" for r in fix_sheet.iter_rows() for c in r)  # never a formula
     assert source.read_text(encoding="utf-8") == SHEET  # the uploaded file is never changed
 
 

@@ -12,8 +12,7 @@ from pathlib import Path
 from typing import Any
 from zoneinfo import available_timezones
 
-import openpyxl
-
+from .._xlsx import XlsxWriter
 from ..client import Credentials
 from ..errors import UsageError
 from ..fields import TASK_FIELDS
@@ -238,12 +237,14 @@ def rows_to_fix(results: Path) -> bytes:
     (a source for ``run --only failed,invalid``)."""
     header, rows = read_back(results)
     result = len(header) - len(RESULT_COLUMNS) + RESULT_COLUMNS.index("result")
-    out = openpyxl.Workbook(write_only=True)
-    sheet = out.create_sheet("Results")
-    sheet.append(header)
-    for row in rows:
-        if row[result] in ("invalid", "failed", "skipped"):
-            sheet.append([whole(c) for c in row])
     buffer = io.BytesIO()
-    out.save(buffer)
+    out = XlsxWriter(buffer)  # every text an inline string: never a formula
+    out.sheet("Results", frozen_header=True)
+    out.header(header)
+    out.rows([[whole(c) for c in row] for row in rows if row[result] in NEED_A_PERSON])
+    out.close()
     return buffer.getvalue()
+
+
+#: The results of rows that need a person (the rows to fix).
+NEED_A_PERSON = ("invalid", "failed", "skipped")
