@@ -545,3 +545,36 @@ def test_the_map_step_shows_samples_and_field_names_and_refuses_one_field_twice(
         again = client.get(f"{base}/map")
         notes = again.text.split('data-column="Notes">', 1)[1].split("</select>", 1)[0]
         assert 'value="description" selected' in notes  # as the page mapped it, unchanged
+
+
+def test_the_check_view_pages_through_every_row_and_filters_by_code_and_column(served):
+    """1,200 rows, 600 with a bad priority and 100 with a bad due date: in errors-only mode the
+    second page holds errors 501 to 700 (before, only the first 500 rows were reachable);
+    a code and a column pick their rows; a fix on page 2 comes back to page 2."""
+    lines = []
+    for n in range(1200):
+        priority = "urgent" if n % 2 == 0 else "high"
+        due = "someday" if n % 12 == 1 else "2026-12-01 10:00"
+        lines.append(f"Task {n},{due},{priority},Done")
+    sheet = "name,endDatetime,priority,status\n" + "\n".join(lines) + "\n"
+    address = served()
+    with httpx.Client(follow_redirects=True, timeout=60) as client:
+        token = csrf_of(client, address)
+        base = str(upload(client, address, sheet, "many.csv", token).url).removesuffix("/map")
+        page = checked(client, base, errors_only="1")
+        assert "Rows 1–500 of 700 (of 1200 in all)" in page.text and "page 1 of 2" in page.text
+        second = client.get(f"{base}/check?errors=1&page=2")
+        assert "Rows 501–700 of 700" in second.text
+        assert 'id="row-1200"' in second.text and 'id="row-2"' not in second.text
+        codes = re.findall(r'<td><a href="\?errors=1&amp;code=([^"]+)">', page.text)
+        assert len(codes) == 2
+        by_code = {c: client.get(f"{base}/check?errors=1&code={c}").text for c in codes}
+        counts = sorted(re.search(r"(?:Rows 1–\d+ of )(\d+)", t).group(1) for t in by_code.values())
+        assert counts == ["100", "600"]
+        due_only = client.get(f"{base}/check?errors=1&column_filter=endDatetime").text
+        assert "Rows 1–100 of 100" in due_only and 'id="row-3"' in due_only
+        fixed = client.post(f"{base}/fix", data={
+            "csrf": token, "row": "1191", "column": "endDatetime", "value": "2026-12-05 10:00",
+            "errors": "1", "page": "2"})  # fmt: skip
+        assert "errors=1&page=2" in str(fixed.url)  # back where the fix was made
+        assert "Rows 501–699 of 699" in fixed.text

@@ -12,11 +12,12 @@ import asyncio
 import dataclasses
 import logging
 from collections import Counter
-from collections.abc import AsyncIterator, Callable, Collection, Coroutine
+from collections.abc import AsyncIterator, Callable, Collection, Coroutine, Mapping
 from contextlib import asynccontextmanager
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
+from urllib.parse import urlencode
 
 from starlette.applications import Starlette
 from starlette.datastructures import UploadFile
@@ -65,6 +66,40 @@ SUFFIXES = (".csv", ".tsv", ".txt", ".xlsx", ".xlsm", ".xlsb", ".xls", ".ods")
 
 #: Rows a check page shows at most (the downloads hold them all).
 SHOWN_ROWS = 500
+
+
+@dataclass(frozen=True)
+class _View:
+    """Which rows the check page shows: only those with errors, of one code, of one column
+    (the column an error names), and which page of them."""
+
+    errors: bool = False
+    code: str = ""
+    column: str = ""
+    page: int = 1
+
+    @classmethod
+    def of(cls, given: Any) -> _View:
+        page = str(given.get("page") or "1")
+        return cls(
+            errors=given.get("errors") == "1",
+            code=str(given.get("code") or ""),
+            column=str(given.get("column_filter") or ""),
+            page=int(page) if page.isdigit() and int(page) >= 1 else 1,
+        )
+
+    def keeps(self, row: Mapping[str, Any]) -> bool:
+        if self.errors and row["result"] == "valid":
+            return False
+        if self.code and str(row.get("error_code") or "") != self.code:
+            return False
+        return not self.column or str(row.get("field") or "") == self.column
+
+    def query(self, page: int | None = None) -> str:
+        """This view as a query string (``page``: another page of it)."""
+        pairs = [("errors", "1" if self.errors else ""), ("code", self.code),
+                 ("column_filter", self.column), ("page", str(page or self.page))]  # fmt: skip
+        return urlencode([(k, v) for k, v in pairs if v and (k != "page" or v != "1")])
 
 
 @dataclass
@@ -466,7 +501,11 @@ class Page:
         data_headers, rows = await off_loop(lambda: read_verdicts(upload.validation_path))
         if checked.overlay:  # rows checked again since: as they read now
             rows = [checked.overlay.get(int(r["row"]), r) for r in rows]
-        shown = [r for r in rows if not errors_only or r["result"] != "valid"][:SHOWN_ROWS]
+        view = _View.of(request.query_params)
+        picked = [r for r in rows if view.keeps(r)]
+        pages = max(1, -(-len(picked) // SHOWN_ROWS))
+        page = min(view.page, pages)
+        shown = picked[(page - 1) * SHOWN_ROWS : page * SHOWN_ROWS]
         codes = sorted(
             ((code, n, describe_code(code)) for code, n in summary.codes.items()),
             key=lambda item: -item[1],
@@ -477,6 +516,8 @@ class Page:
         return self.render(request, "check.html", upload=upload, error=None, summary=summary,
                            headers=data_headers, rows=shown, codes=codes,
                            errors_only=errors_only, total=len(rows), plan=plan,
+                           view=view, picked=len(picked), page=page, pages=pages,
+                           first=(page - 1) * SHOWN_ROWS + 1,
                            refusal=refusal and for_the_page(refusal), previous=previous,
                            corrections=sorted(upload.fixes.items()),
                            fixed={(n, c) for n, c in upload.fixes})  # fmt: skip
@@ -492,8 +533,12 @@ class Page:
         upload.fixes[(number, column)] = str(form.get("value") or "")
         upload.save()
         await self._check(upload, changed={number})
-        back = "?errors=1" if form.get("errors_only") == "1" else ""
-        return RedirectResponse(f"/u/{upload.id}/check{back}#row-{number}", status_code=303)
+        back = _View.of(form).query()  # the view the fix was made in, kept
+        if not back and form.get("errors_only") == "1":
+            back = "errors=1"
+        return RedirectResponse(
+            f"/u/{upload.id}/check{'?' + back if back else ''}#row-{number}", status_code=303
+        )
 
     async def unfix(self, request: Request) -> Response:
         """A correction taken back (or all of this sheet's): the cell reads as the file has it."""
