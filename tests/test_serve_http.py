@@ -578,3 +578,34 @@ def test_the_check_view_pages_through_every_row_and_filters_by_code_and_column(s
             "errors": "1", "page": "2"})  # fmt: skip
         assert "errors=1&page=2" in str(fixed.url)  # back where the fix was made
         assert "Rows 501–699 of 699" in fixed.text
+
+
+def test_a_stopped_import_says_how_many_rows_it_sent(make_sandbox, tmp_path):
+    """Stopped from its page, an import says how far it got (rows done, rows not sent) beside
+    the button that resumes it; the sandbox holds as many tasks as it says were created."""
+    server = make_sandbox(latency_ms=30)
+    rows = "".join(f"Task {n},2026-12-01 10:00\n" for n in range(400))
+    process, address = start_page(server, tmp_path)
+    try:
+        with httpx.Client(follow_redirects=True, timeout=60) as client:
+            token = csrf_of(client, address)
+            base = str(upload(client, address, "name,endDatetime\n" + rows, "many.csv",
+                              token).url).removesuffix("/map")  # fmt: skip
+            client.post(f"{base}/import", data={"csrf": token})
+            deadline = time.monotonic() + 60
+            while len(server.tasks()) < 20:
+                assert time.monotonic() < deadline
+                time.sleep(0.05)
+            client.post(f"{base}/stop", data={"csrf": token})
+            while not client.get(f"{base}/progress").json()["finished"]:
+                assert time.monotonic() < deadline
+                time.sleep(0.1)
+            page = client.get(f"{base}/import").text
+    finally:
+        process.terminate()
+        process.wait(timeout=20)
+    made = len(server.tasks())
+    said = re.search(r"It stopped after (\d+) of 400 rows; (\d+) were not sent", page)
+    assert said is not None, page
+    assert int(said.group(1)) + int(said.group(2)) == 400 and 0 < int(said.group(2)) < 400
+    assert f"{made} created" in page and "Resume the import" in page
