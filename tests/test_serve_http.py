@@ -609,3 +609,35 @@ def test_a_stopped_import_says_how_many_rows_it_sent(make_sandbox, tmp_path):
     assert said is not None, page
     assert int(said.group(1)) + int(said.group(2)) == 400 and 0 < int(said.group(2)) < 400
     assert f"{made} created" in page and "Resume the import" in page
+
+
+def test_a_sheet_of_the_same_columns_is_mapped_as_before_and_so_are_the_rows_to_fix(served):
+    """The mapping and settings chosen for a sheet are reused for the next sheet of the same
+    columns, and for the rows to fix when they come back (a results sheet of ours: its own
+    columns are not counted); the page says so."""
+    address = served()
+    first = "Task,When,Urgency\nCall,2026-12-01 10:00,urgent\nSend,2026-12-02 10:00,high\n"
+    with httpx.Client(follow_redirects=True, timeout=60) as client:
+        token = csrf_of(client, address)
+        base = str(upload(client, address, first, "december.csv", token).url).removesuffix("/map")
+        client.post(f"{base}/map", data={
+            "csrf": token, "profile": "", "column:Task": "name", "column:When": "endDatetime",
+            "column:Urgency": "priority", "setting:timezone": "Australia/Sydney",
+            "next": "map"})  # fmt: skip
+        checked(client, base)
+        client.post(f"{base}/import", data={"csrf": token})
+        deadline = time.monotonic() + 60
+        while not client.get(f"{base}/progress").json()["finished"]:
+            assert time.monotonic() < deadline
+            time.sleep(0.1)
+        to_fix = client.get(f"{base}/to-fix.xlsx").content
+
+        again = upload(client, address, "Task,When,Urgency\nBook,2026-12-03 10:00,low\n",
+                       "january.csv", token)  # fmt: skip
+        assert 'id="reused"' in again.text and "1 rows to import" in again.text
+        when = again.text.split('data-column="When">', 1)[1].split("</select>", 1)[0]
+        assert 'value="endDatetime" selected' in when
+        assert 'value="Australia/Sydney"' in again.text
+
+        back = upload(client, address, to_fix, "december.to-fix.xlsx", token)
+        assert 'id="reused"' in back.text and "1 rows to import" in back.text, back.text

@@ -364,6 +364,7 @@ class Page:
                     return self._refuse(request, 400, self.plain(exc, upload),
                                         back=f"/u/{upload.id}/map")  # fmt: skip
                 upload.settings = {k: v for k, v in settings.items() if v}
+                self.uploads.remember(choices.keys(), choices, upload.settings)
             self._save(upload)
             if form.get("next") == "check":
                 await self._check(upload)
@@ -378,6 +379,13 @@ class Page:
             return self.render(request, "mapping.html", upload=upload,
                                error=self.plain(exc, upload), rows=[], profiles=PROFILES,
                                status=400)  # fmt: skip
+        if not upload.choices and not upload.reused and upload.profile is None:
+            remembered = self.uploads.recall(headers)
+            if remembered is not None:  # a sheet of these columns was mapped here before
+                upload.choices, upload.settings = remembered
+                upload.reused = True
+                self._save(upload)
+                return RedirectResponse(f"/u/{upload.id}/map", status_code=303)
         rows = describe_mapping(headers, mapping, upload.choices)
         error: str | None = None
         warnings, count = list(mapping.warnings), None

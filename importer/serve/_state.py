@@ -11,6 +11,7 @@ import secrets
 import shutil
 import threading
 import time
+from collections.abc import Iterable, Mapping
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -116,6 +117,8 @@ class Upload:
     choices: dict[str, str | None] = field(default_factory=dict)
     #: The settings given on the page (see :data:`SETTINGS`), as text; absent: the default.
     settings: dict[str, str] = field(default_factory=dict)
+    #: Whether the mapping was taken from an earlier upload of a sheet of the same columns.
+    reused: bool = False
     #: Per sheet ("" for a text file's one table): (row number, column) → corrected value. A
     #: correction belongs to the sheet it was made on, and only to it.
     corrections: dict[str, dict[tuple[int, str], str]] = field(default_factory=dict)
@@ -174,6 +177,7 @@ class Upload:
             "profile": self.profile,
             "choices": self.choices,
             "settings": self.settings,
+            "reused": self.reused,
             "corrections": {
                 sheet: [[n, c, v] for (n, c), v in fixes.items()]
                 for sheet, fixes in self.corrections.items()
@@ -203,6 +207,8 @@ class Uploads:
         os.chmod(root, 0o700)
         self.by_id: dict[str, Upload] = {}
         for folder in sorted(root.iterdir()):
+            if not folder.is_dir():
+                continue  # the mappings remembered (see remember)
             upload = _load(folder)
             if upload is None:
                 continue
@@ -227,11 +233,52 @@ class Uploads:
         upload.remove()
         self.by_id.pop(upload.id, None)
 
+    def remember(
+        self, columns: Iterable[str], choices: Mapping[str, str | None], settings: Mapping[str, str]
+    ) -> None:
+        """The mapping and settings chosen for a sheet of these columns, for the next upload of
+        a sheet of the same columns (the rows to fix, sent back; next month's export)."""
+        known = self._mappings()
+        key = _columns_key(columns)
+        known.pop(key, None)
+        known[key] = {"choices": dict(choices), "settings": dict(settings)}
+        while len(known) > _REMEMBERED:
+            known.pop(next(iter(known)))
+        path = self.root / _MAPPINGS
+        temporary = path.with_suffix(".tmp")
+        temporary.write_text(json.dumps(known), encoding="utf-8")
+        os.replace(temporary, path)
+
+    def recall(self, columns: Iterable[str]) -> tuple[dict[str, str | None], dict[str, str]] | None:
+        """What :meth:`remember` kept for a sheet of these columns, if anything."""
+        found = self._mappings().get(_columns_key(columns))
+        if not isinstance(found, dict):
+            return None
+        choices = {str(k): (str(v) if v else None) for k, v in found.get("choices", {}).items()}
+        settings = {str(k): str(v) for k, v in found.get("settings", {}).items()}
+        return choices, settings
+
+    def _mappings(self) -> dict[str, Any]:
+        try:
+            known = json.loads((self.root / _MAPPINGS).read_text(encoding="utf-8"))
+        except (OSError, ValueError):
+            return {}
+        return known if isinstance(known, dict) else {}
+
     def close(self) -> None:
         """At a clean stop: every folder goes, but those of a run that must be resumed."""
         for upload in list(self.by_id.values()):
             if not (upload.imported and not upload.finished):
                 upload.remove()
+
+
+#: Where the mappings chosen on the page are remembered, and how many.
+_MAPPINGS = "mappings.json"
+_REMEMBERED = 50
+
+
+def _columns_key(columns: Iterable[str]) -> str:
+    return "\x1f".join(sorted(columns))
 
 
 def safe_name(filename: str) -> str:
@@ -258,6 +305,7 @@ def _load(folder: Path) -> Upload | None:
         profile=data.get("profile"),
         choices=data.get("choices") or {},
         settings={str(k): str(v) for k, v in (data.get("settings") or {}).items()},
+        reused=bool(data.get("reused")),
         corrections={
             str(sheet): {(int(n), c): v for n, c, v in fixes}
             for sheet, fixes in (data.get("corrections") or {}).items()
