@@ -641,3 +641,39 @@ def test_a_sheet_of_the_same_columns_is_mapped_as_before_and_so_are_the_rows_to_
 
         back = upload(client, address, to_fix, "december.to-fix.xlsx", token)
         assert 'id="reused"' in back.text and "1 rows to import" in back.text, back.text
+
+
+def test_the_words_of_priority_and_status_columns_are_read_as_the_person_says(served, sandbox):
+    """Every distinct word of the priority and status columns is listed on the Map step with
+    how to read it: "urgent" → high and "Closed-won" → 4 Completed, chosen there, are how the
+    check and the import read them, and the mapping file to download says so too."""
+    address = served()
+    sheet = (
+        "Task,Due,Urgency,State\nCall,2026-12-01 10:00,urgent,Closed-won\n"
+        "Send,2026-12-02 10:00,high,Open\n"
+    )
+    with httpx.Client(follow_redirects=True, timeout=60) as client:
+        token = csrf_of(client, address)
+        mapped = upload(client, address, sheet, "crm.csv", token)
+        base = str(mapped.url).removesuffix("/map")
+        form = {"csrf": token, "profile": "", "column:Task": "name", "column:Due": "endDatetime",
+                "column:Urgency": "priority", "column:State": "status", "next": "map"}  # fmt: skip
+        shown = client.post(f"{base}/map", data=form)
+        assert 'name="value:priority:urgent"' in shown.text
+        assert 'name="value:status:Closed-won"' in shown.text and "4 Completed" in shown.text
+        bad = client.post(f"{base}/map", data={**form, "value:priority:urgent": "extreme"})
+        assert bad.status_code == 400 and "is not one of its values" in bad.text
+        client.post(f"{base}/map", data={**form, "value:priority:urgent": "high",
+                                          "value:status:Closed-won": "4"})  # fmt: skip
+        toml = client.get(f"{base}/mapping.toml").text
+        assert '[priority]\n"urgent" = "high"' in toml and '[status]\n"Closed-won" = 4' in toml
+        page = checked(client, base)
+        assert "2 valid" in page.text, page.text
+        client.post(f"{base}/import", data={"csrf": token})
+        deadline = time.monotonic() + 60
+        while not client.get(f"{base}/progress").json()["finished"]:
+            assert time.monotonic() < deadline
+            time.sleep(0.1)
+    by_name = {t["name"]: t for t in sandbox.tasks()}
+    assert by_name["Call"]["priority"] == "high" and by_name["Call"]["status"] == 4
+    assert by_name["Send"]["status"] == 0

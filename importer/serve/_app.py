@@ -45,6 +45,7 @@ from ._views import (
     PLAN_ORDER,
     REQUIRED_FIELDS,
     SETTINGS,
+    VALUE_CHOICES,
     attachment,
     content_type,
     describe_mapping,
@@ -56,6 +57,7 @@ from ._views import (
     rows_to_fix,
     scrubbed,
     settings_options,
+    value_words,
 )
 
 log = logging.getLogger("importer.serve")
@@ -213,7 +215,7 @@ class Page:
     def _save(self, upload: Upload) -> None:
         """What the person decided, kept (and the mapping file the runs read)."""
         if upload.choices:
-            text = mapping_toml(upload.choices, upload.profile)
+            text = mapping_toml(upload.choices, upload.profile, upload.values)
             (upload.folder / "mapping.toml").write_text(text, encoding="utf-8")
         upload.save()
 
@@ -364,6 +366,11 @@ class Page:
                     return self._refuse(request, 400, self.plain(exc, upload),
                                         back=f"/u/{upload.id}/map")  # fmt: skip
                 upload.settings = {k: v for k, v in settings.items() if v}
+                try:
+                    upload.values = value_words(form)
+                except ImporterError as exc:
+                    return self._refuse(request, 400, self.plain(exc, upload),
+                                        back=f"/u/{upload.id}/map")  # fmt: skip
                 self.uploads.remember(choices.keys(), choices, upload.settings)
             self._save(upload)
             if form.get("next") == "check":
@@ -387,6 +394,9 @@ class Page:
                 self._save(upload)
                 return RedirectResponse(f"/u/{upload.id}/map", status_code=303)
         rows = describe_mapping(headers, mapping, upload.choices)
+        # The words of the priority and status columns, each with how it is to be read.
+        words = [(field, column, samples.get(column, []))
+                 for column, field, _ in rows if field in VALUE_CHOICES]  # fmt: skip
         error: str | None = None
         warnings, count = list(mapping.warnings), None
         encoding: str | None = None
@@ -400,6 +410,7 @@ class Page:
         legacy = encoding is not None and encoding.replace("-", "_") not in _UNICODE
         return self.render(request, "mapping.html", upload=upload, rows=rows, error=error,
                            profiles=PROFILES, warnings=warnings, count=count, samples=samples,
+                           words=words, value_choices=VALUE_CHOICES,
                            encoding=encoding if legacy else None)  # fmt: skip
 
     async def mapping_file(self, request: Request) -> Response:
@@ -407,7 +418,8 @@ class Page:
         options = self.options(upload)
         headers, mapping, _ = await off_loop(lambda: mapped_so_far(upload.path, options))
         described = describe_mapping(headers, mapping, upload.choices)
-        text = mapping_toml({column: field for column, field, _ in described}, upload.profile)
+        text = mapping_toml({column: field for column, field, _ in described}, upload.profile,
+                            upload.values)  # fmt: skip
         name = f"{upload.stem}.mapping.toml"
         return Response(text, media_type="application/toml", headers=attachment(name))
 

@@ -117,6 +117,9 @@ class Upload:
     choices: dict[str, str | None] = field(default_factory=dict)
     #: The settings given on the page (see :data:`SETTINGS`), as text; absent: the default.
     settings: dict[str, str] = field(default_factory=dict)
+    #: Words of the priority and status columns read as the person said ("urgent" → "high";
+    #: "Closed-won" → "4"), by field.
+    values: dict[str, dict[str, str]] = field(default_factory=dict)
     #: Whether the mapping was taken from an earlier upload of a sheet of the same columns.
     reused: bool = False
     #: Per sheet ("" for a text file's one table): (row number, column) → corrected value. A
@@ -140,6 +143,7 @@ class Upload:
             self.sheet,
             self.encoding,
             tuple(sorted(self.settings.items())),
+            tuple(sorted((f, tuple(sorted(w.items()))) for f, w in self.values.items())),
             self.profile,
             tuple(sorted((k, v or "") for k, v in self.choices.items())),
             tuple(sorted(self.fixes.items())),
@@ -178,6 +182,7 @@ class Upload:
             "choices": self.choices,
             "settings": self.settings,
             "reused": self.reused,
+            "values": self.values,
             "corrections": {
                 sheet: [[n, c, v] for (n, c), v in fixes.items()]
                 for sheet, fixes in self.corrections.items()
@@ -306,6 +311,10 @@ def _load(folder: Path) -> Upload | None:
         choices=data.get("choices") or {},
         settings={str(k): str(v) for k, v in (data.get("settings") or {}).items()},
         reused=bool(data.get("reused")),
+        values={
+            str(f): {str(k): str(v) for k, v in words.items()}
+            for f, words in (data.get("values") or {}).items()
+        },
         corrections={
             str(sheet): {(int(n), c): v for n, c, v in fixes}
             for sheet, fixes in (data.get("corrections") or {}).items()

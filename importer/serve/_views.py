@@ -15,7 +15,7 @@ from zoneinfo import available_timezones
 from .._xlsx import XlsxWriter
 from ..client import Credentials
 from ..errors import UsageError
-from ..fields import TASK_FIELDS
+from ..fields import PRIORITIES, STATUSES, TASK_FIELDS
 from ..map import END_TIME, ColumnMapping, toml_string
 from ..options import RunOptions, parse_clock
 from ..plan import CREATE, INVALID, KEPT, UNCHANGED, UPDATE, UPDATE_THEIRS
@@ -146,22 +146,27 @@ def mapped_so_far(
     path: Path, options: RunOptions
 ) -> tuple[list[str], ColumnMapping, dict[str, list[str]]]:
     """The source's own headers, what the mapper decides for them (even while a field every
-    create needs has no column yet), and two sample values of each column (its first cells
-    that are not blank, among the first rows)."""
+    create needs has no column yet), and each column's first distinct values (cells that are
+    not blank, among the first rows)."""
     source, earlier, mapping = open_mapped(path, options, require=False)
     headers = source.headers[: -len(earlier)] if earlier else source.headers
     samples: dict[str, list[str]] = {h: [] for h in headers}
-    for row in islice(source.rows(), 200):
+    for row in islice(source.rows(), 2000):
         for header in headers:
             value = row.cells.get(header)
-            shown = samples[header]
-            if len(shown) < 2 and not is_blank(value):
-                text = str(whole(value))
-                if text not in shown:
-                    shown.append(text[:40] + ("…" if len(text) > 40 else ""))
-        if all(len(v) >= 2 for v in samples.values()):
+            seen = samples[header]
+            if len(seen) < _DISTINCT and not is_blank(value):
+                text = str(whole(value)).strip()
+                if text not in seen:
+                    seen.append(text)
+        if all(len(v) >= _DISTINCT for v in samples.values()):
             break
     return headers, mapping, samples
+
+
+#: The distinct values of a column the Map step shows (the first two as its samples; all of
+#: them for a priority or status column, to say how each is read).
+_DISTINCT = 20
 
 
 #: The fields as the page names them (the API's name is shown beside).
@@ -207,15 +212,47 @@ def describe_mapping(
     return rows
 
 
-def mapping_toml(columns: dict[str, str | None], profile: str | None) -> str:
-    """The mapping as the ``--mapping`` file that a nightly run can reuse."""
+def mapping_toml(
+    columns: dict[str, str | None],
+    profile: str | None,
+    values: Mapping[str, Mapping[str, str]] | None = None,
+) -> str:
+    """The mapping as the ``--mapping`` file that a nightly run can reuse (``values``: the
+    words of the priority and status columns, read as the person said)."""
     lines = ["# Made by task-import serve: give it to a run with --mapping"]
     if profile:
         lines.append(f'profile = "{profile}"')
     lines += ["", "[columns]"]
     for column, field in columns.items():
         lines.append(f"{toml_string(column)} = {toml_string(field or 'ignore')}")
+    for field, words in sorted((values or {}).items()):
+        if words:
+            lines += ["", f"[{field}]"]
+            for word, value in words.items():
+                said = value if field == "status" else toml_string(value)
+                lines.append(f"{toml_string(word)} = {said}")
     return "\n".join(lines) + "\n"
+
+
+#: What a word of each field may be read as on the page: value → how the page says it.
+VALUE_CHOICES = {
+    "priority": {p: p for p in PRIORITIES},
+    "status": {str(code): f"{code} {label}" for code, label in STATUSES.items()},
+}
+
+
+def value_words(form: Any) -> dict[str, dict[str, str]]:
+    """The words of the priority and status columns the person said how to read (form fields
+    ``value:FIELD:WORD``); UsageError for a value the field does not take."""
+    words: dict[str, dict[str, str]] = {}
+    for key, value in form.multi_items():
+        if not key.startswith("value:") or not str(value):
+            continue
+        _, field, word = key.split(":", 2)
+        if field not in VALUE_CHOICES or str(value) not in VALUE_CHOICES[field]:
+            raise UsageError(f"{field} {word!r}: {str(value)!r} is not one of its values")
+        words.setdefault(field, {})[word] = str(value)
+    return words
 
 
 def read_verdicts(path: Path) -> tuple[list[str], list[dict[str, Any]]]:
