@@ -27,6 +27,16 @@ def upload(client: httpx.Client, address: str, text: str | bytes, name: str = "t
     return client.post(f"{address}upload", data={"csrf": token}, files={"file": sent})
 
 
+def imported(client: httpx.Client, base: str, token: str) -> dict:
+    """Start the upload's import (``base``: its address) and wait for its end; its progress."""
+    client.post(f"{base}/import", data={"csrf": token})
+    deadline = time.monotonic() + 60
+    while not (progress := client.get(f"{base}/progress").json())["finished"]:
+        assert time.monotonic() < deadline
+        time.sleep(0.1)
+    return progress
+
+
 def checked(client: httpx.Client, base: str, **query: str) -> httpx.Response:
     """The check page after a check of the rows (a POST: checking writes the verdicts and
     reads from iVvy); ``base`` is the upload's address, without its step."""
@@ -444,11 +454,7 @@ def test_every_dead_end_has_a_way_on(served, tmp_path):
         right = client.post(f"{base}/sheet", data={"csrf": token, "sheet": "Tasks"})
         assert "1 rows to import" in right.text
         checked(client, base)
-        client.post(f"{base}/import", data={"csrf": token})
-        deadline = time.monotonic() + 60
-        while not client.get(f"{base}/progress").json()["finished"]:
-            assert time.monotonic() < deadline
-            time.sleep(0.1)
+        imported(client, base, token)
         assert client.get(f"{base}/results.xlsx").status_code == 200
         for step in ("map", "check", "import", "sheet", "encoding", "corrected", "to-fix.xlsx"):
             answer = client.get(f"{base}/{step}")
@@ -507,11 +513,7 @@ def test_the_map_step_takes_the_settings_a_run_takes_and_names_no_command_line_o
         assert "2 rows to import" in saved.text, saved.text
         assert 'value="Australia/Sydney"' in saved.text and 'value="dmy" selected' in saved.text
         checked(client, base)
-        client.post(f"{base}/import", data={"csrf": token})
-        deadline = time.monotonic() + 60
-        while not client.get(f"{base}/progress").json()["finished"]:
-            assert time.monotonic() < deadline
-            time.sleep(0.1)
+        imported(client, base, token)
     due = {t["name"]: t["endDatetime"] for t in sandbox.tasks()}
     assert due == {"Call": "2026-04-02 23:00:00 UTC", "Send": "2026-06-05 00:00:00 UTC"}
 
@@ -625,11 +627,7 @@ def test_a_sheet_of_the_same_columns_is_mapped_as_before_and_so_are_the_rows_to_
             "column:Urgency": "priority", "setting:timezone": "Australia/Sydney",
             "next": "map"})  # fmt: skip
         checked(client, base)
-        client.post(f"{base}/import", data={"csrf": token})
-        deadline = time.monotonic() + 60
-        while not client.get(f"{base}/progress").json()["finished"]:
-            assert time.monotonic() < deadline
-            time.sleep(0.1)
+        imported(client, base, token)
         to_fix = client.get(f"{base}/to-fix.xlsx").content
 
         again = upload(client, address, "Task,When,Urgency\nBook,2026-12-03 10:00,low\n",
@@ -669,11 +667,7 @@ def test_the_words_of_priority_and_status_columns_are_read_as_the_person_says(se
         assert '[priority]\n"urgent" = "high"' in toml and '[status]\n"Closed-won" = 4' in toml
         page = checked(client, base)
         assert "2 valid" in page.text, page.text
-        client.post(f"{base}/import", data={"csrf": token})
-        deadline = time.monotonic() + 60
-        while not client.get(f"{base}/progress").json()["finished"]:
-            assert time.monotonic() < deadline
-            time.sleep(0.1)
+        imported(client, base, token)
     by_name = {t["name"]: t for t in sandbox.tasks()}
     assert by_name["Call"]["priority"] == "high" and by_name["Call"]["status"] == 4
     assert by_name["Send"]["status"] == 0
