@@ -671,3 +671,40 @@ def test_the_words_of_priority_and_status_columns_are_read_as_the_person_says(se
     by_name = {t["name"]: t for t in sandbox.tasks()}
     assert by_name["Call"]["priority"] == "high" and by_name["Call"]["status"] == 4
     assert by_name["Send"]["status"] == 0
+
+
+def test_replace_all_corrects_every_cell_of_a_value_in_one_column_each_one_taken_back_alone(
+    served,
+):
+    """ "urgent" in three rows' Priority, replaced by "high" at once: each cell is a correction
+    of its own (listed, each can be taken back), the rows are checked again, and a value in
+    another column is left as it is."""
+    sheet = (
+        "name,endDatetime,priority,description\nA,2026-12-01 10:00,urgent,urgent\n"
+        "B,2026-12-02 10:00,high,\nC,2026-12-03 10:00,urgent,\nD,2026-12-04 10:00, urgent,\n"
+    )
+    address = served()
+    with httpx.Client(follow_redirects=True, timeout=60) as client:
+        token = csrf_of(client, address)
+        base = str(upload(client, address, sheet, "urgent.csv", token).url).removesuffix("/map")
+        assert "3 invalid" in checked(client, base).text
+        done = client.post(f"{base}/replace", data={"csrf": token, "column": "priority",
+                                                    "find": "urgent", "to": "high"})  # fmt: skip
+        assert (
+            done.status_code == 200
+            and "4 valid" in done.text
+            and "invalid"
+            not in re.sub(
+                r"<option[^>]*>[^<]*</option>", "", done.text.split('class="counts"', 1)[1][:400]
+            )
+        )
+        listed = re.findall(
+            r'<tr><td><a href="#row-(\d+)">\d+</a></td><td>priority</td>', done.text
+        )
+        assert sorted(map(int, listed)) == [2, 4, 5]
+        assert "<td>description</td>" not in done.text  # another column's "urgent" is kept
+        back = client.post(f"{base}/unfix", data={"csrf": token, "row": "4", "column": "priority"})
+        assert "1 invalid" in back.text
+        none = client.post(f"{base}/replace", data={"csrf": token, "column": "priority",
+                                                    "find": "nowhere", "to": "high"})  # fmt: skip
+        assert none.status_code == 400 and "No cell of" in none.text

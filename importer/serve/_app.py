@@ -159,6 +159,7 @@ class Page:
                 Route("/u/{id}/mapping.toml", self.mapping_file),
                 Route("/u/{id}/check", self.check, methods=["GET", "POST"]),
                 Route("/u/{id}/fix", self.fix, methods=["POST"]),
+                Route("/u/{id}/replace", self.replace, methods=["POST"]),
                 Route("/u/{id}/unfix", self.unfix, methods=["POST"]),
                 Route("/u/{id}/corrected", self.corrected, methods=["GET", "POST"]),
                 Route("/u/{id}/import", self.import_page, methods=["GET", "POST"]),
@@ -541,6 +542,34 @@ class Page:
                            refusal=refusal and for_the_page(refusal), previous=previous,
                            corrections=sorted(upload.fixes.items()),
                            fixed={(n, c) for n, c in upload.fixes})  # fmt: skip
+
+    async def replace(self, request: Request) -> Response:
+        """Every cell of one column that reads ``find`` corrected to ``to`` (as one correction
+        each: each can be taken back), and those rows checked again."""
+        upload = self._upload(request)
+        form = await request.form()
+        check_csrf(request, form.get("csrf"))
+        back = f"/u/{upload.id}/check"
+        checked = upload.checked
+        if checked is None or checked.decided != upload.decided() or checked.error:
+            return self._refuse(request, 400, "Check the rows first: replacing works on the "
+                                "rows as the last check read them.", back=back)  # fmt: skip
+        column, find = str(form.get("column") or ""), str(form.get("find") or "")
+        to = str(form.get("to") or "")
+        headers, rows = await off_loop(lambda: read_verdicts(upload.validation_path))
+        if column not in headers:
+            return self._refuse(request, 400, f"No column {column!r}.", back=back)
+        if checked.overlay:
+            rows = [checked.overlay.get(int(r["row"]), r) for r in rows]
+        numbers = {int(r["row"]) for r in rows if str(r.get(column) or "").strip() == find.strip()}
+        if not numbers:
+            return self._refuse(request, 400, f"No cell of {column!r} reads {find!r}.", back=back)
+        for number in numbers:
+            upload.fixes[(number, column)] = to
+        upload.save()
+        await self._check(upload, changed=numbers)
+        query = _View.of(form).query()
+        return RedirectResponse(f"{back}{'?' + query if query else ''}", status_code=303)
 
     async def fix(self, request: Request) -> Response:
         upload = self._upload(request)
