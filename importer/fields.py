@@ -38,6 +38,8 @@ TASK_FIELDS: tuple[Field, ...] = (
     Field("description", "string", False, "free text"),
 )
 FIELDS_BY_NAME: dict[str, Field] = {f.name: f for f in TASK_FIELDS}
+#: The fields every new task needs.
+REQUIRED_ON_CREATE: frozenset[str] = frozenset(f.name for f in TASK_FIELDS if f.required_on_create)
 PARENT_FIELDS: tuple[str, ...] = ("leadId", "contactId", "companyId")
 
 PRIORITIES: tuple[str, ...] = ("low", "medium", "high")

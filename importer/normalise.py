@@ -19,7 +19,14 @@ from operator import is_
 from typing import Any, NamedTuple
 
 from .dates import DateError, DateRules, to_api
-from .fields import BAD_DATE, FIELDS_BY_NAME, REQUIRED, STATUSES, UNSAVED_FORMULA
+from .fields import (
+    BAD_DATE,
+    FIELDS_BY_NAME,
+    REQUIRED,
+    REQUIRED_ON_CREATE,
+    STATUSES,
+    UNSAVED_FORMULA,
+)
 from .fields import DOES_NOT_VALIDATE as INVALID_VALUE
 from .map import END_TIME, ColumnMapping, canon
 from .model import Email, Outcome, Payload, Row
@@ -30,9 +37,6 @@ _WHOLE = re.compile(r"\s*\+?(\d+)(?:\.0*)?\s*")
 _DATE_CACHE = 200_000
 _WORD_CACHE = 10_000
 
-
-#: The fields a create must have (checked with a row's other problems).
-REQUIRED_TO_CREATE = frozenset(f.name for f in FIELDS_BY_NAME.values() if f.required_on_create)
 
 #: Text fields sent as written, not trimmed (a name is trimmed of the spaces around it).
 KEPT_AS_WRITTEN = frozenset({"description"})
@@ -165,7 +169,7 @@ class Normalised(NamedTuple):
         creating = not any(n == "id" and v[i] not in (None, "") for n, _, v in self.plan)
         if creating:
             for name, header, values in self.plan:
-                if name in REQUIRED_TO_CREATE and values[i] in (None, ""):
+                if name in REQUIRED_ON_CREATE and values[i] in (None, ""):
                     errors.append((header, CellError(REQUIRED, f"{name} is required to create a "
                                                      "task")))  # fmt: skip
         header, first = errors[0]

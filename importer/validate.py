@@ -24,6 +24,7 @@ from .fields import (
     NOTHING_TO_UPDATE,
     PRIORITIES,
     REQUIRED,
+    REQUIRED_ON_CREATE,
     STATUSES,
     TASK_FIELDS,
     UNRESOLVED,
@@ -156,7 +157,6 @@ _VERDICTS: dict[tuple[str, type, Any, bool], tuple[str | None, int | None]] = {}
 _KINDS = {name: (type_name, required) for name, type_name, required in _SPECS}
 #: Each field's verdicts on the ints and texts judged already, by value.
 _JUDGED: dict[str, dict[Any, tuple[str | None, int | None]]] = {name: {} for name in _KINDS}
-_NEEDED = tuple(name for name, _, required in _SPECS if required)
 
 
 def _well_typed(params: Mapping[str, Any], creating: bool) -> dict[str, Any] | None:
@@ -188,7 +188,7 @@ def _well_typed(params: Mapping[str, Any], creating: bool) -> dict[str, Any] | N
         if known[0] is not None:
             return None
         typed[name] = known[1] if type_name in ("integer", "status") else value
-    if creating and not all(name in typed for name in _NEEDED):
+    if creating and not typed.keys() >= REQUIRED_ON_CREATE:
         return None
     return typed
 

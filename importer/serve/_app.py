@@ -29,7 +29,7 @@ from starlette.templating import Jinja2Templates
 
 from ..client import Credentials, IvvyClient, IvvyError
 from ..errors import AmbiguousEncoding, ImporterError
-from ..fields import describe_code
+from ..fields import REQUIRED_ON_CREATE, describe_code
 from ..map import TARGETS
 from ..options import RunOptions
 from ..pipeline import run_import, validate_source
@@ -43,7 +43,6 @@ from ._state import Checked, Progress, Upload, Uploads, Verdict
 from ._views import (
     LABELS,
     PLAN_ORDER,
-    REQUIRED_FIELDS,
     SETTINGS,
     VALUE_CHOICES,
     attachment,
@@ -148,7 +147,7 @@ class Page:
         self.templates.env.globals["targets"] = TARGETS
         self.templates.env.filters["page_words"] = page_words
         self.templates.env.globals["labels"] = LABELS
-        self.templates.env.globals["required"] = REQUIRED_FIELDS
+        self.templates.env.globals["required"] = REQUIRED_ON_CREATE
         self.starlette = Starlette(
             routes=[
                 Route("/", self.home),

@@ -15,7 +15,7 @@ from zoneinfo import available_timezones
 from .._xlsx import XlsxWriter
 from ..client import Credentials
 from ..errors import UsageError
-from ..fields import PRIORITIES, STATUSES, TASK_FIELDS
+from ..fields import PRIORITIES, STATUSES
 from ..map import END_TIME, ColumnMapping, toml_string
 from ..options import RunOptions, parse_clock
 from ..plan import CREATE, INVALID, KEPT, UNCHANGED, UPDATE, UPDATE_THEIRS
@@ -184,8 +184,6 @@ LABELS = {
     "description": "Description",
     END_TIME: "Due time (beside a due date)",
 }
-#: The fields every new task needs.
-REQUIRED_FIELDS = frozenset(f.name for f in TASK_FIELDS if f.required_on_create)
 
 
 def describe_mapping(
