@@ -12,24 +12,29 @@ import time
 from .test_cli_run import env_for, read_results
 
 
-def test_sigint_stops_taking_rows_and_reports_only_what_is_known(make_sandbox, tmp_path):
-    server = make_sandbox(latency_ms=20)
+def _run_under_way(server, tmp_path, rows: int, concurrency: int, made: int):
+    """A run of ``rows`` tasks into ``server`` in a process of its own, once ``made`` tasks
+    are in the sandbox: the process, its command and its environment."""
     source = tmp_path / "slow.csv"
     with source.open("w", newline="", encoding="utf-8") as handle:
         writer = csv.writer(handle)
         writer.writerow(["name", "endDatetime"])
-        writer.writerows([f"Task {n}", "2026-12-01 09:00"] for n in range(3000))
-    process = subprocess.Popen(
-        [sys.executable, "-m", "importer.cli", "run", str(source), "--concurrency", "4"],
-        env={**os.environ, **env_for(server)},
-        stdout=subprocess.PIPE,
-        stderr=subprocess.PIPE,
-        text=True,
-    )
+        writer.writerows([f"Task {n}", "2026-12-01 09:00"] for n in range(rows))
+    command = [sys.executable, "-m", "importer.cli", "run", str(source),
+               "--concurrency", str(concurrency)]  # fmt: skip
+    env = {**os.environ, **env_for(server)}
+    process = subprocess.Popen(command, env=env, stdout=subprocess.PIPE, stderr=subprocess.PIPE,
+                               text=True)  # fmt: skip
     deadline = time.monotonic() + 60
-    while len(server.tasks()) < 30:
+    while len(server.tasks()) < made:
         assert process.poll() is None and time.monotonic() < deadline, "the run ended too soon"
-        time.sleep(0.05)
+        time.sleep(0.02)
+    return process, command, env
+
+
+def test_sigint_stops_taking_rows_and_reports_only_what_is_known(make_sandbox, tmp_path):
+    server = make_sandbox(latency_ms=20)
+    process, command, env = _run_under_way(server, tmp_path, 3000, concurrency=4, made=30)
     process.send_signal(signal.SIGINT)
     _, stderr = process.communicate(timeout=60)
     assert process.returncode == 130, stderr
@@ -48,13 +53,8 @@ def test_sigint_stops_taking_rows_and_reports_only_what_is_known(make_sandbox, t
     assert any(r["result"] == "skipped" for r in rows)
 
     # The journal holds where it stopped: --resume sends the rest, each row once.
-    resumed = subprocess.run(
-        [sys.executable, "-m", "importer.cli", "run", str(source), "--resume", "--json"],
-        env={**os.environ, **env_for(server)},
-        capture_output=True,
-        text=True,
-        timeout=120,
-    )
+    resumed = subprocess.run([*command, "--resume", "--json"], env=env, capture_output=True,
+                             text=True, timeout=120)  # fmt: skip
     assert resumed.returncode == 0, resumed.stderr
     names = [t["name"] for t in server.tasks()]
     assert len(names) == 3000 and len(set(names)) == 3000
@@ -68,19 +68,7 @@ def test_a_second_ctrl_c_stops_at_once_without_a_traceback(make_sandbox, tmp_pat
     exit 130, one line on what happened, no traceback ("exception was never retrieved"), and
     --resume still sends each row once."""
     server = make_sandbox(latency_ms=300)
-    source = tmp_path / "slow.csv"
-    with source.open("w", newline="", encoding="utf-8") as handle:
-        writer = csv.writer(handle)
-        writer.writerow(["name", "endDatetime"])
-        writer.writerows([f"Task {n}", "2026-12-01 09:00"] for n in range(160))
-    command = [sys.executable, "-m", "importer.cli", "run", str(source), "--concurrency", "8"]
-    env = {**os.environ, **env_for(server)}
-    process = subprocess.Popen(command, env=env, stdout=subprocess.PIPE, stderr=subprocess.PIPE,
-                               text=True)  # fmt: skip
-    deadline = time.monotonic() + 60
-    while len(server.tasks()) < 16:
-        assert process.poll() is None and time.monotonic() < deadline, "the run ended too soon"
-        time.sleep(0.02)
+    process, command, env = _run_under_way(server, tmp_path, 160, concurrency=8, made=16)
     process.send_signal(signal.SIGINT)
     time.sleep(0.1)  # inside the grace: rows are in flight (each answer takes 300 ms)
     process.send_signal(signal.SIGINT)
