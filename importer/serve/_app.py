@@ -269,13 +269,7 @@ class Page:
                 return self._refuse(request, 400, message)
             if len(sheets) > 1:
                 return RedirectResponse(f"/u/{upload.id}/sheet", status_code=303)
-        else:
-            try:
-                await off_loop(lambda: detect_encoding(upload.path))
-            except AmbiguousEncoding:  # the person reads which is right
-                return RedirectResponse(f"/u/{upload.id}/encoding", status_code=303)
-            except ImporterError:
-                pass  # the map step says what is wrong, with the file's columns where it can
+        # (A text that reads two ways: the Map step sends the person to choose the encoding.)
         return RedirectResponse(f"/u/{upload.id}/map", status_code=303)
 
     async def encoding(self, request: Request) -> Response:
@@ -503,7 +497,8 @@ class Page:
         """POST: check the rows (what the person decided so far). GET: what the last check
         found, or, when the choices or corrections changed since, a button to check again."""
         upload = self._upload(request)
-        errors_only = request.query_params.get("errors") == "1"
+        view = _View.of(request.query_params)
+        errors_only = view.errors
         if request.method == "POST":
             form = await request.form()
             check_csrf(request, form.get("csrf"))
@@ -521,7 +516,6 @@ class Page:
         data_headers, rows = await off_loop(lambda: read_verdicts(upload.validation_path))
         if checked.overlay:  # rows checked again since: as they read now
             rows = [checked.overlay.get(int(r["row"]), r) for r in rows]
-        view = _View.of(request.query_params)
         picked = [r for r in rows if view.keeps(r)]
         pages = max(1, -(-len(picked) // SHOWN_ROWS))
         page = min(view.page, pages)
@@ -582,8 +576,6 @@ class Page:
         upload.save()
         await self._check(upload, changed={number})
         back = _View.of(form).query()  # the view the fix was made in, kept
-        if not back and form.get("errors_only") == "1":
-            back = "errors=1"
         return RedirectResponse(
             f"/u/{upload.id}/check{'?' + back if back else ''}#row-{number}", status_code=303
         )
