@@ -189,6 +189,19 @@ def state_option(help: str) -> Callable[[Callable[..., Any]], Callable[..., Any]
     )
 
 
+def settle_option(command: Callable[..., Any]) -> Callable[..., Any]:
+    """``--settle-s``: how long a lost create waits before it is looked up (run and serve)."""
+    return click.option(
+        "--settle-s",
+        "settle",
+        type=click.FloatRange(min=0.0),
+        default=SETTLE,
+        show_default=True,
+        help="How long a create whose answer was lost waits before it is looked up: the bound "
+        "on late writes and lagging list reads.",
+    )(command)
+
+
 def only_option(help: str) -> Callable[[Callable[..., Any]], Callable[..., Any]]:
     """``--only RESULTS``: the earlier results to pick from a results sheet."""
     return click.option(
@@ -424,15 +437,7 @@ def load_config(path: Path, group: click.Group) -> tuple[dict[str, dict[str, Any
     type=click.FloatRange(min=0.1),
     help="A ceiling in requests per second (default: as fast as iVvy allows, found by probing).",
 )
-@click.option(
-    "--settle-s",
-    "settle",
-    type=click.FloatRange(min=0.0),
-    default=SETTLE,
-    show_default=True,
-    help="How long a create whose answer was lost waits before it is looked up: the bound on "
-    "late writes and lagging list reads.",
-)
+@settle_option
 @click.option(
     "--callback-url",
     default=DEFAULT_CALLBACK,
@@ -906,9 +911,15 @@ def _check_credentials(credentials: Credentials) -> None:
     show_default=True,
     help="The largest file the page takes.",
 )
+@settle_option
 @user_errors
 def serve_command(
-    host: str, port: int, use_sandbox: bool, state: Path | str | None, max_upload_mb: int
+    host: str,
+    port: int,
+    use_sandbox: bool,
+    state: Path | str | None,
+    max_upload_mb: int,
+    settle: float,
 ) -> None:
     """Serve the import page: upload a sheet, map its columns, fix its rows, import them and
     download the results, in the browser. Credentials come from the environment or --config,
@@ -957,7 +968,7 @@ def serve_command(
         bound = listener.getsockname()[1]
         hosts = loopback_hosts(bound) if loopback else None
         page = Page(ServeConfig(credentials, uploads, journal, token, max_upload_mb << 20, label,
-                                hosts=hosts))  # fmt: skip
+                                hosts=hosts, settle=settle))  # fmt: skip
         address = page_address(host, bound)
         click.echo(
             f"The import page: {address}"

@@ -160,7 +160,7 @@ def test_a_server_killed_mid_import_resumes_it_after_a_restart(make_sandbox, tmp
 
     server = make_sandbox(latency_ms=20, drop_rate=0.02, random_seed=5)
     rows = "".join(f"Task {n},2026-12-01 10:00\n" for n in range(400))
-    process, address = start_page(server, tmp_path)
+    process, address = start_page(server, tmp_path, "--settle-s", "0.5")
     with httpx.Client(follow_redirects=True) as client:
         mapped = upload(client, address, "name,endDatetime\n" + rows)
         base = str(mapped.url).rsplit("/", 1)[0]
@@ -172,7 +172,7 @@ def test_a_server_killed_mid_import_resumes_it_after_a_restart(make_sandbox, tmp
     process.send_signal(signal.SIGKILL)  # no clean stop: the journal and the upload stay
     process.wait(timeout=10)
 
-    process, address = start_page(server, tmp_path)
+    process, address = start_page(server, tmp_path, "--settle-s", "0.5")
     try:
         with httpx.Client(follow_redirects=True) as client:
             home = client.get(address)

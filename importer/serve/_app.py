@@ -36,6 +36,7 @@ from ..pipeline import run_import, validate_source
 from ..prepare import prepare
 from ..profiles import PROFILES
 from ..read import WORKBOOK_SUFFIXES, detect_encoding, encoding_choices, list_sheets
+from ..reconcile import SETTLE
 from ..summary import RunSummary
 from ._guard import Guard, NotFound, Secured, check_csrf
 from ._jobs import collect_verdicts, off_loop
@@ -121,6 +122,8 @@ class ServeConfig:
     hosts: frozenset[str] | None = None
     #: How long a stop waits for a run to record where it stopped.
     stop_wait: float = 3.0
+    #: How long a create whose answer was lost waits before it is looked up (as run's).
+    settle: float = SETTLE
 
 
 #: Encodings that need no choosing (a legacy one is shown, with a way to change it).
@@ -209,6 +212,7 @@ class Page:
             mapping=mapping if upload.choices else None,
             fixes=dict(upload.fixes) or None,
             state=self.config.state,
+            settle=self.config.settle,
             **more,
         )
 
