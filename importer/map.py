@@ -375,5 +375,15 @@ def _closest_header(column: str, headers: Sequence[str]) -> str | None:
 
 
 def _closest(header: str) -> str | None:
-    match = difflib.get_close_matches(canon(header), list(_KNOWN), n=1, cutoff=0.75)
-    return _KNOWN[match[0]] if match else None
+    guess = closest_field(header)
+    return guess[0] if guess else None
+
+
+def closest_field(header: str) -> tuple[str, float] | None:
+    """The field a header no alias names most likely means (a typo of a known header, such
+    as "Due Dte"), with how alike the two are (0.75 to 1), or None."""
+    wanted = canon(header)
+    match = difflib.get_close_matches(wanted, list(_KNOWN), n=1, cutoff=0.75)
+    if not match:
+        return None
+    return _KNOWN[match[0]], difflib.SequenceMatcher(None, wanted, match[0]).ratio()

@@ -394,7 +394,7 @@ class Page:
         rows = describe_mapping(headers, mapping, upload.choices)
         # The words of the priority and status columns, each with how it is to be read.
         words = [(field, column, samples.get(column, []))
-                 for column, field, _ in rows if field in VALUE_CHOICES]  # fmt: skip
+                 for column, field, _, _ in rows if field in VALUE_CHOICES]  # fmt: skip
         error: str | None = None
         warnings, count = list(mapping.warnings), None
         encoding: str | None = None
@@ -416,7 +416,7 @@ class Page:
         options = self.options(upload)
         headers, mapping, _ = await off_loop(lambda: mapped_so_far(upload.path, options))
         described = describe_mapping(headers, mapping, upload.choices)
-        text = mapping_toml({column: field for column, field, _ in described}, upload.profile,
+        text = mapping_toml({column: field for column, field, _, _ in described}, upload.profile,
                             upload.values)  # fmt: skip
         name = f"{upload.stem}.mapping.toml"
         return Response(text, media_type="application/toml", headers=attachment(name))

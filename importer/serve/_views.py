@@ -7,6 +7,7 @@ from __future__ import annotations
 import io
 import re
 from collections.abc import Mapping
+from dataclasses import dataclass
 from itertools import islice
 from pathlib import Path
 from typing import Any
@@ -16,7 +17,7 @@ from .._xlsx import XlsxWriter
 from ..client import Credentials
 from ..errors import UsageError
 from ..fields import PRIORITIES, STATUSES
-from ..map import END_TIME, ColumnMapping, toml_string
+from ..map import END_TIME, TARGETS, ColumnMapping, closest_field, toml_string
 from ..options import RunOptions, parse_clock
 from ..plan import CREATE, INVALID, KEPT, UNCHANGED, UPDATE, UPDATE_THEIRS
 from ..prepare import open_mapped
@@ -186,14 +187,37 @@ LABELS = {
 }
 
 
+#: How alike a header and a known one must be for the Map step to choose the field for the
+#: person (shown as a guess to check; a guess less sure is offered, not chosen).
+CONFIDENT = 0.85
+
+
+@dataclass(frozen=True)
+class Guess:
+    """A field an unmapped column's header looks like, and whether the Map step chooses it."""
+
+    field: str
+    chosen: bool
+
+
 def describe_mapping(
     headers: list[str], mapping: ColumnMapping, choices: dict[str, str | None]
-) -> list[tuple[str, str, str]]:
-    """Each source column: the field it feeds ("" for none) and how sure that is."""
+) -> list[tuple[str, str, str, Guess | None]]:
+    """Each source column: the field it feeds ("" for none), how sure that is, and for a column
+    that feeds none, the field its header looks like, when no other column feeds it (a
+    "did you mean"): chosen in the page's form when it is close (the person saves it, or not),
+    else offered beside. A guess is never part of the mapping until the person saves it."""
     field_of = {column: field for field, column in mapping.columns.items()}
+    fed = set(mapping.columns) | {f for f in choices.values() if f}
     rows = []
     for header in headers:
         field = field_of.get(header, "")
+        guess = None
+        if not field and header not in choices:
+            close = closest_field(header)
+            if close is not None and close[0] not in fed and close[0] in TARGETS:
+                guess = Guess(close[0], close[1] >= CONFIDENT)
+                fed.add(close[0])  # one guess a field
         if field == "id" and mapping.how.get("id") != "results sheet":
             how = (
                 "task ids of unknown origin: the check asks before any task this tool did not "
@@ -204,9 +228,14 @@ def describe_mapping(
         elif field:
             reason = mapping.how.get(field, "")
             how = HOW.get(reason, f"sure: {reason}" if reason else "")
+        elif guess is not None and guess.chosen:
+            how = (f"a guess: the header looks like {LABELS.get(guess.field, guess.field)}'s; "
+                   "check it, then save")  # fmt: skip
+        elif guess is not None:
+            how = f"not imported: did you mean {LABELS.get(guess.field, guess.field)}?"
         else:
             how = "not imported (kept in the results)"
-        rows.append((header, field, how))
+        rows.append((header, field, how, guess))
     return rows
 
 

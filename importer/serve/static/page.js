@@ -39,6 +39,12 @@ document.addEventListener("DOMContentLoaded", () => {
       mapping.querySelectorAll("button[type=submit]").forEach((b) => { b.disabled = twice.length > 0; });
     };
     selects.forEach((s) => s.addEventListener("change", check));
+    // A "did you mean" offered beside a column: one press chooses it (saved with the form).
+    mapping.querySelectorAll("button.guess").forEach((b) => b.addEventListener("click", () => {
+      const select = selects.find((s) => s.dataset.column === b.dataset.column);
+      if (select) { select.value = b.dataset.field; check(); select.focus(); }
+    }));
+    check();
   }
 
   const box = document.getElementById("progress");
