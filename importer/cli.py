@@ -129,6 +129,9 @@ def source_options(command: Callable[..., Any]) -> Callable[..., Any]:
         click.option("--sheet", help="Workbook sheet: its name, or its position from 1 "
                      "(default: the first visible sheet with data)."),
         click.option("--encoding", help="Text encoding of a CSV (default: detected)."),
+        click.option("--header-row", type=click.IntRange(min=1), metavar="N",
+                     help="The row holding the column names, by its number in the sheet "
+                     "(default: found, passing over title and note rows)."),
         click.option("--profile", type=click.Choice(sorted(PROFILES)),
                      help="Read the task export of another CRM."),
         click.option("--mapping", type=click.Path(exists=True, dir_okay=False, path_type=Path),

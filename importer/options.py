@@ -115,6 +115,8 @@ class SourceOptions:
     fixes: Mapping[tuple[int, str], Any] | None = None
     #: Columns mapped one by one (column → field, or ``"ignore"``), on top of the mapping file.
     columns: Mapping[str, str] | None = None
+    #: The header row's number in the sheet (from 1), when the importer should not find it.
+    header_row: int | None = None
 
     def __post_init__(self) -> None:
         object.__setattr__(self, "mapping", _path(self.mapping))

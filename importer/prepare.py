@@ -163,7 +163,8 @@ def open_mapped(
     if options.source.columns:
         mapping_file = given_columns(options.source.columns, mapping_file)
     sheet = options.source.sheet or (mapping_file.options.get("sheet") if mapping_file else None)
-    source = open_source(source_path, sheet=sheet, encoding=options.source.encoding)
+    source = open_source(source_path, sheet=sheet, encoding=options.source.encoding,
+                         header_row=options.source.header_row)  # fmt: skip
     earlier = earlier_columns(source.headers)
     if earlier is not None:
         source = source.reading(cell_filter=unneutralise)

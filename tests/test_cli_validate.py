@@ -124,3 +124,21 @@ def test_all_or_nothing_sends_everything_when_every_row_is_valid_online(sandbox,
     rows = read_results(tmp_path / "h.results.csv")
     assert [(r["result"], r["error_code"]) for r in rows] == [("skipped", ""), ("invalid", "24390")]
     assert len(sandbox.tasks()) == 2
+
+
+def test_header_row_names_the_row_of_column_names(tmp_path):
+    """A first row of text as wide as the table reads as the header; --header-row 2 says the
+    names are on row 2 (row numbers stay the sheet's). A row with nothing below is refused
+    naming the row, exit 2."""
+    source = write_csv(
+        tmp_path / "titled.csv",
+        "Exported by,Zoho,on Monday\nname,endDatetime,description\nCall,2026-12-01 10:00,ask\n",
+    )
+    found = CliRunner().invoke(main, ["validate", str(source), "--offline"])
+    assert found.exit_code == 2 and "no column for name" in found.output, found.output
+    given = CliRunner().invoke(main, ["validate", str(source), "--offline", "--header-row", "2"])
+    assert given.exit_code == 0, given.output
+    rows = read_results(tmp_path / "titled.validation.csv")
+    assert [(r["row"], r["name"], r["result"]) for r in rows] == [("3", "Call", "valid")]
+    beyond = CliRunner().invoke(main, ["validate", str(source), "--offline", "--header-row", "3"])
+    assert beyond.exit_code == 2 and "row 3: no data rows below the header" in beyond.output

@@ -587,6 +587,44 @@ def test_the_map_step_chooses_a_close_did_you_mean_and_offers_a_less_sure_one(se
         assert "Import the 1 valid rows" in saved.text
 
 
+def test_the_map_step_shows_the_header_row_and_takes_another(served, sandbox):
+    """A first row of text as wide as the table is taken for the header; the Map step says
+    which row the names come from, and row 2 given there maps the real names, checks and
+    imports with them. A row with nothing below is refused with the form still there (a way
+    on), and emptied the importer's own choice is back."""
+    import html
+
+    address = served()
+    sheet = ("Exported by,Zoho,on Monday\nname,endDatetime,description\n"
+             "Call the venue,2026-12-01 10:00,ask\nSend,2026-12-02 10:00,ok\n")  # fmt: skip
+    with httpx.Client(follow_redirects=True) as client:
+        token = csrf_of(client, address)
+        mapped = upload(client, address, sheet, "titled.csv", token)
+        assert 'id="header-row" value="1"' in mapped.text and "found by the importer" in mapped.text
+        assert 'data-column="Exported by"' in mapped.text
+        base = str(mapped.url).removesuffix("/map")
+        again = client.post(f"{base}/header", data={"csrf": token, "header_row": "2"})
+        assert str(again.url).endswith("/map") and 'id="header-row" value="2"' in again.text
+        assert 'data-column="endDatetime"' in again.text and "Exported by" not in again.text
+        assert "2 rows to import" in again.text
+        checked = client.post(f"{base}/map", data={
+            "csrf": token, "profile": "", "setting:header_row": "2", "column:name": "name",
+            "column:endDatetime": "endDatetime", "column:description": "description",
+            "next": "check"})  # fmt: skip
+        assert "Import the 2 valid rows" in checked.text, checked.text[-2000:]
+        assert imported(client, base, token)["counts"] == {"created": 2}
+        made = {t["name"]: t.get("description") or "" for t in sandbox.tasks()}
+        assert set(made) == {"Call the venue", "Send"}  # the title row sent as nothing
+        assert "ask" in made["Call the venue"] and "ok" in made["Send"]
+        wrong = client.post(f"{base}/header", data={"csrf": token, "header_row": "4"})
+        shown = html.unescape(wrong.text)
+        assert "no data rows below the header" in shown and 'id="header-form"' in shown
+        bad = client.post(f"{base}/header", data={"csrf": token, "header_row": "two"})
+        assert bad.status_code == 400 and "is not a row's number" in html.unescape(bad.text)
+        back = client.post(f"{base}/header", data={"csrf": token, "header_row": ""})
+        assert 'id="header-row" value="1"' in back.text
+
+
 def test_the_check_view_pages_through_every_row_and_filters_by_code_and_column(served):
     """1,200 rows, 600 with a bad priority and 100 with a bad due date: in errors-only mode the
     second page holds errors 501 to 700 (before, only the first 500 rows were reachable);

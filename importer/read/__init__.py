@@ -209,8 +209,10 @@ def open_source(
     sheet: str | None = None,
     encoding: str | None = None,
     limits: ReadLimits = LIMITS,
+    header_row: int | None = None,
 ) -> Source:
-    """Open ``path``: find the sheet, the encoding, the delimiter and the header row.
+    """Open ``path``: find the sheet, the encoding, the delimiter and the header row (or take
+    ``header_row``, the row's number in the sheet, from 1).
 
     Raises :class:`SourceError` (naming file, sheet, row and column where known) for a missing,
     empty, header-only, binary, corrupt, encrypted or unsupported file, a sheet that does not
@@ -224,7 +226,7 @@ def open_source(
         magic = handle.read(8)
     suffix = path.suffix.lower()
     if magic.startswith(ZIP_MAGIC) or magic.startswith(OLE_MAGIC):
-        return _open_workbook(path, sheet, limits)
+        return _open_workbook(path, sheet, limits, header_row)
     if suffix in WORKBOOK_SUFFIXES:
         if not magic:
             raise SourceError("the file is empty", path=path)
@@ -241,14 +243,18 @@ def open_source(
         raise SourceError("--sheet applies to workbooks; this is a text file", path=path)
     if not magic:
         raise SourceError("the file is empty", path=path)
-    return _open_text(path, encoding, limits)
+    return _open_text(path, encoding, limits, header_row)
 
 
-def _open_text(path: Path, forced_encoding: str | None, limits: ReadLimits) -> Source:
+def _open_text(
+    path: Path, forced_encoding: str | None, limits: ReadLimits, header_row: int | None = None
+) -> Source:
     encoding, note = detect_encoding(path, forced_encoding, limits.line_chars)
     delimiter = sniff_delimiter(path, encoding)
     records = text_records(path, encoding, delimiter)
-    layout = find_layout(records, path=path, sheet=None, max_columns=limits.columns)
+    layout = find_layout(
+        records, path=path, sheet=None, max_columns=limits.columns, header_row=header_row
+    )
     source = Source(
         path=path,
         kind="text",
@@ -262,7 +268,9 @@ def _open_text(path: Path, forced_encoding: str | None, limits: ReadLimits) -> S
     return source
 
 
-def _open_workbook(path: Path, requested: str | None, limits: ReadLimits) -> Source:
+def _open_workbook(
+    path: Path, requested: str | None, limits: ReadLimits, header_row: int | None = None
+) -> Source:
     read = read_workbook(path, requested, limits)
     layout = find_layout(
         enumerate(read.iter_rows(), start=1),
@@ -270,6 +278,7 @@ def _open_workbook(path: Path, requested: str | None, limits: ReadLimits) -> Sou
         sheet=read.sheet,
         column_offset=read.column_offset,
         max_columns=limits.columns,
+        header_row=header_row,
     )
     source = Source(
         path=path,

@@ -66,12 +66,16 @@ def find_layout(
     sheet: str | None,
     column_offset: int = 0,
     max_columns: int = MAX_COLUMNS,
+    header_row: int | None = None,
 ) -> Layout:
     """The table's layout. The header is the first row whose filled cells are all text and are at
     least half as many as in the widest of the rows just below it: title and note rows above a
     table are passed over, but a row of numbers or dates before any header means the table has
-    none. SourceError when the source is empty, has no header, has duplicate header names, or has
+    none. ``header_row`` (the row's number in the sheet, from 1) says which row it is instead.
+    SourceError when the source is empty, has no header, has duplicate header names, or has
     no data rows."""
+    if header_row is not None:
+        records = (r for r in records if r[0] >= header_row)
     buffered = list(islice((r for r in records if _filled(r[1])), HEADER_SCAN + LOOKAHEAD))
     for number, cells in buffered:
         if len(cells) > max_columns:
@@ -82,10 +86,27 @@ def find_layout(
                 sheet=sheet,
                 row=number,
             )
+    if header_row is not None and (not buffered or buffered[0][0] != header_row):
+        where = "the file" if sheet is None else "the sheet"
+        raise SourceError(
+            f"the header row was given as row {header_row}, which is blank"
+            if buffered
+            else f"the header row was given as row {header_row}: {where} holds nothing there "
+            "or below",
+            path=path,
+            sheet=sheet,
+            row=header_row,
+        )
     if not buffered:
         raise SourceError(
             "the file is empty" if sheet is None else "the sheet is empty", path=path, sheet=sheet
         )
+    if header_row is not None:
+        number, cells = buffered[0]
+        layout = _layout(number, cells, path=path, sheet=sheet, column_offset=column_offset)
+        if len(buffered) == 1:
+            raise EmptySource("no data rows below the header", path=path, sheet=sheet, row=number)
+        return layout
     for index, (number, cells) in enumerate(buffered[:HEADER_SCAN]):
         filled = _filled(cells)
         if not all(isinstance(c, str) for c in filled):

@@ -158,6 +158,7 @@ class Page:
                 Route("/u/{id}/sheet", self.sheet, methods=["GET", "POST"]),
                 Route("/u/{id}/encoding", self.encoding, methods=["GET", "POST"]),
                 Route("/u/{id}/map", self.mapping, methods=["GET", "POST"]),
+                Route("/u/{id}/header", self.header, methods=["POST"]),
                 Route("/u/{id}/mapping.toml", self.mapping_file),
                 Route("/u/{id}/check", self.check, methods=["GET", "POST"]),
                 Route("/u/{id}/fix", self.fix, methods=["POST"]),
@@ -306,6 +307,27 @@ class Page:
         return self.render(request, "encoding.html", upload=upload, choices=choices,
                            current=current, unsure=bool(ambiguous))  # fmt: skip
 
+    async def header(self, request: Request) -> Response:
+        """The row the column names are read from: a number, or blank for the one the importer
+        finds. Other columns mean a mapping decided anew (the choices named the old ones)."""
+        upload = self._upload(request)
+        form = await request.form()
+        check_csrf(request, form.get("csrf"))
+        given = str(form.get("header_row") or "").strip()
+        try:
+            settings_options({"header_row": given})
+        except ImporterError as exc:
+            return self._refuse(request, 400, self.plain(exc, upload),
+                                back=f"/u/{upload.id}/map")  # fmt: skip
+        settings = {k: v for k, v in upload.settings.items() if k != "header_row"}
+        if given:
+            settings["header_row"] = str(int(given))
+        if settings != upload.settings:
+            upload.settings, upload.choices, upload.values = settings, {}, {}
+            upload.reused = False
+            self._save(upload)
+        return RedirectResponse(f"/u/{upload.id}/map", status_code=303)
+
     async def sheet(self, request: Request) -> Response:
         upload = self._upload(request)
         form = await request.form() if request.method == "POST" else None
@@ -377,7 +399,9 @@ class Page:
             return RedirectResponse(f"/u/{upload.id}/map", status_code=303)
         options = self.options(upload)
         try:
-            headers, mapping, samples = await off_loop(lambda: mapped_so_far(upload.path, options))
+            headers, mapping, samples, header_row = await off_loop(
+                lambda: mapped_so_far(upload.path, options)
+            )
         except AmbiguousEncoding:
             return RedirectResponse(f"/u/{upload.id}/encoding", status_code=303)
         except ImporterError as exc:
@@ -408,13 +432,13 @@ class Page:
         legacy = encoding is not None and encoding.replace("-", "_") not in _UNICODE
         return self.render(request, "mapping.html", upload=upload, rows=rows, error=error,
                            profiles=PROFILES, warnings=warnings, count=count, samples=samples,
-                           words=words, value_choices=VALUE_CHOICES,
+                           words=words, value_choices=VALUE_CHOICES, header_row=header_row,
                            encoding=encoding if legacy else None)  # fmt: skip
 
     async def mapping_file(self, request: Request) -> Response:
         upload = self._upload(request)
         options = self.options(upload)
-        headers, mapping, _ = await off_loop(lambda: mapped_so_far(upload.path, options))
+        headers, mapping, _, _ = await off_loop(lambda: mapped_so_far(upload.path, options))
         described = describe_mapping(headers, mapping, upload.choices)
         text = mapping_toml({column: field for column, field, _, _ in described}, upload.profile,
                             upload.values)  # fmt: skip

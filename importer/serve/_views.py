@@ -65,6 +65,7 @@ SETTINGS = {
     "default_time": "default time",
     "venue_id": "venue id",
     "key": "key column",
+    "header_row": "header row",
 }
 _ORDERS = {"dmy": "day first", "mdy": "month first"}
 
@@ -90,6 +91,10 @@ def settings_options(settings: Mapping[str, str]) -> dict[str, Any]:
         options["venue_id"] = int(venue)
     if key := given.get("key"):
         options["key"] = key
+    if row := given.get("header_row"):
+        if not row.isdigit() or int(row) < 1:
+            raise UsageError(f"header row: {row!r} is not a row's number (1 is the first row)")
+        options["header_row"] = int(row)
     return options
 
 
@@ -145,10 +150,10 @@ def scrubbed(text: str, upload: Upload | None, credentials: Credentials | None) 
 
 def mapped_so_far(
     path: Path, options: RunOptions
-) -> tuple[list[str], ColumnMapping, dict[str, list[str]]]:
+) -> tuple[list[str], ColumnMapping, dict[str, list[str]], int]:
     """The source's own headers, what the mapper decides for them (even while a field every
-    create needs has no column yet), and each column's first distinct values (cells that are
-    not blank, among the first rows)."""
+    create needs has no column yet), each column's first distinct values (cells that are
+    not blank, among the first rows), and the number of the row the headers are read from."""
     source, earlier, mapping = open_mapped(path, options, require=False)
     headers = source.headers[: -len(earlier)] if earlier else source.headers
     samples: dict[str, list[str]] = {h: [] for h in headers}
@@ -162,7 +167,7 @@ def mapped_so_far(
                     seen.append(text)
         if all(len(v) >= _DISTINCT for v in samples.values()):
             break
-    return headers, mapping, samples
+    return headers, mapping, samples, source.header_row
 
 
 #: The distinct values of a column the Map step shows (the first two as its samples; all of
