@@ -126,7 +126,7 @@ def test_the_whole_flow_in_a_browser(sandbox, page_server, tmp_path):
         page.click("#errors-only")
         expect(page.locator("table.rows tbody tr")).to_have_count(2)
         page.screenshot(path=shots / "serve-3-check.png", full_page=True)
-        page.fill('#row-3 input[name="value"]', "high")
+        page.select_option('#row-3 select[name="value"]', "high")  # a priority's values
         page.click("#row-3 form.fix button")
         expect(page.locator(".counts")).to_contain_text("1 invalid")
         expect(page.locator("#row-3")).to_have_count(0)  # errors only: the fixed row is gone

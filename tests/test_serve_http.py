@@ -625,6 +625,35 @@ def test_the_map_step_shows_the_header_row_and_takes_another(served, sandbox):
         assert 'id="header-row" value="1"' in back.text
 
 
+def test_any_cell_is_editable_and_a_priority_is_chosen_from_its_values(served, sandbox):
+    """A bad priority is fixed from a dropdown of the values the importer reads; a valid row's
+    other cell is edited too (not only the flagged one); the import sends both as edited."""
+    address = served()
+    sheet = "name,endDatetime,priority\nCall,2026-12-01 10:00,urgent\nSend,2026-12-02 10:00,low\n"
+    with httpx.Client(follow_redirects=True) as client:
+        token = csrf_of(client, address)
+        mapped = upload(client, address, sheet, "edit.csv", token)
+        base = str(mapped.url).removesuffix("/map")
+        page = client.post(f"{base}/map", data={
+            "csrf": token, "profile": "", "column:name": "name",
+            "column:endDatetime": "endDatetime", "column:priority": "priority",
+            "next": "check"})  # fmt: skip
+        bad = page.text.split('id="row-2"', 1)[1].split("</tr>", 1)[0]
+        assert 'class="choose"' in bad
+        assert '<option value="urgent" selected>urgent (as written)</option>' in bad
+        assert all(f'<option value="{p}">{p}</option>' in bad for p in ("low", "medium", "high"))
+        good = page.text.split('id="row-3"', 1)[1].split("</tr>", 1)[0]
+        assert "Edit a cell" in good and 'aria-label="column to edit on row 3"' in good
+        client.post(f"{base}/fix", data={"csrf": token, "row": "2", "column": "priority",
+                                         "value": "high"})  # fmt: skip
+        after = client.post(f"{base}/fix", data={"csrf": token, "row": "3", "column": "name",
+                                                 "value": "Send the menu"})  # fmt: skip
+        assert "Import the 2 valid rows" in after.text
+        assert imported(client, base, token)["counts"] == {"created": 2}
+    made = {t["name"]: t.get("priority") for t in sandbox.tasks()}
+    assert made == {"Call": "high", "Send the menu": "low"}
+
+
 def test_the_check_view_pages_through_every_row_and_filters_by_code_and_column(served):
     """1,200 rows, 600 with a bad priority and 100 with a bad due date: in errors-only mode the
     second page holds errors 501 to 700 (before, only the first 500 rows were reachable);

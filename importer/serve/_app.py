@@ -47,6 +47,7 @@ from ._views import (
     SETTINGS,
     VALUE_CHOICES,
     attachment,
+    choosing,
     content_type,
     describe_mapping,
     for_the_page,
@@ -562,7 +563,8 @@ class Page:
                            first=(page - 1) * SHOWN_ROWS + 1,
                            refusal=refusal and for_the_page(refusal), previous=previous,
                            corrections=sorted(upload.fixes.items()),
-                           fixed={(n, c) for n, c in upload.fixes})  # fmt: skip
+                           fixed={(n, c) for n, c in upload.fixes},
+                           choosing=choosing(upload.choices))  # fmt: skip
 
     async def replace(self, request: Request) -> Response:
         """Every cell of one column that reads ``find`` corrected to ``to`` (as one correction

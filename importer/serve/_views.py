@@ -273,6 +273,13 @@ VALUE_CHOICES = {
 }
 
 
+def choosing(choices: Mapping[str, str | None]) -> dict[str, list[str]]:
+    """The values a fix may choose from, by column, for the columns that feed the priority
+    and the status: each as the importer reads it (a status by its name)."""
+    values = {"priority": list(PRIORITIES), "status": list(STATUSES.values())}
+    return {column: values[field] for column, field in choices.items() if field in values}
+
+
 def value_words(form: Any) -> dict[str, dict[str, str]]:
     """The words of the priority and status columns the person said how to read (form fields
     ``value:FIELD:WORD``); UsageError for a value the field does not take."""
