@@ -130,6 +130,12 @@ def test_the_whole_flow_in_a_browser(sandbox, page_server, tmp_path):
         page.click("#row-3 form.fix button")
         expect(page.locator(".counts")).to_contain_text("1 invalid")
         expect(page.locator("#row-3")).to_have_count(0)  # errors only: the fixed row is gone
+        # Keyboard flow: back at the fixed row, the next error's box has the focus; p and n
+        # move between the errors from outside a box.
+        expect(page.locator('#row-4 [name="value"]')).to_be_focused()
+        page.locator("h2").click()
+        page.keyboard.press("n")
+        expect(page.locator('#row-4 [name="value"]')).to_be_focused()
 
         # 4. Import, with its progress, and 5. the results.
         page.click("#import")

@@ -47,6 +47,30 @@ document.addEventListener("DOMContentLoaded", () => {
     check();
   }
 
+  // Keyboard flow on the check page: after a fix the page comes back at the fixed row, with
+  // the next error's box focused (type, Enter, and on to the next); n and p go to the next
+  // and the previous error from wherever the focus is.
+  const table = document.querySelector("table.rows");
+  if (table) {
+    const boxes = () => Array.from(table.querySelectorAll("tr.invalid form.fix [name=value]"));
+    const number = (el) => parseInt((el.closest("tr") || { id: "row-0" }).id.slice(4), 10) || 0;
+    const go = (box) => { if (box) { box.focus(); box.closest("tr").scrollIntoView({ block: "center" }); } };
+    if (location.hash.startsWith("#row-")) {
+      const fixed = parseInt(location.hash.slice(5), 10) || 0;
+      go(boxes().find((b) => number(b) > fixed) || boxes()[0]);
+    }
+    document.addEventListener("keydown", (event) => {
+      if (event.altKey || event.ctrlKey || event.metaKey) return;
+      if (event.target.closest && event.target.closest("input, select, textarea")) return;
+      if (event.key !== "n" && event.key !== "p") return;
+      const here = document.activeElement ? number(document.activeElement) : 0;
+      const all = boxes();
+      event.preventDefault();
+      go(event.key === "n" ? all.find((b) => number(b) > here) || all[0]
+                           : [...all].reverse().find((b) => number(b) < here) || all[all.length - 1]);
+    });
+  }
+
   const box = document.getElementById("progress");
   if (box) {
     const show = (id, text) => { document.getElementById(id).textContent = text; };
