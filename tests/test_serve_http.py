@@ -654,6 +654,45 @@ def test_any_cell_is_editable_and_a_priority_is_chosen_from_its_values(served, s
     assert made == {"Call": "high", "Send the menu": "low"}
 
 
+def test_the_rows_not_imported_are_fixed_on_the_done_page_and_sent_again(served, sandbox):
+    """After an import, the done page lists the invalid row with its reason; corrected there,
+    it is sent again from there (no download, no upload): the rows already imported are not
+    created twice."""
+    import html
+
+    address = served()
+    sheet = ("name,endDatetime,priority\nCall,2026-12-01 10:00,high\n"
+             "Send,2026-12-02 10:00,urgent\nBook,2026-12-03 10:00,low\n")  # fmt: skip
+    with httpx.Client(follow_redirects=True) as client:
+        token = csrf_of(client, address)
+        mapped = upload(client, address, sheet, "done.csv", token)
+        base = str(mapped.url).removesuffix("/map")
+        client.post(f"{base}/map", data={
+            "csrf": token, "profile": "", "column:name": "name",
+            "column:endDatetime": "endDatetime", "column:priority": "priority",
+            "next": "check"})  # fmt: skip
+        assert imported(client, base, token)["counts"] == {"created": 2, "invalid": 1}
+        done = html.unescape(client.get(f"{base}/import").text)
+        listed = done.split('id="not-imported"', 1)[1]
+        assert 'id="row-3"' in listed and "urgent" in listed and 'id="row-2"' not in listed
+        assert "invalid:" in listed
+        fixed = client.post(f"{base}/fix", data={"csrf": token, "row": "3",
+                                                 "column": "priority", "value": "high",
+                                                 "back": "import"})  # fmt: skip
+        assert str(fixed.url).endswith("/import#row-3")
+        assert "→ <ins>high</ins>" in fixed.text and "(with your corrections)" in fixed.text
+        client.post(f"{base}/import", data={"csrf": token, "again": "1"})
+        deadline = time.monotonic() + 60
+        while not (state := client.get(f"{base}/progress").json())["finished"]:
+            assert time.monotonic() < deadline
+            time.sleep(0.1)
+        assert state["counts"].get("created") == 1 and "invalid" not in state["counts"], state
+        assert 'id="not-imported"' not in client.get(f"{base}/import").text
+    names = sorted(t["name"] for t in sandbox.tasks())
+    assert names == ["Book", "Call", "Send"]  # each once
+    assert {t["name"]: t["priority"] for t in sandbox.tasks()}["Send"] == "high"
+
+
 def test_the_check_view_pages_through_every_row_and_filters_by_code_and_column(served):
     """1,200 rows, 600 with a bad priority and 100 with a bad due date: in errors-only mode the
     second page holds errors 501 to 700 (before, only the first 500 rows were reachable);

@@ -605,6 +605,8 @@ class Page:
         upload.fixes[(number, column)] = str(form.get("value") or "")
         upload.save()
         await self._check(upload, changed={number})
+        if form.get("back") == "import":  # made on the done page: back to it
+            return RedirectResponse(f"/u/{upload.id}/import#row-{number}", status_code=303)
         back = _View.of(form).query()  # the view the fix was made in, kept
         return RedirectResponse(
             f"/u/{upload.id}/check{'?' + back if back else ''}#row-{number}", status_code=303
@@ -668,9 +670,17 @@ class Page:
             return RedirectResponse(f"/u/{upload.id}/import", status_code=303)
         progress = upload.progress
         busy = self._importer.name if self._importer is not None else None
+        summary = progress.summary if progress else None
+        headers: list[str] = []
+        needing: list[dict[str, Any]] = []
+        counts = summary.counts if summary is not None else {}
+        if (counts.get("invalid") or counts.get("failed")) and upload.results_path.exists():
+            headers, rows = await off_loop(lambda: read_verdicts(upload.results_path))
+            needing = [r for r in rows if r["result"] in ("invalid", "failed")]
         return self.render(request, "import.html", upload=upload, progress=progress,
-                           summary=progress.summary if progress else None,
-                           busy=busy)  # fmt: skip
+                           summary=summary, busy=busy, headers=headers,
+                           needing=needing[:SHOWN_ROWS], more=max(0, len(needing) - SHOWN_ROWS),
+                           choosing=choosing(upload.choices), fixes=upload.fixes)  # fmt: skip
 
     def _start(
         self, upload: Upload, *, resume: bool, new_run: bool, update_existing: bool = False
