@@ -101,7 +101,8 @@ _STYLES = (
 )
 _SHEET_START = (
     '<?xml version="1.0" encoding="UTF-8" standalone="yes"?>\n'
-    '<worksheet xmlns="http://schemas.openxmlformats.org/spreadsheetml/2006/main">'
+    '<worksheet xmlns="http://schemas.openxmlformats.org/spreadsheetml/2006/main" '
+    f'xmlns:r="{_RELS}">'
     "{views}<sheetData>"
 )
 _FROZEN = (
@@ -109,7 +110,19 @@ _FROZEN = (
     'activePane="bottomLeft" state="frozen"/><selection pane="bottomLeft"/></sheetView>'
     "</sheetViews>"
 )
-_SHEET_END = "</sheetData></worksheet>"
+_SHEET_END = "</sheetData>{drawing}</worksheet>"
+_DRAWING_TYPES = (
+    '<Override PartName="/xl/drawings/drawing{n}.xml" ContentType="{main}.drawing+xml"/>'
+)
+_CHART_TYPE = (
+    '<Override PartName="/xl/charts/chart{n}.xml" ContentType="{main}.drawingml.chart+xml"/>'
+)
+_SHEET_DRAWING_RELS = (
+    '<?xml version="1.0" encoding="UTF-8" standalone="yes"?>\n'
+    '<Relationships xmlns="http://schemas.openxmlformats.org/package/2006/relationships">'
+    f'<Relationship Id="rId1" Type="{_RELS}/drawing" Target="../drawings/drawing{{n}}.xml"/>'
+    "</Relationships>"
+)
 
 
 def xml_text(text: str) -> str:
@@ -176,6 +189,8 @@ class XlsxWriter:
         self._zip = zipfile.ZipFile(path, "w", zipfile.ZIP_DEFLATED, compresslevel=1)
         self._names: list[str] = []
         self._part: IO[bytes] | None = None
+        #: The charts of each sheet (by its number, from 1).
+        self._charts: dict[int, list[Any]] = {}
 
     def sheet(self, name: str, *, frozen_header: bool = False) -> None:
         """Begin the sheet ``name`` (ending the one before)."""
@@ -193,6 +208,14 @@ class XlsxWriter:
         """Rows of cells, written at once (give a few thousand at a time)."""
         self._write("".join(["<row>" + "".join(map(cell, r)) + "</row>" for r in rows]))
 
+    def chart(self, chart: Any, anchor: str) -> None:
+        """An openpyxl chart (``openpyxl.chart``: its series refer to cells of this workbook)
+        on the sheet begun last, its top left corner at the cell ``anchor``."""
+        if self._part is None:
+            raise RuntimeError("no sheet begun")
+        chart.anchor = anchor
+        self._charts.setdefault(len(self._names), []).append(chart)
+
     def _write(self, text: str) -> None:
         if self._part is None:
             raise RuntimeError("no sheet begun")
@@ -200,7 +223,10 @@ class XlsxWriter:
 
     def _end_sheet(self) -> None:
         if self._part is not None:
-            self._part.write(_SHEET_END.encode())
+            drawn = len(self._names) in self._charts
+            self._part.write(
+                _SHEET_END.format(drawing='<drawing r:id="rId1"/>' if drawn else "").encode()
+            )
             self._part.close()
             self._part = None
 
@@ -208,7 +234,7 @@ class XlsxWriter:
         """End the last sheet and write the parts that name them."""
         self._end_sheet()
         numbers = range(1, len(self._names) + 1)
-        types = "".join(_SHEET_TYPE.format(n=n) for n in numbers)
+        types = "".join(_SHEET_TYPE.format(n=n) for n in numbers) + self._write_charts()
         sheets = "".join(
             f'<sheet name="{xml_text(name[:31])}" sheetId="{n}" r:id="rId{n}"/>'
             for n, name in zip(numbers, self._names, strict=True)
@@ -224,6 +250,32 @@ class XlsxWriter:
         ):
             self._zip.writestr(name, text)
         self._zip.close()
+
+    def _write_charts(self) -> str:
+        """The drawings and charts of the sheets that have some, written as openpyxl writes
+        them; their content types."""
+        if not self._charts:
+            return ""
+        from openpyxl.drawing.spreadsheet_drawing import SpreadsheetDrawing
+        from openpyxl.xml.functions import tostring
+
+        types, made = [], 0
+        for drawn, (sheet, charts) in enumerate(sorted(self._charts.items()), 1):
+            drawing = SpreadsheetDrawing()
+            drawing._id = drawn
+            drawing.charts = charts
+            for chart in charts:
+                made += 1
+                chart._id = made
+                self._zip.writestr(chart.path[1:], tostring(chart._write()))
+                types.append(_CHART_TYPE.format(n=made, main=_MAIN))
+            self._zip.writestr(drawing.path[1:], tostring(drawing._write()))
+            self._zip.writestr(f"xl/drawings/_rels/drawing{drawn}.xml.rels",
+                               tostring(drawing._write_rels()))  # fmt: skip
+            self._zip.writestr(f"xl/worksheets/_rels/sheet{sheet}.xml.rels",
+                               _SHEET_DRAWING_RELS.format(n=drawn))  # fmt: skip
+            types.append(_DRAWING_TYPES.format(n=drawn, main=_MAIN))
+        return "".join(types)
 
     def discard(self) -> None:
         """Stop writing (the caller removes the file)."""

@@ -20,6 +20,7 @@ import tempfile
 from collections.abc import Iterator, Mapping, Sequence
 from contextlib import contextmanager, suppress
 from datetime import date, datetime, time
+from itertools import takewhile
 from pathlib import Path
 from typing import IO, Any
 
@@ -290,6 +291,26 @@ def _xlsx_value(value: Any) -> Any:
     return _xlsx_text(str(value))
 
 
+def _bar_chart(title: str, sheet: str, count: int) -> Any:
+    """openpyxl's bar chart of the ``count`` rows below the header of ``sheet``: the names in
+    its column A, the numbers in its column B."""
+    from openpyxl.chart import BarChart, Reference
+    from openpyxl.chart.data_source import AxDataSource, StrRef
+    from openpyxl.chart.label import DataLabelList
+
+    chart = BarChart()
+    chart.type, chart.title, chart.legend = "bar", title, None
+    chart.height, chart.width = 7, 14
+    chart.add_data(Reference(range_string=f"'{sheet}'!$B$2:$B${count + 1}"))
+    # The names are text: a string reference (openpyxl's set_categories makes a numeric one).
+    chart.series[0].cat = AxDataSource(strRef=StrRef(f=f"'{sheet}'!$A$2:$A${count + 1}"))
+    chart.dataLabels = DataLabelList(
+        showVal=True, showCatName=False, showSerName=False, showLegendKey=False, showPercent=False
+    )
+    chart.x_axis.delete = chart.y_axis.delete = False  # else Excel shows no axis at all
+    return chart
+
+
 class XlsxResults(ResultsWriter):
     def __init__(self, path: Path, source_headers: Sequence[str], temporary: Path) -> None:
         super().__init__(path, source_headers)
@@ -316,6 +337,13 @@ class XlsxResults(ResultsWriter):
         self._book.sheet("Summary")
         self._book.header(["what", "value"])
         self._book.rows([[_xlsx_value(name), _xlsx_value(value)] for name, value in summary])
+        # The rows by result lead the summary ("rows created", …): a chart of them, and one
+        # of the rows by error code (the Errors sheet's), beside the table.
+        results = len(list(takewhile(lambda line: line[0].startswith("rows "), summary)))
+        if results:
+            self._book.chart(_bar_chart("Rows by result", "Summary", results), "D2")
+        if codes:
+            self._book.chart(_bar_chart("Rows by error code", "Errors", len(codes)), "D18")
         self._book.sheet("Errors")
         self._book.header(["error_code", "rows", "meaning"])
         self._book.rows(

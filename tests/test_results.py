@@ -83,6 +83,16 @@ def test_xlsx_results_have_numbers_text_a_summary_and_errors(sandbox, tmp_path):
               book["Errors"].iter_rows(min_row=2, values_only=True)}  # fmt: skip
     assert errors[24390][0] == 1 and "contact" in errors[24390][1]
     assert errors["BAD_DATE"][0] == 1 and "YYYY-MM-DD" in errors["BAD_DATE"][1]
+    # The shape of the run at a glance: openpyxl's bar charts of the rows by result and by
+    # code, beside the Summary's table, drawn from the cells that hold those numbers.
+    charts = book["Summary"]._charts
+    drawn = {c.title.tx.rich.p[0].r[0].t: c for c in charts}
+    assert set(drawn) == {"Rows by result", "Rows by error code"}
+    by_result = drawn["Rows by result"].series[0]
+    assert by_result.val.numRef.f == "'Summary'!$B$2:$B$3"  # rows created, rows invalid
+    assert by_result.cat.strRef.f == "'Summary'!$A$2:$A$3"
+    assert [book["Summary"][f"A{n}"].value for n in (2, 3)] == ["rows created", "rows invalid"]
+    assert drawn["Rows by error code"].series[0].val.numRef.f == "'Errors'!$B$2:$B$3"
 
 
 @pytest.mark.parametrize("suffix", [".csv", ".xlsx"])

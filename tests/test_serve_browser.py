@@ -1,12 +1,18 @@
-"""The import page, end to end in a real headless Chromium (Debian's), against the sandbox:
-upload a sheet with faults, change a mapping, fix a cell, import, download the results.
+"""The import page, end to end in a real headless Chromium (Debian's), against the sandbox, on
+a phone's width (375 px) and a desktop's (1280 px): upload a sheet with faults, change a
+mapping, fix cells, import, correct the rows not imported and send them again, download the
+results; and a 20,000-row sheet through the Map step's guesses, value mapping and header row,
+the check page's pages, filters, replace-all, take-back and editing, and a stopped import.
 
-With UPDATE_SCREENSHOTS=1 the screenshots of each step go to docs/ (the README shows them).
+On every step the page must not scroll sideways, and axe-core (from the npm registry: .ci/run
+installs it) must find no serious or critical accessibility violation. With UPDATE_SCREENSHOTS=1
+the screenshots of each step go to docs/ (the README shows them).
 """
 
 from __future__ import annotations
 
 import os
+import re
 import shutil
 import subprocess
 import sys
@@ -22,6 +28,12 @@ from .test_cli_run import env_for
 #: Debian's Chromium (IVVY_TEST_CHROMIUM names another, or a missing one to see the rule below).
 CHROMIUM = os.environ.get("IVVY_TEST_CHROMIUM") or shutil.which("chromium") or "/usr/bin/chromium"
 DOCS = Path(__file__).resolve().parent.parent / "docs"
+#: axe-core's script, as npm installs it (.ci/run: ``npm install axe-core`` in this folder).
+AXE = Path(
+    os.environ.get("IVVY_TEST_AXE")
+    or Path.home() / ".cache/ivvy-task-importer-axe/node_modules/axe-core/axe.min.js"
+)
+WIDTHS = [375, 1280]
 
 if not Path(CHROMIUM).exists():
     # Locally the browser test may be skipped, with its reason; in CI a missing Chromium is
@@ -35,6 +47,49 @@ if not Path(CHROMIUM).exists():
 @pytest.fixture
 def _chromium_missing() -> None:
     pytest.fail(f"CI=true and no Chromium at {CHROMIUM}: .ci/run installs Debian's chromium")
+
+
+def axe_source() -> str:
+    """axe-core's script; its absence fails in CI (.ci/run installs it), and skips elsewhere."""
+    if not AXE.exists():
+        if os.environ.get("CI") == "true":
+            pytest.fail(f"CI=true and no axe-core at {AXE}: .ci/run installs it with npm")
+        pytest.skip(f"needs axe-core at {AXE} (npm install axe-core; .ci/run does)")
+    return AXE.read_text(encoding="utf-8")
+
+
+#: axe-core run in the page: its violations, each with the elements it found.
+AXE_RUN = """async () => {
+    const found = await axe.run(document, {resultTypes: ["violations"]});
+    return found.violations.map((v) => ({id: v.id, impact: v.impact, help: v.help,
+        nodes: v.nodes.slice(0, 5).map((n) => n.target.join(" "))}));
+}"""
+
+
+#: The elements that reach past the width (to say what widens a page that scrolls sideways).
+WIDEST = """(width) => Array.from(document.querySelectorAll("body *"))
+    .filter((e) => e.getBoundingClientRect().right > width && !e.closest(".scroll *"))
+    .slice(0, 6).map((e) => `${e.tagName.toLowerCase()}#${e.id}.${e.className}`)"""
+
+
+class Looker:
+    """What every step of the page is held to, at one width: it never scrolls sideways, and
+    axe-core finds nothing serious or critical in it; then its screenshot."""
+
+    def __init__(self, page, width: int, shots: Path, axe: str) -> None:
+        self.page, self.width, self.shots, self.axe = page, width, shots, axe
+
+    def __call__(self, name: str) -> None:
+        page = self.page
+        wide = page.evaluate("document.documentElement.scrollWidth")
+        over = page.evaluate(WIDEST, self.width) if wide > self.width else []
+        assert wide <= self.width, f"{name}: the page is {wide} px wide at {self.width} px: {over}"
+        if not page.evaluate("typeof axe !== 'undefined'"):
+            page.evaluate(self.axe)  # run in the page (the CSP binds its own scripts only)
+        violations = page.evaluate(AXE_RUN)
+        serious = [v for v in violations if v["impact"] in ("serious", "critical")]
+        assert not serious, f"{name} at {self.width} px: {serious}"
+        page.screenshot(path=self.shots / f"{name}-{self.width}.png", full_page=True)
 
 
 ARGS = [
@@ -80,22 +135,25 @@ def page_server(sandbox, tmp_path) -> Iterator[str]:
     process.wait(timeout=20)
 
 
-def test_the_whole_flow_in_a_browser(sandbox, page_server, tmp_path):
+@pytest.mark.parametrize("width", WIDTHS)
+def test_the_whole_flow_in_a_browser(sandbox, page_server, tmp_path, width):
     from playwright.sync_api import expect, sync_playwright
 
     shots = DOCS if os.environ.get("UPDATE_SCREENSHOTS") == "1" else tmp_path
     shots.mkdir(exist_ok=True)
+    axe = axe_source()
     source = tmp_path / "december.csv"
     source.write_text(SHEET, encoding="utf-8")
     with sync_playwright() as playwright:
         browser = playwright.chromium.launch(executable_path=CHROMIUM, args=ARGS)
-        page = browser.new_page(viewport={"width": 1280, "height": 800}, accept_downloads=True)
+        page = browser.new_page(viewport={"width": width, "height": 800}, accept_downloads=True)
         page.set_default_timeout(20_000)
+        look = Looker(page, width, shots, axe)
 
         # 1. Upload
         page.goto(page_server)
         expect(page.locator("#drop")).to_contain_text("Drop a spreadsheet here")
-        page.screenshot(path=shots / "serve-1-upload.png")
+        look("serve-1-upload")
         page.set_input_files("#file", str(source))
         page.click("form#upload button[type=submit]")
 
@@ -112,7 +170,7 @@ def test_the_whole_flow_in_a_browser(sandbox, page_server, tmp_path):
         when.select_option("endDatetime")
         expect(page.locator("#twice")).to_have_text("")
         expect(page.locator("button[name=next][value=check]")).to_be_enabled()
-        page.screenshot(path=shots / "serve-2-map.png", full_page=True)
+        look("serve-2-map")
         page.click("button[name=next][value=check]")
 
         # 3. Check: two rows are refused, their faulty cells marked; one is fixed on the page.
@@ -123,9 +181,17 @@ def test_the_whole_flow_in_a_browser(sandbox, page_server, tmp_path):
         # Cells are text: the script is shown, not run; the formula is shown as written.
         expect(page.locator("#row-3")).to_contain_text("<script>alert(1)</script>")
         expect(page.locator("#row-4")).to_contain_text('=HYPERLINK("http://x")')
+        # The task's name is the first column after the row's number, and stays in sight.
+        expect(page.locator("table.rows thead th").nth(1)).to_have_text("Task")
+        expect(page.locator("#row-4 td.pin")).to_have_text("Ring the florist")
         page.click("#errors-only")
         expect(page.locator("table.rows tbody tr")).to_have_count(2)
-        page.screenshot(path=shots / "serve-3-check.png", full_page=True)
+        look("serve-3-check")
+        pinned_at = page.locator("#row-4 td.pin").bounding_box()
+        page.locator("div.scroll").evaluate("box => { box.scrollLeft = box.scrollWidth; }")
+        if width == 375:  # the table scrolled inside its box; the name did not move
+            assert page.locator("div.scroll").evaluate("box => box.scrollLeft") > 0
+            assert abs(page.locator("#row-4 td.pin").bounding_box()["x"] - pinned_at["x"]) < 2
         page.select_option('#row-3 select[name="value"]', "high")  # a priority's values
         page.click("#row-3 form.fix button")
         expect(page.locator(".counts")).to_contain_text("1 invalid")
@@ -137,11 +203,16 @@ def test_the_whole_flow_in_a_browser(sandbox, page_server, tmp_path):
         page.keyboard.press("n")
         expect(page.locator('#row-4 [name="value"]')).to_be_focused()
 
-        # 4. Import, with its progress, and 5. the results.
+        # 4. Import, with its progress, and 5. the results: the shape of the run as a chart,
+        # the row not imported with its reason.
         page.click("#import")
         expect(page.locator("h2")).to_have_text("Done", timeout=60_000)
         expect(page.locator(".counts")).to_contain_text("3 created")
-        page.screenshot(path=shots / "serve-4-results.png", full_page=True)
+        expect(page.locator("#chart-results desc")).to_have_text("created: 3; invalid: 1")
+        expect(page.locator("#chart-results rect")).to_have_count(2)
+        expect(page.locator("#chart-codes desc")).to_have_text("24390: 1")
+        expect(page.locator("#not-imported #row-4")).to_contain_text("24390")
+        look("serve-4-results")
         with page.expect_download() as download:
             page.click("#results")
         results = tmp_path / "results.xlsx"
@@ -150,6 +221,18 @@ def test_the_whole_flow_in_a_browser(sandbox, page_server, tmp_path):
             page.click("#to-fix")
         to_fix = tmp_path / "to-fix.xlsx"
         download.value.save_as(to_fix)
+
+        # 6. The row not imported, corrected on the done page and sent again.
+        row = page.locator("#not-imported #row-4")
+        expect(row.locator('select[name="column"]')).to_have_value("Contact ID")
+        row.locator('input[name="value"]').fill("14")
+        row.locator("button").click()
+        expect(page.locator("#not-imported #row-4")).to_contain_text("→ 14")
+        page.click("#send-again")
+        expect(page.locator("h2")).to_have_text("Done", timeout=60_000)
+        expect(page.locator(".counts")).to_contain_text("1 created")
+        expect(page.locator("#not-imported")).to_have_count(0)
+        look("serve-5-sent-again")
         browser.close()
 
     sheet = openpyxl.load_workbook(results)["Results"]
@@ -163,8 +246,11 @@ def test_the_whole_flow_in_a_browser(sandbox, page_server, tmp_path):
     assert by_row[4]["result"] == "invalid" and by_row[4]["error_code"] == 24390
     assert by_row[4]["Notes"] == '=HYPERLINK("http://x")'  # a text cell: never evaluated
     tasks = {t["name"]: t for t in sandbox.tasks()}
-    assert set(tasks) == {"Call the caterer", "Send the quote", "Book the band"}
+    assert sorted(t["name"] for t in sandbox.tasks()) == sorted(tasks)  # each once
+    assert set(tasks) == {"Call the caterer", "Send the quote", "Book the band",
+                          "Ring the florist"}  # fmt: skip
     assert tasks["Send the quote"]["priority"] == "high"
+    assert str(tasks["Ring the florist"]["contactId"]) == "14"  # corrected on the done page
     assert all(by_row[r]["task_id"] == tasks[by_row[r]["Task"]]["id"] for r in (2, 3, 5))
     fix_sheet = openpyxl.load_workbook(to_fix)["Results"]
     fix_rows = list(fix_sheet.iter_rows(values_only=True))
@@ -214,3 +300,130 @@ def test_a_dropped_file_imports_and_the_progress_survives_a_closed_tab(sandbox, 
         process.terminate()
         process.wait(timeout=20)
     assert len(sandbox.tasks()) == 300
+
+
+def big_sheet(rows: int = 20_000) -> str:
+    """A legacy export of ``rows`` tasks: a title row above the column names, two headers
+    misspelt, words to map (urgent, Done), and faults: an unknown contact on one row in a
+    thousand, an impossible date on one in two thousand."""
+    lines = [
+        "Tasks exported from the old CRM,,,,,",
+        "Task,Due Dte,Contact ID,Priority,Stauts,Notes",
+    ]
+    for n in range(rows):
+        number = n + 3  # the row's number in the sheet
+        due = "31/02/2026 10:00" if number % 2000 == 11 else f"2026-12-{1 + n % 28:02d} 10:00"
+        contact = "9999" if number % 1000 == 7 else str(12 + n % 3)
+        priority = "urgent" if number % 500 == 0 else ("high", "low", "medium")[n % 3]
+        status = "Done" if n % 4 == 0 else "Open"
+        lines.append(f"Task {number},{due},{contact},{priority},{status},note {number}")
+    return "\n".join(lines) + "\n"
+
+
+@pytest.mark.parametrize("width", WIDTHS)
+def test_a_20000_row_sheet_is_mapped_fixed_at_scale_and_stopped(sandbox, tmp_path, width):
+    """The Map step's header row, guesses and value mapping, and the check page's pages,
+    filters, replace-all, take-back and editing, on 20,000 rows; then an import stopped
+    partway says how far it went, and the sandbox holds exactly the rows it says it sent."""
+    from playwright.sync_api import expect, sync_playwright
+
+    shots = DOCS if os.environ.get("UPDATE_SCREENSHOTS") == "1" else tmp_path
+    shots.mkdir(exist_ok=True)
+    axe = axe_source()
+    source = tmp_path / "legacy-tasks.csv"
+    source.write_text(big_sheet(), encoding="utf-8")
+    process, address = start_page(sandbox, tmp_path)
+    try:
+        with sync_playwright() as playwright:
+            browser = playwright.chromium.launch(executable_path=CHROMIUM, args=ARGS)
+            page = browser.new_page(viewport={"width": width, "height": 900})
+            page.set_default_timeout(60_000)
+            look = Looker(page, width, shots, axe)
+            page.goto(address)
+            page.set_input_files("#file", str(source))
+            page.click("form#upload button[type=submit]")
+
+            # The header row: found below the title, shown, and changeable.
+            expect(page.locator("h2")).to_have_text("Which column is which?")
+            expect(page.locator("#header-row")).to_have_value("2")
+            page.fill("#header-row", "1")
+            page.click("#header-form button")
+            # The title row holds one name for six columns: said, with the form still there.
+            expect(page.locator(".error")).to_contain_text("more cells than headers")
+            expect(page.locator("#header-row")).to_have_value("1")
+            page.fill("#header-row", "2")
+            page.click("#header-form button")
+            # A typo close enough is chosen (a guess to check); one less sure is offered.
+            expect(page.locator('select[name="column:Due Dte"]')).to_have_value("endDatetime")
+            expect(page.locator('select[name="column:Stauts"]')).to_have_value("")
+            page.click('button.guess[data-column="Stauts"]')
+            expect(page.locator('select[name="column:Stauts"]')).to_have_value("status")
+            page.click("button[name=next][value=map]")
+            # Value mapping: every urgent is high, every Done is Completed.
+            page.select_option('select[name="value:priority:urgent"]', "high")
+            page.select_option('select[name="value:status:Done"]', "4")
+            expect(page.locator("#mapping-form")).to_contain_text("20000 rows to import")
+            look("serve-6-map-20000")
+            page.click("button[name=next][value=check]")
+
+            # 30 rows refused among 20,000: 20 unknown contacts, 10 impossible dates.
+            expect(page.locator("h2")).to_have_text("Check and fix")
+            expect(page.locator(".counts")).to_contain_text("30 invalid")
+            expect(page.locator(".counts")).to_contain_text("19970 valid")
+            expect(page.locator("#pages")).to_contain_text("page 1 of 40")
+            page.click("#next-page")
+            expect(page.locator("#pages")).to_contain_text("Rows 501–1000 of 20000")
+            expect(page.locator("#row-503")).to_have_count(1)  # the sheet's rows 3 onwards
+            expect(page.locator("#row-1002")).to_have_count(1)
+            expect(page.locator("#row-1003")).to_have_count(0)
+            # Filtered by code, then by column.
+            page.select_option('#filters select[name="code"]', "24390")
+            page.click("#filters button")
+            expect(page.locator("table.rows tbody tr")).to_have_count(20)
+            page.select_option('#filters select[name="code"]', "")
+            page.select_option('#filters select[name="column_filter"]', "Due Dte")
+            page.click("#filters button")
+            expect(page.locator("table.rows tbody tr")).to_have_count(10)
+            look("serve-7-check-20000")
+            # Every 9999 of the contacts replaced at once; one of them taken back.
+            page.fill('#replace input[name="find"]', "9999")
+            page.select_option('#replace select[name="column"]', "Contact ID")
+            page.fill('#replace input[name="to"]', "12")
+            page.click("#replace button")
+            expect(page.locator(".counts")).to_contain_text("10 invalid")
+            expect(page.locator("#corrections tbody tr")).to_have_count(20)
+            page.locator("#corrections tbody tr").first.locator("button").click()
+            expect(page.locator(".counts")).to_contain_text("11 invalid")
+            expect(page.locator("#corrections tbody tr")).to_have_count(19)
+            # Any cell of a valid row is edited too.
+            page.goto(address.rstrip("/") + page.url.split(address.rstrip("/"), 1)[1].split("?")[0])
+            row = page.locator("#row-3")
+            row.locator("details.edit summary").click()
+            row.locator('select[name="column"]').select_option("Notes")
+            row.locator('input[name="value"]').fill("called back")
+            row.locator("button").click()
+            expect(page.locator("#row-3 td.fixed")).to_have_text("called back")
+
+            # The import, stopped partway: the page says how many rows went.
+            page.click("#import")
+            expect(page.locator("#done")).not_to_have_text("0")
+            page.click("form[action$='/stop'] button")
+            expect(page.locator("#stopped")).to_contain_text("of 20000 rows", timeout=60_000)
+            look("serve-8-stopped")
+            stopped = page.locator("#stopped").inner_text()
+            counts = page.locator(".counts").inner_text()
+            browser.close()
+    finally:
+        process.terminate()
+        process.wait(timeout=20)
+    found = re.search(r"after (\d+) of 20000 rows; (\d+) were not sent", stopped)
+    assert found, stopped
+    sent, left = int(found.group(1)), int(found.group(2))
+    assert 0 < sent < 20_000 and left == 20_000 - sent, stopped
+    created = int(re.search(r"(\d+) created", counts).group(1))
+    tasks = sandbox.tasks()
+    assert len(tasks) == created  # exactly the rows it says were created, each once
+    assert len({t["name"] for t in tasks}) == created
+    by_name = {t["name"]: t for t in tasks}
+    if "Task 3" in by_name:
+        assert "called back" in by_name["Task 3"]["description"]  # (iVvy wraps it in <p>)

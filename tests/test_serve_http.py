@@ -673,6 +673,9 @@ def test_the_rows_not_imported_are_fixed_on_the_done_page_and_sent_again(served,
             "next": "check"})  # fmt: skip
         assert imported(client, base, token)["counts"] == {"created": 2, "invalid": 1}
         done = html.unescape(client.get(f"{base}/import").text)
+        # The shape of the run, as bars drawn on the page (SVG: no script), each said in words.
+        assert '<desc id="chart-results-text">created: 2; invalid: 1</desc>' in done
+        assert '<desc id="chart-codes-text">23016: 1</desc>' in done
         listed = done.split('id="not-imported"', 1)[1]
         assert 'id="row-3"' in listed and "urgent" in listed and 'id="row-2"' not in listed
         assert "invalid:" in listed

@@ -33,7 +33,7 @@ from ..fields import REQUIRED_ON_CREATE, describe_code
 from ..map import TARGETS
 from ..options import RunOptions
 from ..pipeline import run_import, validate_source
-from ..prepare import prepare
+from ..prepare import open_mapped, prepare
 from ..profiles import PROFILES
 from ..read import WORKBOOK_SUFFIXES, detect_encoding, encoding_choices, list_sheets
 from ..reconcile import SETTLE
@@ -42,11 +42,13 @@ from ._guard import Guard, NotFound, Secured, check_csrf
 from ._jobs import collect_verdicts, off_loop
 from ._state import Checked, Progress, Upload, Uploads, Verdict
 from ._views import (
+    BAR_COLOURS,
     LABELS,
     PLAN_ORDER,
     SETTINGS,
     VALUE_CHOICES,
     attachment,
+    bars,
     choosing,
     content_type,
     describe_mapping,
@@ -476,7 +478,13 @@ class Page:
         except (ImporterError, IvvyError) as exc:
             upload.checked = Checked(decided, None, self.plain(exc, upload))
             return
-        upload.checked = Checked(decided, summary, None, verdicts=verdicts)
+        name = await off_loop(lambda: self._name_column(upload))
+        upload.checked = Checked(decided, summary, None, verdicts=verdicts, name_column=name)
+
+    def _name_column(self, upload: Upload) -> str | None:
+        """The column the task's name comes from (the check table keeps it in sight)."""
+        _, _, mapping = open_mapped(upload.path, self.options(upload), require=False)
+        return mapping.columns.get("name")
 
     async def _validated(
         self, upload: Upload, results: Path, numbers: Collection[int] | None = None
@@ -520,7 +528,7 @@ class Page:
         for number in changed - verdicts.keys():
             overlay.pop(number, None)
         return Checked(decided, merged, None, verdicts={**before.verdicts, **verdicts},
-                       overlay=overlay)  # fmt: skip
+                       overlay=overlay, name_column=before.name_column)  # fmt: skip
 
     async def check(self, request: Request) -> Response:
         """POST: check the rows (what the person decided so far). GET: what the last check
@@ -564,7 +572,9 @@ class Page:
                            refusal=refusal and for_the_page(refusal), previous=previous,
                            corrections=sorted(upload.fixes.items()),
                            fixed={(n, c) for n, c in upload.fixes},
-                           choosing=choosing(upload.choices))  # fmt: skip
+                           choosing=choosing(upload.choices),
+                           pinned=checked.name_column if checked.name_column in data_headers
+                           else None)  # fmt: skip
 
     async def replace(self, request: Request) -> Response:
         """Every cell of one column that reads ``find`` corrected to ``to`` (as one correction
@@ -680,7 +690,9 @@ class Page:
         return self.render(request, "import.html", upload=upload, progress=progress,
                            summary=summary, busy=busy, headers=headers,
                            needing=needing[:SHOWN_ROWS], more=max(0, len(needing) - SHOWN_ROWS),
-                           choosing=choosing(upload.choices), fixes=upload.fixes)  # fmt: skip
+                           choosing=choosing(upload.choices), fixes=upload.fixes,
+                           by_result=bars(counts), by_code=bars(summary.codes if summary else {}),
+                           colours=BAR_COLOURS)  # fmt: skip
 
     def _start(
         self, upload: Upload, *, resume: bool, new_run: bool, update_existing: bool = False

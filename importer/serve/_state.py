@@ -100,6 +100,8 @@ class Checked:
     error: str | None
     verdicts: dict[int, Verdict] = field(default_factory=dict)
     overlay: dict[int, dict[str, Any]] = field(default_factory=dict)
+    #: The column the tasks' names come from, if one does.
+    name_column: str | None = None
 
 
 @dataclass

@@ -324,3 +324,28 @@ def rows_to_fix(results: Path) -> bytes:
 
 #: The results of rows that need a person (the rows to fix).
 NEED_A_PERSON = ("invalid", "failed", "skipped")
+
+
+@dataclass(frozen=True)
+class Bar:
+    """One bar of a chart on the page: its label, its number, and its length (0 to 1, of the
+    longest bar)."""
+
+    label: str
+    n: int
+    length: float
+
+
+#: The colour of each result's bar (the page's own colours for them); others are grey.
+BAR_COLOURS = {"created": "#2e7d32", "updated": "#2e7d32", "unchanged": "#5b6b7b",
+               "invalid": "#c62828", "failed": "#c62828", "skipped": "#b26a00"}  # fmt: skip
+
+
+def bars(counts: Mapping[str, int], *, most: int = 8) -> list[Bar]:
+    """The counts as bars, the largest first (the ``most`` largest; the rest summed as
+    "other")."""
+    ordered = sorted(((str(k), n) for k, n in counts.items() if n), key=lambda kn: (-kn[1], kn[0]))
+    if len(ordered) > most:
+        ordered = [*ordered[: most - 1], ("other", sum(n for _, n in ordered[most - 1 :]))]
+    longest = max((n for _, n in ordered), default=1)
+    return [Bar(label, n, n / longest) for label, n in ordered]
