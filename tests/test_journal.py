@@ -207,7 +207,8 @@ def test_re_running_a_finished_source_says_so_and_what_to_do(journal_at, sandbox
     assert len(sandbox.tasks()) == 3
     # A new run goes through every row again: each has its task, none is created twice.
     forced = invoke(sandbox, "run", source, "--new-run", "--json")
-    assert forced.exit_code == 0 and as_json(forced)["counts"] == {"unchanged": 3}
+    assert forced.exit_code == 0, forced.output
+    assert as_json(forced)["counts"] == {"unchanged": 3}
     assert len(sandbox.tasks()) == 3
 
 
@@ -817,3 +818,4 @@ def test_psycopgs_ignored_second_errors_never_reach_the_terminal(caplog):
         logging.getLogger("psycopg").warning("error ignored terminating %r: %s", "<P>", "lost")
         logging.getLogger("psycopg").warning("something else: %s", "kept")
     assert [r.getMessage() for r in caplog.records] == ["something else: kept"]
+

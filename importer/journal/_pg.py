@@ -13,7 +13,7 @@ import hashlib
 import logging
 import re
 from collections.abc import Iterable, Iterator, Sequence
-from contextlib import contextmanager
+from contextlib import contextmanager, suppress
 from functools import lru_cache
 from typing import Any
 from urllib.parse import urlsplit, urlunsplit
@@ -311,4 +311,14 @@ class PgConnection:
             return self._conn.execute(sql, tuple(args))
 
     def close(self) -> None:
+        # The session's advisory locks (a run's hold on its target) go with the backend, but
+        # the backend ends after the socket closes: a run started right after this one could
+        # still find them held. Let go of them first, while the connection still answers.
+        import psycopg
+
+        with suppress(psycopg.Error):
+            if not self._conn.closed:
+                if self._conn.info.transaction_status != psycopg.pq.TransactionStatus.IDLE:
+                    self._conn.execute("ROLLBACK")  # what closing would have undone
+                self._conn.execute("SELECT pg_advisory_unlock_all()")
         self._conn.close()
