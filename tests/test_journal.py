@@ -818,4 +818,3 @@ def test_psycopgs_ignored_second_errors_never_reach_the_terminal(caplog):
         logging.getLogger("psycopg").warning("error ignored terminating %r: %s", "<P>", "lost")
         logging.getLogger("psycopg").warning("something else: %s", "kept")
     assert [r.getMessage() for r in caplog.records] == ["something else: kept"]
-
