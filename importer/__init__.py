@@ -41,7 +41,7 @@ from .errors import AmbiguousEncoding, Error, ImporterError, RunFailed, SourceEr
 from .map import MappingFile, load_mapping_file
 from .model import Outcome, ProgressEvent, RowResult
 from .options import DateOptions, JournalOptions, RunOptions, SourceOptions
-from .read import ReadLimits
+from .read import ReadLimits, RowCache
 from .send import SendOptions
 from .summary import RunSummary
 
@@ -61,6 +61,7 @@ __all__ = [
     "Outcome",
     "ProgressEvent",
     "ReadLimits",
+    "RowCache",
     "RowResult",
     "RunFailed",
     "RunOptions",

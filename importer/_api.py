@@ -16,7 +16,7 @@ import os
 import shutil
 import tempfile
 import weakref
-from collections.abc import AsyncIterator, Awaitable, Iterable, Iterator, Sequence
+from collections.abc import AsyncIterator, Awaitable, Collection, Iterable, Iterator, Sequence
 from dataclasses import dataclass
 from datetime import date, datetime
 from datetime import time as clock_time
@@ -122,13 +122,18 @@ def validate(
     mapping: str | os.PathLike[str] | MappingFile | None = None,
     offline: bool = False,
     target: str | None = None,
+    rows: Collection[int] | None = None,
 ) -> RunSummary:
     """Every check a run makes, and nothing sent: each row ``valid`` or ``invalid``, and the
     plan (create, update, unchanged…) in ``summary.plan``. ``offline``: without iVvy (no ids
     looked up; the plan is that of ``target``'s journal, as ``Credentials.target`` names it,
-    when given)."""
+    when given). ``rows``: check only the rows of those numbers (after a correction, say),
+    what is decided from every row decided as a check of every row decides it; give the same
+    ``RunOptions(row_cache=RowCache())`` to the check of every row and to these, and they read
+    the rows from memory instead of the file."""
     return _sync(validate_async(source, credentials=credentials, client=client, options=options,
-                                mapping=mapping, offline=offline, target=target))  # fmt: skip
+                                mapping=mapping, offline=offline, target=target,
+                                rows=rows))  # fmt: skip
 
 
 async def validate_async(
@@ -140,14 +145,16 @@ async def validate_async(
     mapping: str | os.PathLike[str] | MappingFile | None = None,
     offline: bool = False,
     target: str | None = None,
+    rows: Collection[int] | None = None,
 ) -> RunSummary:
     """:func:`validate`, awaited."""
+    numbers = None if rows is None else frozenset(rows)
     async with _prepared(source, options, mapping, "validation") as (path, opts, keep):
         if offline:
-            summary = await validate_source(path, None, opts, target=target)
+            summary = await validate_source(path, None, opts, target=target, numbers=numbers)
         else:
             async with _client(credentials, client, opts.send.concurrency) as ivvy:
-                summary = await validate_source(path, ivvy, opts)
+                summary = await validate_source(path, ivvy, opts, numbers=numbers)
     return _kept(summary, keep, private=options.results is None)
 
 

@@ -10,7 +10,7 @@ from .directory import Directory
 from .fields import DUPLICATE_KEY
 from .model import VANISHED, Outcome, Payload, Result, Row
 from .prepare import Prepared
-from .read import Batch, is_blank
+from .read import is_blank
 from .results import (
     whole,
 )
@@ -41,12 +41,7 @@ def checked_rows(
     first_of_key: dict[str, int] = {}
     first_of_content: dict[int, int] = {}
     earlier = prepared.earlier
-    for batch in prepared.source.batches():
-        if numbers is not None:
-            keep = [i for i, n in enumerate(batch.numbers) if n in numbers]
-            if not keep:
-                continue
-            batch = Batch([batch.numbers[i] for i in keep], [batch.rows[i] for i in keep])
+    for batch in prepared.source.batches(numbers=numbers):
         for row, normalised in normaliser.batch(batch).items():
             if earlier is not None:
                 before = str(row.cells.get(earlier["result"]) or "").strip()

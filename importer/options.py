@@ -9,9 +9,12 @@ from dataclasses import dataclass
 from datetime import datetime
 from datetime import time as clock_time
 from pathlib import Path
-from typing import Any, Literal
+from typing import TYPE_CHECKING, Any, Literal
 
 from .dates import DateOrder
+
+if TYPE_CHECKING:
+    from .read import RowCache
 from .errors import UsageError
 from .journal import state_of
 from .map import MappingFile
@@ -117,6 +120,10 @@ class SourceOptions:
     columns: Mapping[str, str] | None = None
     #: The header row's number in the sheet (from 1), when the importer should not find it.
     header_row: int | None = None
+    #: Where a check of every row keeps the rows it read, so that a check of a few of them
+    #: (``validate_source(numbers=...)``, after a correction) reads them from memory, not the
+    #: file: see :class:`~importer.read.RowCache`. Give the same one to each check of a file.
+    row_cache: RowCache | None = None
 
     def __post_init__(self) -> None:
         object.__setattr__(self, "mapping", _path(self.mapping))

@@ -659,11 +659,13 @@ async def validate_source(
     may, make the summary a refusal (exit 2), as the run would be.
 
     With ``numbers``, only the rows of those numbers are checked, planned and written (a
-    re-check after a correction); the source is still read whole, so what is decided from
-    every row (the date order, the ids of unknown origin, the plan's refusal) is as a full
-    check decides it. ``on_verdict`` is given each row, its verdict and its plan's verb."""
+    re-check after a correction), while what is decided from every row (the date order, the
+    ids of unknown origin, the plan's refusal) is as a full check decides it: the source is
+    read whole again, unless ``options.source.row_cache`` holds it from a full check with
+    the cells those decisions depend on as they read now (then only those rows are read, from
+    memory). ``on_verdict`` is given each row, its verdict and its plan's verb."""
     clock = time.monotonic()
-    prepared, directory = await prepare_online(source_path, client, options)
+    prepared, directory = await prepare_online(source_path, client, options, numbers=numbers)
     summary, results_path = _summary(prepared, options, client, "validation")
     if directory is None:
         summary.warnings.append(

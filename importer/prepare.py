@@ -3,8 +3,10 @@ the due column, the ids the rows refer to, the row count) before anything is sen
 
 from __future__ import annotations
 
+import copy
 import dataclasses
 from collections import Counter
+from collections.abc import Collection
 from dataclasses import dataclass, field
 from datetime import time as clock_time
 from pathlib import Path
@@ -18,7 +20,7 @@ from .map import ColumnMapping, MappingFile, given_columns, load_mapping_file, m
 from .model import Email
 from .normalise import CellError, Normaliser, to_id_or_email, to_integer
 from .options import DEFAULTS, VENUE_ZONE, RunOptions, parse_clock
-from .read import Batch, Source, is_blank, open_source
+from .read import Batch, RowCache, Source, is_blank, open_source
 from .results import (
     earlier_columns,
     unneutralise,
@@ -80,6 +82,46 @@ ID_KINDS = {
 }
 
 
+@dataclass(frozen=True)
+class _Facts:
+    """What a full pass found, kept in a row cache: for the columns ``watched`` (see
+    :meth:`FirstPass.watched`) and the corrections ``patches`` of that pass."""
+
+    watched: tuple[int | None, ...]
+    patches: dict[int, dict[int, Any]]
+    count: int
+    notes: list[str]
+    first: FirstPass
+
+
+def _copied(patches: dict[int, dict[int, Any]]) -> dict[int, dict[int, Any]]:
+    return {number: dict(cells) for number, cells in patches.items()}
+
+
+_NONE = object()
+
+
+def _reusable(
+    cache: RowCache | None, source: Source, watched: tuple[int | None, ...]
+) -> _Facts | None:
+    """The facts of the cache's full pass, if they hold for ``source`` as it reads now: the
+    same file read the same way, the same columns watched, and every watched cell corrected
+    as it was then (a correction elsewhere changes nothing a full pass finds but the ids to
+    look up, which a check of a few rows finds again from them)."""
+    if cache is None or not cache.holds(source):
+        return None
+    facts = cache.facts
+    if not isinstance(facts, _Facts) or facts.watched != watched:
+        return None
+    now, then = source.patches, facts.patches
+    positions = [p for p in watched if p is not None]
+    for number in now.keys() | then.keys():
+        mine, theirs = now.get(number, {}), then.get(number, {})
+        if any(mine.get(p, _NONE) != theirs.get(p, _NONE) for p in positions):
+            return None
+    return facts
+
+
 class FirstPass:
     """What the first pass learns: the due column's date order, and the distinct ids and
     e-mails each id column refers to (each distinct cell converted once)."""
@@ -102,6 +144,16 @@ class FirstPass:
         #: (run reference, task id cell) → rows.
         self._task_cells: Counter[tuple[str, Any]] = Counter()
         self.refs: set[str] = set()
+
+    @staticmethod
+    def watched(
+        headers: list[str], mapping: ColumnMapping, ref_column: str | None = None
+    ) -> tuple[int | None, ...]:
+        """The positions of the columns whose every cell a pass's findings depend on, beyond
+        the ids to look up: the due date (the date order), the task id and the run reference
+        (the tasks the rows would update)."""
+        columns = (mapping.columns.get("endDatetime"), mapping.columns.get("id"), ref_column)
+        return tuple(headers.index(c) if c in headers else None for c in columns)
 
     def task_rows(self) -> Counter[tuple[str, int]]:
         """How many rows give each task id, by the run reference they carry ("" for none)."""
@@ -217,7 +269,11 @@ def open_mapped(
 
 
 def prepare(
-    source_path: str | Path, options: RunOptions = DEFAULTS, *, venue_zone: str | None = None
+    source_path: str | Path,
+    options: RunOptions = DEFAULTS,
+    *,
+    venue_zone: str | None = None,
+    numbers: Collection[int] | None = None,
 ) -> Prepared:
     """Open and map the source, then pass over every row once.
 
@@ -225,6 +281,11 @@ def prepare(
     :class:`~importer.errors.UsageError` for a bad option or mapping file: either way before
     anything is sent. ``venue_zone`` is the zone of ``--venue-id``, looked up by the caller when
     ``--timezone venue`` is asked for.
+
+    With ``numbers`` (a check of those rows alone) and a ``row_cache`` that holds this source
+    from a full pass with the same mapping, what that pass found is reused and only those rows
+    are read, while the cells it depends on (the due dates, the task ids, the run references)
+    read as they did then; else every row is passed over again.
     """
     source, earlier, mapping = open_mapped(source_path, options)
     if options.key is not None and options.key not in source.headers:
@@ -240,10 +301,29 @@ def prepare(
     if zone_note:
         warnings.append(zone_note)
     ref_column = earlier.get("run_ref") if earlier else None
-    count, seen = source.scan(lambda: FirstPass(source.headers, mapping, ref_column))
+    cache = options.source.row_cache
+    source.cache = cache
+    watched = FirstPass.watched(source.headers, mapping, ref_column)
+    facts = _reusable(cache, source, watched) if numbers is not None else None
+    if facts is not None:
+        count, notes, found = facts.count, facts.notes, facts.first
+        # The ids to look up are those of the rows checked now (the others are not checked).
+        fresh = FirstPass(source.headers, mapping, ref_column)
+        for batch in source.batches(numbers=numbers):
+            fresh(batch)
+        first = copy.copy(found)
+        first.needed = fresh.needed
+        source.notes[:] = [*source.notes, *(n for n in notes if n not in source.notes)]
+    else:
+        count, seen = source.scan(lambda: FirstPass(source.headers, mapping, ref_column))
+        first = seen or FirstPass(source.headers, mapping, ref_column)
+        if cache is not None and cache.holds(source):
+            kept = copy.copy(first)
+            kept.needed = Needed()  # (each check looks up its own rows' ids)
+            cache.facts = _Facts(watched, _copied(source.patches), count, list(source.notes),
+                                 kept)  # fmt: skip
     # What reading every row found (text after a closing quote…), after what opening found.
     warnings = [*source.notes, *(w for w in warnings if w not in source.notes)]
-    first = seen or FirstPass(source.headers, mapping, ref_column)
     evidence = first.evidence
     due_column = mapping.columns.get("endDatetime")
     if options.venue_id is not None:
@@ -328,7 +408,11 @@ def profile_zone_note(options: RunOptions, mapping: ColumnMapping) -> str | None
 
 
 async def prepare_online(
-    source_path: str | Path, client: IvvyClient | None, options: RunOptions
+    source_path: str | Path,
+    client: IvvyClient | None,
+    options: RunOptions,
+    *,
+    numbers: Collection[int] | None = None,
 ) -> tuple[Prepared, Directory | None]:
     """The source prepared (:func:`prepare`) and, with a ``client``, the account's records its
     rows refer to, fetched once. The source is read before anything is asked of iVvy (a bad
@@ -338,12 +422,12 @@ async def prepare_online(
     if wants_venue_zone and (client is None or options.venue_id is None):
         raise UsageError("--timezone venue needs --venue-id and a connection to iVvy")
     if client is None:
-        return prepare(source_path, options), None
-    prepared = None if wants_venue_zone else prepare(source_path, options)
+        return prepare(source_path, options, numbers=numbers), None
+    prepared = None if wants_venue_zone else prepare(source_path, options, numbers=numbers)
     await client.measure_clock()
     if prepared is None:
         zone = await venue_timezone(client, options.venue_id)  # type: ignore[arg-type]
-        prepared = prepare(source_path, options, venue_zone=zone)
+        prepared = prepare(source_path, options, venue_zone=zone, numbers=numbers)
     directory = Directory(client)
     await directory.load(prepared.needed)
     return prepared, directory

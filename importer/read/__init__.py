@@ -12,7 +12,7 @@ holding it in memory.
 from __future__ import annotations
 
 import dataclasses
-from collections.abc import Callable, Iterator
+from collections.abc import Callable, Collection, Iterator
 from dataclasses import dataclass, field
 from itertools import islice
 from pathlib import Path
@@ -20,6 +20,7 @@ from typing import Any, Literal, TypeVar
 
 from ..errors import SourceError
 from ..model import Row
+from ._cache import RowCache
 from ._formulas import MOST as MOST_UNSAVED
 from ._formulas import Unsaved, unsaved_formulas
 from ._limits import LIMITS, ReadLimits
@@ -48,6 +49,7 @@ __all__ = [
     "WORKBOOK_SUFFIXES",
     "Batch",
     "ReadLimits",
+    "RowCache",
     "Source",
     "SourceError",
     "Unsaved",
@@ -93,6 +95,9 @@ class Source:
     patches: dict[int, dict[int, Any]] = field(default_factory=dict)
     #: What must live as long as the source does (a workbook's spooled rows).
     _keep: Any = field(default=None, repr=False)
+    #: Where a full pass (:meth:`scan`) keeps the rows it read, and where :meth:`batches` of
+    #: given row numbers finds them again (see :class:`RowCache`).
+    cache: RowCache | None = field(default=None, repr=False)
 
     def reading(
         self,
@@ -118,10 +123,19 @@ class Source:
         """The row number of the header."""
         return self.layout.header_row
 
-    def batches(self, size: int = 4096) -> Iterator[Batch]:
+    def batches(
+        self, size: int = 4096, *, numbers: Collection[int] | None = None
+    ) -> Iterator[Batch]:
         """The data rows in batches: row numbers, and cells aligned to :attr:`headers`.
-        SourceError for a row that cannot be read."""
-        return self._changed(self._batches(size))
+        SourceError for a row that cannot be read. With ``numbers``, only the rows of those
+        numbers: from the :attr:`cache` when it holds this source (the file is not read),
+        else from a pass over the file."""
+        if numbers is None:
+            return self._changed(self._batches(size))
+        if self.cache is not None and self.cache.holds(self):
+            return self._changed(self.cache.batches_of(numbers))
+        wanted = numbers if isinstance(numbers, set | frozenset) else set(numbers)
+        return self._changed(_only(self._batches(size), wanted))
 
     def _changed(self, batches: Iterator[Batch]) -> Iterator[Batch]:
         """``batches`` with :attr:`cell_filter` and :attr:`patches` applied."""
@@ -181,10 +195,14 @@ class Source:
         def walk() -> tuple[int, V | None]:
             count = 0
             seen = visitor() if visitor is not None else None
-            for batch in self.batches():
+            recording = self.cache.recording(self) if self.cache is not None else None
+            read = self._batches(4096)
+            for batch in self._changed(recording.passing(read) if recording else read):
                 count += len(batch.numbers)
                 if seen is not None:
                     seen(batch)
+            if recording is not None:
+                recording.done()
             return count, seen
 
         big = self.path.stat().st_size >= FAST_FROM
@@ -322,6 +340,15 @@ def _check_first_rows(source: Source) -> None:
     """Fail early on the first rows (the common faults show there), before anything else runs."""
     for _ in islice(source.rows(), 20):
         pass
+
+
+def _only(batches: Iterator[Batch], numbers: Collection[int]) -> Iterator[Batch]:
+    """The rows of ``numbers`` among ``batches``."""
+    for batch in batches:
+        keep = [i for i, n in enumerate(batch.numbers) if n in numbers]
+        if keep:
+            rows = batch.rows
+            yield Batch([batch.numbers[i] for i in keep], [rows[i] for i in keep])
 
 
 def _changed(

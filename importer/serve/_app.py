@@ -40,6 +40,7 @@ from ..reconcile import SETTLE
 from ..summary import RunSummary
 from ._guard import Guard, NotFound, Secured, check_csrf
 from ._jobs import collect_verdicts, off_loop
+from ._rows import CheckedRows
 from ._state import Checked, Progress, Upload, Uploads, Verdict
 from ._views import (
     BAR_COLOURS,
@@ -479,7 +480,10 @@ class Page:
             upload.checked = Checked(decided, None, self.plain(exc, upload))
             return
         name = await off_loop(lambda: self._name_column(upload))
-        upload.checked = Checked(decided, summary, None, verdicts=verdicts, name_column=name)
+        table = await off_loop(lambda: CheckedRows.build(upload.folder / "check.sqlite",
+                                                         upload.validation_path))  # fmt: skip
+        upload.checked = Checked(decided, summary, None, verdicts=verdicts, name_column=name,
+                                 rows=table)  # fmt: skip
 
     def _name_column(self, upload: Upload) -> str | None:
         """The column the task's name comes from (the check table keeps it in sight)."""
@@ -492,7 +496,9 @@ class Page:
         """``validate_source`` of the upload as decided (of the rows ``numbers`` only, when
         given), in a thread of its own, its verdicts to ``results``: the summary, and each
         row's verdict."""
-        options = self.options(upload, results=results)
+        # The upload's row cache: a check of every row keeps the rows it read, so that a
+        # re-check after a correction reads that row alone, from memory.
+        options = self.options(upload, results=results, row_cache=upload.row_cache)
         verdicts: dict[int, Verdict] = {}
 
         async def validate() -> RunSummary:
@@ -524,11 +530,14 @@ class Page:
                     codes[verdict.code] += sign
         merged = dataclasses.replace(summary, counts=+counts, codes=+codes, plan=+plan)
         _, rows = await off_loop(lambda: read_verdicts(again_path))
-        overlay = {**before.overlay, **{int(r["row"]): r for r in rows}}
-        for number in changed - verdicts.keys():
-            overlay.pop(number, None)
+        gone = changed - verdicts.keys()  # (made blank: no row any more)
+        table = before.rows
+        if table is None:
+            return None
+        await off_loop(lambda: table.replace(rows, gone))
         return Checked(decided, merged, None, verdicts={**before.verdicts, **verdicts},
-                       overlay=overlay, name_column=before.name_column)  # fmt: skip
+                       rechecked=before.rechecked | changed, name_column=before.name_column,
+                       rows=table)  # fmt: skip
 
     async def check(self, request: Request) -> Response:
         """POST: check the rows (what the person decided so far). GET: what the last check
@@ -550,13 +559,19 @@ class Page:
                                status=400)  # fmt: skip
         summary = checked.summary
         assert summary is not None
-        data_headers, rows = await off_loop(lambda: read_verdicts(upload.validation_path))
-        if checked.overlay:  # rows checked again since: as they read now
-            rows = [checked.overlay.get(int(r["row"]), r) for r in rows]
-        picked = [r for r in rows if view.keeps(r)]
-        pages = max(1, -(-len(picked) // SHOWN_ROWS))
+        table = checked.rows
+        assert table is not None
+        data_headers = table.headers
+
+        def view_of(page: int) -> tuple[int, int, list[dict[str, Any]]]:
+            return table.view(errors=view.errors, code=view.code, column=view.column,
+                              offset=(page - 1) * SHOWN_ROWS, limit=SHOWN_ROWS)  # fmt: skip
+
+        total, picked, shown = await off_loop(lambda: view_of(view.page))
+        pages = max(1, -(-picked // SHOWN_ROWS))
         page = min(view.page, pages)
-        shown = picked[(page - 1) * SHOWN_ROWS : page * SHOWN_ROWS]
+        if page != view.page:  # past the last page: the last one
+            total, picked, shown = await off_loop(lambda: view_of(page))
         codes = sorted(
             ((code, n, describe_code(code)) for code, n in summary.codes.items()),
             key=lambda item: -item[1],
@@ -566,8 +581,8 @@ class Page:
         previous = self.plain(Exception(summary.previous), upload) if summary.previous else None
         return self.render(request, "check.html", upload=upload, error=None, summary=summary,
                            headers=data_headers, rows=shown, codes=codes,
-                           errors_only=errors_only, total=len(rows), plan=plan,
-                           view=view, picked=len(picked), page=page, pages=pages,
+                           errors_only=errors_only, total=total, plan=plan,
+                           view=view, picked=picked, page=page, pages=pages,
                            first=(page - 1) * SHOWN_ROWS + 1,
                            refusal=refusal and for_the_page(refusal), previous=previous,
                            corrections=sorted(upload.fixes.items()),
@@ -589,12 +604,11 @@ class Page:
                                 "rows as the last check read them.", back=back)  # fmt: skip
         column, find = str(form.get("column") or ""), str(form.get("find") or "")
         to = str(form.get("to") or "")
-        headers, rows = await off_loop(lambda: read_verdicts(upload.validation_path))
-        if column not in headers:
+        table = checked.rows
+        assert table is not None
+        if column not in table.headers:
             return self._refuse(request, 400, f"No column {column!r}.", back=back)
-        if checked.overlay:
-            rows = [checked.overlay.get(int(r["row"]), r) for r in rows]
-        numbers = {int(r["row"]) for r in rows if str(r.get(column) or "").strip() == find.strip()}
+        numbers = await off_loop(lambda: table.numbers_reading(column, find))
         if not numbers:
             return self._refuse(request, 400, f"No cell of {column!r} reads {find!r}.", back=back)
         for number in numbers:
@@ -656,7 +670,7 @@ class Page:
             checked is not None
             and checked.summary is not None
             and checked.decided == upload.decided()
-            and not checked.overlay
+            and not checked.rechecked
             and upload.validation_path.exists()
         )
         if not whole:

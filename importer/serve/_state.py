@@ -17,7 +17,9 @@ from pathlib import Path
 from typing import Any
 
 from ..model import ProgressEvent
+from ..read import RowCache
 from ..summary import RunSummary
+from ._rows import CheckedRows
 
 #: File names the uploaded file may not take in its folder.
 _OURS = {"upload.json", "mapping.toml"}
@@ -92,16 +94,19 @@ class Verdict:
 @dataclass(frozen=True)
 class Checked:
     """A check of an upload: for which decisions (:meth:`Upload.decided`), and its summary or
-    the message that stopped it; each row's verdict, and the rows checked again since the
-    check of every row (as the check page shows them)."""
+    the message that stopped it; each row's verdict, the rows checked again since the check
+    of every row, and every row as the check page shows it."""
 
     decided: tuple[Any, ...]
     summary: RunSummary | None
     error: str | None
     verdicts: dict[int, Verdict] = field(default_factory=dict)
-    overlay: dict[int, dict[str, Any]] = field(default_factory=dict)
+    #: The rows checked again since the check of every row.
+    rechecked: frozenset[int] = frozenset()
     #: The column the tasks' names come from, if one does.
     name_column: str | None = None
+    #: The rows as the check page shows them (after a check of every row).
+    rows: CheckedRows | None = None
 
 
 @dataclass
@@ -127,6 +132,9 @@ class Upload:
     #: Per sheet ("" for a text file's one table): (row number, column) → corrected value. A
     #: correction belongs to the sheet it was made on, and only to it.
     corrections: dict[str, dict[tuple[int, str], str]] = field(default_factory=dict)
+    #: The rows a check of every row read, for the re-checks after a correction (in memory
+    #: only: a restart reads the file again).
+    row_cache: RowCache = field(default_factory=RowCache, repr=False, compare=False)
     #: An import was started; it finished (not stopped) — both kept across restarts.
     imported: bool = False
     finished: bool = False

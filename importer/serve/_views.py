@@ -22,7 +22,8 @@ from ..options import RunOptions, parse_clock
 from ..plan import CREATE, INVALID, KEPT, UNCHANGED, UPDATE, UPDATE_THEIRS
 from ..prepare import open_mapped
 from ..read import is_blank
-from ..results import RESULT_COLUMNS, read_back, unneutralise, whole
+from ..results import RESULT_COLUMNS, read_back, whole
+from ._rows import verdict_rows
 from ._state import Upload
 
 HOW = {
@@ -297,15 +298,8 @@ def value_words(form: Any) -> dict[str, dict[str, str]]:
 def read_verdicts(path: Path) -> tuple[list[str], list[dict[str, Any]]]:
     """A results sheet of ours: its source headers, and each row as a dict of those headers'
     cells (as the person wrote them) and of our columns by their own names."""
-    headers, table = read_back(path)
-    count = len(RESULT_COLUMNS)
-    data = headers[:-count]
-    rows = []
-    for cells in table:
-        row = {h: unneutralise(v) for h, v in zip(data, cells, strict=False)}
-        row.update(zip(RESULT_COLUMNS, (whole(c) for c in cells[-count:]), strict=True))
-        rows.append(row)
-    return data, rows
+    headers, rows = verdict_rows(path)
+    return headers, list(rows)
 
 
 def rows_to_fix(results: Path) -> bytes:
