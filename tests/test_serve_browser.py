@@ -1,8 +1,9 @@
 """The import page, end to end in a real headless Chromium (Debian's), against the sandbox, on
 a phone's width (375 px) and a desktop's (1280 px): upload a sheet with faults, change a
 mapping, fix cells, import, correct the rows not imported and send them again, download the
-results; and a 20,000-row sheet through the Map step's guesses, value mapping and header row,
-the check page's pages, filters, replace-all, take-back and editing, and a stopped import.
+results, and no dead end after them; and a 20,000-row sheet through the Map step's header row,
+guesses, value mapping and settings, the check page's pages, filters, replace-all, take-back
+and editing, an import stopped partway, and a second import waiting its turn meanwhile.
 
 On every step the page must not scroll sideways, and axe-core (from the npm registry: .ci/run
 installs it) must find no serious or critical accessibility violation. With UPDATE_SCREENSHOTS=1
@@ -150,8 +151,14 @@ def test_the_whole_flow_in_a_browser(sandbox, page_server, tmp_path, width):
         page.set_default_timeout(20_000)
         look = Looker(page, width, shots, axe)
 
-        # 1. Upload
+        # 1. Upload. An empty file is refused on the Map step, with a way on.
+        empty = tmp_path / "empty.csv"
+        empty.write_text("", encoding="utf-8")
         page.goto(page_server)
+        page.set_input_files("#file", str(empty))
+        page.click("form#upload button[type=submit]")
+        expect(page.locator(".error")).to_contain_text("empty")
+        page.click("text=Upload another file")
         expect(page.locator("#drop")).to_contain_text("Drop a spreadsheet here")
         look("serve-1-upload")
         page.set_input_files("#file", str(source))
@@ -233,6 +240,16 @@ def test_the_whole_flow_in_a_browser(sandbox, page_server, tmp_path, width):
         expect(page.locator(".counts")).to_contain_text("1 created")
         expect(page.locator("#not-imported")).to_have_count(0)
         look("serve-5-sent-again")
+        # No dead end after the results: Back, and every step again, answer a page.
+        done_url = page.url
+        for _ in range(3):
+            page.go_back()
+            expect(page.locator("h2")).to_be_visible()
+            expect(page.locator("body")).not_to_contain_text("Internal Server Error")
+        for step, title in (("map", "Which column is which?"), ("check", "Check and fix"),
+                            ("import", "Done")):  # fmt: skip
+            page.goto(done_url.rsplit("/", 1)[0] + f"/{step}")
+            expect(page.locator("h2")).to_have_text(title)
         browser.close()
 
     sheet = openpyxl.load_workbook(results)["Results"]
@@ -362,6 +379,9 @@ def test_a_20000_row_sheet_is_mapped_fixed_at_scale_and_stopped(sandbox, tmp_pat
             # Value mapping: every urgent is high, every Done is Completed.
             page.select_option('select[name="value:priority:urgent"]', "high")
             page.select_option('select[name="value:status:Done"]', "4")
+            # The sheet's times were written in Sydney (the page says UTC unless told).
+            expect(page.locator("fieldset.settings")).to_contain_text("read as UTC")
+            page.fill('input[name="setting:timezone"]', "Australia/Sydney")
             expect(page.locator("#mapping-form")).to_contain_text("20000 rows to import")
             look("serve-6-map-20000")
             page.click("button[name=next][value=check]")
@@ -404,14 +424,31 @@ def test_a_20000_row_sheet_is_mapped_fixed_at_scale_and_stopped(sandbox, tmp_pat
             row.locator("button").click()
             expect(page.locator("#row-3 td.fixed")).to_have_text("called back")
 
-            # The import, stopped partway: the page says how many rows went.
+            # The import; a second one meanwhile waits its turn, saying for which.
             page.click("#import")
             expect(page.locator("#done")).not_to_have_text("0")
+            other = browser.new_page(viewport={"width": width, "height": 900})
+            small = tmp_path / "small.csv"
+            small.write_text("name,endDatetime\nThe other one,2026-12-05 10:00\n", "utf-8")
+            other.goto(address)
+            other.set_input_files("#file", str(small))
+            other.click("form#upload button[type=submit]")
+            other.click("button[name=next][value=check]")
+            other.click("#import")
+            expect(other.locator("h2")).to_have_text("Waiting for its turn")
+            expect(other.locator("main")).to_contain_text("legacy-tasks.csv")
+            look.page = other
+            look("serve-9-waiting")
+            # The first, stopped partway: the page says how many rows went; then the
+            # second starts by itself.
             page.click("form[action$='/stop'] button")
             expect(page.locator("#stopped")).to_contain_text("of 20000 rows", timeout=60_000)
+            look.page = page
             look("serve-8-stopped")
             stopped = page.locator("#stopped").inner_text()
             counts = page.locator(".counts").inner_text()
+            expect(other.locator("h2")).to_have_text("Done", timeout=60_000)
+            expect(other.locator(".counts")).to_contain_text("1 created")
             browser.close()
     finally:
         process.terminate()
@@ -421,9 +458,17 @@ def test_a_20000_row_sheet_is_mapped_fixed_at_scale_and_stopped(sandbox, tmp_pat
     sent, left = int(found.group(1)), int(found.group(2))
     assert 0 < sent < 20_000 and left == 20_000 - sent, stopped
     created = int(re.search(r"(\d+) created", counts).group(1))
-    tasks = sandbox.tasks()
+    tasks = [t for t in sandbox.tasks() if t["name"] != "The other one"]
     assert len(tasks) == created  # exactly the rows it says were created, each once
     assert len({t["name"] for t in tasks}) == created
+    assert len(sandbox.tasks()) == created + 1  # and the one queued after it
+    for task in tasks:
+        n = int(task["name"].split()[1]) - 3
+        # Written in Sydney (UTC+11 in December): 10:00 on the 1st is 23:00 UTC the day before.
+        day = 1 + n % 28
+        utc = "2026-11-30 23:00:00 UTC" if day == 1 else f"2026-12-{day - 1:02d} 23:00:00 UTC"
+        assert task["endDatetime"] == utc, task
+        if n % 4 == 0:
+            assert task["status"] == 4, task  # "Done", mapped to Completed
     by_name = {t["name"]: t for t in tasks}
-    if "Task 3" in by_name:
-        assert "called back" in by_name["Task 3"]["description"]  # (iVvy wraps it in <p>)
+    assert "called back" in by_name.get("Task 3", {}).get("description", "called back")
