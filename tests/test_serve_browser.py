@@ -250,6 +250,16 @@ def test_the_whole_flow_in_a_browser(sandbox, page_server, tmp_path, width):
                             ("import", "Done")):  # fmt: skip
             page.goto(done_url.rsplit("/", 1)[0] + f"/{step}")
             expect(page.locator("h2")).to_have_text(title)
+        # The rows to fix, uploaded again, are mapped as the sheet was (and the page says so),
+        # each field by its name on the page with the API's beside it, the required marked.
+        page.goto(page_server)
+        page.set_input_files("#file", str(to_fix))
+        page.click("form#upload button[type=submit]")
+        expect(page.locator("#reused")).to_be_visible()
+        expect(page.locator('select[name="column:When"]')).to_have_value("endDatetime")
+        chosen = page.locator('select[name="column:Task"] option:checked')
+        expect(chosen).to_have_text("Task name (name) · required")
+        expect(page.locator("#mapping-form")).to_contain_text("1 rows to import")
         browser.close()
 
     sheet = openpyxl.load_workbook(results)["Results"]
