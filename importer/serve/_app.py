@@ -40,7 +40,7 @@ from ..reconcile import SETTLE
 from ..summary import RunSummary
 from ._guard import Guard, NotFound, Secured, check_csrf
 from ._jobs import collect_verdicts, off_loop
-from ._rows import CheckedRows
+from ._rows import CheckedRows, verdict_rows
 from ._state import Checked, Progress, Upload, Uploads, Verdict
 from ._views import (
     BAR_COLOURS,
@@ -72,6 +72,29 @@ SUFFIXES = (".csv", ".tsv", ".txt", ".xlsx", ".xlsm", ".xlsb", ".xls", ".ods")
 
 #: Rows a check page shows at most (the downloads hold them all).
 SHOWN_ROWS = 500
+
+
+def _not_imported(upload: Upload) -> tuple[list[str], list[dict[str, Any]], int]:
+    """The rows of the upload's results that were not imported (invalid, failed): the
+    results' source headers, the first of them (as many as a page shows), and how many more.
+    Read once for each results sheet (the done page is shown again and again)."""
+    path = upload.results_path
+    stat = path.stat()
+    key = (stat.st_size, stat.st_mtime_ns)
+    kept = upload.not_imported
+    if kept is not None and kept[0] == key:
+        return kept[1]
+    headers, rows = verdict_rows(path)
+    first: list[dict[str, Any]] = []
+    more = 0
+    for row in rows:
+        if row["result"] in ("invalid", "failed"):
+            if len(first) < SHOWN_ROWS:
+                first.append(row)
+            else:
+                more += 1
+    upload.not_imported = (key, (headers, first, more))
+    return headers, first, more
 
 
 @dataclass(frozen=True)
@@ -697,13 +720,13 @@ class Page:
         summary = progress.summary if progress else None
         headers: list[str] = []
         needing: list[dict[str, Any]] = []
+        more = 0
         counts = summary.counts if summary is not None else {}
         if (counts.get("invalid") or counts.get("failed")) and upload.results_path.exists():
-            headers, rows = await off_loop(lambda: read_verdicts(upload.results_path))
-            needing = [r for r in rows if r["result"] in ("invalid", "failed")]
+            headers, needing, more = await off_loop(lambda: _not_imported(upload))
         return self.render(request, "import.html", upload=upload, progress=progress,
                            summary=summary, busy=busy, headers=headers,
-                           needing=needing[:SHOWN_ROWS], more=max(0, len(needing) - SHOWN_ROWS),
+                           needing=needing, more=more,
                            choosing=choosing(upload.choices), fixes=upload.fixes,
                            by_result=bars(counts), by_code=bars(summary.codes if summary else {}),
                            colours=BAR_COLOURS)  # fmt: skip
@@ -713,6 +736,7 @@ class Page:
     ) -> None:
         progress = Progress()
         upload.progress = progress
+        upload.not_imported = None  # (the results are written anew)
 
         options = self.options(upload, results=upload.results_path, resume=resume,
                                new_run=new_run, update_existing=update_existing)  # fmt: skip

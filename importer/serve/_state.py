@@ -135,6 +135,9 @@ class Upload:
     #: The rows a check of every row read, for the re-checks after a correction (in memory
     #: only: a restart reads the file again).
     row_cache: RowCache = field(default_factory=RowCache, repr=False, compare=False)
+    #: The rows the results say were not imported, as the done page lists them, and for
+    #: which results sheet (its size and time).
+    not_imported: tuple[Any, Any] | None = field(default=None, repr=False, compare=False)
     #: An import was started; it finished (not stopped) — both kept across restarts.
     imported: bool = False
     finished: bool = False
