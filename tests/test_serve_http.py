@@ -855,3 +855,24 @@ def test_replace_all_corrects_every_cell_of_a_value_in_one_column_each_one_taken
         none = client.post(f"{base}/replace", data={"csrf": token, "column": "priority",
                                                     "find": "nowhere", "to": "high"})  # fmt: skip
         assert none.status_code == 400 and "No cell of" in none.text
+
+
+def test_a_check_whose_rows_cannot_be_kept_says_so_with_a_way_back(served):
+    """The check page keeps the checked rows in a table of the upload's folder; when it cannot
+    be written (here a folder stands where it goes), the page says why, never a bare 500."""
+    import os
+    from pathlib import Path
+
+    address = served()
+    uploads = Path(os.environ["XDG_DATA_HOME"]) / "ivvy-task-importer" / "uploads"
+    with httpx.Client(follow_redirects=True, timeout=60) as client:
+        token = csrf_of(client, address)
+        mapped = upload(
+            client, address, "name,endDatetime\nCall,2026-12-01 10:00\n", "k.csv", token
+        )
+        base = str(mapped.url).removesuffix("/map")
+        (uploads / base.rsplit("/", 1)[1] / "check.sqlite.part").mkdir()
+        page = client.post(f"{base}/check", data={"csrf": token})
+        assert page.status_code == 400 and 'role="alert"' in page.text, page.text
+        assert "Back to the columns" in page.text and "Internal Server Error" not in page.text
+        assert str(uploads) not in page.text  # no server path on the page

@@ -11,6 +11,7 @@ from __future__ import annotations
 import asyncio
 import dataclasses
 import logging
+import sqlite3
 from collections import Counter
 from collections.abc import AsyncIterator, Callable, Collection, Coroutine, Mapping
 from contextlib import asynccontextmanager
@@ -503,8 +504,12 @@ class Page:
             upload.checked = Checked(decided, None, self.plain(exc, upload))
             return
         name = await off_loop(lambda: self._name_column(upload))
-        table = await off_loop(lambda: CheckedRows.build(upload.folder / "check.sqlite",
-                                                         upload.validation_path))  # fmt: skip
+        try:
+            table = await off_loop(lambda: CheckedRows.build(upload.folder / "check.sqlite",
+                                                             upload.validation_path))  # fmt: skip
+        except (OSError, sqlite3.Error) as exc:  # a full disk, say: said, with the way back
+            upload.checked = Checked(decided, None, self.plain(exc, upload))
+            return
         upload.checked = Checked(decided, summary, None, verdicts=verdicts, name_column=name,
                                  rows=table)  # fmt: skip
 
