@@ -158,10 +158,11 @@ def test_the_check_pages_table_reads_a_results_sheet_as_the_importer_does(tmp_pa
     assert built.numbers_reading("Notes", "'already quoted") == {5}  # (a row: its first line)
     assert built.numbers_reading("Notes", "first\nsecond") == {3}
     # A row checked again replaces its own; a row made blank leaves the table.
-    again = {**expected[0], "result": "invalid", "error_code": 23016, "field": "Priority"}
-    built.replace([again], gone=[3])
+    checked(source, tmp_path / "again.csv", {2}, fixes={(2, "Priority"): "urgent"})
+    built.replace_from(tmp_path / "again.csv", gone=[3])
     total, _, shown = built.view(errors=False, code="23016", column="", offset=0, limit=500)
     assert total == 5 and [r["Task"] for r in shown] == ['Quote "me"', "Ünïcödé ✓"]
+    assert shown[0]["Priority"] == "urgent" and str(shown[0]["row"]) == "2"
 
 
 def test_the_library_rechecks_given_rows_from_its_row_cache(tmp_path, reads):

@@ -58,7 +58,6 @@ from ._views import (
     mapped_so_far,
     mapping_toml,
     page_words,
-    read_verdicts,
     rows_to_fix,
     scrubbed,
     settings_options,
@@ -557,12 +556,11 @@ class Page:
                 if verdict.code is not None:
                     codes[verdict.code] += sign
         merged = dataclasses.replace(summary, counts=+counts, codes=+codes, plan=+plan)
-        _, rows = await off_loop(lambda: read_verdicts(again_path))
         gone = changed - verdicts.keys()  # (made blank: no row any more)
         table = before.rows
         if table is None:
             return None
-        await off_loop(lambda: table.replace(rows, gone))
+        await off_loop(lambda: table.replace_from(again_path, gone))
         return Checked(decided, merged, None, verdicts={**before.verdicts, **verdicts},
                        rechecked=before.rechecked | changed, name_column=before.name_column,
                        rows=table)  # fmt: skip

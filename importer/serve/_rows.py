@@ -77,9 +77,7 @@ class CheckedRows:
         """The rows of the check's ``sheet``, written to a new table at ``path`` (replacing
         any there once whole)."""
         headers, cells = _cells(sheet)
-        width = len(headers) - len(RESULT_COLUMNS)
-        made = cls(path, headers[:width])
-        rows = made._shown_records(_as_shown(cells, width))
+        made = cls(path, headers[: len(headers) - len(RESULT_COLUMNS)])
         partial = path.with_name(path.name + ".part")
         partial.unlink(missing_ok=True)
         with closing(sqlite3.connect(partial)) as db:
@@ -89,7 +87,8 @@ class CheckedRows:
                 "CREATE TABLE rows (number INTEGER PRIMARY KEY, result TEXT, code TEXT, "
                 "field TEXT, cells TEXT NOT NULL)"
             )
-            while chunk := list(islice(rows, _CHUNK)):
+            records = made._records(cells)
+            while chunk := list(islice(records, _CHUNK)):
                 db.executemany("INSERT INTO rows VALUES (?, ?, ?, ?, ?)", chunk)
             for column in ("result", "code", "field"):
                 db.execute(f"CREATE INDEX by_{column} ON rows ({column}, number)")
@@ -97,30 +96,32 @@ class CheckedRows:
         os.replace(partial, path)
         return made
 
-    def _records(self, rows: Iterable[dict[str, Any]]) -> Iterator[tuple[Any, ...]]:
-        names = self._names
-        return self._shown_records([row.get(n) for n in names] for row in rows)
-
-    def _shown_records(self, rows: Iterable[list[Any]]) -> Iterator[tuple[Any, ...]]:
-        """The table's records of rows of cells in :attr:`_names`' order."""
+    def _records(self, table: Iterable[list[Any]]) -> Iterator[tuple[Any, ...]]:
+        """The table's records of a results sheet's rows, their cells as stored (made as the
+        page shows them when read: :func:`_as_shown`)."""
         width = len(self.headers)
         at = [width + RESULT_COLUMNS.index(c) for c in ("row", "result", "error_code", "field")]
         number, result, code, field = at
         encode = json.JSONEncoder(default=str, ensure_ascii=False).encode
-        for cells in rows:
-            given = cells[code]
-            yield (int(cells[number]), str(cells[result] or ""),
+        for cells in table:
+            given = whole(cells[code])
+            yield (int(whole(cells[number])), str(cells[result] or ""),
                    "" if given is None or given == "" else str(given), str(cells[field] or ""),
                    encode(cells))  # fmt: skip
 
-    def replace(self, rows: list[dict[str, Any]], gone: Iterable[int] = ()) -> None:
-        """Rows checked again, as they read now; the rows ``gone`` (no row any more: made
-        blank) left out."""
+    def replace_from(self, sheet: Path, gone: Iterable[int] = ()) -> None:
+        """The rows of a re-check's ``sheet``, as they read now, in place of their own; the
+        rows ``gone`` (no row any more: made blank) left out."""
+        _, cells = _cells(sheet)
         with closing(sqlite3.connect(self.path)) as db:
             db.executemany("INSERT OR REPLACE INTO rows VALUES (?, ?, ?, ?, ?)",
-                           self._records(rows))  # fmt: skip
+                           self._records(cells))  # fmt: skip
             db.executemany("DELETE FROM rows WHERE number = ?", [(n,) for n in gone])
             db.commit()
+
+    def _shown(self, stored: str) -> dict[str, Any]:
+        (cells,) = _as_shown([json.loads(stored)], len(self.headers))
+        return dict(zip(self._names, cells, strict=True))
 
     @staticmethod
     def _where(errors: bool, code: str, column: str) -> tuple[str, list[Any]]:
@@ -152,7 +153,7 @@ class CheckedRows:
                 f"ORDER BY {order} LIMIT ? OFFSET ?) ORDER BY number",
                 [*values, limit, offset],
             ).fetchall()
-        return total, kept, [dict(zip(self._names, json.loads(c), strict=True)) for (c,) in found]
+        return total, kept, [self._shown(c) for (c,) in found]
 
     def numbers_reading(self, column: str, find: str) -> set[int]:
         """The rows whose cell of ``column`` reads ``find`` (both trimmed)."""
@@ -161,6 +162,6 @@ class CheckedRows:
         numbers = set()
         with closing(sqlite3.connect(self.path)) as db:
             for number, cells in db.execute("SELECT number, cells FROM rows"):
-                if str(json.loads(cells)[at] or "").strip() == wanted:
+                if str(unneutralise(json.loads(cells)[at]) or "").strip() == wanted:
                     numbers.add(number)
         return numbers

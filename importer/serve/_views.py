@@ -23,7 +23,6 @@ from ..plan import CREATE, INVALID, KEPT, UNCHANGED, UPDATE, UPDATE_THEIRS
 from ..prepare import open_mapped
 from ..read import is_blank
 from ..results import RESULT_COLUMNS, read_back, whole
-from ._rows import verdict_rows
 from ._state import Upload
 
 HOW = {
@@ -293,13 +292,6 @@ def value_words(form: Any) -> dict[str, dict[str, str]]:
             raise UsageError(f"{field} {word!r}: {str(value)!r} is not one of its values")
         words.setdefault(field, {})[word] = str(value)
     return words
-
-
-def read_verdicts(path: Path) -> tuple[list[str], list[dict[str, Any]]]:
-    """A results sheet of ours: its source headers, and each row as a dict of those headers'
-    cells (as the person wrote them) and of our columns by their own names."""
-    headers, rows = verdict_rows(path)
-    return headers, list(rows)
 
 
 def rows_to_fix(results: Path) -> bytes:
