@@ -180,3 +180,21 @@ def test_the_library_rechecks_given_rows_from_its_row_cache(tmp_path, reads):
     fixed = options.replace(fixes={(50, "Priority"): "low"}, results=tmp_path / "again.csv")
     again = importer.validate(source, offline=True, options=fixed, rows=[50, 51])
     assert again.counts == {"valid": 2} and reads["n"] == 0
+
+
+def test_a_workbooks_numbers_are_shown_as_they_were_typed(tmp_path):
+    """A workbook stores 12 as 12.0: the check page shows the 12 that was typed (and a fix box
+    is filled with it), as Excel does."""
+    import openpyxl
+
+    book = openpyxl.Workbook()
+    sheet = book.active
+    sheet.append(["Task", "Due date", "Contact ID", "Amount"])
+    sheet.append(["Call", "2026-12-01 10:00", 12, 2.5])
+    book.save(tmp_path / "tasks.xlsx")
+    results = tmp_path / "tasks.validation.xlsx"
+    checked(tmp_path / "tasks.xlsx", results)
+    (row,) = verdict_rows(results)[1]
+    assert (str(row["Contact ID"]), str(row["Amount"]), str(row["row"])) == ("12", "2.5", "2")
+    built = CheckedRows.build(tmp_path / "check.sqlite", results)
+    assert built.view(errors=False, code="", column="", offset=0, limit=5)[2] == [row]

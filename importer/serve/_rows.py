@@ -58,9 +58,9 @@ def verdict_rows(path: Path) -> tuple[list[str], Iterator[dict[str, Any]]]:
 
 def _as_shown(table: Iterable[list[Any]], width: int) -> Iterator[list[Any]]:
     """Each row's cells as the person wrote them, then our columns' (a float that is a whole
-    number as the integer it was)."""
+    number as the integer it was: a workbook stores 12 as 12.0)."""
     for cells in table:
-        yield [*map(unneutralise, cells[:width]), *map(whole, cells[width:])]
+        yield [*(unneutralise(whole(c)) for c in cells[:width]), *map(whole, cells[width:])]
 
 
 class CheckedRows:
