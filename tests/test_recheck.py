@@ -198,3 +198,4 @@ def test_a_workbooks_numbers_are_shown_as_they_were_typed(tmp_path):
     assert (str(row["Contact ID"]), str(row["Amount"]), str(row["row"])) == ("12", "2.5", "2")
     built = CheckedRows.build(tmp_path / "check.sqlite", results)
     assert built.view(errors=False, code="", column="", offset=0, limit=5)[2] == [row]
+    assert built.numbers_reading("Contact ID", "12") == {2}  # replace-all finds what is shown

@@ -156,12 +156,13 @@ class CheckedRows:
         return total, kept, [self._shown(c) for (c,) in found]
 
     def numbers_reading(self, column: str, find: str) -> set[int]:
-        """The rows whose cell of ``column`` reads ``find`` (both trimmed)."""
+        """The rows whose cell of ``column`` reads ``find`` as the page shows it (both
+        trimmed)."""
         at = self.headers.index(column)
         wanted = find.strip()
         numbers = set()
         with closing(sqlite3.connect(self.path)) as db:
             for number, cells in db.execute("SELECT number, cells FROM rows"):
-                if str(unneutralise(json.loads(cells)[at]) or "").strip() == wanted:
+                if str(unneutralise(whole(json.loads(cells)[at])) or "").strip() == wanted:
                     numbers.add(number)
         return numbers
