@@ -754,9 +754,11 @@ def test_a_stopped_import_says_how_many_rows_it_sent(make_sandbox, tmp_path):
         process.terminate()
         process.wait(timeout=20)
     made = len(server.tasks())
-    said = re.search(r"It stopped after (\d+) of 400 rows; (\d+) were not sent", page)
+    said = re.search(r"It stopped after (\d+) of 400 rows, (\d+) of them sent to iVvy; "
+                     r"(\d+) were not sent", page)  # fmt: skip
     assert said is not None, page
-    assert int(said.group(1)) + int(said.group(2)) == 400 and 0 < int(said.group(2)) < 400
+    assert int(said.group(1)) + int(said.group(3)) == 400 and 0 < int(said.group(3)) < 400
+    assert int(said.group(2)) == made  # the rows sent: the tasks the sandbox holds
     assert f"{made} created" in page and "Resume the import" in page
 
 
