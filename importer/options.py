@@ -12,13 +12,13 @@ from pathlib import Path
 from typing import TYPE_CHECKING, Any, Literal
 
 from .dates import DateOrder
-
-if TYPE_CHECKING:
-    from .read import RowCache
 from .errors import UsageError
 from .journal import state_of
 from .map import MappingFile
 from .send import SendOptions
+
+if TYPE_CHECKING:
+    from .read import RowCache
 
 VENUE_ZONE = "venue"
 #: ``RunOptions(results=BESIDE)``: the results beside the source (the command line's choice).

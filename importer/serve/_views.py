@@ -322,7 +322,7 @@ class Bar:
     length: float
 
 
-#: The colour of each result's bar (the page's own colours for them); others are grey.
+#: The colour of each result's bar (the page's own colours for them); others are blue.
 BAR_COLOURS = {"created": "#2e7d32", "updated": "#2e7d32", "unchanged": "#5b6b7b",
                "invalid": "#c62828", "failed": "#c62828", "skipped": "#b26a00"}  # fmt: skip
 
