@@ -160,6 +160,16 @@ class Normalised(NamedTuple):
             params = {n: v for n, v in zip(names, values, strict=True) if v is not None and v != ""}
             yield row, Payload(row, params, self.mapped, warnings)
 
+    def item(self, i: int) -> tuple[Row, Payload | Outcome]:
+        """Row ``i`` of the batch and its payload or invalid outcome, as :meth:`items` gives it."""
+        cells = [column[i] for column in self.source.columns]
+        row = Row(self.source.numbers[i], dict(zip(self.headers, cells, strict=True)))
+        warnings = self.notes.get(i, ())
+        if i in self.bad:
+            return row, self._first_error(i, warnings)
+        params = {n: v[i] for n, _, v in self.plan if v[i] is not None and v[i] != ""}
+        return row, Payload(row, params, self.mapped, warnings)
+
     def _first_error(self, i: int, warnings: tuple[str, ...]) -> Outcome:
         """The row's outcome: its first problem's code and column, and in its message every
         problem of the row (a person fixes a row once, not in rounds)."""
@@ -247,6 +257,8 @@ class Normaliser:
             for name, column in mapping.columns.items()
             if name not in (END_TIME, "endDatetime")
         ]
+        #: The fields a payload may have.
+        self.fields = tuple(name for name in mapping.columns if name != END_TIME)
         self._caches: dict[str, dict[Any, Any]] = {name: {} for name in mapping.columns}
         #: Whether a column has held a value that cannot be converted (then batches are searched).
         self._errors: dict[str, bool] = dict.fromkeys(mapping.columns, False)
@@ -288,9 +300,14 @@ class Normaliser:
             if name in KEPT_AS_WRITTEN:
                 # Free text keeps its spaces (trailing ones, non-breaking ones); only a cell of
                 # spaces alone is blank.
-                values: list[Any] = [
-                    (v if v.strip() else "") if v.__class__ is str else to_text(v) for v in raw
-                ]
+                if self._text_only or _all_text(raw):
+                    values: list[Any] = list(raw)
+                    for i in compress(count(), map(str.isspace, raw)):
+                        values[i] = ""
+                else:
+                    values = [
+                        (v if v.strip() else "") if v.__class__ is str else to_text(v) for v in raw
+                    ]
             elif self._text_only or _all_text(raw):
                 return list(map(str.strip, raw))
             else:

@@ -23,6 +23,7 @@ from itertools import chain, islice
 from pathlib import Path
 from typing import Any
 
+from .blocks import checked_blocks, takes_blocks
 from .check import checked_rows
 from .client import ApiError, IvvyClient, IvvyError
 from .directory import Directory
@@ -59,10 +60,7 @@ from .plan import (
 from .prepare import Prepared, prepare_online
 from .progress import OnEvent, Tally
 from .reconcile import SLACK, Reconciler, matches, plain
-from .results import (
-    check_results_path,
-    default_results_path,
-)
+from .results import Block, check_results_path, default_results_path
 from .send import (
     INTERRUPTED,
     KEEP_IN_FLIGHT,
@@ -623,7 +621,7 @@ def _summary(
 
 def _finish(
     summary: RunSummary,
-    outcomes: Iterable[tuple[Row, Outcome]],
+    outcomes: Iterable[tuple[Row, Outcome] | Block],
     prepared: Prepared,
     results: Path,
     clock: float,
@@ -635,11 +633,16 @@ def _finish(
     def ended() -> None:
         summary.seconds = time.monotonic() - clock
 
-    placed = (
-        (row, outcome, (None, "") if row.number == 0 else place(row) if place else None)
-        for row, outcome in outcomes
-    )  # a line of no source row (a key gone from it: see settle_missing) has no number
-    return write_results(summary, results, prepared.data_headers, placed, ending=ended)
+    def placed() -> Iterator[tuple[Row, Outcome, tuple[int | None, str] | None] | Block]:
+        for item in outcomes:
+            if isinstance(item, Block):  # placed already
+                yield item
+                continue
+            row, outcome = item
+            # A line of no source row (a key gone from it: see settle_missing) has no number.
+            yield row, outcome, (None, "") if row.number == 0 else place(row) if place else None
+
+    return write_results(summary, results, prepared.data_headers, placed(), ending=ended)
 
 
 async def validate_source(
@@ -650,6 +653,7 @@ async def validate_source(
     target: str | None = None,
     numbers: Collection[int] | None = None,
     on_verdict: Callable[[Row, Outcome, str], None] | None = None,
+    blocks: bool = True,
 ) -> RunSummary:
     """Every check of a run, online ones when a ``client`` is given, and nothing sent to
     addOrUpdateTask: a results sheet whose ``result`` is ``valid`` or ``invalid``, and the plan
@@ -663,7 +667,9 @@ async def validate_source(
     ids of unknown origin, the plan's refusal) is as a full check decides it: the source is
     read whole again, unless ``options.source.row_cache`` holds it from a full check with
     the cells those decisions depend on as they read now (then only those rows are read, from
-    memory). ``on_verdict`` is given each row, its verdict and its plan's verb."""
+    memory). ``on_verdict`` is given each row, its verdict and its plan's verb. ``blocks=False``
+    makes every row one by one even where :mod:`.blocks` would check them a batch at a time
+    (the results are the same: a differential test compares the two)."""
     clock = time.monotonic()
     prepared, directory = await prepare_online(source_path, client, options, numbers=numbers)
     summary, results_path = _summary(prepared, options, client, "validation")
@@ -698,11 +704,22 @@ async def validate_source(
             summary.warnings.append(summary.previous)
         lineage = Lineage(known, prepared, origin, "")
         planner = Planner(known, lineage, options.key)
+        summary.rules = prepared.rules
+        if (
+            blocks
+            and directory is None
+            and numbers is None
+            and on_verdict is None
+            and takes_blocks(prepared, known, origin, options.key)
+        ):
+            # Every row, offline: a batch at a time, column by column (see importer.blocks).
+            checked = checked_blocks(prepared, known, planner, lineage, summary.plan,
+                                     key=options.key)  # fmt: skip
+            return _finish(summary, checked, prepared, results_path, clock)
         checked_all = checked_rows(
             prepared, directory, default_venue=options.venue_id, key=options.key,
             only=options.only, numbers=numbers,
         )  # fmt: skip
-        summary.rules = prepared.rules
         verdicts = _planned(planner, checked_all, summary.plan, on_verdict)
         return _finish(summary, verdicts, prepared, results_path, clock, lineage.cells)
     finally:

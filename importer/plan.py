@@ -309,6 +309,16 @@ def _with_key(
 KEPT = "kept (not picked by --only)"
 
 
+def verdict_of(decision: Decision) -> tuple[str, Outcome]:
+    """What ``validate`` says of a row planned: its verb in the plan, and its verdict (valid,
+    its message the plan; or why not)."""
+    checked = decision.checked
+    if decision.verb == INVALID:
+        assert isinstance(checked, Outcome)
+        return INVALID if checked.result == "invalid" else KEPT, checked
+    return decision.verb, Outcome("valid", message=message_of(decision), warnings=checked.warnings)
+
+
 def _planned(
     planner: Planner,
     checked: Iterator[tuple[Row, Payload | Outcome]],
@@ -321,13 +331,7 @@ def _planned(
 
     def verdicts() -> Iterator[tuple[Row, Outcome]]:
         for decision in planner.decide(group):
-            checked = decision.checked
-            if decision.verb == INVALID:
-                assert isinstance(checked, Outcome)
-                verb, verdict = INVALID if checked.result == "invalid" else KEPT, checked
-            else:
-                verb = decision.verb
-                verdict = Outcome("valid", message=message_of(decision), warnings=checked.warnings)
+            verb, verdict = verdict_of(decision)
             plan[verb] += 1
             if on_verdict is not None:
                 on_verdict(decision.row, verdict, verb)

@@ -17,10 +17,13 @@ import os
 import re
 import secrets
 import tempfile
+from collections import Counter
 from collections.abc import Iterator, Mapping, Sequence
 from contextlib import contextmanager, suppress
+from dataclasses import dataclass
 from datetime import date, datetime, time
 from itertools import takewhile
+from operator import itemgetter
 from pathlib import Path
 from typing import IO, Any
 
@@ -223,8 +226,27 @@ def atomic_write(path: Path, **open_args: Any) -> Iterator[IO[str]]:
         yield handle
 
 
+@dataclass
+class Block:
+    """Consecutive rows' results, a column at a time (the rows of a check that went through
+    :mod:`importer.blocks` were never made one by one): their numbers, the source's cells and
+    ours (:data:`RESULT_COLUMNS`), each a column, and what :func:`~importer.summary.write_results`
+    counts of them."""
+
+    numbers: Sequence[int]
+    #: The source's columns, in the order of its headers.
+    cells: Sequence[Sequence[Any]]
+    #: Our columns: row, result, task_id, error_code, field, message, warnings, run_ref.
+    ours: Sequence[Sequence[Any]]
+    results: Counter[str]
+    codes: Counter[str]
+    #: The rows identical to an earlier row.
+    identical: list[int]
+
+
 class ResultsWriter:
-    """Rows appended one by one (:meth:`add`), then :meth:`close` with the run's summary."""
+    """Rows appended one by one (:meth:`add`) or a block at a time (:meth:`add_block`), then
+    :meth:`close` with the run's summary."""
 
     def __init__(self, path: Path, source_headers: Sequence[str]) -> None:
         self.path = path
@@ -234,6 +256,9 @@ class ResultsWriter:
     def add(self, row: Row, outcome: Outcome, origin: tuple[int | None, str] | None = None) -> None:
         raise NotImplementedError
 
+    def add_block(self, block: Block) -> None:
+        raise NotImplementedError
+
     def close(self, summary: Sequence[tuple[str, Any]], codes: Mapping[str, int]) -> None:
         raise NotImplementedError
 
@@ -241,6 +266,7 @@ class ResultsWriter:
 class CsvResults(ResultsWriter):
     def __init__(self, path: Path, source_headers: Sequence[str], handle: IO[str]) -> None:
         super().__init__(path, source_headers)
+        self._handle = handle
         self._writer = csv.writer(handle)
         self._writer.writerow([neutralise(h) for h in result_headers(source_headers)])
 
@@ -261,8 +287,73 @@ class CsvResults(ResultsWriter):
         )
         self.rows += 1
 
+    def add_block(self, block: Block) -> None:
+        # The lines as the csv module writes them (a test holds the two together), made a
+        # column at a time: most columns need no quotes at all.
+        columns = [_csv_texts(c) for c in (*block.cells, *block.ours)]
+        if len(columns) < 2:  # (a line of one empty cell is written "": not one of ours)
+            raise ValueError("a results line has our eight cells")
+        if block.numbers:
+            self._handle.write("\r\n".join(map(",".join, zip(*columns, strict=True))) + "\r\n")
+        self.rows += len(block.numbers)
+
     def close(self, summary: Sequence[tuple[str, Any]], codes: Mapping[str, int]) -> None:
         """A CSV has one sheet: the summary is the caller's to print."""
+
+
+#: What makes the csv module quote a cell (the excel dialect's delimiter, quote and line end).
+_QUOTED = ',"\r\n'
+_FIRST_CHARACTER = itemgetter(slice(None, 1))
+_FORMULA_CHARACTERS = tuple(sorted(_FIRST - {"\0"}))
+
+
+def _csv_texts(values: Sequence[Any]) -> Sequence[str]:
+    """A column's cells as :meth:`CsvResults.add` has the csv module write them (neutralised;
+    the excel dialect, minimal quoting), made a column at a time: most columns are text that
+    starts with no formula start and holds nothing to quote, or whole numbers, and are taken
+    as they are. A test holds the two ways together."""
+    kinds = set(map(type, values))
+    if kinds == {str}:
+        # One search of the column for each character, not one per cell.
+        together = "\0".join(values)
+        # No formula start anywhere (no cell holds a NUL), or none at a cell's start.
+        if (
+            together.count("\0") == len(values) - 1
+            and not any(c in together for c in _FORMULA_CHARACTERS)
+        ) or _FIRST.isdisjoint(map(_FIRST_CHARACTER, values)):
+            if not any(c in together for c in _QUOTED):
+                return values
+            return _quoted_texts(values)
+    elif kinds == {int}:
+        return list(map(str, values))
+    elif kinds <= _WHOLE_OR_NONE:
+        return ["" if v is None else str(v) for v in values]
+    first = _FIRST
+    neutral = [
+        v
+        if (v.__class__ is str and v[:1] not in first) or v.__class__ is int
+        else ""
+        if v is None
+        else _csv_cell(v)
+        for v in values
+    ]
+    return _quoted_texts([v if v.__class__ is str else str(v) for v in neutral])
+
+
+_WHOLE_OR_NONE = frozenset({int, type(None)})
+
+
+def _quoted(text: str) -> str:
+    if any(c in text for c in _QUOTED):
+        return '"' + text.replace('"', '""') + '"'
+    return text
+
+
+def _quoted_texts(texts: Sequence[str]) -> list[str]:
+    """Texts in quotes where they hold a comma, a quote or a line end (their quotes doubled),
+    each distinct text quoted once."""
+    quoted = {text: _quoted(text) for text in set(texts)}
+    return list(map(quoted.__getitem__, texts))
 
 
 def _csv_cell(value: Any) -> Any:
@@ -327,6 +418,13 @@ class XlsxResults(ResultsWriter):
         self.rows += 1
         if len(self._pending) >= 2000:
             self._flush()
+
+    def add_block(self, block: Block) -> None:
+        for values in zip(*block.cells, *block.ours, strict=True):
+            self._pending.append([_xlsx_value(v) for v in values])
+            if len(self._pending) >= 2000:
+                self._flush()
+        self.rows += len(block.numbers)
 
     def _flush(self) -> None:
         self._book.rows(self._pending)

@@ -13,7 +13,7 @@ from .dates import DateRules
 from .errors import RunFailed, UsageError
 from .model import SUCCESSFUL, VANISHED, Outcome, Row, RowResult
 from .options import RejectLimit
-from .results import open_results
+from .results import Block, open_results
 
 #: Results that are rejects (``--max-rejects``): the row needs a person, the run went on.
 REJECTED = frozenset({"invalid", "failed"})
@@ -214,7 +214,7 @@ def write_results(
     summary: RunSummary,
     path: Path,
     headers: list[str],
-    rows: Iterable[tuple[Row, Outcome, tuple[int | None, str] | None]],
+    rows: Iterable[tuple[Row, Outcome, tuple[int | None, str] | None] | Block],
     *,
     ending: Callable[[], None] | None = None,
 ) -> RunSummary:
@@ -226,7 +226,15 @@ def write_results(
     codes: Counter[str] = Counter()
     identical: list[int] = []  # rows identical to an earlier one (told on the terminal too)
     with open_results(path, headers) as sheet:
-        for row, outcome, place in rows:
+        for item in rows:
+            if item.__class__ is Block:  # a check's rows, a column at a time
+                assert isinstance(item, Block)
+                counts.update(item.results)
+                codes.update(item.codes)
+                identical += item.identical
+                sheet.add_block(item)
+                continue
+            row, outcome, place = item  # type: ignore[misc]
             counts[outcome.result] += 1
             if outcome.error_code is not None:
                 codes[str(outcome.error_code)] += 1

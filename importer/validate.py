@@ -12,9 +12,12 @@ from __future__ import annotations
 
 import functools
 import re
-from collections.abc import Mapping
+from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
 from datetime import datetime
+from itertools import compress, repeat
+from itertools import count as count_from
+from operator import and_, is_, is_not, ne, not_, or_
 from typing import Any, Protocol
 
 from .fields import (
@@ -254,6 +257,107 @@ def _type_problem(kind: str, value: Any, required: bool) -> str | None:
     return None
 
 
+#: Whether a value needs no more than :func:`check_params` gives it, by field and value: of its
+#: kind already (a whole number an int), and valid.
+_PLAIN: dict[str, dict[Any, bool]] = {name: {} for name in _KINDS}
+_PLAIN_KINDS = frozenset({int, str, type(None)})
+#: The fields a row's other fields are counted from, for an update that must change something.
+_PARENTS_OF_ONE = ("leadId", "contactId", "companyId")
+
+
+def _plain(kind: str, required: bool, value: Any) -> bool:
+    """Whether ``value`` (a normalised cell: None or "" when blank) passes as it is."""
+    if value is None or value == "":
+        return True  # absent (a create's required fields are looked at apart)
+    cls = value.__class__
+    if kind == "integer":
+        return cls is int and value >= 1
+    if kind == "status":
+        return cls is int and value in STATUSES
+    if cls is not str:
+        return False
+    if kind == "priority":
+        return value in PRIORITIES
+    if kind == "timestamp":
+        return _is_timestamp(value)
+    return not required or bool(value.strip())
+
+
+def _filled(values: Sequence[Any]) -> list[bool]:
+    """Which values are given (neither None nor "": a payload leaves those out)."""
+    return list(map(and_, map(is_not, values, repeat(None)), map(ne, values, repeat(""))))
+
+
+def plain_rows(columns: Mapping[str, Sequence[Any]], count: int) -> list[bool]:
+    """Which of ``count`` rows :func:`check_params` passes offline exactly as they are, with no
+    warning, given their normalised values by field (None or "" where blank): every value of its
+    kind and valid, a create with what it needs, an update with something to change, one
+    parent. The rules are the same as check_params' (a differential test holds them together),
+    applied a column at a time, each distinct value judged once. A row marked False is left to
+    check_params: it may pass all the same (a "12" given as text), or not."""
+    checks: list[Sequence[bool]] = []  # each a condition, left out where every row meets it
+    for name, values in columns.items():
+        kind, required = _KINDS[name]
+        kinds = set(map(type, values))
+        if kind == "string" and kinds <= {str}:  # text: blank, or (where required) not spaces
+            if required and any(map(str.isspace, values)):
+                checks.append(list(map(not_, map(str.isspace, values))))
+            continue
+        if all(k in _PLAIN_KINDS or issubclass(k, Exception) for k in kinds):
+            # Ints and texts as keys (they never collide; a cell that could not be read is an
+            # error, never plain, and not remembered).
+            judged = _PLAIN[name]
+            if len(judged) >= 200_000:
+                judged.clear()
+            good: list[Any] = list(map(judged.get, values))
+            for i in compress(count_from(), map(is_, good, repeat(None))):
+                value = values[i]
+                good[i] = verdict = _plain(kind, required, value)
+                if value.__class__ in _PLAIN_KINDS:
+                    judged[value] = verdict
+        else:  # True == 1 as a key: each cell judged by itself
+            good = [_plain(kind, required, v) for v in values]
+        if not all(good):
+            checks.append(good)
+
+    def given(name: str) -> list[bool] | None:
+        values = columns.get(name)
+        return None if values is None else _filled(values)
+
+    updating = given("id")
+    creating = list(map(not_, updating)) if updating is not None else None
+    # A create needs each required field (texts and timestamps: given where true).
+    needs = [columns.get(name) for name in sorted(REQUIRED_ON_CREATE)]
+    have = (
+        list(map(all, zip(*needs, strict=True)))
+        if all(n is not None for n in needs)
+        else [False] * count
+    )
+    if creating is not None:
+        have = list(map(or_, updating, have))  # type: ignore[arg-type]
+    if not all(have):
+        checks.append(have)
+    if updating is not None and any(updating):  # an update must change something
+        others = [_filled(values) for name, values in columns.items() if name != "id"]
+        changes = list(map(any, zip(*others, strict=True))) if others else [False] * count
+        checks.append(list(map(or_, creating, changes)))  # type: ignore[arg-type]
+    lead, contact, company = map(given, _PARENTS_OF_ONE)
+    # One parent (a lead, or a contact and/or a company); both a contact and a company are
+    # fine, with a warning: left to check_params.
+    if lead is not None and (contact is not None or company is not None):
+        either = contact if company is None else company if contact is None else None
+        if either is None:
+            either = list(map(or_, contact, company))  # type: ignore[arg-type]
+        checks.append(list(map(not_, map(and_, lead, either))))
+    if contact is not None and company is not None:
+        checks.append(list(map(not_, map(and_, contact, company))))
+    if not checks:
+        return [True] * count
+    if len(checks) == 1:
+        return list(checks[0])
+    return list(map(all, zip(*checks, strict=True)))
+
+
 def resolve_emails(params: dict[str, Any], directory: Directory | None) -> Finding | None:
     """Turn e-mails given for the assigned user or the contact into their ids (in place); the
     finding that stops the row when one cannot be resolved."""
@@ -310,4 +414,4 @@ def validate(
     return Payload(payload.row, checked.params, payload.columns, warnings)
 
 
-__all__ = ["Checked", "Directory", "Email", "Finding", "check_params", "validate"]
+__all__ = ["Checked", "Directory", "Email", "Finding", "check_params", "plain_rows", "validate"]

@@ -18,6 +18,11 @@ class Known:
         self._db = db
         self.target = target
 
+    @property
+    def empty(self) -> bool:
+        """Whether there is no journal at all (it knows no task, key or row)."""
+        return self._db is None
+
     def _ask(self, query: str, args: tuple[Any, ...], values: Iterable[Any]) -> dict[Any, Any]:
         return {} if self._db is None else _chunked(self._db, query, args, list(values))
 
