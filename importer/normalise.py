@@ -363,9 +363,9 @@ class Normaliser:
 
         if self._time is None:  # the common case: one cell per due date
             text = self._text_only or _all_text(raw)
-            pairs: Sequence[Any] = raw if text else [(v, None) for v in raw]
+            pairs: Sequence[Any] = raw  # each cell filled as (cell, no time), when missed
             keys = raw if text else _keys(raw)
-            fill_one = fill if pairs is not raw else (lambda v: fill((v, None)))
+            fill_one = lambda v: fill((v, None))  # noqa: E731
         else:
             pairs = list(zip(raw, clocks, strict=True))
             keys = [(v.__class__, v, c.__class__, c) for v, c in pairs]

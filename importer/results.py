@@ -27,7 +27,7 @@ from operator import itemgetter
 from pathlib import Path
 from typing import IO, Any
 
-from ._xlsx import XlsxWriter
+from ._xlsx import XlsxWriter, by_kind
 from .errors import UsageError
 from .fields import describe_code
 from .model import Outcome, Row
@@ -382,6 +382,29 @@ def _xlsx_value(value: Any) -> Any:
     return _xlsx_text(str(value))
 
 
+def _xlsx_values(values: Sequence[Any]) -> Sequence[Any]:
+    """:func:`_xlsx_value` of each value of a column: most columns are text that starts with
+    no quote, or whole numbers and blanks, and are taken as they are."""
+    kinds = set(map(type, values))
+    if kinds == {str}:
+        if "'" not in set(map(_FIRST_CHARACTER, values)):
+            return values
+    elif kinds <= _WHOLE_OR_NONE:
+        return values
+    elif kinds == {float}:
+        if all(map(float.is_integer, values)) and max(map(abs, values)) < 2**53:
+            return list(map(int, values))  # a workbook's whole numbers (stored as floats)
+    elif kinds <= _AS_THEY_ARE:
+        return values
+    elif len(kinds) > 1:
+        return by_kind(values, _xlsx_values)
+    return list(map(_xlsx_value, values))
+
+
+#: Cells an XLSX results sheet takes as they are (see _xlsx_value).
+_AS_THEY_ARE = frozenset({int, type(None), bool, datetime, date, time})
+
+
 def _bar_chart(title: str, sheet: str, count: int) -> Any:
     """openpyxl's bar chart of the ``count`` rows below the header of ``sheet``: the names in
     its column A, the numbers in its column B."""
@@ -420,10 +443,10 @@ class XlsxResults(ResultsWriter):
             self._flush()
 
     def add_block(self, block: Block) -> None:
-        for values in zip(*block.cells, *block.ours, strict=True):
-            self._pending.append([_xlsx_value(v) for v in values])
-            if len(self._pending) >= 2000:
-                self._flush()
+        self._flush()
+        columns = [_xlsx_values(c) for c in (*block.cells, *block.ours)]
+        for start in range(0, len(block.numbers), 2000):
+            self._book.columns([c[start : start + 2000] for c in columns])
         self.rows += len(block.numbers)
 
     def _flush(self) -> None:

@@ -24,6 +24,7 @@ from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
 import importer
+from importer._xlsx import cell, cells
 from importer.journal import Journal, fingerprint
 from importer.model import Outcome, Row
 from importer.pipeline import validate_source
@@ -280,3 +281,47 @@ def test_a_block_of_a_workbooks_cells_is_written_as_the_rows_would_be(tmp_path: 
         row, Outcome("valid", message="plan: create")
     )
     assert by_block.getvalue() == by_row.getvalue()
+
+
+@settings(max_examples=300, deadline=None)
+@given(
+    st.one_of(
+        st.lists(cells_of, min_size=1, max_size=8),
+        st.lists(texts, min_size=1, max_size=8),
+        st.lists(st.sampled_from(["", " a", "b ", "a&b", "<x>", "ok", " "]), max_size=8),
+        st.lists(st.integers(), max_size=5),
+        st.lists(st.datetimes(min_value=datetime(1900, 1, 1)), max_size=5),
+    )
+)
+def test_a_column_of_xlsx_cells_is_each_cell_as_it_is_made_alone(values: list[Any]) -> None:
+    """:func:`importer._xlsx.cells` (a column at a time) makes what :func:`cell` makes of
+    each value."""
+    assert cells(values) == [cell(v) for v in values]
+
+
+def test_a_workbooks_typed_cells_come_out_as_the_row_path_writes_them(tmp_path: Path) -> None:
+    """A workbook's cells are numbers, dates, booleans and text: both ways write the same of
+    them, into an XLSX results sheet and into a CSV one."""
+    import openpyxl
+
+    book = openpyxl.Workbook()
+    sheet = book.active
+    sheet.append(["Task Name", "Due Date", "Priority", "Status", "Contact ID", "Assigned To",
+                  "Description", "Legacy Ref", "Amount"])  # fmt: skip
+    for n in range(300):
+        sheet.append([
+            f"Task {n % 40}" if n % 11 else "=x" if n % 2 else None,
+            datetime(2026, 3, 1 + n % 28, 9 + n % 8, 15 * (n % 4)) if n % 13 else "soon",
+            ["High", "Low", 1, None][n % 4],
+            ["Done", 2, 2.0, "Open", True][n % 5],
+            float(1 + n % 9) if n % 17 else 2.5,
+            [3, 3.0, None, "u@x.y"][n % 4],
+            [None, "  kept  ", "a & <b>", "'=quoted", 12.5, date(2026, 1, 2), time(9, 30)][n % 7],
+            n % 50,
+            -1.5 * n,
+        ])  # fmt: skip
+    source = tmp_path / "typed.xlsx"
+    book.save(source)
+    for suffix in (".xlsx", ".csv"):
+        fast, _ = both_ways(tmp_path, source, suffix)
+        assert fast.counts["valid"] > 50 and fast.counts["invalid"] > 10

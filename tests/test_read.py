@@ -582,3 +582,23 @@ def test_an_xlsm_with_an_excel_4_macro_sheet_is_read_without_it_and_says_so():
     assert "'Macro1': an Excel 4 macro sheet, not read (macros never run)" in source.notes
     with pytest.raises(SourceError, match="no sheet 'Macro1'; the sheets are: 'Tasks'"):
         open_source(REPOSITORY / "tests" / "data" / "excel4-macro-sheet.xlsm", sheet="Macro1")
+
+
+def test_a_cell_longer_than_excel_allows_is_refused_by_its_row_and_column():
+    """The reader's child finds the longest text of each batch of rows at once, and names the
+    cell that is too long (in the second batch of rows here). (python-calamine cuts an XLSX's
+    cells to Excel's 32,767 characters itself; other readers' may be longer.)"""
+    import io
+    import types
+
+    from importer.read import _child
+
+    rows = [[f"Task {n}", 2.0, "x" * 40_000 if n == 2500 else "notes"] for n in range(3000)]
+    sheet = types.SimpleNamespace(start=(0, 1), iter_rows=lambda: iter(rows))
+    with pytest.raises(_child.Refused) as info:
+        _child.spool("Tasks", sheet, io.BytesIO(), {"cell_chars": 32_767})
+    said = str(info.value)
+    assert "40,000 characters, over the limit of 32,767" in said
+    assert info.value.where == {"sheet": "Tasks", "row": 2501, "column": "D"}, info.value.where
+    fine = io.BytesIO()
+    assert _child.spool("Tasks", sheet, fine, {"cell_chars": 40_000}) == 3000

@@ -23,6 +23,8 @@ import shutil
 import signal
 import sys
 import zipfile
+from itertools import chain, compress, repeat
+from operator import is_
 from typing import Any
 
 BATCH = 2048
@@ -236,23 +238,32 @@ def spool(name: str, sheet: Any, out: Any, limits: dict[str, Any]) -> int:
     longest = limits["cell_chars"]
     batch: list[list[Any]] = []
     count = 0
+
+    def written(batch: list[list[Any]], first: int) -> None:
+        # The longest text of the batch, found in C; the cell named when it is too long.
+        flat = list(chain.from_iterable(batch))
+        texts = compress(flat, map(is_, map(type, flat), repeat(str)))
+        if max(map(len, texts), default=0) > longest:
+            for number, cells in enumerate(batch, first):
+                for position, cell in enumerate(cells):
+                    if isinstance(cell, str) and len(cell) > longest:
+                        raise Refused(
+                            f"a cell of {len(cell):,} characters, over the limit of "
+                            f"{longest:,} (Excel's own)",
+                            sheet=name,
+                            row=number,
+                            column=column_letter(start[1] + position),
+                        )
+        pickle.dump(batch, out, protocol=pickle.HIGHEST_PROTOCOL)
+
     for cells in sheet.iter_rows():  # from row 1 (blank rows above the table included)
         count += 1
-        for position, cell in enumerate(cells):
-            if isinstance(cell, str) and len(cell) > longest:
-                raise Refused(
-                    f"a cell of {len(cell):,} characters, over the limit of {longest:,} "
-                    "(Excel's own)",
-                    sheet=name,
-                    row=count,
-                    column=column_letter(start[1] + position),
-                )
         batch.append(cells)
         if len(batch) >= BATCH:
-            pickle.dump(batch, out, protocol=pickle.HIGHEST_PROTOCOL)
+            written(batch, count - len(batch) + 1)
             batch = []
     if batch:
-        pickle.dump(batch, out, protocol=pickle.HIGHEST_PROTOCOL)
+        written(batch, count - len(batch) + 1)
     return count
 
 
