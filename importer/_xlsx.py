@@ -18,6 +18,7 @@ import math
 import re
 import zipfile
 from collections.abc import Callable, Sequence
+from dataclasses import dataclass
 from datetime import date, datetime, time, timedelta
 from itertools import compress, count, repeat
 from numbers import Integral, Real
@@ -127,6 +128,72 @@ _SHEET_DRAWING_RELS = (
 )
 
 
+_DRAWINGML = "http://schemas.openxmlformats.org/drawingml/2006"
+_CHART_XML = (
+    f'<chartSpace xmlns:a="{_DRAWINGML}/main" xmlns="{_DRAWINGML}/chart"><chart><title><tx><rich>'
+    "<a:bodyPr /><a:p><a:pPr><a:defRPr /></a:pPr><a:r><a:t>{title}</a:t></a:r></a:p></rich>"
+    '</tx></title><plotArea><barChart><barDir val="bar" /><grouping val="clustered" /><ser>'
+    '<idx val="0" /><order val="0" /><spPr><a:ln><a:prstDash val="solid" /></a:ln></spPr><cat>'
+    "<strRef><f>{names}</f></strRef></cat><val><numRef><f>{numbers}</f></numRef></val></ser>"
+    '<dLbls><showLegendKey val="0" /><showVal val="1" /><showCatName val="0" />'
+    '<showSerName val="0" /><showPercent val="0" /></dLbls><gapWidth val="150" />'
+    '<axId val="10" /><axId val="100" /></barChart><catAx><axId val="10" /><scaling>'
+    '<orientation val="minMax" /></scaling><delete val="0" /><axPos val="l" />'
+    '<majorTickMark val="none" /><minorTickMark val="none" /><crossAx val="100" />'
+    '<lblOffset val="100" /></catAx><valAx><axId val="100" /><scaling>'
+    '<orientation val="minMax" /></scaling><delete val="0" /><axPos val="l" /><majorGridlines />'
+    '<majorTickMark val="none" /><minorTickMark val="none" /><crossAx val="10" /></valAx>'
+    '</plotArea><plotVisOnly val="1" /><dispBlanksAs val="gap" /></chart></chartSpace>'
+)
+_DRAWING = (
+    f'<wsDr xmlns:a="{_DRAWINGML}/main" xmlns:c="{_DRAWINGML}/chart" xmlns:r="{_RELS}" '
+    f'xmlns="{_DRAWINGML}/spreadsheetDrawing">{{}}</wsDr>'
+)
+#: A chart 14 cm wide and 7 cm high (in EMU), its corner on a cell.
+_ANCHOR = (
+    "<oneCellAnchor><from><col>{column}</col><colOff>0</colOff><row>{row}</row><rowOff>0"
+    '</rowOff></from><ext cx="5040000" cy="2520000" /><graphicFrame><nvGraphicFramePr>'
+    '<cNvPr id="{n}" name="Chart {n}" /><cNvGraphicFramePr /></nvGraphicFramePr><xfrm />'
+    f'<a:graphic><a:graphicData uri="{_DRAWINGML}/chart"><c:chart r:id="rId{{n}}" />'
+    "</a:graphicData></a:graphic></graphicFrame><clientData /></oneCellAnchor>"
+)
+_DRAWING_RELS = (
+    '<Relationships xmlns="http://schemas.openxmlformats.org/package/2006/relationships">{}'
+    "</Relationships>"
+)
+_CHART_LINK = (
+    f'<Relationship Type="{_RELS}/chart" Target="/xl/charts/chart{{chart}}.xml" Id="rId{{n}}" />'
+)
+
+
+@dataclass(frozen=True)
+class BarChart:
+    """A chart of horizontal bars, one series: its title, and the cells of its bars' names
+    (text) and of their numbers (``'Sheet'!$A$2:$A$5``)."""
+
+    title: str
+    names: str
+    numbers: str
+
+    def xml(self) -> str:
+        """The chart's part, as openpyxl writes a BarChart of ``type="bar"`` with its values
+        shown, no legend, and both axes."""
+        return _CHART_XML.format(
+            title=xml_text(self.title), names=xml_text(self.names), numbers=xml_text(self.numbers)
+        )
+
+
+def _cell_at(reference: str) -> tuple[int, int]:
+    """The column and row (from 0) of a cell such as ``D18``."""
+    found = re.fullmatch(r"([A-Z]+)(\d+)", reference)
+    if found is None:
+        raise ValueError(f"not a cell: {reference!r}")
+    column = 0
+    for letter in found.group(1):
+        column = column * 26 + ord(letter) - 64
+    return column - 1, int(found.group(2)) - 1
+
+
 def xml_text(text: str) -> str:
     """``text`` as XML character data: escaped, with what XML cannot hold replaced by U+FFFD
     and line ends as line feeds (XML reads a lone CR as one anyway)."""
@@ -184,29 +251,43 @@ def cell(value: Any, style: int = 0) -> str:
 
 _TEXT_START, _TEXT_END = '<c t="inlineStr"><is><t>', "</t></is></c>"
 _KEPT_CELL = '<c t="inlineStr"><is><t xml:space="preserve">{}</t></is></c>'.format
-_NUMBER_CELL = "<c><v>{}</v></c>".format
 _DATETIME_CELL = f'<c s="{_DATETIME}"><v>{{}}</v></c>'.format
 _ZONE = attrgetter("tzinfo")
+#: The cells of the naive datetimes made lately.
+_MOMENTS: dict[datetime, str] = {}
 
 
 def cells(values: Sequence[Any]) -> list[str]:
-    """:func:`cell` of each value of a column, made a column at a time where the column is all
-    text (printable) or all whole numbers: one search of the column for what needs escaping or
-    keeping its spaces, one format call each in C. A test holds it to :func:`cell`."""
+    """:func:`cell` of each value of a column, made a column at a time: a column of repeated
+    values makes each distinct value once; a column of text (printable), of whole numbers or of
+    dates and times is made in C, with one search of the column for what needs escaping or
+    keeping its spaces; any other column a type at a time. A test holds it to :func:`cell`."""
     kinds = set(map(type, values))
-    if kinds == {int}:
-        return list(map(_NUMBER_CELL, values))
     if kinds == {type(None)}:
         return ["<c/>"] * len(values)
     if len(kinds) == 1 or kinds == {str, type(None)}:  # (True == 1: one kind alone as keys)
         distinct = set(values)
-        if len(distinct) * 4 < len(values):  # a column of few values: each made once
-            each = {v: cell(v) for v in distinct}
-            return list(map(each.__getitem__, values))
+        if len(distinct) * 2 < len(values):  # each distinct value made once
+            each = list(distinct)
+            of = dict(zip(each, cells(each), strict=True))
+            return list(map(of.__getitem__, values))
+    if kinds == {int}:
+        return list(map(add, map(add, repeat("<c><v>"), map(str, values)), repeat("</v></c>")))
     if kinds == {datetime} and all(map(is_, map(_ZONE, values), repeat(None))):
-        # A sheet's date and time: its serial number (days since Excel's day 0), in C.
-        serials = map(truediv, map(sub, values, repeat(_EPOCH)), repeat(timedelta(days=1)))
-        return list(map(_DATETIME_CELL, map(repr, serials)))
+        # A sheet's date and time: its serial number (days since Excel's day 0), in C, each
+        # remembered (a sheet's due dates repeat, from batch to batch).
+        out: list[Any] = list(map(_MOMENTS.get, values))
+        misses = list(compress(count(), map(is_, out, repeat(None))))
+        if misses:
+            missed = [values[i] for i in misses]
+            serials = map(truediv, map(sub, missed, repeat(_EPOCH)), repeat(timedelta(days=1)))
+            made = list(map(_DATETIME_CELL, map(repr, serials)))
+            for i, one in zip(misses, made, strict=True):
+                out[i] = one
+            if len(_MOMENTS) > 200_000:
+                _MOMENTS.clear()
+            _MOMENTS.update(zip(missed, made, strict=True))
+        return out
     if len(kinds) > 1 and kinds != {str, type(None)}:
         return by_kind(values, cells)
     if kinds != {str} or not _printable(values):
@@ -261,8 +342,8 @@ class XlsxWriter:
         self._zip = zipfile.ZipFile(path, "w", zipfile.ZIP_DEFLATED, compresslevel=1)
         self._names: list[str] = []
         self._part: IO[bytes] | None = None
-        #: The charts of each sheet (by its number, from 1).
-        self._charts: dict[int, list[Any]] = {}
+        #: The charts of each sheet (by its number, from 1), with the cell of their corner.
+        self._charts: dict[int, list[tuple[BarChart, str]]] = {}
 
     def sheet(self, name: str, *, frozen_header: bool = False) -> None:
         """Begin the sheet ``name`` (ending the one before)."""
@@ -286,13 +367,11 @@ class XlsxWriter:
         made = [cells(c) for c in columns]
         self._write("".join(map("<row>{}</row>".format, map("".join, zip(*made, strict=True)))))
 
-    def chart(self, chart: Any, anchor: str) -> None:
-        """An openpyxl chart (``openpyxl.chart``: its series refer to cells of this workbook)
-        on the sheet begun last, its top left corner at the cell ``anchor``."""
+    def chart(self, chart: BarChart, anchor: str) -> None:
+        """A bar chart on the sheet begun last, its top left corner at the cell ``anchor``."""
         if self._part is None:
             raise RuntimeError("no sheet begun")
-        chart.anchor = anchor
-        self._charts.setdefault(len(self._names), []).append(chart)
+        self._charts.setdefault(len(self._names), []).append((chart, anchor))
 
     def _write(self, text: str) -> None:
         if self._part is None:
@@ -330,26 +409,21 @@ class XlsxWriter:
         self._zip.close()
 
     def _write_charts(self) -> str:
-        """The drawings and charts of the sheets that have some, written as openpyxl writes
-        them; their content types."""
-        if not self._charts:
-            return ""
-        from openpyxl.drawing.spreadsheet_drawing import SpreadsheetDrawing
-        from openpyxl.xml.functions import tostring
-
+        """The drawings and charts of the sheets that have some (as openpyxl writes them);
+        their content types."""
         types, made = [], 0
         for drawn, (sheet, charts) in enumerate(sorted(self._charts.items()), 1):
-            drawing = SpreadsheetDrawing()
-            drawing._id = drawn
-            drawing.charts = charts
-            for chart in charts:
+            anchors, links = [], []
+            for n, (chart, anchor) in enumerate(charts, 1):
                 made += 1
-                chart._id = made
-                self._zip.writestr(chart.path[1:], tostring(chart._write()))
+                self._zip.writestr(f"xl/charts/chart{made}.xml", chart.xml())
                 types.append(_CHART_TYPE.format(n=made, main=_MAIN))
-            self._zip.writestr(drawing.path[1:], tostring(drawing._write()))
+                column, row = _cell_at(anchor)
+                anchors.append(_ANCHOR.format(column=column, row=row, n=n))
+                links.append(_CHART_LINK.format(n=n, chart=made))
+            self._zip.writestr(f"xl/drawings/drawing{drawn}.xml", _DRAWING.format("".join(anchors)))
             self._zip.writestr(f"xl/drawings/_rels/drawing{drawn}.xml.rels",
-                               tostring(drawing._write_rels()))  # fmt: skip
+                               _DRAWING_RELS.format("".join(links)))  # fmt: skip
             self._zip.writestr(f"xl/worksheets/_rels/sheet{sheet}.xml.rels",
                                _SHEET_DRAWING_RELS.format(n=drawn))  # fmt: skip
             types.append(_DRAWING_TYPES.format(n=drawn, main=_MAIN))

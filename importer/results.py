@@ -27,7 +27,7 @@ from operator import itemgetter
 from pathlib import Path
 from typing import IO, Any
 
-from ._xlsx import XlsxWriter, by_kind
+from ._xlsx import BarChart, XlsxWriter, by_kind
 from .errors import UsageError
 from .fields import describe_code
 from .model import Outcome, Row
@@ -387,7 +387,7 @@ def _xlsx_values(values: Sequence[Any]) -> Sequence[Any]:
     no quote, or whole numbers and blanks, and are taken as they are."""
     kinds = set(map(type, values))
     if kinds == {str}:
-        if "'" not in set(map(_FIRST_CHARACTER, values)):
+        if "'" not in "".join(values) or "'" not in set(map(_FIRST_CHARACTER, values)):
             return values
     elif kinds <= _WHOLE_OR_NONE:
         return values
@@ -405,24 +405,11 @@ def _xlsx_values(values: Sequence[Any]) -> Sequence[Any]:
 _AS_THEY_ARE = frozenset({int, type(None), bool, datetime, date, time})
 
 
-def _bar_chart(title: str, sheet: str, count: int) -> Any:
-    """openpyxl's bar chart of the ``count`` rows below the header of ``sheet``: the names in
-    its column A, the numbers in its column B."""
-    from openpyxl.chart import BarChart, Reference
-    from openpyxl.chart.data_source import AxDataSource, StrRef
-    from openpyxl.chart.label import DataLabelList
-
-    chart = BarChart()
-    chart.type, chart.title, chart.legend = "bar", title, None
-    chart.height, chart.width = 7, 14
-    chart.add_data(Reference(range_string=f"'{sheet}'!$B$2:$B${count + 1}"))
-    # The names are text: a string reference (openpyxl's set_categories makes a numeric one).
-    chart.series[0].cat = AxDataSource(strRef=StrRef(f=f"'{sheet}'!$A$2:$A${count + 1}"))
-    chart.dataLabels = DataLabelList(
-        showVal=True, showCatName=False, showSerName=False, showLegendKey=False, showPercent=False
-    )
-    chart.x_axis.delete = chart.y_axis.delete = False  # else Excel shows no axis at all
-    return chart
+def _bar_chart(title: str, sheet: str, count: int) -> BarChart:
+    """A bar chart of the ``count`` rows below the header of ``sheet``: the names in its column
+    A, the numbers in its column B (with Excel's axes shown, and each bar's number)."""
+    numbers = f"'{sheet}'!$B$2" + (f":$B${count + 1}" if count > 1 else "")  # (as openpyxl's)
+    return BarChart(title, f"'{sheet}'!$A$2:$A${count + 1}", numbers)
 
 
 class XlsxResults(ResultsWriter):
@@ -444,9 +431,7 @@ class XlsxResults(ResultsWriter):
 
     def add_block(self, block: Block) -> None:
         self._flush()
-        columns = [_xlsx_values(c) for c in (*block.cells, *block.ours)]
-        for start in range(0, len(block.numbers), 2000):
-            self._book.columns([c[start : start + 2000] for c in columns])
+        self._book.columns([_xlsx_values(c) for c in (*block.cells, *block.ours)])
         self.rows += len(block.numbers)
 
     def _flush(self) -> None:

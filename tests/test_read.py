@@ -602,3 +602,61 @@ def test_a_cell_longer_than_excel_allows_is_refused_by_its_row_and_column():
     assert info.value.where == {"sheet": "Tasks", "row": 2501, "column": "D"}, info.value.where
     fine = io.BytesIO()
     assert _child.spool("Tasks", sheet, fine, {"cell_chars": 40_000}) == 3000
+
+
+@pytest.mark.parametrize("sheet", [None, "Tasks", "tasks", "2"])
+def test_formulas_with_no_saved_value_are_found_on_whichever_sheet_is_read(tmp_path, sheet):
+    """The formulas are looked for while the sheet is read, in the sheet the reader will most
+    likely pick; when it picks another (the first sheet is blank, or the sheet is asked for by
+    position or in another case), they are looked for in the one it read."""
+    book = openpyxl.Workbook()
+    book.active.title = "Cover"
+    tasks = book.create_sheet("Tasks")
+    tasks.append(["Task Name", "Due Date"])
+    tasks.append(["Call", "2026-03-12"])
+    tasks.append(['=CONCATENATE("Send ","it")', "2026-03-13"])
+    if sheet == "Tasks":  # the cover sheet holds something, so only the name picks Tasks
+        book["Cover"].append(["Tasks export"])
+    path = tmp_path / "two.xlsx"
+    book.save(path)
+    source = open_source(path, sheet=sheet)
+    assert source.sheet == "Tasks"
+    assert any("1 cells hold a formula with no saved value" in n for n in source.notes)
+    assert [type(r.cells["Task Name"]).__name__ for r in source.rows()] == ["str", "Unsaved"]
+
+
+def test_a_small_workbooks_rows_are_read_from_its_spool_once(tmp_path, monkeypatch):
+    """A full pass over a small workbook keeps its rows: the next pass takes them instead of
+    reading the spool again, before any correction (each copy of the source applies its own)."""
+    from importer.read import _workbook
+
+    book = openpyxl.Workbook()
+    sheet = book.active
+    sheet.append(["Task Name", "Due Date"])
+    for n in range(5000):
+        sheet.append([f"Task {n}", datetime(2026, 3, 1 + n % 28, 9)])
+    path = tmp_path / "small.xlsx"
+    book.save(path)
+    reads = []
+    spooled_rows = _workbook.Spooled.iter_rows
+
+    def counted(self):
+        reads.append(1)
+        return spooled_rows(self)
+
+    monkeypatch.setattr(_workbook.Spooled, "iter_rows", counted)
+    source = open_source(path)
+    opened = len(reads)  # (the header is found in the first rows)
+    assert source.scan()[0] == 5000 and len(reads) == opened + 1
+    first = [(b.numbers, [list(r) for r in b.rows]) for b in source.batches()]
+    fixed = source.reading(patches={7: {0: "Fixed"}})
+    again = [(b.numbers, [list(r) for r in b.rows]) for b in fixed.batches()]
+    assert len(reads) == opened + 1  # neither pass read the spool again
+    assert sum(len(n) for n, _ in first) == 5000 and first[0][1][5] == ["Task 5", first[0][1][5][1]]
+    assert again[0][1][5] == ["Fixed", first[0][1][5][1]] and again[1:] == first[1:]
+    big = open_source(path)
+    monkeypatch.setattr("importer.read.KEEP_CELLS", 100)
+    big.scan()
+    before = len(reads)
+    list(big.batches())
+    assert len(reads) == before + 1  # a workbook over the limit is read from its spool again

@@ -13,6 +13,7 @@ from __future__ import annotations
 
 import dataclasses
 from collections.abc import Callable, Collection, Iterator
+from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, field
 from itertools import islice
 from pathlib import Path
@@ -22,7 +23,7 @@ from ..errors import SourceError
 from ..model import Row
 from ._cache import RowCache
 from ._formulas import MOST as MOST_UNSAVED
-from ._formulas import Unsaved, unsaved_formulas
+from ._formulas import Unsaved, likely_sheet, unsaved_formulas
 from ._limits import LIMITS, ReadLimits
 from ._table import Batch, Layout, column_letter, find_layout, is_blank, table_batches
 from ._text import (
@@ -36,8 +37,13 @@ from ._text import (
     text_batches,
     text_records,
 )
-from ._workbook import OLE_MAGIC, ZIP_MAGIC, read_workbook, sheets_with_data
+from ._workbook import OLE_MAGIC, ZIP_MAGIC, Spooled, read_workbook, sheets_with_data
 
+#: A workbook of at most this many cells keeps its rows in memory from one full pass to the
+#: next (about 150 MB at most): a check reads it twice, and the second read is then free.
+KEEP_CELLS = 1_500_000
+#: The rows of a pass's batches.
+_PASS = 4096
 #: Text files from this size on are tried with pandas' reader (smaller ones are read faster than
 #: pandas imports).
 FAST_FROM = 4 << 20
@@ -61,6 +67,8 @@ __all__ = [
     "open_source",
 ]
 
+#: The workbooks whose formulas without a saved value are looked for (SpreadsheetML's).
+_FORMULA_SUFFIXES = frozenset({".xlsx", ".xlsm"})
 TEXT_SUFFIXES = frozenset({".csv", ".tsv", ".txt", ".tab", ""})
 WORKBOOK_SUFFIXES = frozenset({".xlsx", ".xlsm", ".xlsb", ".xls", ".ods"})
 Kind = Literal["text", "workbook"]
@@ -98,6 +106,9 @@ class Source:
     #: Where a full pass (:meth:`scan`) keeps the rows it read, and where :meth:`batches` of
     #: given row numbers finds them again (see :class:`RowCache`).
     cache: RowCache | None = field(default=None, repr=False)
+    #: A small workbook's rows as its last full pass read them (before any cell filter or
+    #: correction), for the next pass to take instead of the spool (see :data:`KEEP_CELLS`).
+    _kept: list[Batch] | None = field(default=None, repr=False)
 
     def reading(
         self,
@@ -145,6 +156,8 @@ class Source:
         return (_changed(b, change, patches) for b in batches)
 
     def _batches(self, size: int) -> Iterator[Batch]:
+        if self._kept is not None and size == _PASS:
+            return iter(self._kept)
         if self.kind == "text" and self.arrow:
             return arrow_batches(
                 self.path,
@@ -175,6 +188,12 @@ class Source:
             self._sheet_rows(), self.layout, path=self.path, sheet=self.sheet, size=size
         )
 
+    def _small_workbook(self) -> bool:
+        """Whether a full pass keeps the rows it reads (a workbook of at most
+        :data:`KEEP_CELLS` cells, whose spool is read again otherwise)."""
+        spooled = self._keep
+        return isinstance(spooled, Spooled) and spooled.rows * len(self.headers) <= KEEP_CELLS
+
     def rows(self) -> Iterator[Row]:
         """Every data row, in source order (see :meth:`batches`)."""
         headers = self.headers
@@ -196,13 +215,18 @@ class Source:
             count = 0
             seen = visitor() if visitor is not None else None
             recording = self.cache.recording(self) if self.cache is not None else None
-            read = self._batches(4096)
+            read = self._batches(_PASS)
+            kept: list[Batch] | None = [] if self._small_workbook() else None
+            if kept is not None:
+                read = _keeping(read, kept)
             for batch in self._changed(recording.passing(read) if recording else read):
                 count += len(batch.numbers)
                 if seen is not None:
                     seen(batch)
             if recording is not None:
                 recording.done()
+            if kept is not None:
+                self._kept = kept
             return count, seen
 
         big = self.path.stat().st_size >= FAST_FROM
@@ -219,6 +243,12 @@ class Source:
                     self._verified = True
                     return result
         return walk()
+
+
+def _keeping(batches: Iterator[Batch], kept: list[Batch]) -> Iterator[Batch]:
+    for batch in batches:
+        kept.append(batch)
+        yield batch
 
 
 def open_source(
@@ -289,7 +319,12 @@ def _open_text(
 def _open_workbook(
     path: Path, requested: str | None, limits: ReadLimits, header_row: int | None = None
 ) -> Source:
-    read = read_workbook(path, requested, limits)
+    # The sheet's formulas are looked for (in the zip's XML) while the child reads the sheet.
+    guess = likely_sheet(path, requested) if path.suffix.lower() in _FORMULA_SUFFIXES else None
+    with ThreadPoolExecutor(1) as pool:
+        early = pool.submit(unsaved_formulas, path, guess) if guess is not None else None
+        read = read_workbook(path, requested, limits)
+        found = early.result() if early is not None and guess == read.sheet else None
     layout = find_layout(
         enumerate(read.iter_rows(), start=1),
         path=path,
@@ -308,17 +343,21 @@ def _open_workbook(
         _keep=read,
     )
     source.notes.extend(read.notes)
-    _mark_unsaved_formulas(source, read.column_offset)  # (an XLSX/XLSM's: others hold none)
+    _mark_unsaved_formulas(source, read.column_offset, found)  # (an XLSX/XLSM's alone)
     _check_first_rows(source)
     return source
 
 
-def _mark_unsaved_formulas(source: Source, column_offset: int) -> None:
+def _mark_unsaved_formulas(
+    source: Source, column_offset: int, found: dict[tuple[int, int], str] | None = None
+) -> None:
     """Cells holding a formula and no saved value read as :class:`Unsaved` (their formula's
-    text) instead of empty, and the source says how many there are."""
+    text) instead of empty, and the source says how many there are (``found``: those of its
+    sheet, looked for already)."""
     if source.sheet is None:
         return
-    found = unsaved_formulas(source.path, source.sheet)
+    if found is None:
+        found = unsaved_formulas(source.path, source.sheet)
     if not found:
         return
     at = {p: h for h, p in enumerate(source.layout.positions)}

@@ -52,6 +52,21 @@ def unsaved_formulas(path: Path, sheet: str) -> dict[tuple[int, int], str]:
         return {}
 
 
+def likely_sheet(path: Path, requested: str | None) -> str | None:
+    """The sheet the reader will most likely pick (the one asked for by its name, else the
+    first in the workbook), to look for formulas in while the reader reads; None when there
+    is no telling."""
+    try:
+        with zipfile.ZipFile(path) as book:
+            workbook = ElementTree.fromstring(book.read("xl/workbook.xml"))
+    except (OSError, KeyError, zipfile.BadZipFile, ElementTree.ParseError, RuntimeError):
+        return None
+    names = [s.get("name") for s in workbook.iter(f"{_MAIN}sheet")]
+    if requested is not None:
+        return requested if requested in names else None
+    return names[0] if names else None
+
+
 def _sheet_part(book: zipfile.ZipFile, sheet: str) -> str | None:
     """The zip member holding ``sheet``'s XML, from the workbook's sheet list and its
     relationships."""
