@@ -15,7 +15,9 @@ formula at all.
 from __future__ import annotations
 
 import math
+import queue
 import re
+import threading
 import zipfile
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass
@@ -341,7 +343,7 @@ class XlsxWriter:
     def __init__(self, path: Path | IO[bytes]) -> None:
         self._zip = zipfile.ZipFile(path, "w", zipfile.ZIP_DEFLATED, compresslevel=1)
         self._names: list[str] = []
-        self._part: IO[bytes] | None = None
+        self._part: _Behind | None = None
         #: The charts of each sheet (by its number, from 1), with the cell of their corner.
         self._charts: dict[int, list[tuple[BarChart, str]]] = {}
 
@@ -350,7 +352,7 @@ class XlsxWriter:
         self._end_sheet()
         self._names.append(name)
         part = f"xl/worksheets/sheet{len(self._names)}.xml"
-        self._part = self._zip.open(part, "w", force_zip64=True)
+        self._part = _Behind(self._zip.open(part, "w", force_zip64=True))
         self._part.write(_SHEET_START.format(views=_FROZEN if frozen_header else "").encode())
 
     def header(self, names: Sequence[Any]) -> None:
@@ -365,7 +367,9 @@ class XlsxWriter:
         """Rows given as their columns (of equal length), written at once: the same as
         :meth:`rows` of the rows, each column's cells made together (:func:`cells`)."""
         made = [cells(c) for c in columns]
-        self._write("".join(map("<row>{}</row>".format, map("".join, zip(*made, strict=True)))))
+        if made and made[0]:
+            lines = map("".join, zip(*made, strict=True))
+            self._write("<row>" + "</row><row>".join(lines) + "</row>")
 
     def chart(self, chart: BarChart, anchor: str) -> None:
         """A bar chart on the sheet begun last, its top left corner at the cell ``anchor``."""
@@ -433,6 +437,41 @@ class XlsxWriter:
         """Stop writing (the caller removes the file)."""
         try:
             if self._part is not None:
-                self._part.close()
+                self._part.close(discard=True)
         finally:
             self._zip.close()
+
+
+class _Behind:
+    """A zip member written by a thread of its own: deflating (zlib, which lets go of the GIL)
+    runs beside the Python that makes the next rows. Writes keep their order; an error of the
+    thread is raised by the next write, or by :meth:`close`."""
+
+    def __init__(self, part: IO[bytes]) -> None:
+        self._part = part
+        self._queue: queue.Queue[bytes | None] = queue.Queue(maxsize=4)
+        self._error: BaseException | None = None
+        self._thread = threading.Thread(target=self._run, name="xlsx-writer", daemon=True)
+        self._thread.start()
+
+    def _run(self) -> None:
+        while (data := self._queue.get()) is not None:
+            if self._error is None:
+                try:
+                    self._part.write(data)
+                except BaseException as exc:  # (raised by the next write, or by close)
+                    self._error = exc
+
+    def write(self, data: bytes) -> None:
+        if self._error is not None:
+            raise self._error
+        self._queue.put(data)
+
+    def close(self, *, discard: bool = False) -> None:
+        self._queue.put(None)
+        self._thread.join()
+        try:
+            if self._error is not None and not discard:
+                raise self._error
+        finally:
+            self._part.close()
