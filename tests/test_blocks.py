@@ -325,3 +325,28 @@ def test_a_workbooks_typed_cells_come_out_as_the_row_path_writes_them(tmp_path: 
     for suffix in (".xlsx", ".csv"):
         fast, _ = both_ways(tmp_path, source, suffix)
         assert fast.counts["valid"] > 50 and fast.counts["invalid"] > 10
+
+
+def test_a_failed_write_of_the_xlsx_sheet_is_raised_not_lost() -> None:
+    """The sheet's part is deflated and written by a thread of its own: a write that fails there
+    (a full disk) is raised to the writer's caller, by a later write or at the latest by
+    ``close``, never left behind (the results file would otherwise look whole)."""
+    from importer._xlsx import XlsxWriter
+
+    class Full(io.BytesIO):
+        """A disk full for one write (a part of the sheet lost: the rest would still fit)."""
+
+        failed = False
+
+        def write(self, data: Any) -> int:
+            if self.tell() > 50_000 and not self.failed:
+                self.failed = True
+                raise OSError(28, "No space left on device")
+            return super().write(data)
+
+    book = XlsxWriter(Full())
+    book.sheet("Results", frozen_header=True)
+    with pytest.raises(OSError, match="No space left"):
+        for n in range(200):
+            book.columns([[f"row {n} cell {i} {'x' * 40}" for i in range(500)], list(range(500))])
+        book.close()
