@@ -255,6 +255,8 @@ _TEXT_START, _TEXT_END = '<c t="inlineStr"><is><t>', "</t></is></c>"
 _KEPT_CELL = '<c t="inlineStr"><is><t xml:space="preserve">{}</t></is></c>'.format
 _DATETIME_CELL = f'<c s="{_DATETIME}"><v>{{}}</v></c>'.format
 _ZONE = attrgetter("tzinfo")
+#: The kinds of value whose equal values make the same cell.
+_SAME_WHEN_EQUAL = frozenset({str, int, bool, datetime, date, time, type(None)})
 #: The cells of the naive datetimes made lately.
 _MOMENTS: dict[datetime, str] = {}
 
@@ -267,7 +269,9 @@ def cells(values: Sequence[Any]) -> list[str]:
     kinds = set(map(type, values))
     if kinds == {type(None)}:
         return ["<c/>"] * len(values)
-    if len(kinds) == 1 or kinds == {str, type(None)}:  # (True == 1: one kind alone as keys)
+    if kinds <= _SAME_WHEN_EQUAL and (len(kinds) == 1 or kinds == {str, type(None)}):
+        # (One kind alone as keys: True == 1. And equal values make the same cell, unlike
+        # 0.0 and -0.0, or Decimal("1.0") and Decimal("1.00").)
         distinct = set(values)
         if len(distinct) * 2 < len(values):  # each distinct value made once
             each = list(distinct)

@@ -113,7 +113,6 @@ def _block(
     plain_count = count - len(others)
     if plain_count:
         results["valid"] += plain_count
-    if plain_count:
         updates = sum(compress(given, map(is_, checked, repeat(None)))) if given else 0
         for verb, n in ((CREATE, plain_count - updates), (UPDATE_THEIRS, updates)):
             if n:

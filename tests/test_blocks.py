@@ -291,6 +291,7 @@ def test_a_block_of_a_workbooks_cells_is_written_as_the_rows_would_be(tmp_path: 
         st.lists(st.sampled_from(["", " a", "b ", "a&b", "<x>", "ok", " "]), max_size=8),
         st.lists(st.integers(), max_size=5),
         st.lists(st.datetimes(min_value=datetime(1900, 1, 1)), max_size=5),
+        st.lists(st.sampled_from([0.0, -0.0, 1.5, 2.0]), min_size=4, max_size=9),
     )
 )
 def test_a_column_of_xlsx_cells_is_each_cell_as_it_is_made_alone(values: list[Any]) -> None:
