@@ -17,6 +17,8 @@ from collections.abc import Sequence
 from dataclasses import dataclass, field
 from datetime import UTC, date, datetime, time, timedelta, timezone, tzinfo
 from functools import lru_cache
+from itertools import compress, repeat
+from operator import is_
 from typing import Any, Literal
 from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
 
@@ -127,9 +129,13 @@ class DateEvidence:
         Text is searched as one string for the first day-first and the first month-first
         witness, so a million rows cost a few regular-expression passes, not a million calls.
         """
-        if set(map(type, values)) - {str}:  # (a set made in C: a million rows at no cost)
-            for value, number in zip(values, numbers, strict=True):
-                self.observe(value, number)
+        kinds = set(map(type, values))  # (a set made in C: a million rows at no cost)
+        if kinds - {str}:  # a workbook's dates, maybe with some text: the text looked at
+            if str in kinds:
+                texts = list(map(is_, map(type, values), repeat(str)))
+                found = zip(compress(values, texts), compress(numbers, texts), strict=True)
+                for value, number in found:
+                    self.observe(value, number)
             return
         text = "\n".join(values)
         if text.count("\n") != len(values) - 1:  # a value with a line break of its own

@@ -197,3 +197,14 @@ def test_plain_numbers_in_a_text_files_date_column_are_told_with_the_years_they_
         "column 'Due Date': 2 cells are plain numbers (the first on row 2), read as Excel date "
         "serials, dates in 2050–2157: a text file rarely holds those"
     ) in " ".join(prepared.warnings)
+
+
+def test_a_workbooks_date_column_with_some_text_is_searched_in_its_text_alone():
+    """A column of date cells with a few texts among them: only the texts are read for the
+    date order, each found on its own row."""
+    evidence = DateEvidence()
+    values = [datetime(2026, 4, 3), "03/04/2026", 45000.0, "13/04/2026", None, "04/14/2026"]
+    evidence.observe_column([2, 3, 4, 5, 6, 7], values)
+    assert (evidence.dmy_row, evidence.mdy_row) == (5, 7)
+    evidence.observe_column([8, 9], [datetime(2026, 1, 1), "25/12/2026"])
+    assert evidence.dmy_row == 5  # the first witness stays the first
