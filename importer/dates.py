@@ -14,12 +14,12 @@ from __future__ import annotations
 
 import re
 from collections.abc import Sequence
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from datetime import UTC, date, datetime, time, timedelta, timezone, tzinfo
 from functools import lru_cache
 from itertools import compress, repeat
 from operator import is_
-from typing import Any, Literal
+from typing import Any, Literal, NamedTuple
 from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
 
 DateOrder = Literal["dmy", "mdy"]
@@ -196,12 +196,11 @@ class DateEvidence:
         return None
 
 
-@dataclass
-class Converted:
+class Converted(NamedTuple):
     """A due date in the API's form, and the warnings a person should see about it."""
 
     timestamp: str
-    warnings: list[str] = field(default_factory=list)
+    warnings: Sequence[str] = ()
 
 
 def to_api(value: Any, rules: DateRules, clock: Any = None) -> Converted:
@@ -209,7 +208,7 @@ def to_api(value: Any, rules: DateRules, clock: Any = None) -> Converted:
     joined to a date. Raises :class:`DateError`."""
     if value.__class__ is datetime and value.tzinfo is None and clock is None:
         # A workbook's date cell, the common case: straight to UTC when the hour is steady.
-        offset = _steady_offset(rules.zone, value.replace(minute=0, second=0, microsecond=0))
+        offset = _steady_offset(rules.zone, value.year, value.month, value.day, value.hour)
         if offset is not None:
             try:
                 return Converted(_api_text(value - offset))
@@ -225,7 +224,7 @@ def to_api(value: Any, rules: DateRules, clock: Any = None) -> Converted:
         if aware is None:
             if not isinstance(local, datetime):
                 local = datetime.combine(local, rules.default_time)
-            offset = _steady_offset(rules.zone, local.replace(minute=0, second=0, microsecond=0))
+            offset = _steady_offset(rules.zone, local.year, local.month, local.day, local.hour)
             if offset is not None:
                 return Converted(_api_text(local - offset), warnings)
             aware = localise(local, rules.zone, warnings)
@@ -240,16 +239,16 @@ def _api_text(utc: datetime) -> str:
 
 
 @lru_cache(maxsize=1 << 16)
-def _steady_offset(zone: tzinfo, hour: datetime) -> timedelta | None:
-    """The zone's UTC offset through the whole local hour starting at ``hour``, or None when a
-    daylight-saving change falls in it (then each time is checked on its own)."""
+def _steady_offset(zone: tzinfo, year: int, month: int, day: int, hour: int) -> timedelta | None:
+    """The zone's UTC offset through the whole local hour starting at ``hour`` of that day, or
+    None when a daylight-saving change falls in it (then each time is checked on its own)."""
     if zone is UTC:
         return timedelta(0)
-    end = hour + timedelta(minutes=59, seconds=59)
-    offsets = {
-        moment.replace(tzinfo=zone, fold=fold).utcoffset() for moment in (hour, end)
-        for fold in (0, 1)
-    }  # fmt: skip
+    start = datetime(year, month, day, hour)
+    end = start + timedelta(minutes=59, seconds=59)
+    # (The zone read the wall times itself: each, and its second reading where it has one.)
+    moments = (start, start.replace(fold=1), end, end.replace(fold=1))
+    offsets = {zone.utcoffset(moment) for moment in moments}
     return offsets.pop() if len(offsets) == 1 else None
 
 

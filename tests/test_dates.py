@@ -208,3 +208,35 @@ def test_a_workbooks_date_column_with_some_text_is_searched_in_its_text_alone():
     assert (evidence.dmy_row, evidence.mdy_row) == (5, 7)
     evidence.observe_column([8, 9], [datetime(2026, 1, 1), "25/12/2026"])
     assert evidence.dmy_row == 5  # the first witness stays the first
+
+
+@pytest.mark.parametrize("zone_name", [*ZONES, "Australia/Lord_Howe"])
+def test_each_quarter_hour_around_each_clock_change_reads_as_the_zone_says(zone_name):
+    """The steady hours are found from the zone's own offsets; around each change of the clocks
+    (2026, 2027), every quarter hour of a date cell and of its text reads as a conversion of
+    that wall time by itself does: the same instant, a warning where it occurs twice, refused
+    where it does not exist."""
+    from importer.dates import localise
+
+    zone = zone_named(zone_name)
+    rules = DateRules(zone=zone, order="dmy")
+    hours = [datetime(2026, 1, 1) + timedelta(hours=n) for n in range(2 * 365 * 24)]
+    changes = [h for h in hours if zone.utcoffset(h) != zone.utcoffset(h + timedelta(hours=1))]
+    assert changes or zone_name in ("UTC", "Australia/Brisbane", "Asia/Kolkata")
+    for change in changes:
+        for minutes in range(-60, 150, 15):
+            wall = change + timedelta(minutes=minutes)
+            said: list[str] = []
+            try:
+                aware = localise(wall, zone, said)
+                expected = aware.astimezone(UTC).strftime("%Y-%m-%d %H:%M:%S")
+            except DateError:
+                expected = None
+            for cell in (wall, wall.strftime("%d/%m/%Y %H:%M")):
+                try:
+                    converted = to_api(cell, rules)
+                except DateError:
+                    assert expected is None, (wall, cell)
+                    continue
+                assert converted.timestamp == expected, (wall, cell)
+                assert bool(converted.warnings) == bool(said), (wall, cell)
