@@ -28,11 +28,11 @@ from .check import Checker
 from .journal import Known
 from .model import Outcome, Payload, Row
 from .normalise import Normalised
-from .plan import CREATE, GROUP, UPDATE_THEIRS, Lineage, Planner, verdict_of
+from .plan import CREATE, GROUP, UPDATE_THEIRS, Lineage, Planner, plan_message, verdict_of
 from .prepare import Prepared
 from .results import Block, outcome_cells
 from .summary import IDENTICAL
-from .validate import _filled, plain_rows
+from .validate import filled, plain_rows
 
 
 def takes_blocks(prepared: Prepared, known: Known, origin: str, key: str | None) -> bool:
@@ -63,9 +63,6 @@ def checked_blocks(
         yield _block(checker.normaliser.batch(batch), checker, planner, lineage, plan, ids_plain)
 
 
-_THEIRS = "plan: update task {}, which this tool did not make"
-
-
 def _block(
     normalised: Normalised,
     checker: Checker,
@@ -81,19 +78,21 @@ def _block(
     for i in normalised.bad:
         plain[i] = False
     ids = columns.get("id")
-    given = _filled(ids) if ids is not None else None
+    given = filled(ids) if ids is not None else None
     if given is not None and not ids_plain:
         plain = list(map(and_, plain, map(not_, given)))
     checks = checker.check(normalised, plain)
     rows, checked = checks.rows, checks.checked
 
     # Our columns, as a plain row has them: valid, with its plan and its warnings.
+    creating = plan_message(CREATE, None)
     if given is None or not any(given):
-        messages: list[Any] = ["plan: create"] * count
+        messages: list[Any] = [creating] * count
     else:
         assert ids is not None
         messages = [
-            _THEIRS.format(v) if g else "plan: create" for v, g in zip(ids, given, strict=True)
+            plan_message(UPDATE_THEIRS, v) if g else creating
+            for v, g in zip(ids, given, strict=True)
         ]
     warnings: list[Any] = [""] * count
     for i, notes in normalised.notes.items():

@@ -128,10 +128,10 @@ class Checker:
         values = list(map(key_text, column)) if column else [""] * len(taking)
         numbers = normalised.source.numbers
         first_of_key = self._first_of_key
-        firsts = list(map(first_of_key.setdefault, compress(values, taking),
-                          compress(numbers, taking)))  # fmt: skip
+        taken = list(compress(numbers, taking))
+        firsts = list(map(first_of_key.setdefault, compress(values, taking), taken))
         first_of_key.pop("", None)  # a row without a key repeats nothing
-        if firsts == list(compress(numbers, taking)):
+        if firsts == taken:
             return  # the common case: no key given twice
         for i, first in zip(compress(range(len(taking)), taking), firsts, strict=True):
             if values[i] and first != numbers[i]:

@@ -209,7 +209,12 @@ def blanks_cleared(payload: Payload) -> dict[str, str]:
 
 def message_of(decision: Decision) -> str:
     """The plan for one row, as ``validate`` writes it in the row's message."""
-    return _PLANS.get(decision.verb, "").format(task=decision.task_id)
+    return plan_message(decision.verb, decision.task_id)
+
+
+def plan_message(verb: str, task: int | None) -> str:
+    """What ``validate`` writes of a row whose plan is ``verb`` (for task ``task``)."""
+    return _PLANS.get(verb, "").format(task=task)
 
 
 _PLANS = {

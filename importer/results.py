@@ -274,17 +274,7 @@ class CsvResults(ResultsWriter):
         cells = row.cells
         values = [cells.get(h, "") for h in self.headers]
         values += outcome_cells(row, outcome, origin)
-        first = _FIRST  # most cells are text that starts with no formula start: kept as they are
-        self._writer.writerow(
-            [
-                v
-                if (v.__class__ is str and v[:1] not in first) or v.__class__ is int
-                else ""
-                if v is None
-                else _csv_cell(v)
-                for v in values
-            ]
-        )
+        self._writer.writerow(_csv_cells(values))
         self.rows += 1
 
     def add_block(self, block: Block) -> None:
@@ -328,8 +318,14 @@ def _csv_texts(values: Sequence[Any]) -> Sequence[str]:
         return list(map(str, values))
     elif kinds <= _WHOLE_OR_NONE:
         return ["" if v is None else str(v) for v in values]
-    first = _FIRST
-    neutral = [
+    neutral = _csv_cells(values)
+    return _quoted_texts([v if v.__class__ is str else str(v) for v in neutral])
+
+
+def _csv_cells(values: Sequence[Any]) -> list[Any]:
+    """Cells as a CSV results file holds them: neutralised, dates in ISO form, "" for None."""
+    first = _FIRST  # most cells are text that starts with no formula start: kept as they are
+    return [
         v
         if (v.__class__ is str and v[:1] not in first) or v.__class__ is int
         else ""
@@ -337,7 +333,6 @@ def _csv_texts(values: Sequence[Any]) -> Sequence[str]:
         else _csv_cell(v)
         for v in values
     ]
-    return _quoted_texts([v if v.__class__ is str else str(v) for v in neutral])
 
 
 _WHOLE_OR_NONE = frozenset({int, type(None)})

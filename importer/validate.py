@@ -283,7 +283,7 @@ def _plain(kind: str, required: bool, value: Any) -> bool:
     return not required or bool(value.strip())
 
 
-def _filled(values: Sequence[Any]) -> list[bool]:
+def filled(values: Sequence[Any]) -> list[bool]:
     """Which values are given (neither None nor "": a payload leaves those out)."""
     return list(map(and_, map(is_not, values, repeat(None)), map(ne, values, repeat(""))))
 
@@ -322,7 +322,7 @@ def plain_rows(columns: Mapping[str, Sequence[Any]], count: int) -> list[bool]:
 
     def given(name: str) -> list[bool] | None:
         values = columns.get(name)
-        return None if values is None else _filled(values)
+        return None if values is None else filled(values)
 
     updating = given("id")
     creating = list(map(not_, updating)) if updating is not None else None
@@ -338,7 +338,7 @@ def plain_rows(columns: Mapping[str, Sequence[Any]], count: int) -> list[bool]:
     if not all(have):
         checks.append(have)
     if updating is not None and any(updating):  # an update must change something
-        others = [_filled(values) for name, values in columns.items() if name != "id"]
+        others = [filled(values) for name, values in columns.items() if name != "id"]
         changes = list(map(any, zip(*others, strict=True))) if others else [False] * count
         checks.append(list(map(or_, creating, changes)))  # type: ignore[arg-type]
     lead, contact, company = map(given, _PARENTS_OF_ONE)

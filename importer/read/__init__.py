@@ -135,7 +135,7 @@ class Source:
         return self.layout.header_row
 
     def batches(
-        self, size: int = 4096, *, numbers: Collection[int] | None = None
+        self, size: int = _PASS, *, numbers: Collection[int] | None = None
     ) -> Iterator[Batch]:
         """The data rows in batches: row numbers, and cells aligned to :attr:`headers`.
         SourceError for a row that cannot be read. With ``numbers``, only the rows of those
