@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import codecs
 import os
-from datetime import date, datetime
+from datetime import date, datetime, timedelta
 from itertools import islice
 
 import openpyxl
@@ -593,15 +593,67 @@ def test_a_cell_longer_than_excel_allows_is_refused_by_its_row_and_column():
 
     from importer.read import _child
 
-    rows = [[f"Task {n}", 2.0, "x" * 40_000 if n == 2500 else "notes"] for n in range(3000)]
+    rows = [[f"Task {n}", 2.0, "x" * 40_000 if n == 4500 else "notes"] for n in range(5000)]
     sheet = types.SimpleNamespace(start=(0, 1), iter_rows=lambda: iter(rows))
     with pytest.raises(_child.Refused) as info:
         _child.spool("Tasks", sheet, io.BytesIO(), {"cell_chars": 32_767})
     said = str(info.value)
     assert "40,000 characters, over the limit of 32,767" in said
-    assert info.value.where == {"sheet": "Tasks", "row": 2501, "column": "D"}, info.value.where
+    assert info.value.where == {"sheet": "Tasks", "row": 4501, "column": "D"}, info.value.where
     fine = io.BytesIO()
-    assert _child.spool("Tasks", sheet, fine, {"cell_chars": 40_000}) == 3000
+    assert _child.spool("Tasks", sheet, fine, {"cell_chars": 40_000}) == 5000
+
+
+_CELLS = st.one_of(
+    st.none(),
+    st.text(max_size=6),
+    st.sampled_from(["", " ", "High", "0", "1"]),
+    st.floats(allow_nan=False, allow_infinity=True),
+    st.sampled_from([0.0, -0.0, 1.0, 1]),
+    st.booleans(),
+    st.datetimes(min_value=datetime(2026, 1, 1), max_value=datetime(2026, 1, 3)),
+    st.dates(min_value=date(2026, 1, 1), max_value=date(2026, 1, 3)),
+    st.times(),
+    st.timedeltas(max_value=timedelta(days=2), min_value=timedelta(0)),
+)
+
+
+@settings(max_examples=150, deadline=None)
+@given(
+    rows=st.lists(st.lists(_CELLS, max_size=5), max_size=30), batch=st.sampled_from([1, 3, 4096])
+)
+def test_the_spool_gives_back_every_cell_as_it_was(rows, batch):
+    """The child writes a sheet's rows by columns, a batch at a time, and writes equal texts
+    and dates once: every cell comes back of its own type and value (0.0 and -0.0, True and 1
+    and 1.0 kept apart), each short row padded with empty cells to the widest of its batch."""
+    import io
+    import types
+
+    from importer.read import _child, _workbook
+
+    sheet = types.SimpleNamespace(start=(0, 0), iter_rows=lambda: iter([list(r) for r in rows]))
+    out = io.BytesIO()
+    with pytest.MonkeyPatch.context() as patch:
+        patch.setattr(_child, "BATCH", batch)
+        assert _child.spool("Tasks", sheet, out, {"cell_chars": 100}) == len(rows)
+    out.seek(0)
+    read = []
+    while True:
+        try:
+            count, columns = _workbook._Cells(out).load()
+        except EOFError:
+            break
+        read.extend(map(list, zip(*columns, strict=True)) if columns else [[]] * count)
+    expected = []
+    for start in range(0, len(rows), batch):
+        chunk = rows[start : start + batch]
+        width = max(map(len, chunk))
+        expected.extend(r + [""] * (width - len(r)) for r in chunk)
+
+    def typed(cells):
+        return [(type(c), repr(c)) for c in cells]
+
+    assert list(map(typed, read)) == list(map(typed, expected))
 
 
 @pytest.mark.parametrize("sheet", [None, "Tasks", "tasks", "2"])
@@ -638,13 +690,13 @@ def test_a_small_workbooks_rows_are_read_from_its_spool_once(tmp_path, monkeypat
     path = tmp_path / "small.xlsx"
     book.save(path)
     reads = []
-    spooled_rows = _workbook.Spooled.iter_rows
+    spooled_chunks = _workbook.Spooled.chunks
 
     def counted(self):
         reads.append(1)
-        return spooled_rows(self)
+        return spooled_chunks(self)
 
-    monkeypatch.setattr(_workbook.Spooled, "iter_rows", counted)
+    monkeypatch.setattr(_workbook.Spooled, "chunks", counted)
     source = open_source(path)
     opened = len(reads)  # (the header is found in the first rows)
     assert source.scan()[0] == 5000 and len(reads) == opened + 1
@@ -660,3 +712,48 @@ def test_a_small_workbooks_rows_are_read_from_its_spool_once(tmp_path, monkeypat
     before = len(reads)
     list(big.batches())
     assert len(reads) == before + 1  # a workbook over the limit is read from its spool again
+
+
+_SHEET_CELLS = st.one_of(
+    st.sampled_from(["", " ", None, "x", "Call", 0.0, 2.0, True, datetime(2026, 3, 1, 9)]),
+    st.text(max_size=3),
+)
+
+
+@settings(max_examples=200, deadline=None)
+@given(
+    rows=st.lists(st.lists(_SHEET_CELLS, min_size=0, max_size=5), max_size=25),
+    header_row=st.integers(0, 4),
+    positions=st.sampled_from([(0,), (0, 1), (0, 1, 2), (1, 2), (0, 2)]),
+    batch=st.sampled_from([2, 5, 4096]),
+)
+def test_a_sheets_batches_by_column_are_its_batches_by_row(rows, header_row, positions, batch):
+    """A chunk of a sheet's spool is taken by its columns when it can be (its first column
+    filled, its columns past the header blank): its batch is the one made row by row from the
+    same cells, and a stray value is refused the same way."""
+    from pathlib import Path
+
+    from importer.read._table import Layout, batch_of, sheet_batches
+
+    layout = Layout(header_row, positions, tuple(f"h{p}" for p in positions))
+    chunks, expected_chunks, first = [], [], 1
+    for start in range(0, len(rows), batch):
+        chunk = rows[start : start + batch]
+        width = max(map(len, chunk))
+        padded = [r + [""] * (width - len(r)) for r in chunk]
+        chunks.append((len(chunk), list(map(list, zip(*padded, strict=True)))))
+        numbers = list(range(first, first + len(chunk)))
+        first += len(chunk)
+        keep = [i for i, n in enumerate(numbers) if n > header_row]
+        if keep:
+            expected_chunks.append(([numbers[i] for i in keep], [padded[i] for i in keep]))
+
+    def made(batches):
+        try:
+            return [(b.numbers, [list(r) for r in b.rows]) for b in batches]
+        except SourceError as exc:
+            return str(exc)
+
+    where = {"path": Path("t.xlsx"), "sheet": "Tasks"}
+    expected = made(b for n, c in expected_chunks if (b := batch_of(n, c, layout, **where)).numbers)
+    assert made(sheet_batches(iter(chunks), layout, **where)) == expected

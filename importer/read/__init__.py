@@ -25,7 +25,7 @@ from ._cache import RowCache
 from ._formulas import MOST as MOST_UNSAVED
 from ._formulas import Unsaved, likely_sheet, unsaved_formulas
 from ._limits import LIMITS, ReadLimits
-from ._table import Batch, Layout, column_letter, find_layout, is_blank, table_batches
+from ._table import Batch, Layout, column_letter, find_layout, is_blank, sheet_batches
 from ._text import (
     NotFast,
     arrow_batches,
@@ -94,8 +94,11 @@ class Source:
     #: Whether a full pass found that pyarrow's reader reads this text exactly as the record
     #: reader does (then later passes use it: it is the fastest).
     arrow: bool = False
-    #: A workbook sheet's rows from row 1 (text sources are re-read from the file instead).
-    _sheet_rows: Callable[[], Iterator[list[Any]]] = field(default=lambda: iter(()), repr=False)
+    #: A workbook sheet's rows from row 1, in chunks of columns (see :meth:`Spooled.chunks`;
+    #: text sources are re-read from the file instead).
+    _sheet_chunks: Callable[[], Iterator[tuple[int, list[list[Any]]]]] = field(
+        default=lambda: iter(()), repr=False
+    )
     #: Applied to every cell read (a results sheet read back gives its cells' own text).
     cell_filter: Callable[[Any], Any] | None = None
     #: Corrections made by a person: row number → {column position: the value to read instead}.
@@ -184,9 +187,7 @@ class Source:
                 size,
                 self.notes,
             )
-        return table_batches(
-            self._sheet_rows(), self.layout, path=self.path, sheet=self.sheet, size=size
-        )
+        return sheet_batches(self._sheet_chunks(), self.layout, path=self.path, sheet=self.sheet)
 
     def _small_workbook(self) -> bool:
         """Whether a full pass keeps the rows it reads (a workbook of at most
@@ -339,7 +340,7 @@ def _open_workbook(
         sheet=read.sheet,
         layout=layout,
         date1904=read.date1904,
-        _sheet_rows=read.iter_rows,
+        _sheet_chunks=read.chunks,
         _keep=read,
     )
     source.notes.extend(read.notes)

@@ -6,8 +6,8 @@ Run as a script (``python -I _child.py JOB``), it imports nothing of the importe
 standard library and python-calamine. JOB is JSON: ``mode`` ("sheets" or "read"), ``path``,
 ``sheet`` (a name, a 1-based position or null), ``spool`` (where "read" writes the rows) and
 ``limits``. It prints one line of JSON: what it found, or ``{"error": …}`` naming the sheet,
-row and column where known. The rows go to the spool as pickled lists of at most 2,048 rows,
-each cell as calamine gives it (text, numbers, booleans, dates and times).
+row and column where known. The rows go to the spool as pickled batches of at most 4,096 rows,
+each its columns, each cell as calamine gives it (text, numbers, booleans, dates and times).
 """
 
 from __future__ import annotations
@@ -23,11 +23,14 @@ import shutil
 import signal
 import sys
 import zipfile
-from itertools import chain, compress, repeat
+from datetime import datetime
+from itertools import compress, islice, repeat
 from operator import is_
 from typing import Any
 
-BATCH = 2048
+BATCH = 4096
+#: The cells whose equal values are the same value (unlike 0.0 and -0.0, or True and 1).
+_SHARED = frozenset({str, datetime, type(None)})
 _DATE1904 = re.compile(rb"<(?:\w+:)?workbookPr\b[^>]*\bdate1904=\"(?:1|true)\"")
 
 
@@ -233,37 +236,41 @@ def check_size(name: str, sheet: Any, limits: dict[str, Any]) -> None:
 
 
 def spool(name: str, sheet: Any, out: Any, limits: dict[str, Any]) -> int:
-    """Every row of the sheet from row 1, in pickled batches; the number of rows."""
+    """Every row of the sheet from row 1, in pickled batches of at most :data:`BATCH` rows,
+    each as its count and its columns (of equal length: a short row padded with empty cells,
+    as a sheet's are); the number of rows. Equal texts and dates of a column are written
+    once (the spool is smaller, and read back sooner)."""
     start = sheet.start or (0, 0)
     longest = limits["cell_chars"]
-    batch: list[list[Any]] = []
     count = 0
-
-    def written(batch: list[list[Any]], first: int) -> None:
-        # The longest text of the batch, found in C; the cell named when it is too long.
-        flat = list(chain.from_iterable(batch))
-        texts = compress(flat, map(is_, map(type, flat), repeat(str)))
-        if max(map(len, texts), default=0) > longest:
-            for number, cells in enumerate(batch, first):
-                for position, cell in enumerate(cells):
-                    if isinstance(cell, str) and len(cell) > longest:
-                        raise Refused(
-                            f"a cell of {len(cell):,} characters, over the limit of "
-                            f"{longest:,} (Excel's own)",
-                            sheet=name,
-                            row=number,
-                            column=column_letter(start[1] + position),
-                        )
-        pickle.dump(batch, out, protocol=pickle.HIGHEST_PROTOCOL)
-
-    for cells in sheet.iter_rows():  # from row 1 (blank rows above the table included)
-        count += 1
-        batch.append(cells)
-        if len(batch) >= BATCH:
-            written(batch, count - len(batch) + 1)
-            batch = []
-    if batch:
-        written(batch, count - len(batch) + 1)
+    rows = sheet.iter_rows()  # from row 1 (blank rows above the table included)
+    while batch := list(islice(rows, BATCH)):
+        first = count + 1
+        count += len(batch)
+        width = max(map(len, batch))
+        if min(map(len, batch)) < width:
+            batch = [r + [""] * (width - len(r)) if len(r) < width else r for r in batch]
+        columns = list(map(list, zip(*batch, strict=True)))
+        for position, column in enumerate(columns):
+            kinds = set(map(type, column))
+            texts = column if kinds == {str} else compress(column, map(is_, map(type, column),
+                                                                       repeat(str)))  # fmt: skip
+            if max(map(len, texts), default=0) > longest:  # found in C; then named
+                row = next(
+                    i for i, c in enumerate(column) if isinstance(c, str) and len(c) > longest
+                )
+                raise Refused(
+                    f"a cell of {len(column[row]):,} characters, over the limit of "
+                    f"{longest:,} (Excel's own)",
+                    sheet=name,
+                    row=first + row,
+                    column=column_letter(start[1] + position),
+                )
+            if kinds <= _SHARED:
+                same = dict(zip(column, column, strict=True))
+                if len(same) < len(column):
+                    columns[position] = list(map(same.__getitem__, column))
+        pickle.dump((len(batch), columns), out, protocol=pickle.HIGHEST_PROTOCOL)
     return count
 
 

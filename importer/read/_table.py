@@ -258,25 +258,57 @@ def _plain(chunk: list[list[Any]], count: int) -> bool:
         return not any(v.__class__ is str and v.isspace() for v in firsts)
 
 
-def table_batches(
-    records: Iterable[list[Any]],
+def sheet_batches(
+    chunks: Iterable[tuple[int, list[list[Any]]]],
     layout: Layout,
     *,
     path: Path,
     sheet: str | None,
-    size: int = 4096,
 ) -> Iterator[Batch]:
-    """The data rows in batches of ``size``, from the rows of a sheet numbered from 1."""
-    rows = iter(records)
-    for _ in islice(rows, layout.header_row):  # the header row and everything above it
-        pass
-    first = layout.header_row + 1
-    while chunk := list(islice(rows, size)):
-        batch = batch_of(list(range(first, first + len(chunk))), chunk, layout, path=path,
-                         sheet=sheet)  # fmt: skip
-        first += len(chunk)
+    """The data rows of a sheet read by columns (as a workbook's spool gives them: each chunk
+    its number of rows and its columns, from row 1), a batch per chunk, as
+    :func:`batch_of` makes them. A chunk whose first column is filled in every row (then
+    no row is blank), and whose columns beyond the header's are blank, is taken by its columns
+    as they are; any other goes row by row."""
+    count = len(layout.positions)
+    dense = layout.positions == tuple(range(count))
+    first = 1
+    for size, columns in chunks:
+        numbers = list(range(first, first + size))
+        first += size
+        skip = max(0, layout.header_row - numbers[0] + 1)  # the header and the rows above it
+        if skip >= size:
+            continue
+        if skip:
+            numbers = numbers[skip:]
+            columns = [c[skip:] for c in columns]
+        whole = dense and count > 0 and len(columns) >= count
+        if whole and _no_blank(columns[0]) and all(map(_blank_column, columns[count:])):
+            yield Batch(numbers, columns=columns[:count])
+            continue
+        rows = list(map(list, zip(*columns, strict=True))) if columns else [[] for _ in numbers]
+        batch = batch_of(numbers, rows, layout, path=path, sheet=sheet)
         if batch.numbers:
             yield batch
+
+
+def _no_blank(column: list[Any]) -> bool:
+    """Whether no cell of ``column`` is blank (then no row of its batch is)."""
+    if "" in column or None in column:
+        return False
+    try:
+        return not any(map(str.isspace, column))
+    except TypeError:  # typed workbook cells
+        return not any(v.__class__ is str and v.isspace() for v in column)
+
+
+def _blank_column(column: list[Any]) -> bool:
+    """Whether every cell of ``column`` is blank."""
+    texts = [c for c in column if c is not None] if None in column else column
+    try:
+        return not "".join(texts).strip()
+    except TypeError:  # a typed cell: not blank
+        return False
 
 
 def fit(cells: list[Any], positions: tuple[int, ...], dense: bool) -> list[Any]:

@@ -341,7 +341,7 @@ def text_batches(
     size: int,
     notes: list[str] | None = None,
 ) -> Iterator[Batch]:
-    """The data rows of a text table in batches, as :func:`table_batches` gives them, but read
+    """The data rows of a text table in batches, as :func:`~._table.batch_of` makes them, but read
     ``size`` records at a time by the CSV reader itself: a million-row file goes through here.
 
     Row numbers come from the reader's line count: a batch of one-line records numbers itself;

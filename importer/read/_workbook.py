@@ -46,15 +46,24 @@ class Spooled:
     def __post_init__(self) -> None:
         weakref.finalize(self, shutil.rmtree, str(self._folder), True)
 
-    def iter_rows(self) -> Iterator[list[Any]]:
-        """Every row from row 1, as the child wrote them."""
+    def chunks(self) -> Iterator[tuple[int, list[list[Any]]]]:
+        """Every row from row 1, as the child wrote them: in batches, each its number of rows
+        and its columns (of equal length; none for rows of no cell)."""
         with self.spool.open("rb") as handle:
             while True:
                 try:
-                    batch = _Cells(handle).load()
+                    chunk = _Cells(handle).load()
                 except EOFError:
                     return
-                yield from batch
+                yield chunk
+
+    def iter_rows(self) -> Iterator[list[Any]]:
+        """Every row from row 1, as the child wrote them."""
+        for count, columns in self.chunks():
+            if columns:
+                yield from map(list, zip(*columns, strict=True))
+            else:
+                yield from ([] for _ in range(count))
 
 
 class _Cells(pickle.Unpickler):
