@@ -18,7 +18,7 @@ from dataclasses import dataclass
 from datetime import UTC, date, datetime, time, timedelta, timezone, tzinfo
 from functools import lru_cache
 from itertools import compress, repeat
-from operator import is_
+from operator import floordiv, is_, methodcaller, sub
 from typing import Any, Literal, NamedTuple
 from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
 
@@ -231,6 +231,44 @@ def to_api(value: Any, rules: DateRules, clock: Any = None) -> Converted:
         return Converted(_api_text(aware.astimezone(UTC).replace(tzinfo=None)), warnings)
     except OverflowError:
         raise DateError(f"{_show(value)} is out of range") from None
+
+
+#: A datetime's text in the API's form; hours are counted from this moment.
+_API_TEXT = methodcaller("isoformat", " ", "seconds")
+_HOURS_FROM, _HOUR = datetime(2000, 1, 1), timedelta(hours=1)
+#: Each zone's steady offsets (see :func:`_steady_offset`), by the local hour they start (the
+#: hours since _HOURS_FROM).
+_HOURS: dict[tzinfo, dict[int, timedelta | None]] = {}
+
+
+def naive_to_api(values: Sequence[datetime], rules: DateRules) -> list[str | None]:
+    """``to_api(value, rules).timestamp`` of each of ``values`` (naive datetimes: a workbook's
+    date cells, with no time column), made a column at a time; None for a value to be given to
+    :func:`to_api` by itself (its hour has a daylight-saving change, or it is out of range). A
+    test holds it to :func:`to_api`."""
+    hours = list(map(floordiv, map(sub, values, repeat(_HOURS_FROM)), repeat(_HOUR)))
+    known = _HOURS.setdefault(rules.zone, {})
+    if len(known) > 100_000:
+        known.clear()
+    offsets = list(map(known.get, hours, repeat(_UNKNOWN)))
+    for i in compress(range(len(values)), map(is_, offsets, repeat(_UNKNOWN))):
+        if (offset := known.get(hours[i], _UNKNOWN)) is _UNKNOWN:
+            start = _HOURS_FROM + hours[i] * _HOUR
+            offset = known[hours[i]] = _steady_offset(rules.zone, start.year, start.month,
+                                                      start.day, start.hour)  # fmt: skip
+        offsets[i] = offset
+    try:
+        if None not in offsets:
+            return list(map(_API_TEXT, map(sub, values, offsets)))
+        return [
+            None if offset is None else _API_TEXT(value - offset)
+            for value, offset in zip(values, offsets, strict=True)
+        ]
+    except OverflowError:  # a moment at the end of the calendar: each by itself
+        return [None] * len(values)
+
+
+_UNKNOWN: Any = object()
 
 
 def _api_text(utc: datetime) -> str:

@@ -12,13 +12,13 @@
 from __future__ import annotations
 
 import re
-from collections.abc import Callable, Iterator, Sequence
+from collections.abc import Callable, Iterable, Iterator, Sequence
 from datetime import date, datetime, time
 from itertools import compress, count, repeat
-from operator import is_
+from operator import attrgetter, is_
 from typing import Any, NamedTuple
 
-from .dates import DateError, DateRules, to_api
+from .dates import DateError, DateRules, naive_to_api, to_api
 from .fields import (
     BAD_DATE,
     FIELDS_BY_NAME,
@@ -190,6 +190,7 @@ class Normalised(NamedTuple):
 
 
 _MISS = object()
+_ZONE = attrgetter("tzinfo")
 
 
 def _all_text(values: Sequence[Any]) -> bool:
@@ -210,11 +211,21 @@ def _through_cache(
     keys: Sequence[Any],
     fill: Callable[[Any], Any],
     limit: int,
+    many: Callable[[list[Any]], list[Any]] | None = None,
 ) -> list[Any]:
     """``fill(value)`` for each value, each distinct key computed once: cells repeat down a
-    column, and the look-ups run in C."""
+    column, and the look-ups run in C. ``many`` (optional) gives the values of a batch's
+    misses at once, or ``_MISS`` for those to be filled one by one."""
     out = list(map(cache.get, keys, repeat(_MISS)))
-    for i in compress(count(), map(is_, out, repeat(_MISS))):  # the misses, found in C
+    misses: Iterable[int] = compress(count(), map(is_, out, repeat(_MISS)))  # found in C
+    if many is not None and (misses := list(misses)):
+        for i, got in zip(misses, many([values[i] for i in misses]), strict=True):
+            if got is not _MISS:
+                out[i] = got
+                if len(cache) < limit:
+                    cache[keys[i]] = got
+        misses = [i for i in misses if out[i] is _MISS]
+    for i in misses:
         key = keys[i]
         got = cache.get(key, _MISS)  # an earlier miss of this batch may have filled it
         if got is _MISS:
@@ -366,17 +377,31 @@ class Normaliser:
             pairs: Sequence[Any] = raw  # each cell filled as (cell, no time), when missed
             keys = raw if text else _keys(raw)
             fill_one = lambda v: fill((v, None))  # noqa: E731
+            many = None if text else self._naive_due_values
         else:
             pairs = list(zip(raw, clocks, strict=True))
             keys = [(v.__class__, v, c.__class__, c) for v, c in pairs]
             fill_one = fill
-        values = _through_cache(self._caches["endDatetime"], pairs, keys, fill_one, _DATE_CACHE)
+            many = None
+        values = _through_cache(
+            self._caches["endDatetime"], pairs, keys, fill_one, _DATE_CACHE, many
+        )
         if self._noted:
             for i, value in enumerate(values):
                 if value.__class__ is _Noted:
                     notes[i] = value.notes
                     values[i] = value.timestamp
         return values
+
+    def _naive_due_values(self, cells: list[Any]) -> list[Any]:
+        """The due dates of cells that are naive datetimes (a workbook's date cells), a column
+        at a time (see :func:`naive_to_api`); ``_MISS`` for any other cell, or one to be
+        converted by itself."""
+        if set(map(type, cells)) != {datetime} or not all(
+            map(is_, map(_ZONE, cells), repeat(None))
+        ):
+            return [_MISS] * len(cells)
+        return [_MISS if t is None else t for t in naive_to_api(cells, self.rules)]
 
     def _status_of(self, value: Any) -> int | None:
         key = _word_key(value)

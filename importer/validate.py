@@ -17,7 +17,7 @@ from dataclasses import dataclass, field
 from datetime import datetime
 from itertools import compress, repeat
 from itertools import count as count_from
-from operator import and_, is_, is_not, ne, not_, or_
+from operator import and_, eq, is_, is_not, methodcaller, ne, not_, or_
 from typing import Any, Protocol
 
 from .fields import (
@@ -236,6 +236,25 @@ def _is_timestamp(value: str) -> bool:
     return True
 
 
+_API_TEXT = methodcaller("isoformat", " ", "seconds")
+_NINETEEN = (19).__eq__
+
+
+def _are_timestamps(values: list[str]) -> list[bool]:
+    """:func:`_is_timestamp` of each of ``values``, a column at a time: a text that reads as a
+    moment and is written back the same (``YYYY-MM-DD HH:MM:SS``, digits of ASCII) is one;
+    any other is judged by itself."""
+    try:
+        made = list(map(_API_TEXT, map(datetime.fromisoformat, values)))
+    except ValueError:
+        return list(map(_is_timestamp, values))
+    # (Written back the same, and of the format's 19 characters: no offset after it.)
+    verdicts = list(map(and_, map(eq, made, values), map(_NINETEEN, map(len, values))))
+    for i in compress(count_from(), map(not_, verdicts)):
+        verdicts[i] = _is_timestamp(values[i])
+    return verdicts
+
+
 def _type_problem(kind: str, value: Any, required: bool) -> str | None:
     """Why ``value`` is not a valid value of its kind (None when it is; "blank" when a text that
     creates need is blank)."""
@@ -310,7 +329,14 @@ def plain_rows(columns: Mapping[str, Sequence[Any]], count: int) -> list[bool]:
             if len(judged) >= 200_000:
                 judged.clear()
             good: list[Any] = list(map(judged.get, values))
-            for i in compress(count_from(), map(is_, good, repeat(None))):
+            misses: Any = compress(count_from(), map(is_, good, repeat(None)))
+            if kind == "timestamp" and (misses := list(misses)):
+                # The texts among the misses judged at once; the rest (an error, a blank) below.
+                texts = [values[i] for i in misses if values[i].__class__ is str and values[i]]
+                judged.update(zip(texts, _are_timestamps(texts), strict=True))
+                good = list(map(judged.get, values))
+                misses = compress(count_from(), map(is_, good, repeat(None)))
+            for i in misses:
                 value = values[i]
                 good[i] = verdict = _plain(kind, required, value)
                 if value.__class__ in _PLAIN_KINDS:

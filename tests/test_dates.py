@@ -240,3 +240,53 @@ def test_each_quarter_hour_around_each_clock_change_reads_as_the_zone_says(zone_
                     continue
                 assert converted.timestamp == expected, (wall, cell)
                 assert bool(converted.warnings) == bool(said), (wall, cell)
+
+
+@settings(max_examples=200, deadline=None)
+@given(
+    values=st.lists(
+        st.one_of(
+            st.datetimes(min_value=datetime(2025, 12, 1), max_value=datetime(2028, 2, 1)),
+            st.datetimes(),  # the ends of the calendar too
+            st.sampled_from(
+                [
+                    datetime(2026, 10, 4, 2, 15),
+                    datetime(2026, 4, 5, 2, 30),
+                    datetime(2026, 3, 29, 1, 30),
+                    datetime(1, 1, 1),
+                    datetime.max,
+                ]
+            ),
+        ),
+        max_size=40,
+    ),
+    zone_name=st.sampled_from([*ZONES, "Australia/Lord_Howe"]),
+)
+def test_a_column_of_date_cells_converts_as_each_cell_by_itself(values, zone_name):
+    """A workbook's date cells are converted a column at a time: each the timestamp a
+    conversion of that cell by itself makes, with no warning; or left to that conversion (an
+    hour with a clock change, a moment at the end of the calendar)."""
+    from importer.dates import naive_to_api
+
+    rules = DateRules(zone=zone_named(zone_name))
+    made = naive_to_api(values, rules)
+    assert len(made) == len(values)
+    for value, text in zip(values, made, strict=True):
+        if text is None:
+            continue
+        converted = to_api(value, rules)
+        assert (converted.timestamp, converted.warnings) == (text, ()), value
+    steady = [v for v, t in zip(values, made, strict=True) if t is None]
+    if zone_name == "UTC":  # no clock changes: only the calendar's ends go by themselves
+        assert all(v.year in (1, 9999) for v in steady)
+
+
+def test_a_column_of_date_cells_in_a_zone_with_clock_changes_is_mostly_made_together():
+    from importer.dates import naive_to_api
+
+    rules = DateRules(zone=zone_named("Australia/Sydney"))
+    hours = [datetime(2026, 1, 1) + timedelta(minutes=15 * n) for n in range(4 * 24 * 365)]
+    made = naive_to_api(hours, rules)
+    unsteady = [h for h, t in zip(hours, made, strict=True) if t is None]
+    assert len(unsteady) == 8 and {h.hour for h in unsteady} == {2}  # the two changes' hours
+    assert all(to_api(h, rules).timestamp == t for h, t in zip(hours, made, strict=True) if t)

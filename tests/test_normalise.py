@@ -3,10 +3,10 @@
 from __future__ import annotations
 
 import json
-from datetime import date
+from datetime import UTC, date, datetime
 
 import pytest
-from hypothesis import given
+from hypothesis import given, settings
 from hypothesis import strategies as st
 
 from importer.dates import DateRules, zone_named
@@ -183,3 +183,45 @@ def test_every_problem_of_a_row_is_in_its_message_and_the_first_ones_code_in_err
                  "also Priority: unknown priority 'urgent'",
                  "also name: name is required to create a task"):  # fmt: skip
         assert part in outcome.message
+
+
+_DUE_CELLS = st.one_of(
+    st.datetimes(min_value=datetime(2026, 3, 28), max_value=datetime(2026, 4, 6)),
+    st.datetimes(min_value=datetime(2026, 10, 3), max_value=datetime(2026, 10, 5)),
+    st.sampled_from([datetime(2026, 10, 4, 2, 15), datetime(2026, 4, 5, 2, 30), datetime.max,
+                     datetime(1, 1, 1), "2026-04-05 02:30", "soon", None, "", 45000.0]),
+    st.datetimes(timezones=st.just(UTC)),
+)  # fmt: skip
+
+
+@settings(max_examples=150, deadline=None)
+@given(
+    cells=st.lists(_DUE_CELLS, min_size=1, max_size=60),
+    zone_name=st.sampled_from(["UTC", "Australia/Sydney", "Europe/London", "Pacific/Chatham"]),
+    size=st.sampled_from([1, 7, 4096]),
+)
+def test_a_due_column_normalised_whole_is_each_cell_converted_by_itself(cells, zone_name, size):
+    """A batch's due dates are converted a column at a time (a workbook's date cells together,
+    each distinct one once, remembered from batch to batch): each is what a conversion of that
+    cell by itself makes, its timestamp and its warnings, or its refusal."""
+    from importer.dates import DateError, to_api
+    from importer.read import Batch
+
+    rules = DateRules(zone=zone_named(zone_name))
+    norm = Normaliser(map_columns(["name", "Due"], path="t.xlsx"), rules, ["name", "Due"])
+    for start in range(0, len(cells), size):
+        part = cells[start : start + size]
+        numbers = list(range(start, start + len(part)))
+        normalised = norm.batch(Batch(numbers, columns=[["x"] * len(part), part]))
+        dues = dict((name, values) for name, _, values in normalised.plan)["endDatetime"]
+        for i, cell in enumerate(part):
+            if cell is None or cell == "":
+                assert dues[i] is None
+                continue
+            try:
+                converted = to_api(cell, rules)
+            except DateError as exc:
+                assert isinstance(dues[i], CellError) and str(exc) in str(dues[i]), (cell, dues[i])
+                continue
+            said = tuple(f"Due: {w}" for w in converted.warnings)
+            assert (dues[i], normalised.notes.get(i, ())) == (converted.timestamp, said), cell

@@ -4,6 +4,7 @@ differential test that keeps the validator and the sandbox honest."""
 from __future__ import annotations
 
 import asyncio
+from datetime import UTC
 
 import pytest
 from hypothesis import HealthCheck, given, settings
@@ -263,3 +264,26 @@ def test_the_one_pass_check_gives_the_verdict_of_the_check_in_the_references_ord
         ordered = check_params(params)
     assert quick == ordered
     assert [type(v) for v in quick.params.values()] == [type(v) for v in ordered.params.values()]
+
+
+_TIMESTAMP_TEXTS = st.one_of(
+    st.datetimes().map(lambda d: d.isoformat(" ", "seconds")),
+    st.datetimes(timezones=st.just(UTC)).map(lambda d: d.isoformat(" ", "seconds")),
+    st.datetimes().map(lambda d: d.isoformat("T", "seconds")),
+    st.datetimes().map(lambda d: d.isoformat(" ")),
+    st.datetimes().map(lambda d: d.isoformat(" ", "seconds") + " UTC"),
+    st.datetimes().map(lambda d: d.isoformat(" ", "seconds").replace("2", "\u0662")),
+    st.dates().map(str),
+    st.sampled_from(["2026-02-30 10:00:00", "2026-13-01 10:00:00", "2026-01-01 24:00:00",
+                     "0000-01-01 00:00:00", "2026-01-01 10:00", " 2026-01-01 10:00:00"]),
+    st.text(max_size=20),
+)  # fmt: skip
+
+
+@settings(max_examples=300, deadline=None)
+@given(texts=st.lists(_TIMESTAMP_TEXTS, max_size=30))
+def test_a_column_of_timestamps_is_judged_as_each_by_itself(texts):
+    """The block path judges a column of timestamps at once: as each would be by itself."""
+    from importer.validate import _are_timestamps, _is_timestamp
+
+    assert _are_timestamps(texts) == [_is_timestamp(t) for t in texts]
