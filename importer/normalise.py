@@ -15,7 +15,7 @@ import re
 from collections.abc import Callable, Iterable, Iterator, Sequence
 from datetime import date, datetime, time
 from itertools import compress, count, repeat
-from operator import attrgetter, is_
+from operator import is_
 from typing import Any, NamedTuple
 
 from .dates import DateError, DateRules, naive_to_api, to_api
@@ -190,7 +190,6 @@ class Normalised(NamedTuple):
 
 
 _MISS = object()
-_ZONE = attrgetter("tzinfo")
 
 
 def _all_text(values: Sequence[Any]) -> bool:
@@ -394,14 +393,16 @@ class Normaliser:
         return values
 
     def _naive_due_values(self, cells: list[Any]) -> list[Any]:
-        """The due dates of cells that are naive datetimes (a workbook's date cells), a column
-        at a time (see :func:`naive_to_api`); ``_MISS`` for any other cell, or one to be
+        """The due dates of the cells that are naive datetimes (a workbook's date cells), a
+        column at a time (see :func:`naive_to_api`); ``_MISS`` for any other cell, or one to be
         converted by itself."""
-        if set(map(type, cells)) != {datetime} or not all(
-            map(is_, map(_ZONE, cells), repeat(None))
-        ):
-            return [_MISS] * len(cells)
-        return [_MISS if t is None else t for t in naive_to_api(cells, self.rules)]
+        out: list[Any] = [_MISS] * len(cells)
+        naive = [i for i, c in enumerate(cells) if c.__class__ is datetime and c.tzinfo is None]
+        for i, text in zip(naive, naive_to_api([cells[i] for i in naive], self.rules),
+                           strict=True):  # fmt: skip
+            if text is not None:
+                out[i] = text
+        return out
 
     def _status_of(self, value: Any) -> int | None:
         key = _word_key(value)

@@ -22,8 +22,8 @@ from collections.abc import Iterator, Mapping, Sequence
 from contextlib import contextmanager, suppress
 from dataclasses import dataclass
 from datetime import date, datetime, time
-from itertools import takewhile
-from operator import itemgetter
+from itertools import compress, repeat, takewhile
+from operator import is_not, itemgetter
 from pathlib import Path
 from typing import IO, Any
 
@@ -381,9 +381,13 @@ def _xlsx_values(values: Sequence[Any]) -> Sequence[Any]:
     """:func:`_xlsx_value` of each value of a column: most columns are text that starts with
     no quote, or whole numbers and blanks, and are taken as they are."""
     kinds = set(map(type, values))
-    if kinds == {str}:
-        if "'" not in "".join(values) or "'" not in set(map(_FIRST_CHARACTER, values)):
+    if kinds == {str} or kinds == _TEXT_OR_NONE:
+        texts = values if len(kinds) == 1 else list(compress(values, map(is_not, values,
+                                                                        repeat(None))))  # fmt: skip
+        if "'" not in "".join(texts) or "'" not in set(map(_FIRST_CHARACTER, texts)):
             return values
+        if len(kinds) > 1:
+            return by_kind(values, _xlsx_values)
     elif kinds <= _WHOLE_OR_NONE:
         return values
     elif kinds == {float}:
@@ -396,6 +400,7 @@ def _xlsx_values(values: Sequence[Any]) -> Sequence[Any]:
     return list(map(_xlsx_value, values))
 
 
+_TEXT_OR_NONE = frozenset({str, type(None)})
 #: Cells an XLSX results sheet takes as they are (see _xlsx_value).
 _AS_THEY_ARE = frozenset({int, type(None), bool, datetime, date, time})
 

@@ -347,3 +347,21 @@ def test_a_failed_write_of_the_xlsx_sheet_is_raised_not_lost() -> None:
         for n in range(200):
             book.columns([[f"row {n} cell {i} {'x' * 40}" for i in range(500)], list(range(500))])
         book.close()
+
+
+@settings(max_examples=300, deadline=None)
+@given(
+    st.one_of(
+        st.lists(cells_of, min_size=1, max_size=8),
+        st.lists(st.one_of(st.none(), st.sampled_from(["'=x", "'a", "a'", "x", ""])), max_size=8),
+        st.lists(st.sampled_from([0.0, -0.0, 1.5, 2.0, 2.0**60, None]), min_size=1, max_size=9),
+    )
+)
+def test_a_column_of_results_values_is_each_value_as_it_is_kept_alone(values: list[Any]) -> None:
+    """An XLSX results sheet's column of source values (taken whole) is what each value
+    becomes alone: a text that starts with a quote kept as itself, a whole float as typed."""
+    from importer.results import _xlsx_value, _xlsx_values
+
+    made = list(_xlsx_values(values))
+    alone = [_xlsx_value(v) for v in values]
+    assert [(type(v), repr(v)) for v in made] == [(type(v), repr(v)) for v in alone]

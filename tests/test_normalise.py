@@ -191,6 +191,7 @@ _DUE_CELLS = st.one_of(
     st.sampled_from([datetime(2026, 10, 4, 2, 15), datetime(2026, 4, 5, 2, 30), datetime.max,
                      datetime(1, 1, 1), "2026-04-05 02:30", "soon", None, "", 45000.0]),
     st.datetimes(timezones=st.just(UTC)),
+    st.dates(min_value=date(2026, 3, 28), max_value=date(2026, 4, 6)),  # calamine: a midnight
 )  # fmt: skip
 
 

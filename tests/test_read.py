@@ -757,3 +757,100 @@ def test_a_sheets_batches_by_column_are_its_batches_by_row(rows, header_row, pos
     where = {"path": Path("t.xlsx"), "sheet": "Tasks"}
     expected = made(b for n, c in expected_chunks if (b := batch_of(n, c, layout, **where)).numbers)
     assert made(sheet_batches(iter(chunks), layout, **where)) == expected
+
+
+def _tasks_workbook(path, rows, long_at=None):
+    book = openpyxl.Workbook(write_only=True)
+    sheet = book.create_sheet("Tasks")
+    sheet.append(["Task Name", "Notes"])
+    for n in range(rows):
+        sheet.append([f"Task {n}", "x" * 200 if n + 2 == long_at else "notes"])
+    book.save(path)
+    return path
+
+
+def test_a_refusal_deep_in_a_workbook_comes_after_the_rows_before_it(tmp_path):
+    """The first pass reads a workbook's rows while the child writes them: a cell the child
+    refuses in a later batch stops the pass there, naming its row and column, after the rows
+    before it; one in the first batch stops the opening."""
+    from importer.read import ReadLimits
+
+    limits = ReadLimits(cell_chars=100)
+    deep = _tasks_workbook(tmp_path / "deep.xlsx", 10_000, long_at=9_000)
+    source = open_source(deep, limits=limits)
+    seen = []
+    with pytest.raises(SourceError) as info:
+        for batch in source.batches():
+            seen.extend(batch.numbers)
+    assert (info.value.row, info.value.column, info.value.sheet) == (9000, "B", "Tasks")
+    assert "200 characters, over the limit of 100" in str(info.value)
+    assert seen == list(range(2, 8193))  # the two whole batches before it, and no row after
+    with pytest.raises(SourceError) as again:  # a second pass meets it again
+        source.scan()
+    assert again.value.row == 9000
+    early = _tasks_workbook(tmp_path / "early.xlsx", 10_000, long_at=50)
+    with pytest.raises(SourceError) as info:
+        open_source(early, limits=limits)
+    assert (info.value.row, info.value.column) == (50, "B")
+
+
+_FAKE_CHILD = """
+import json, os, pickle, signal, sys, time
+job = json.loads(sys.argv[1])
+print(json.dumps({"sheet": "Tasks", "rows": 3, "column_offset": 0, "date1904": False,
+                  "notes": []}), flush=True)
+with open(job["spool"], "wb") as out:
+    pickle.dump((2, [["Name", "Task 1"], ["Due", "2026-12-01"]]), out)
+    out.flush()
+print("+", flush=True)
+if "{how}" == "killed":
+    os.kill(os.getpid(), signal.SIGKILL)
+if "{how}" == "stuck":
+    time.sleep(60)
+print(json.dumps({"rows": 2}), flush=True)
+"""
+
+
+@pytest.mark.parametrize("how", ["killed", "stuck", "fine"])
+def test_a_child_that_stops_while_it_writes_is_told_after_its_rows(tmp_path, monkeypatch, how):
+    """A child killed while it writes (by its memory limit, say), or stuck past its time, is
+    a SourceError that names the limit, after the batches it wrote whole; a stuck one is
+    stopped. One that ends well gives its rows and no error."""
+    from importer.read import ReadLimits, _workbook
+
+    child = tmp_path / "child.py"
+    child.write_text(_FAKE_CHILD.replace("{how}", how))
+    monkeypatch.setattr(_workbook, "_CHILD", child)
+    monkeypatch.setattr(_workbook, "_GRACE", 0)
+    book = _tasks_workbook(tmp_path / f"{how}.xlsx", 1)
+    read = _workbook.read_workbook(book, None, ReadLimits(seconds=2))
+    rows = []
+    if how == "fine":
+        rows = list(read.iter_rows())
+        assert rows == [["Name", "Due"], ["Task 1", "2026-12-01"]]
+        return
+    with pytest.raises(SourceError) as info:
+        rows.extend(read.iter_rows())
+    assert rows == [["Name", "Due"], ["Task 1", "2026-12-01"]]
+    said = str(info.value)
+    assert ("more than 3,072 MB" in said) if how == "killed" else ("more than 2 s" in said), said
+    assert read._writing is not None and read._writing._process.poll() is not None
+
+
+def test_a_workbook_let_go_while_its_child_writes_stops_the_child(tmp_path, monkeypatch):
+    from importer.read import _workbook
+
+    child = tmp_path / "child.py"
+    child.write_text(_FAKE_CHILD.replace("{how}", "stuck"))
+    monkeypatch.setattr(_workbook, "_CHILD", child)
+    read = _workbook.read_workbook(_tasks_workbook(tmp_path / "t.xlsx", 1), None)
+    assert read._writing is not None
+    process = read._writing._process
+    assert process.poll() is None
+    _workbook._recent.clear()
+    folder = read._folder
+    del read
+    import gc
+
+    gc.collect()
+    assert process.poll() is not None and not folder.exists()

@@ -5,9 +5,12 @@ that asked (the command line, or the page with every import it runs).
 Run as a script (``python -I _child.py JOB``), it imports nothing of the importer: only the
 standard library and python-calamine. JOB is JSON: ``mode`` ("sheets" or "read"), ``path``,
 ``sheet`` (a name, a 1-based position or null), ``spool`` (where "read" writes the rows) and
-``limits``. It prints one line of JSON: what it found, or ``{"error": …}`` naming the sheet,
-row and column where known. The rows go to the spool as pickled batches of at most 4,096 rows,
-each its columns, each cell as calamine gives it (text, numbers, booleans, dates and times).
+``limits``. Its answers are lines of JSON: ``{"error": …}`` naming the sheet, row and column
+where known, at any point; else for "sheets" one line, the sheets with data; for "read" the
+sheet picked (once the sheet is parsed and within its limits), then a line ``+`` for each batch
+written whole to the spool, then the number of rows. The rows go to the spool as pickled
+batches of at most 4,096 rows, each its columns, each cell as calamine gives it (text, numbers,
+booleans, dates and times): the parent reads them while the child writes the next.
 """
 
 from __future__ import annotations
@@ -235,7 +238,7 @@ def check_size(name: str, sheet: Any, limits: dict[str, Any]) -> None:
         )
 
 
-def spool(name: str, sheet: Any, out: Any, limits: dict[str, Any]) -> int:
+def spool(name: str, sheet: Any, out: Any, limits: dict[str, Any], written: Any = None) -> int:
     """Every row of the sheet from row 1, in pickled batches of at most :data:`BATCH` rows,
     each as its count and its columns (of equal length: a short row padded with empty cells,
     as a sheet's are); the number of rows. Equal texts and dates of a column are written
@@ -271,6 +274,9 @@ def spool(name: str, sheet: Any, out: Any, limits: dict[str, Any]) -> int:
                 if len(same) < len(column):
                     columns[position] = list(map(same.__getitem__, column))
         pickle.dump((len(batch), columns), out, protocol=pickle.HIGHEST_PROTOCOL)
+        if written is not None:  # the batch is whole in the file: the parent may read it
+            out.flush()
+            written()
     return count
 
 
@@ -298,16 +304,27 @@ def run(job: dict[str, Any]) -> dict[str, Any]:
         return {"sheets": found, "notes": notes}
     name, sheet = pick(calamine, book, job["sheet"])
     check_size(name, sheet, limits)
-    with open(job["spool"], "wb") as out:
-        rows = spool(name, sheet, out, limits)
     start = sheet.start or (0, 0)
-    return {
-        "sheet": name,
-        "rows": rows,
-        "column_offset": start[1],
-        "date1904": uses_1904_dates(job["path"]),
-        "notes": notes,
-    }
+    end = sheet.end or (0, 0)
+    with open(job["spool"], "wb") as out:  # (there before the parent is told of the sheet)
+        say({
+            "sheet": name,
+            "rows": end[0] + 1,  # (from row 1: the rows above the used range too)
+            "column_offset": start[1],
+            "date1904": uses_1904_dates(job["path"]),
+            "notes": notes,
+        })  # fmt: skip
+        rows = spool(name, sheet, out, limits, written=lambda: say_line("+"))
+    return {"rows": rows}
+
+
+def say(answer: dict[str, Any]) -> None:
+    say_line(json.dumps(answer))
+
+
+def say_line(line: str) -> None:
+    sys.stdout.write(line + "\n")
+    sys.stdout.flush()
 
 
 def main() -> None:
@@ -319,8 +336,7 @@ def main() -> None:
         answer = {"error": str(refused), **refused.where}
     except MemoryError:
         answer = {"error": "memory"}
-    sys.stdout.write(json.dumps(answer) + "\n")
-    sys.stdout.flush()
+    say(answer)
     os._exit(0)  # no clean-up of what calamine holds: the process ends
 
 
