@@ -854,3 +854,29 @@ def test_a_workbook_let_go_while_its_child_writes_stops_the_child(tmp_path, monk
 
     gc.collect()
     assert process.poll() is not None and not folder.exists()
+
+
+@pytest.mark.parametrize("length", [32_767, 32_768, 40_000])
+def test_a_workbook_cell_the_reader_would_cut_short_is_refused_by_its_row_and_column(
+    tmp_path, length
+):
+    """python-calamine gives at most 32,767 characters of a workbook's text cell, and cuts a
+    longer one to that, silently (a workbook written by a program other than Excel may hold
+    more): a cell that comes back that long is refused, naming its row and column, rather than
+    sent cut short."""
+    book = openpyxl.Workbook()
+    sheet = book.active
+    sheet.title = "Tasks"
+    sheet.append(["Task Name", "Description"])
+    for n in range(5000):
+        sheet.append([f"Task {n}", "d" * length if n == 4600 else "notes"])
+    path = tmp_path / "long.xlsx"
+    book.save(path)
+    with pytest.raises(SourceError) as info:
+        open_source(path).scan()
+    assert (info.value.row, info.value.column, info.value.sheet) == (4602, "B", "Tasks")
+    assert "32,767 characters or more" in str(info.value) and "CSV" in str(info.value)
+    fine = tmp_path / "fine.xlsx"
+    sheet["B4602"] = "d" * 32_766
+    book.save(fine)
+    assert open_source(fine).scan()[0] == 5000

@@ -32,6 +32,9 @@ from operator import is_
 from typing import Any
 
 BATCH = 4096
+#: The most characters python-calamine gives of a workbook's text cell: it cuts a longer one to
+#: this, silently (an XLSX written by a program other than Excel may hold more).
+CUT = 32_767
 #: The cells whose equal values are the same value (unlike 0.0 and -0.0, or True and 1).
 _SHARED = frozenset({str, datetime, type(None)})
 _DATE1904 = re.compile(rb"<(?:\w+:)?workbookPr\b[^>]*\bdate1904=\"(?:1|true)\"")
@@ -247,6 +250,13 @@ def spool(name: str, sheet: Any, out: Any, limits: dict[str, Any], written: Any 
     longest = limits["cell_chars"]
     count = 0
     rows = sheet.iter_rows()  # from row 1 (blank rows above the table included)
+
+    def where(column: list[Any], position: int, first: int, long: Any) -> dict[str, Any]:
+        """The first cell of ``column`` (at ``position``, its batch from row ``first``) whose
+        text's length is ``long``."""
+        row = next(i for i, c in enumerate(column) if isinstance(c, str) and long(len(c)))
+        return {"sheet": name, "row": first + row, "column": column_letter(start[1] + position)}
+
     while batch := list(islice(rows, BATCH)):
         first = count + 1
         count += len(batch)
@@ -258,16 +268,20 @@ def spool(name: str, sheet: Any, out: Any, limits: dict[str, Any], written: Any 
             kinds = set(map(type, column))
             texts = column if kinds == {str} else compress(column, map(is_, map(type, column),
                                                                        repeat(str)))  # fmt: skip
-            if max(map(len, texts), default=0) > longest:  # found in C; then named
-                row = next(
-                    i for i, c in enumerate(column) if isinstance(c, str) and len(c) > longest
-                )
+            lengths = list(map(len, texts))  # (in C; a cell is looked for only if one is long)
+            most = max(lengths, default=0)
+            if most > longest:
                 raise Refused(
-                    f"a cell of {len(column[row]):,} characters, over the limit of "
-                    f"{longest:,} (Excel's own)",
-                    sheet=name,
-                    row=first + row,
-                    column=column_letter(start[1] + position),
+                    f"a cell of {most:,} characters, over the limit of {longest:,} (Excel's own)",
+                    **where(column, position, first, lambda n: n > longest),
+                )
+            if most >= CUT and CUT in lengths:
+                raise Refused(
+                    f"a cell of {CUT:,} characters or more: the workbook reader reads no more "
+                    "than that of a cell (Excel's own limit), so a longer text would be cut "
+                    "short, silently. Shorten the cell, or save the sheet as CSV (a CSV cell may "
+                    "hold 131,072 characters)",
+                    **where(column, position, first, CUT.__eq__),
                 )
             if kinds <= _SHARED:
                 same = dict(zip(column, column, strict=True))
