@@ -239,6 +239,7 @@ _HOURS_FROM, _HOUR = datetime(2000, 1, 1), timedelta(hours=1)
 #: Each zone's steady offsets (see :func:`_steady_offset`), by the local hour they start (the
 #: hours since _HOURS_FROM).
 _HOURS: dict[tzinfo, dict[int, timedelta | None]] = {}
+_UNKNOWN: Any = object()
 
 
 def naive_to_api(values: Sequence[datetime], rules: DateRules) -> list[str | None]:
@@ -266,9 +267,6 @@ def naive_to_api(values: Sequence[datetime], rules: DateRules) -> list[str | Non
         ]
     except OverflowError:  # a moment at the end of the calendar: each by itself
         return [None] * len(values)
-
-
-_UNKNOWN: Any = object()
 
 
 def _api_text(utc: datetime) -> str:

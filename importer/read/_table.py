@@ -249,13 +249,7 @@ def _plain(chunk: list[list[Any]], count: int) -> bool:
     blank): tested with C-level loops, since every row of a file passes here."""
     if not all(map(count.__eq__, map(len, chunk))):
         return False
-    firsts = [cells[0] for cells in chunk] if count else []
-    if "" in firsts or None in firsts:
-        return False
-    try:
-        return not any(map(str.isspace, firsts))
-    except TypeError:  # typed workbook cells
-        return not any(v.__class__ is str and v.isspace() for v in firsts)
+    return _no_blank([cells[0] for cells in chunk] if count else [])
 
 
 def sheet_batches(
