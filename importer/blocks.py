@@ -59,8 +59,14 @@ def checked_blocks(
     # Without a journal, an update's task is no task this tool made, whatever its id: its plan
     # is read off the id. With one, the journal is asked (the row goes the planner's way).
     ids_plain = known.empty
-    for batch in prepared.source.batches():
-        yield _block(checker.normaliser.batch(batch), checker, planner, lineage, plan, ids_plain)
+    early, prepared.early = prepared.early, None
+    made = early.batches(prepared.rules) if early is not None else None
+    if early is not None and made is not None:  # normalised by the first pass, by these rules
+        checker.normaliser = early.normaliser
+    else:
+        made = map(checker.normaliser.batch, prepared.source.batches())
+    for normalised in made:
+        yield _block(normalised, checker, planner, lineage, plan, ids_plain)
 
 
 def _block(

@@ -671,7 +671,11 @@ async def validate_source(
     makes every row one by one even where :mod:`.blocks` would check them a batch at a time
     (the results are the same: a differential test compares the two)."""
     clock = time.monotonic()
-    prepared, directory = await prepare_online(source_path, client, options, numbers=numbers)
+    # (Only the block path below takes the rows normalised early.)
+    early = blocks and numbers is None and on_verdict is None
+    prepared, directory = await prepare_online(
+        source_path, client, options, numbers=numbers, early=early
+    )
     summary, results_path = _summary(prepared, options, client, "validation")
     if directory is None:
         summary.warnings.append(
@@ -716,6 +720,7 @@ async def validate_source(
             checked = checked_blocks(prepared, known, planner, lineage, summary.plan,
                                      key=options.key)  # fmt: skip
             return _finish(summary, checked, prepared, results_path, clock)
+        prepared.early = None  # (the row path normalises as it checks)
         checked_all = checked_rows(
             prepared, directory, default_venue=options.venue_id, key=options.key,
             only=options.only, numbers=numbers,

@@ -6,7 +6,7 @@ from __future__ import annotations
 import copy
 import dataclasses
 from collections import Counter
-from collections.abc import Collection
+from collections.abc import Collection, Iterator
 from dataclasses import dataclass, field
 from datetime import time as clock_time
 from pathlib import Path
@@ -18,7 +18,7 @@ from .directory import Directory, Needed
 from .errors import UsageError
 from .map import ColumnMapping, MappingFile, given_columns, load_mapping_file, map_columns
 from .model import Email
-from .normalise import CellError, Normaliser, to_id_or_email, to_integer
+from .normalise import CellError, Normalised, Normaliser, to_id_or_email, to_integer
 from .options import DEFAULTS, VENUE_ZONE, RunOptions, parse_clock
 from .read import Batch, RowCache, Source, is_blank, open_source
 from .results import (
@@ -44,6 +44,8 @@ class Prepared:
     #: sheet's rows carry.
     task_rows: Counter[tuple[str, int]] = field(default_factory=Counter)
     refs: set[str] = field(default_factory=set)
+    #: The rows as the first pass normalised them, when it was asked to (see :class:`Early`).
+    early: Early | None = None
 
     @property
     def id_column(self) -> str | None:
@@ -69,6 +71,33 @@ class Prepared:
             self.source.headers,
             text_only=self.source.kind == "text",
         )
+
+
+class Early:
+    """A kept workbook's batches normalised during the first pass, while the reader's child
+    still writes the next ones (for a check of every row, which would normalise them next):
+    made with the date rules known before the pass, so good only for a pass with the same
+    rules (the pass may find the date order). :meth:`batches` gives each once, and lets it go."""
+
+    def __init__(self, normaliser: Normaliser) -> None:
+        self.normaliser = normaliser
+        self._made: list[Normalised] = []
+
+    def __call__(self, batch: Batch) -> None:
+        self._made.append(self.normaliser.batch(batch))
+
+    def restart(self) -> None:
+        """A pass begins again from its first row."""
+        self._made = []
+
+    def batches(self, rules: DateRules) -> Iterator[Normalised] | None:
+        """The batches normalised, in order, if they were made with ``rules``; else None (and
+        they are let go)."""
+        made, self._made = self._made, []
+        if self.normaliser.rules != rules:
+            return None
+        made.reverse()
+        return (made.pop() for _ in range(len(made)))
 
 
 #: The kind of record each id field refers to.
@@ -127,9 +156,16 @@ class FirstPass:
     e-mails each id column refers to (each distinct cell converted once)."""
 
     def __init__(
-        self, headers: list[str], mapping: ColumnMapping, ref_column: str | None = None
+        self,
+        headers: list[str],
+        mapping: ColumnMapping,
+        ref_column: str | None = None,
+        early: Early | None = None,
     ) -> None:
         self.evidence = DateEvidence()
+        self._early = early
+        if early is not None:
+            early.restart()  # (a pass that starts again gets a fresh visitor)
         self.needed = Needed()
         due = mapping.columns.get("endDatetime")
         self._due = headers.index(due) if due in headers else None
@@ -193,6 +229,8 @@ class FirstPass:
                     emails.add(str(value))
                 elif value is not None:
                     self.needed.ids[kind].add(value)
+        if self._early is not None:
+            self._early(batch)
 
 
 def _option(options: RunOptions, mapping: ColumnMapping, name: str) -> Any:
@@ -274,6 +312,7 @@ def prepare(
     *,
     venue_zone: str | None = None,
     numbers: Collection[int] | None = None,
+    early: bool = False,
 ) -> Prepared:
     """Open and map the source, then pass over every row once.
 
@@ -286,6 +325,9 @@ def prepare(
     from a full pass with the same mapping, what that pass found is reused and only those rows
     are read, while the cells it depends on (the due dates, the task ids, the run references)
     read as they did then; else every row is passed over again.
+
+    ``early``: a workbook whose rows the pass keeps is normalised during the pass too (see
+    :class:`Early`), for a check of every row that follows it.
     """
     source, earlier, mapping = open_mapped(source_path, options)
     if options.key is not None and options.key not in source.headers:
@@ -303,6 +345,7 @@ def prepare(
     ref_column = earlier.get("run_ref") if earlier else None
     cache = options.source.row_cache
     source.cache = cache
+    made: Early | None = None
     watched = FirstPass.watched(source.headers, mapping, ref_column)
     facts = _reusable(cache, source, watched) if numbers is not None else None
     if facts is not None:
@@ -315,7 +358,10 @@ def prepare(
         first.needed = fresh.needed
         source.notes[:] = [*source.notes, *(n for n in notes if n not in source.notes)]
     else:
-        count, seen = source.scan(lambda: FirstPass(source.headers, mapping, ref_column))
+        if early and numbers is None and source.keeps_rows():
+            text_only = source.kind == "text"
+            made = Early(Normaliser(mapping, rules, source.headers, text_only=text_only))
+        count, seen = source.scan(lambda: FirstPass(source.headers, mapping, ref_column, made))
         first = seen or FirstPass(source.headers, mapping, ref_column)
         if cache is not None and cache.holds(source):
             kept = copy.copy(first)
@@ -349,6 +395,7 @@ def prepare(
         earlier=earlier,
         task_rows=first.task_rows(),
         refs=first.refs,
+        early=made,
     )
 
 
@@ -413,16 +460,18 @@ async def prepare_online(
     options: RunOptions,
     *,
     numbers: Collection[int] | None = None,
+    early: bool = False,
 ) -> tuple[Prepared, Directory | None]:
     """The source prepared (:func:`prepare`) and, with a ``client``, the account's records its
     rows refer to, fetched once. The source is read before anything is asked of iVvy (a bad
     source is a usage error whatever the network), except when ``--timezone venue`` needs the
-    venue's zone first; the credentials are checked (``ping``) before any other call."""
+    venue's zone first; the credentials are checked (``ping``) before any other call.
+    ``early`` is :func:`prepare`'s, offline (online checks go row by row)."""
     wants_venue_zone = str(options.dates.timezone or "").lower() == VENUE_ZONE
     if wants_venue_zone and (client is None or options.venue_id is None):
         raise UsageError("--timezone venue needs --venue-id and a connection to iVvy")
     if client is None:
-        return prepare(source_path, options, numbers=numbers), None
+        return prepare(source_path, options, numbers=numbers, early=early), None
     prepared = None if wants_venue_zone else prepare(source_path, options, numbers=numbers)
     await client.measure_clock()
     if prepared is None:

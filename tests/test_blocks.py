@@ -324,6 +324,56 @@ def test_a_workbooks_typed_cells_come_out_as_the_row_path_writes_them(tmp_path: 
         assert fast.counts["valid"] > 50 and fast.counts["invalid"] > 10
 
 
+def dated_workbook(path: Path, dues: list[Any]) -> Path:
+    import openpyxl
+
+    book = openpyxl.Workbook()
+    sheet = book.active
+    sheet.append(["Task Name", "Due Date", "Priority"])
+    for n, due in enumerate(dues):
+        sheet.append([f"Task {n}", due, "High"])
+    book.save(path)
+    return path
+
+
+def test_rows_normalised_by_the_first_pass_are_taken_only_under_the_rules_made_by(
+    tmp_path: Path,
+) -> None:
+    """A kept workbook's rows are normalised while the first pass reads them, by the date rules
+    known before it; that pass may find the date order (a day past 12 first), and then the rows
+    are normalised again by it: ``03/04/2026`` is the 3rd of April, as the row path reads it."""
+    source = dated_workbook(tmp_path / "texts.xlsx", ["03/04/2026 10:00", "25/04/2026 10:00"])
+    for suffix in (".csv", ".xlsx"):
+        fast, _ = both_ways(tmp_path, source, suffix)
+        assert fast.counts == {"valid": 2}
+    importer.validate(source, options=importer.RunOptions(results=tmp_path / "r.csv"),
+                      offline=True)  # fmt: skip
+    assert "valid" in (tmp_path / "r.csv").read_text(encoding="utf-8").splitlines()[1]
+
+
+def test_a_kept_workbooks_rows_are_normalised_once(tmp_path: Path, monkeypatch: Any) -> None:
+    """A check of every row of a kept workbook normalises each batch once, in the first pass
+    (the block path takes them from it), and writes what the row path writes."""
+    from importer.normalise import Normaliser
+
+    made: list[int] = []
+    batch = Normaliser.batch
+
+    def counted(self: Normaliser, rows: Any, headers: Any = None) -> Any:
+        made.append(len(rows.numbers))
+        return batch(self, rows, headers)
+
+    monkeypatch.setattr(Normaliser, "batch", counted)
+    dues = [datetime(2026, 3, 1 + n % 28, 9 + n % 8) for n in range(5000)]
+    source = dated_workbook(tmp_path / "dates.xlsx", dues)
+    fast = checked(source, tmp_path / "fast.xlsx", blocks=True)
+    assert fast.counts == {"valid": 5000} and sum(made) == 5000
+    made.clear()
+    checked(source, tmp_path / "slow.xlsx", blocks=False)
+    assert sum(made) == 5000
+    assert written(tmp_path / "fast.xlsx") == written(tmp_path / "slow.xlsx")
+
+
 def test_a_failed_write_of_the_xlsx_sheet_is_raised_not_lost() -> None:
     """The sheet's part is deflated and written by a thread of its own: a write that fails there
     (a full disk) is raised to the writer's caller, by a later write or at the latest by

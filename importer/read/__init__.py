@@ -189,7 +189,7 @@ class Source:
             )
         return sheet_batches(self._sheet_chunks(), self.layout, path=self.path, sheet=self.sheet)
 
-    def _small_workbook(self) -> bool:
+    def keeps_rows(self) -> bool:
         """Whether a full pass keeps the rows it reads (a workbook of at most
         :data:`KEEP_CELLS` cells, whose spool is read again otherwise)."""
         spooled = self._keep
@@ -217,7 +217,7 @@ class Source:
             seen = visitor() if visitor is not None else None
             recording = self.cache.recording(self) if self.cache is not None else None
             read = self._batches(_PASS)
-            kept: list[Batch] | None = [] if self._small_workbook() else None
+            kept: list[Batch] | None = [] if self.keeps_rows() else None
             if kept is not None:
                 read = _keeping(read, kept)
             for batch in self._changed(recording.passing(read) if recording else read):

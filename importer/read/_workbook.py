@@ -157,6 +157,9 @@ class _Writing:
                 answer = None
             if not isinstance(answer, dict) or "rows" not in answer:
                 error = self._ended(answer if isinstance(answer, dict) else None)
+            else:  # (the child ends as it says so: reaped, not left a zombie)
+                with suppress(subprocess.TimeoutExpired):
+                    self._process.wait(10)
         except Exception:  # (a broken pipe, say: the child stopped)
             error = self._ended(None)
         finally:
