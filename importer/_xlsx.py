@@ -279,15 +279,14 @@ def cells(values: Sequence[Any]) -> list[str]:
             return list(map(of.__getitem__, values))
     if kinds == {int}:
         return list(map(add, map(add, repeat("<c><v>"), map(str, values)), repeat("</v></c>")))
-    if kinds == {datetime} and all(map(is_, map(_ZONE, values), repeat(None))):
-        # A sheet's date and time: its serial number (days since Excel's day 0), in C, each
-        # remembered (a sheet's due dates repeat, from batch to batch).
+    if kinds <= _DAYS and _naive(values, kinds):
+        # A sheet's dates and times (a date cell at midnight, a date and time otherwise), each
+        # remembered: a sheet's due dates repeat, from batch to batch.
         out: list[Any] = list(map(_MOMENTS.get, values))
         misses = list(compress(count(), map(is_, out, repeat(None))))
         if misses:
             missed = [values[i] for i in misses]
-            serials = map(truediv, map(sub, missed, repeat(_EPOCH)), repeat(timedelta(days=1)))
-            made = list(map(_DATETIME_CELL, map(repr, serials)))
+            made = _moment_cells(missed)
             for i, one in zip(misses, made, strict=True):
                 out[i] = one
             if len(_MOMENTS) > 200_000:
@@ -315,6 +314,26 @@ def cells(values: Sequence[Any]) -> list[str]:
         for i in compress(count(), map(not_, values)):
             made[i] = "<c/>"
     return made
+
+
+_DAYS = frozenset({datetime, date})
+
+
+def _naive(values: Sequence[Any], kinds: set[type]) -> bool:
+    """Whether the dates and times among ``values`` (of ``kinds``) have no zone."""
+    moments = values if kinds == {datetime} else compress(values, map(is_, map(type, values),
+                                                                     repeat(datetime)))  # fmt: skip
+    return all(map(is_, map(_ZONE, moments), repeat(None)))
+
+
+def _moment_cells(values: list[Any]) -> list[Any]:
+    """The cells of naive datetimes (their serial numbers, days since Excel's day 0, made in C)
+    and dates."""
+    if set(map(type, values)) != {datetime}:
+        return by_kind(values, lambda one: _moment_cells(one) if one[0].__class__ is datetime
+                       else list(map(cell, one)))  # fmt: skip
+    serials = map(truediv, map(sub, values, repeat(_EPOCH)), repeat(timedelta(days=1)))
+    return list(map(_DATETIME_CELL, map(repr, serials)))
 
 
 def by_kind(values: Sequence[Any], make: Callable[[list[Any]], Sequence[Any]]) -> list[Any]:

@@ -15,7 +15,7 @@ import io
 import sqlite3
 import zipfile
 from collections import Counter
-from datetime import date, datetime, time
+from datetime import UTC, date, datetime, time
 from pathlib import Path
 from typing import Any
 
@@ -287,6 +287,21 @@ def test_a_block_of_a_workbooks_cells_is_written_as_the_rows_would_be(tmp_path: 
         st.lists(st.sampled_from(["", " a", "b ", "a&b", "<x>", "ok", " "]), max_size=8),
         st.lists(st.integers(), max_size=5),
         st.lists(st.datetimes(min_value=datetime(1900, 1, 1)), max_size=5),
+        st.lists(
+            st.one_of(
+                st.datetimes(min_value=datetime(1900, 1, 1)),
+                st.dates(),
+                st.sampled_from([date(2026, 3, 1), datetime(2026, 3, 1)]),
+            ),
+            max_size=9,
+        ),
+        st.lists(
+            st.one_of(
+                st.dates(),
+                st.datetimes(min_value=datetime(1900, 1, 1), timezones=st.just(UTC)),
+            ),
+            max_size=6,
+        ),
         st.lists(st.sampled_from([0.0, -0.0, 1.5, 2.0]), min_size=4, max_size=9),
     )
 )
