@@ -86,10 +86,6 @@ class Early:
     def __call__(self, batch: Batch) -> None:
         self._made.append(self.normaliser.batch(batch))
 
-    def restart(self) -> None:
-        """A pass begins again from its first row."""
-        self._made = []
-
     def batches(self, rules: DateRules) -> Iterator[Normalised] | None:
         """The batches normalised, in order, if they were made with ``rules``; else None (and
         they are let go)."""
@@ -164,8 +160,6 @@ class FirstPass:
     ) -> None:
         self.evidence = DateEvidence()
         self._early = early
-        if early is not None:
-            early.restart()  # (a pass that starts again gets a fresh visitor)
         self.needed = Needed()
         due = mapping.columns.get("endDatetime")
         self._due = headers.index(due) if due in headers else None
@@ -358,11 +352,13 @@ def prepare(
         first.needed = fresh.needed
         source.notes[:] = [*source.notes, *(n for n in notes if n not in source.notes)]
     else:
+        # (Kept rows are a workbook's, whose pass never starts again: a text file's may.)
         if early and numbers is None and source.keeps_rows():
             text_only = source.kind == "text"
             made = Early(Normaliser(mapping, rules, source.headers, text_only=text_only))
         count, seen = source.scan(lambda: FirstPass(source.headers, mapping, ref_column, made))
         first = seen or FirstPass(source.headers, mapping, ref_column)
+        first._early = None  # (the batches go with Prepared, never into a row cache's facts)
         if cache is not None and cache.holds(source):
             kept = copy.copy(first)
             kept.needed = Needed()  # (each check looks up its own rows' ids)

@@ -75,7 +75,9 @@ def write_csv(path: Path, rows: list[list[str]], headers: list[str]) -> Path:
     return path
 
 
-def journal_knowing(path: Path, target: str, source: Path, what: str) -> Path:
+def journal_knowing(
+    path: Path, target: str, source: Path, what: str, sheet: str | None = None
+) -> Path:
     """A journal (SQLite) for ``target`` that knows nothing (``empty``), task 123 from another
     file (``task``), row 2 of ``source`` (``place``) or the legacy id L1 (``key``)."""
     journal = path / "journal.sqlite"
@@ -83,7 +85,7 @@ def journal_knowing(path: Path, target: str, source: Path, what: str) -> Path:
     rows = {
         "empty": [],
         "task": [("lineage", (target, "another file", 7, 123, "x", 1, None))],
-        "place": [("lineage", (target, fingerprint(source, None), 2, 77, "x", 1, None))],
+        "place": [("lineage", (target, fingerprint(source, sheet), 2, 77, "x", 1, None))],
         "key": [("keys", (target, "Legacy Ref", "L1", 88, "x", 1, None, None, None))],
     }[what]
     with sqlite3.connect(journal) as db:
@@ -387,6 +389,39 @@ def test_a_kept_workbooks_rows_are_normalised_once(tmp_path: Path, monkeypatch: 
     checked(source, tmp_path / "slow.xlsx", blocks=False)
     assert sum(made) == 5000
     assert written(tmp_path / "fast.xlsx") == written(tmp_path / "slow.xlsx")
+
+
+def test_rows_normalised_early_are_let_go_when_the_check_goes_row_by_row(
+    tmp_path: Path, monkeypatch: Any
+) -> None:
+    """A check the block path does not take (a journal knows the file's rows) normalises them
+    again, row by row: the batches the first pass normalised are let go, even by a row cache
+    that keeps what the pass found for later checks of a few rows."""
+    import gc
+    import weakref
+
+    from importer.prepare import Early
+    from importer.read import RowCache
+
+    made: list[weakref.ref[Early]] = []
+    init = Early.__init__
+
+    def recorded(self: Early, *args: Any) -> None:
+        init(self, *args)
+        made.append(weakref.ref(self))
+
+    monkeypatch.setattr(Early, "__init__", recorded)
+    source = dated_workbook(tmp_path / "d.xlsx", [datetime(2026, 3, 2, 9)] * 50)
+    target = "https://api.sandbox.example/acct"
+    known = journal_knowing(tmp_path, target, source, "place", sheet="Sheet")
+    journal = importer.JournalOptions(state=known)
+    cache = RowCache()
+    summary = checked(source, tmp_path / "r.csv", blocks=True, target=target, journal=journal,
+                      row_cache=cache)  # fmt: skip
+    assert summary.counts["valid"] == 50 and summary.plan["create"] == 49
+    gc.collect()
+    assert len(made) == 1 and made[0]() is None
+    assert cache.facts is not None
 
 
 def test_a_failed_write_of_the_xlsx_sheet_is_raised_not_lost() -> None:

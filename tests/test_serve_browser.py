@@ -82,6 +82,10 @@ class Looker:
 
     def __call__(self, name: str) -> None:
         page = self.page
+        # The page whole, its stylesheet and fonts applied (a loaded machine can show the new
+        # page's rows before its style: unstyled, the table is wider than the window).
+        page.wait_for_load_state("load")
+        page.evaluate("document.fonts.ready.then(() => true)")
         wide = page.evaluate("document.documentElement.scrollWidth")
         over = page.evaluate(WIDEST, self.width) if wide > self.width else []
         assert wide <= self.width, f"{name}: the page is {wide} px wide at {self.width} px: {over}"
