@@ -65,12 +65,13 @@ class Prepared:
         return headers[: -len(self.earlier)] if self.earlier else headers
 
     def normaliser(self) -> Normaliser:
-        return Normaliser(
-            self.mapping,
-            self.rules,
-            self.source.headers,
-            text_only=self.source.kind == "text",
-        )
+        return normaliser_of(self.source, self.mapping, self.rules)
+
+
+def normaliser_of(source: Source, mapping: ColumnMapping, rules: DateRules) -> Normaliser:
+    """The normaliser of ``source``'s rows: the one a check makes, and the first pass's too
+    (:class:`Early`), so that the two make the same of each row."""
+    return Normaliser(mapping, rules, source.headers, text_only=source.kind == "text")
 
 
 class Early:
@@ -354,8 +355,7 @@ def prepare(
     else:
         # (Kept rows are a workbook's, whose pass never starts again: a text file's may.)
         if early and numbers is None and source.keeps_rows():
-            text_only = source.kind == "text"
-            made = Early(Normaliser(mapping, rules, source.headers, text_only=text_only))
+            made = Early(normaliser_of(source, mapping, rules))
         count, seen = source.scan(lambda: FirstPass(source.headers, mapping, ref_column, made))
         first = seen or FirstPass(source.headers, mapping, ref_column)
         first._early = None  # (the batches go with Prepared, never into a row cache's facts)
